@@ -1,0 +1,5 @@
+import sys
+
+from commune_iot.cli import main
+
+sys.exit(main())

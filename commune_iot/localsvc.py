@@ -1,0 +1,296 @@
+"""Start real Mosquitto and InfluxDB servers from the system's binaries, on loopback.
+
+Used by ``commune-iot demo``, the benchmarks and the test-suite, so that all three run
+the same broker and database configuration. Each server gets its own config and data
+under a run directory and a free port; nothing touches the system's own instances.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from commune_iot import __version__
+
+
+class ServiceError(RuntimeError):
+    """A local server could not be started; the text says what to install or look at."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _need(binary: str, package: str) -> str:
+    found = shutil.which(binary) or (f"/usr/sbin/{binary}" if Path(f"/usr/sbin/{binary}").exists() else None)
+    if not found:
+        raise ServiceError(f"{binary} not found: install the Debian package '{package}' (apt-get install {package})")
+    return found
+
+
+@dataclass
+class _Server:
+    name: str
+    run_dir: Path
+    port: int
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def log_path(self) -> Path:
+        return self.run_dir / f"{self.name}.log"
+
+    def _spawn(self, argv: list[str]) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+        log.close()
+
+    def _ready(self) -> bool:
+        raise NotImplementedError
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                tail = self.log_path.read_text(errors="replace")[-2000:]
+                raise ServiceError(f"{self.name} exited with {self.proc.returncode}; log:\n{tail}")
+            if self._ready():
+                return
+            time.sleep(0.05)
+        raise ServiceError(f"{self.name} not ready on 127.0.0.1:{self.port} after {timeout:.0f} s")
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Orderly stop (SIGTERM), as an operator's restart would."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self) -> None:
+        """Abrupt stop (SIGKILL), as a crash or power cut would."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def pause(self) -> None:
+        """Freeze the process: connections stay open but nothing answers (a wedged server)."""
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGCONT)
+
+
+MOSQUITTO_CONF = """\
+# Written by commune-iot localsvc for a local run; production config: firmware_config/mosquitto/
+listener {port} 127.0.0.1
+allow_anonymous true
+persistence true
+persistence_location {data}/
+autosave_interval 30
+log_dest stdout
+{user_line}log_type error
+log_type warning
+log_type notice
+connection_messages true
+# Queue limits are set deliberately: Mosquitto's default max_queued_messages (1000)
+# silently drops QoS-1 messages for a subscriber that falls behind or restarts.
+max_queued_messages 1000000
+max_queued_bytes 1073741824
+# In-flight window towards each subscriber; the ingest worker asks for its own
+# window with the MQTT v5 Receive Maximum, which Mosquitto honours up to this limit.
+max_inflight_messages 0
+# Packets above this are refused by the broker; JSON payloads are capped at 64 KiB by
+# the contract, so anything between is seen (and dead-lettered) by the cloud.
+max_packet_size 1048576
+persistent_client_expiration 7d
+"""
+
+
+class Mosquitto(_Server):
+    def __init__(self, run_dir: Path, port: int | None = None) -> None:
+        super().__init__("mosquitto", run_dir, port or free_port())
+        self.binary = _need("mosquitto", "mosquitto")
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    @property
+    def conf_path(self) -> Path:
+        return self.run_dir / "mosquitto.conf"
+
+    def start(self) -> Mosquitto:
+        data = self.run_dir / "mosquitto-data"
+        data.mkdir(parents=True, exist_ok=True)
+        # As root Mosquitto drops to user 'mosquitto', which cannot write our run dir.
+        user_line = "user root\n" if os.geteuid() == 0 else ""
+        self.conf_path.write_text(MOSQUITTO_CONF.format(port=self.port, data=data, user_line=user_line))
+        self._spawn([self.binary, "-c", str(self.conf_path)])
+        self.wait_ready()
+        return self
+
+    def _ready(self) -> bool:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+            return True
+        return False
+
+
+INFLUXDB_CONF = """\
+# Written by commune-iot localsvc for a local run.
+reporting-disabled = true
+bind-address = "127.0.0.1:{rpc_port}"
+
+[meta]
+  dir = "{data}/meta"
+
+[data]
+  dir = "{data}/data"
+  wal-dir = "{data}/wal"
+  query-log-enabled = false
+  cache-max-memory-size = "256m"
+
+[coordinator]
+  log-queries-after = "0s"
+
+[retention]
+  enabled = true
+
+[monitor]
+  store-enabled = false
+
+[http]
+  enabled = true
+  bind-address = "127.0.0.1:{port}"
+  auth-enabled = {auth}
+  log-enabled = false
+  max-body-size = 25000000
+
+[continuous_queries]
+  enabled = true
+  log-enabled = false
+
+[logging]
+  level = "warn"
+"""
+
+
+class InfluxDB(_Server):
+    """InfluxDB 1.x (Debian's ``influxdb``), serving the v1 HTTP API the cloud uses."""
+
+    def __init__(
+        self, run_dir: Path, port: int | None = None, *, username: str = "", password: str = ""
+    ) -> None:
+        super().__init__("influxd", run_dir, port or free_port())
+        self.binary = _need("influxd", "influxdb")
+        self.rpc_port = free_port()
+        self.username = username
+        self.password = password
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> InfluxDB:
+        data = self.run_dir / "influxdb-data"
+        data.mkdir(parents=True, exist_ok=True)
+        conf = self.run_dir / "influxdb.conf"
+        auth = "true" if self.username else "false"
+        conf.write_text(
+            INFLUXDB_CONF.format(port=self.port, rpc_port=self.rpc_port, data=data, auth=auth)
+        )
+        env = dict(os.environ, INFLUXDB_DATA_QUERY_LOG_ENABLED="false")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [self.binary, "-config", str(conf)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env=env,
+        )
+        log.close()
+        self.wait_ready()
+        if self.username:
+            self._create_admin()
+        return self
+
+    def _ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/ping", timeout=0.5) as r:
+                return bool(r.status == 204)
+        except (OSError, urllib.error.URLError):
+            return False
+
+    def _create_admin(self) -> None:
+        # With auth on and no users yet, InfluxDB 1.x accepts exactly this one statement.
+        q = f"CREATE USER \"{self.username}\" WITH PASSWORD '{self.password}' WITH ALL PRIVILEGES"
+        body = urllib.parse.urlencode({"q": q}).encode()
+        req = urllib.request.Request(f"{self.url}/query", data=body, method="POST")
+        try:
+            urllib.request.urlopen(req, timeout=5).close()
+        except urllib.error.HTTPError as exc:
+            if exc.code != 401:  # 401: admin already exists from an earlier run of this data dir
+                raise
+
+
+@dataclass
+class LocalStack:
+    """A broker and a database for one demo, benchmark or test session."""
+
+    run_dir: Path
+    mosquitto: Mosquitto
+    influx: InfluxDB
+
+    def stop(self) -> None:
+        self.mosquitto.stop()
+        self.influx.stop()
+
+
+@contextlib.contextmanager
+def local_stack(
+    run_dir: Path,
+    *,
+    mqtt_port: int | None = None,
+    influx_port: int | None = None,
+    influx_user: str = "",
+    influx_password: str = "",
+) -> Iterator[LocalStack]:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    mosq = Mosquitto(run_dir, mqtt_port)
+    influx = InfluxDB(run_dir, influx_port, username=influx_user, password=influx_password)
+    try:
+        mosq.start()
+        influx.start()
+        yield LocalStack(run_dir, mosq, influx)
+    finally:
+        mosq.stop()
+        influx.stop()
+
+
+def user_agent() -> str:
+    return f"commune-iot/{__version__}"

@@ -1,0 +1,74 @@
+"""Fixtures that start real servers (Mosquitto, InfluxDB) from the system's binaries.
+
+Nothing here is mocked: every test that takes one of these fixtures talks to a real
+broker or database on loopback, started on a free port with its own data directory.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from commune_iot.localsvc import InfluxDB, Mosquitto
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+INFLUX_USER = "ciot_admin"
+INFLUX_PASSWORD = "test-only-password"
+
+
+@pytest.fixture(scope="session")
+def influx_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxDB]:
+    """One InfluxDB (with HTTP Basic auth on) for the session; tests use their own database."""
+    server = InfluxDB(tmp_path_factory.mktemp("influx"), username=INFLUX_USER, password=INFLUX_PASSWORD)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def influx_db(request: pytest.FixtureRequest) -> str:
+    """A database name unique to the test (created by the code under test when missing)."""
+    return "t_" + re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:50]
+
+
+@pytest.fixture
+def fresh_influx(tmp_path: Path) -> Iterator[InfluxDB]:
+    """An InfluxDB of the test's own, for tests that stop or freeze it."""
+    server = InfluxDB(tmp_path / "influx", username=INFLUX_USER, password=INFLUX_PASSWORD)
+    server.start()
+    yield server
+    server.kill()
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A broker of the test's own (tests stop, kill and restart it freely)."""
+    broker = Mosquitto(tmp_path / "mqtt")
+    broker.start()
+    yield broker
+    broker.kill()
+
+
+def influx_query(server: InfluxDB, db: str, q: str) -> list[dict[str, Any]]:
+    """Run InfluxQL the way Grafana would and return the ``series`` list (empty when none)."""
+    body = urllib.parse.urlencode({"db": db, "q": q, "epoch": "ms"}).encode()
+    req = urllib.request.Request(f"{server.url}/query", data=body, method="POST")
+    if server.username:
+        token = base64.b64encode(f"{server.username}:{server.password}".encode()).decode()
+        req.add_header("Authorization", f"Basic {token}")
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        payload = json.load(resp)
+    result = payload["results"][0]
+    if "error" in result:
+        raise AssertionError(f"InfluxQL error for {q!r}: {result['error']}")
+    series: list[dict[str, Any]] = result.get("series", [])
+    return series
