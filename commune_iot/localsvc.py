@@ -35,9 +35,10 @@ def free_port() -> int:
 
 
 def _need(binary: str, package: str) -> str:
-    found = shutil.which(binary) or (f"/usr/sbin/{binary}" if Path(f"/usr/sbin/{binary}").exists() else None)
+    sbin = Path("/usr/sbin") / binary  # not on a non-root user's PATH on Debian
+    found = shutil.which(binary) or (str(sbin) if sbin.exists() else None)
     if not found:
-        raise ServiceError(f"{binary} not found: install the Debian package '{package}' (apt-get install {package})")
+        raise ServiceError(f"{binary} not found: install it with: apt-get install {package}")
     return found
 
 
@@ -219,9 +220,7 @@ class InfluxDB(_Server):
         data.mkdir(parents=True, exist_ok=True)
         conf = self.run_dir / "influxdb.conf"
         auth = "true" if self.username else "false"
-        conf.write_text(
-            INFLUXDB_CONF.format(port=self.port, rpc_port=self.rpc_port, data=data, auth=auth)
-        )
+        conf.write_text(INFLUXDB_CONF.format(port=self.port, rpc_port=self.rpc_port, data=data, auth=auth))
         env = dict(os.environ, INFLUXDB_DATA_QUERY_LOG_ENABLED="false")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
