@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# The README's two commands. On a fresh Debian/Ubuntu machine (root, or a user with sudo):
+#   ./dev.sh demo   set up everything, then run broker, database, cloud and 59 simulated agents
+#   ./dev.sh test   set up everything, then run the linters, the type checker and the test-suite
+# Setup is idempotent: apt packages only when missing, the virtualenv only when pyproject changes.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+APT_PACKAGES=(mosquitto mosquitto-clients influxdb)
+VENV=${CIOT_VENV:-.venv}
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+setup_system() {
+  local missing=()
+  for pkg in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  if ! python3 -c 'import sys, venv, ensurepip; assert sys.version_info >= (3, 11)' 2>/dev/null; then
+    python3 -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null \
+      || { echo "Python >= 3.11 is required (Debian 12, Ubuntu 24.04 or newer)" >&2; exit 1; }
+    missing+=(python3-venv)
+  fi
+  if [ ${#missing[@]} -gt 0 ]; then
+    say "installing system packages: ${missing[*]}"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  fi
+  # Debian starts the packaged services; ours run their own instances on free ports,
+  # so the system ones are left alone (not stopped, not used).
+}
+
+setup_python() {
+  local stamp="$VENV/.ciot-installed"
+  local want
+  want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+  if [ ! -x "$VENV/bin/python" ]; then
+    say "creating virtualenv $VENV"
+    python3 -m venv "$VENV"
+  fi
+  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    say "installing commune-iot and its dependencies into $VENV"
+    "$VENV/bin/python" -m pip install -q --upgrade pip
+    "$VENV/bin/python" -m pip install -q -e '.[dev,camera]'
+    echo "$want" > "$stamp"
+  fi
+}
+
+cmd=${1:-}
+shift || true
+case "$cmd" in
+  demo)
+    setup_system
+    setup_python
+    exec "$VENV/bin/commune-iot" demo "$@"
+    ;;
+  test)
+    setup_system
+    setup_python
+    say "ruff"
+    "$VENV/bin/ruff" check .
+    "$VENV/bin/ruff" format --check .
+    say "mypy"
+    "$VENV/bin/mypy" wire edge cloud commune_iot
+    say "pytest"
+    exec "$VENV/bin/pytest" -q "$@"
+    ;;
+  setup)
+    setup_system
+    setup_python
+    ;;
+  *)
+    echo "usage: $0 demo [--port 8000] | test [pytest args] | setup" >&2
+    exit 2
+    ;;
+esac
