@@ -1,0 +1,1 @@
+"""Cloud service: MQTT ingest, durable journal, InfluxDB/SQL storage and the HTTP API."""

@@ -1,0 +1,149 @@
+"""FastAPI application: health, readiness, the device list and Prometheus metrics.
+
+The app's lifespan starts and stops the ingest runtime, so ``uvicorn`` (or a test's ASGI
+transport) running the app is the whole service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Literal
+
+from fastapi import FastAPI, Query
+from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel, Field
+
+from cloud.runtime import Runtime
+
+
+class DeviceOut(BaseModel):
+    id: str = Field(description="Device id (for a node missing from the inventory: the node id).")
+    kind: str | None = Field(description="ap or camera; null when not in the inventory.")
+    commune: str
+    site: str | None
+    node: str
+    address: str = ""
+    known: bool = Field(description="Listed in the inventory.")
+    status: Literal["online", "offline", "never_seen"] = Field(
+        description="From the node's last retained birth/death; online if it sent data but no status yet."
+    )
+    status_reason: str | None = None
+    last_seen: datetime | None = Field(description="When the cloud last received anything from the node.")
+    session: str | None = None
+    last_seq: int | None = None
+    messages: int = Field(description="Data messages received from the node.")
+    gaps: int = Field(description="Sequence numbers missing, summed over the node's sessions.")
+    dead_letters: int = Field(description="Invalid messages from the node (dead-lettered).")
+
+
+class Readiness(BaseModel):
+    ready: bool
+    dependencies: dict[str, str | None] = Field(
+        description="Dependency -> null when up, else why it is down."
+    )
+
+
+def _ts(v: float | None) -> datetime | None:
+    return datetime.fromtimestamp(v, UTC) if v else None
+
+
+def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
+    """The app; with ``manage_runtime`` its lifespan starts and stops ingest."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if manage_runtime:
+            await runtime.start()
+        try:
+            yield
+        finally:
+            if manage_runtime:
+                await runtime.stop()
+
+    app = FastAPI(
+        title="commune-iot cloud",
+        description="Device status and telemetry ingest for the commune cameras and Wi-Fi access points.",
+        lifespan=lifespan,
+    )
+
+    @app.get("/healthz", summary="Process alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", summary="Broker connected and InfluxDB answering", response_model=Readiness)
+    async def readyz() -> JSONResponse:
+        deps = await runtime.readiness()
+        ready = all(v is None for v in deps.values())
+        body = Readiness(ready=ready, dependencies=deps)
+        return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+
+    @app.get("/api/v1/devices", response_model=list[DeviceOut], summary="Inventory merged with live status")
+    async def devices(
+        commune: str | None = Query(None, description="Only this commune id."),
+        kind: str | None = Query(None, description="Only this kind (ap, camera)."),
+    ) -> list[DeviceOut]:
+        states = await asyncio.to_thread(runtime.sql.node_states)
+        out: list[DeviceOut] = []
+        for d in runtime.inventory.devices:
+            out.append(_device(d.id, d.kind, d.commune, d.site, d.node, d.address, True, states.get(d.node)))
+        inventory_nodes = {n.id for n in runtime.inventory.nodes}
+        for node, st in sorted(states.items()):
+            if node not in inventory_nodes:
+                out.append(_device(node, None, st["commune"], None, node, "", False, st))
+        return [
+            d for d in out if (commune is None or d.commune == commune) and (kind is None or d.kind == kind)
+        ]
+
+    @app.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
+    async def metrics() -> PlainTextResponse:
+        return PlainTextResponse(runtime.metrics_text(), media_type="text/plain; version=0.0.4")
+
+    return app
+
+
+def _device(
+    id_: str,
+    kind: str | None,
+    commune: str,
+    site: str | None,
+    node: str,
+    address: str,
+    known: bool,
+    st: dict[str, object] | None,
+) -> DeviceOut:
+    if st is None:
+        return DeviceOut(
+            id=id_,
+            kind=kind,
+            commune=commune,
+            site=site,
+            node=node,
+            address=address,
+            known=known,
+            status="never_seen",
+            last_seen=None,
+            messages=0,
+            gaps=0,
+            dead_letters=0,
+        )
+    status = st.get("status") or ("online" if st.get("last_seen") else "never_seen")
+    return DeviceOut(
+        id=id_,
+        kind=kind,
+        commune=commune,
+        site=site,
+        node=node,
+        address=address,
+        known=known,
+        status=status,  # type: ignore[arg-type]
+        status_reason=st.get("status_reason"),  # type: ignore[arg-type]
+        last_seen=_ts(st.get("last_seen")),  # type: ignore[arg-type]
+        session=st.get("session"),  # type: ignore[arg-type]
+        last_seq=st.get("last_seq"),  # type: ignore[arg-type]
+        messages=int(st.get("messages") or 0),  # type: ignore[call-overload]
+        gaps=int(st.get("gaps") or 0),  # type: ignore[call-overload]
+        dead_letters=int(st.get("dead_letters") or 0),  # type: ignore[call-overload]
+    )

@@ -1,0 +1,206 @@
+"""Typed configuration of the cloud service, validated once at start.
+
+Sources, highest priority first: keyword arguments, environment variables
+(``CIOT_CLOUD_`` prefix, ``__`` between nested names, e.g. ``CIOT_CLOUD_INFLUX__PASSWORD``),
+the YAML file (``$CIOT_CLOUD_CONFIG`` or the path given), then the defaults below.
+Secrets are ``SecretStr`` or read from a ``*_file`` so they stay out of YAML and logs.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ENV_PREFIX = "CIOT_CLOUD_"
+#: YAML file of the load in progress (pydantic-settings builds sources in a classmethod).
+_YAML_PATH: ContextVar[Path | None] = ContextVar("_YAML_PATH", default=None)
+
+
+def _secret(value: SecretStr | None, file: Path | None) -> str:
+    """A secret from its ``*_file`` (trailing newline stripped) or its inline value."""
+    if file is not None:
+        return file.read_text().rstrip("\r\n")
+    return value.get_secret_value() if value is not None else ""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MqttConfig(_Section):
+    url: str = Field("mqtt://127.0.0.1:1883", description="Broker URL, mqtt://host:port.")
+    username: str = Field("", description="Broker user; empty for an anonymous broker.")
+    password: SecretStr | None = Field(None, description="Broker password (prefer password_file).")
+    password_file: Path | None = Field(None, description="File holding the broker password.")
+    client_id: str = Field(
+        "",
+        description="MQTT client id. Must be stable per worker (the broker keeps its session and queue "
+        "under it) and unique among workers. Empty: ciot-cloud-<hostname>-<role>.",
+    )
+    share_group: str = Field("ciot-cloud", description="Shared-subscription group all workers join.")
+    session_expiry_s: int = Field(
+        7 * 24 * 3600,
+        gt=0,
+        description="MQTT v5 Session Expiry Interval: how long the broker queues messages for a "
+        "stopped worker.",
+    )
+    receive_maximum: int = Field(
+        4096,
+        ge=1,
+        le=65535,
+        description="MQTT v5 Receive Maximum: unacknowledged QoS-1 messages the broker may have in "
+        "flight to this worker. Bounds memory and the work redone after a crash.",
+    )
+    keepalive_s: int = Field(30, ge=5, description="MQTT keep-alive.")
+    commit_max_messages: int = Field(
+        1024,
+        ge=1,
+        description="Group commit: journal+ack once this many messages are pending (capped at "
+        "receive_maximum/2 so the broker never stalls waiting for acks).",
+    )
+    commit_interval_ms: float = Field(
+        10.0, gt=0, description="Group commit: longest a received message waits before fsync+ack."
+    )
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        return urlsplit(self.url).port or 1883
+
+    def password_value(self) -> str:
+        return _secret(self.password, self.password_file)
+
+    def effective_client_id(self, role: str) -> str:
+        return self.client_id or f"ciot-cloud-{socket.gethostname()}-{role}"
+
+
+class InfluxConfig(_Section):
+    url: str = Field("http://127.0.0.1:8086", description="InfluxDB 1.x base URL (v1 HTTP API).")
+    database: str = Field("ciot", description="Database; created when missing.")
+    username: str = Field("", description="HTTP Basic auth user; empty when auth is off.")
+    password: SecretStr | None = Field(None, description="HTTP Basic auth password (prefer password_file).")
+    password_file: Path | None = Field(None, description="File holding the InfluxDB password.")
+    precision: Literal["ms"] = Field("ms", description="Timestamp precision of every write.")
+    batch_max_lines: int = Field(5000, ge=1, description="Most lines per /write request.")
+    flush_interval_s: float = Field(
+        0.2, gt=0, description="Longest a journaled line waits before it is sent to InfluxDB."
+    )
+    retry_initial_s: float = Field(0.5, gt=0, description="First retry delay after a failed write.")
+    retry_max_s: float = Field(30.0, gt=0, description="Cap of the exponential retry delay.")
+    timeout_s: float = Field(10.0, gt=0, description="HTTP timeout of one request.")
+    spool_dir: Path = Field(
+        Path("var/spool"),
+        description="Journal directory (one sub-directory per worker client id). Every message is "
+        "fsynced here before it is acknowledged; while InfluxDB is down this is the disk spool.",
+    )
+
+    def password_value(self) -> str:
+        return _secret(self.password, self.password_file)
+
+
+class SqlConfig(_Section):
+    url: str = Field(
+        "sqlite:///var/ciot-cloud.db",
+        description="SQLAlchemy URL: sqlite:///path (WAL mode) or postgresql+psycopg://user@host/db.",
+    )
+    password: SecretStr | None = Field(None, description="Password substituted into the URL, if set.")
+    password_file: Path | None = Field(None, description="File holding the SQL password.")
+    busy_timeout_ms: int = Field(10_000, ge=0, description="SQLite busy timeout (several workers write).")
+
+    def password_value(self) -> str:
+        return _secret(self.password, self.password_file)
+
+
+class HttpConfig(_Section):
+    host: str = Field("127.0.0.1", description="Address the HTTP API listens on.")
+    port: int = Field(8000, ge=0, le=65535, description="Port of the HTTP API.")
+
+
+class CloudConfig(BaseSettings):
+    """The whole cloud configuration; see cloud/sample.yaml for an annotated example."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid"
+    )
+
+    mqtt: MqttConfig = Field(default_factory=MqttConfig, description="Broker connection.")
+    influx: InfluxConfig = Field(default_factory=InfluxConfig, description="Time-series database.")
+    sql: SqlConfig = Field(default_factory=SqlConfig, description="Device state and dead letters.")
+    http: HttpConfig = Field(default_factory=HttpConfig, description="HTTP API.")
+    inventory: Path = Field(
+        REPO_ROOT / "firmware_config" / "inventory.yaml",
+        description="Device inventory YAML; relative paths are resolved against the config file.",
+    )
+    snapshots_dir: Path = Field(
+        Path("var/snapshots"), description="Snapshot JPEGs, stored by SHA-256 (ab/cd/<sha>.jpg)."
+    )
+
+    @field_validator("inventory", "snapshots_dir")
+    @classmethod
+    def _expand(cls, v: Path) -> Path:
+        return v.expanduser()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        yaml_path = _YAML_PATH.get()
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if yaml_path:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=yaml_path, yaml_file_encoding="utf-8"))
+        return tuple(sources)
+
+
+def _resolve(base: Path, p: Path) -> Path:
+    return p if p.is_absolute() else (base / p)
+
+
+def load_config(path: Path | str | None = None, **overrides: Any) -> CloudConfig:
+    """Load YAML (``path`` or ``$CIOT_CLOUD_CONFIG``; none = defaults), then env, then ``overrides``.
+
+    Relative paths in a YAML file are taken relative to that file, so a config works from
+    any working directory; without a file they are relative to the working directory.
+    """
+    if path is None:
+        env_path = os.environ.get(ENV_PREFIX + "CONFIG")
+        path = Path(env_path) if env_path else None
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"cloud config {path} not found")
+    token = _YAML_PATH.set(path)
+    try:
+        cfg = CloudConfig(**overrides)
+    finally:
+        _YAML_PATH.reset(token)
+    if path is not None:
+        base = path.resolve().parent
+        cfg.inventory = _resolve(base, cfg.inventory)
+        cfg.snapshots_dir = _resolve(base, cfg.snapshots_dir)
+        cfg.influx.spool_dir = _resolve(base, cfg.influx.spool_dir)
+        if cfg.sql.url.startswith("sqlite:///") and not cfg.sql.url.startswith("sqlite:////"):
+            rel = cfg.sql.url.removeprefix("sqlite:///")
+            if rel and rel != ":memory:":
+                cfg.sql.url = "sqlite:///" + str(_resolve(base, Path(rel)))
+    return cfg

@@ -1,0 +1,1 @@
+"""MQTT ingest: validate, convert, journal, acknowledge; then drain the journal to InfluxDB."""

@@ -1,0 +1,306 @@
+"""The MQTT side of ingest: a persistent shared-subscription session and group commit.
+
+Why it is built this way:
+
+* MQTT v5 shared subscription (``$share/<group>/ciot/v1/+/+/#``) so several workers split
+  the traffic; ``clean_start=False`` with a Session Expiry Interval and a stable client
+  id so the broker queues a worker's share while it restarts.
+* Manual acknowledgement: a QoS-1 message is acknowledged only once it is durable
+  (journal fsynced, SQL committed, snapshot file fsynced). A crash before that makes
+  the broker redeliver; writes are idempotent, so a duplicate is harmless.
+* Group commit: paho's network thread only validates and converts; a committer thread
+  makes a whole batch durable with one fsync and then acknowledges it. The batch is
+  capped below the Receive Maximum, because the broker stops sending once that many
+  messages are unacknowledged and a bigger batch would never fill.
+* Retained status messages are not delivered to shared subscriptions, so the worker
+  also holds a plain subscription to ``.../status``: a fresh cloud learns every node's
+  last birth/death at once. Status handling is idempotent, so the overlap is harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from cloud.config import MqttConfig
+from cloud.ingest.convert import Converted, Converter, Rejected
+from cloud.ingest.stats import Stats
+from cloud.storage.journal import Journal
+from cloud.storage.snapshots import SnapshotStore
+from cloud.storage.sql import (
+    BatchUpdate,
+    DeadLetter,
+    NodeDelta,
+    SessionDelta,
+    SnapshotRecord,
+    SqlStore,
+    StatusUpdate,
+)
+from wire import Status
+from wire.topics import ALL_NODES, PREFIX, SEQUENCED, Channel, shared_filter
+
+log = logging.getLogger(__name__)
+
+STATUS_FILTER = f"{PREFIX}/+/+/{Channel.STATUS.value}"
+
+
+@dataclass(slots=True)
+class _Received:
+    mid: int
+    qos: int
+    generation: int
+    topic: str
+    payload: bytes
+    result: Converted | Rejected
+    at: float
+
+
+class IngestWorker:
+    """One MQTT session; ``start()`` connects in the background, ``stop()`` flushes and leaves."""
+
+    def __init__(
+        self,
+        cfg: MqttConfig,
+        client_id: str,
+        converter: Converter,
+        journal: Journal,
+        sql: SqlStore,
+        snapshots: SnapshotStore,
+        stats: Stats,
+    ) -> None:
+        self.cfg = cfg
+        self.client_id = client_id
+        self.converter = converter
+        self.journal = journal
+        self.sql = sql
+        self.snapshots = snapshots
+        self.stats = stats
+        self.commit_max = max(1, min(cfg.commit_max_messages, cfg.receive_maximum // 2 or 1))
+        self._pending: list[_Received] = []
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._generation = 0
+        self._connected = threading.Event()
+        self.last_error: str = "not connected yet"
+        self._committer: threading.Thread | None = None
+        self._client = self._make_client()
+
+    # ------------------------------------------------------------------ MQTT
+    def _make_client(self) -> mqtt.Client:
+        c = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            protocol=mqtt.MQTTv5,
+            manual_ack=True,
+        )
+        if self.cfg.username:
+            c.username_pw_set(self.cfg.username, self.cfg.password_value() or None)
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_message = self._on_message
+        c.reconnect_delay_set(0.5, 10)
+        # paho's own queue of outgoing packets (our PUBACKs) must not limit us
+        c.max_queued_messages_set(0)
+        return c
+
+    def _on_connect(self, client: mqtt.Client, _ud: Any, flags: Any, reason: ReasonCode, _props: Any) -> None:
+        if reason.is_failure:
+            self.last_error = f"broker refused connection: {reason}"
+            log.error("MQTT broker %s refused %s: %s", self.cfg.url, self.client_id, reason)
+            return
+        with self._cond:
+            self._generation += 1
+        client.subscribe(
+            [
+                (shared_filter(self.cfg.share_group, ALL_NODES), SubscribeOptions(qos=1)),
+                (STATUS_FILTER, SubscribeOptions(qos=1)),
+            ]
+        )
+        self._connected.set()
+        self.last_error = ""
+        log.info(
+            "connected to MQTT broker %s as %s (session present: %s)",
+            self.cfg.url,
+            self.client_id,
+            flags.session_present,
+            extra={"client_id": self.client_id},
+        )
+
+    def _on_disconnect(
+        self, _client: mqtt.Client, _ud: Any, _flags: Any, reason: ReasonCode, _props: Any
+    ) -> None:
+        self._connected.clear()
+        if not self._stopping:
+            self.last_error = f"disconnected: {reason}"
+            log.warning(
+                "lost MQTT broker %s (%s); paho reconnects, unacknowledged messages will be redelivered",
+                self.cfg.url,
+                reason,
+            )
+
+    def _on_message(self, _client: mqtt.Client, _ud: Any, msg: mqtt.MQTTMessage) -> None:
+        self.stats.received += 1
+        result = self.converter.convert(msg.topic, msg.payload)
+        item = _Received(msg.mid, msg.qos, self._generation, msg.topic, msg.payload, result, time.time())
+        with self._cond:
+            self._pending.append(item)
+            if len(self._pending) == 1 or len(self._pending) >= self.commit_max:
+                self._cond.notify()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self._connected.wait(timeout)
+
+    def start(self) -> None:
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self.cfg.session_expiry_s
+        props.ReceiveMaximum = self.cfg.receive_maximum
+        self._committer = threading.Thread(
+            target=self._commit_loop, name=f"commit-{self.client_id}", daemon=True
+        )
+        self._committer.start()
+        self._client.connect_async(
+            self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s, clean_start=False, properties=props
+        )
+        self._client.loop_start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Commit what was received, then disconnect (the broker keeps our session and queue)."""
+        self._client.disconnect()  # no more messages; the committed ones are acked already
+        self._client.loop_stop()
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        if self._committer is not None:
+            self._committer.join(timeout)
+        self._connected.clear()
+
+    # ------------------------------------------------------------------ commit
+    def _commit_loop(self) -> None:
+        interval = self.cfg.commit_interval_ms / 1000
+        while True:
+            with self._cond:
+                while not self._pending and not self._stopping:
+                    self._cond.wait()
+                if not self._pending and self._stopping:
+                    return
+                deadline = self._pending[0].at + interval if self._pending else 0.0
+                while len(self._pending) < self.commit_max and not self._stopping:
+                    left = deadline - time.time()
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
+                batch, self._pending = self._pending, []
+            self._commit_with_retry(batch)
+
+    def _commit_with_retry(self, batch: list[_Received]) -> None:
+        delay = 0.2
+        while True:
+            try:
+                self._commit(batch)
+                return
+            except Exception as exc:  # disk full, SQL locked...: keep the batch, never ack
+                log.error(
+                    "cannot make %d messages durable (%s: %s); not acknowledged, retrying in %.1f s",
+                    len(batch),
+                    type(exc).__name__,
+                    exc,
+                    delay,
+                    exc_info=log.isEnabledFor(logging.DEBUG),
+                )
+                if self._stopping:
+                    log.error(
+                        "stopping: %d unacknowledged messages will be redelivered by the broker", len(batch)
+                    )
+                    return
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    def _commit(self, batch: list[_Received]) -> None:
+        lines: list[str] = []
+        upd = BatchUpdate()
+        nodes = upd.nodes
+        for r in batch:
+            res = r.result
+            if isinstance(res, Rejected):
+                upd.dead.append(DeadLetter(r.topic, res.node_guess, res.reason, r.payload, r.at))
+                if res.node_guess:
+                    d = nodes.get(res.node_guess)
+                    if d is None:
+                        parts = r.topic.split("/")
+                        commune = parts[2][:64] if len(parts) > 2 else ""
+                        known = self.converter.inventory.node(res.node_guess) is not None
+                        d = nodes[res.node_guess] = NodeDelta(commune, known)
+                    d.dead_letters += 1
+                    d.last_seen = max(d.last_seen, r.at)
+                continue
+            lines.extend(res.lines)
+            node = nodes.get(res.node)
+            if node is None:
+                node = nodes[res.node] = NodeDelta(res.commune, res.known)
+            node.last_seen = max(node.last_seen, r.at)
+            msg = res.message
+            if res.channel is Channel.SNAPSHOT:
+                assert res.snapshot is not None and res.event_id is not None
+                sha = self.snapshots.put(res.snapshot)
+                upd.snapshots.append(SnapshotRecord(sha, res.node, res.event_id, len(res.snapshot), r.at))
+                node.messages += 1
+            elif isinstance(msg, Status):
+                upd.statuses.append(
+                    StatusUpdate(
+                        res.node,
+                        res.commune,
+                        res.known,
+                        msg.state,
+                        msg.reason,
+                        msg.ts.timestamp(),
+                        msg.agent_version,
+                        msg.session,
+                    )
+                )
+            elif msg is not None and res.channel in SEQUENCED:
+                node.messages += 1
+                ts = msg.ts.timestamp()
+                if node.last_msg_ts is None or ts >= node.last_msg_ts:
+                    node.last_msg_ts, node.session, node.last_seq = ts, msg.session, msg.seq
+                key = (res.node, msg.session)
+                s = upd.sessions.get(key)
+                if s is None:
+                    upd.sessions[key] = SessionDelta(msg.seq, msg.seq, 1, r.at)
+                else:
+                    s.first_seq = min(s.first_seq, msg.seq)
+                    s.max_seq = max(s.max_seq, msg.seq)
+                    s.received += 1
+        if lines:
+            self.journal.append(("\n".join(lines) + "\n").encode(), len(lines))
+        self.sql.apply(upd)
+        # Durable: acknowledge, in receive order, only what this connection delivered.
+        gen = self._generation
+        client = self._client
+        for r in batch:
+            if r.qos > 0 and r.generation == gen:
+                client.ack(r.mid, r.qos)
+        for dl in upd.dead:
+            channel = dl.topic.split("/")[4] if dl.topic.count("/") >= 4 else "topic"
+            self.stats.dead_lettered[channel if channel in Channel.__members__.values() else "topic"] += 1
+            log.warning(
+                "dead-lettered message on %s: %s",
+                dl.topic[:200],
+                dl.reason,
+                extra={"node": dl.node_guess, "size": len(dl.payload)},
+            )
+        self.stats.committed += len(batch)
+        self.stats.commit_batches += 1

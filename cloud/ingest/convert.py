@@ -1,0 +1,179 @@
+"""Validate one MQTT message against the wire contract and turn it into line protocol.
+
+Pure functions of (topic, payload, inventory): no I/O, so the rules (what is
+dead-lettered, which tags a point gets) are tested without a broker. This is the hot
+path of ingest; topic parsing and inventory lookups are cached per topic.
+
+InfluxDB schema written here (every number a float, bools as bools):
+
+* ``health``: one point per Health message at its ``ts``; tags node, commune, site, kind,
+  known; fields = the numeric board readings present, plus seq and replay.
+* each metrics Point under its own measurement (``ap``, ``camera``, ...) at ``point.ts``
+  (else the envelope ``ts``); tags device, node, commune, site, kind + the point's tags.
+* ``motion``: one point per event at the event ``start`` (so start/update/end of an event
+  overwrite one point, and the final phase wins); tags device, node, commune, site, kind;
+  fields peak_area_pct, duration_s, n_boxes, score, snapshot_sha256, event_id, phase,
+  seq, replay.
+* ``status``: one point per birth/death at its ``ts``; tags node, commune, site, kind,
+  known; fields online (1.0/0.0), reason.
+
+``replay`` is always a field: a replayed message must land on the same series and
+timestamp as the original so that it overwrites instead of duplicating.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Final
+
+from cloud.inventory import Inventory
+from cloud.storage.lineproto import LineError, line
+from wire import Health, Metrics, MotionEvent, Status, TopicError, WireError, decode, parse_topic
+from wire.messages import Envelope, check_snapshot
+from wire.topics import Channel, Topic
+
+_HEALTH_FIELDS: Final = tuple(
+    f for f in Health.model_fields if f not in {"v", "node", "session", "seq", "ts", "replay"}
+)
+UNKNOWN: Final = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class Converted:
+    """A valid message: its lines and what the SQL state needs to know."""
+
+    node: str
+    commune: str
+    known: bool
+    channel: Channel
+    lines: list[str]
+    message: Envelope | None  # None for a snapshot
+    snapshot: bytes | None = None
+    event_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """An invalid message, for the dead-letter table."""
+
+    reason: str
+    node_guess: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class _NodeTags:
+    commune: str
+    site: str
+    kind: str
+    known: bool
+
+
+def _ms(dt_ts: float) -> int:
+    return round(dt_ts * 1000)
+
+
+class Converter:
+    def __init__(self, inventory: Inventory) -> None:
+        self.inventory = inventory
+        self._parse = functools.lru_cache(maxsize=4096)(self._parse_uncached)
+        self._device_tags = functools.lru_cache(maxsize=4096)(self._device_tags_uncached)
+
+    # ------------------------------------------------------------------ lookups
+    def _parse_uncached(self, topic: str) -> tuple[Topic, _NodeTags] | str:
+        try:
+            t = parse_topic(topic)
+        except TopicError as exc:
+            return str(exc)
+        node = self.inventory.node(t.node)
+        if node is None:
+            return t, _NodeTags(t.commune, UNKNOWN, UNKNOWN, False)
+        if node.commune != t.commune:
+            return f"node {t.node} belongs to commune {node.commune}, not {t.commune} (topic {topic!r})"
+        return t, _NodeTags(node.commune, node.site, self.inventory.node_kind(t.node), True)
+
+    def _device_tags_uncached(self, node: str, device: str) -> dict[str, str]:
+        d = self.inventory.device(device)
+        if d is None:
+            n = self.inventory.node(node)
+            return {"device": device, "site": n.site if n else UNKNOWN, "kind": UNKNOWN}
+        return {"device": device, "site": d.site, "kind": d.kind}
+
+    # ------------------------------------------------------------------ convert
+    def convert(self, topic: str, payload: bytes) -> Converted | Rejected:
+        parsed = self._parse(topic)
+        if isinstance(parsed, str):
+            return Rejected(parsed, _guess_node(topic))
+        t, nt = parsed
+        try:
+            if t.channel is Channel.SNAPSHOT:
+                check_snapshot(payload)
+                return Converted(t.node, nt.commune, nt.known, t.channel, [], None, payload, t.suffix)
+            if t.channel is Channel.CMD:
+                return Rejected("cmd topics are cloud-to-node; a node may not publish them", t.node)
+            msg = decode(t.channel, payload)
+        except WireError as exc:
+            return Rejected(str(exc), t.node)
+        if msg.node != t.node:
+            return Rejected(f"payload node {msg.node!r} differs from topic node {t.node!r}", t.node)
+        try:
+            lines = self._lines(t, nt, msg)
+        except LineError as exc:
+            return Rejected(f"cannot store: {exc}", t.node)
+        return Converted(t.node, nt.commune, nt.known, t.channel, lines, msg)
+
+    def _lines(self, t: Topic, nt: _NodeTags, msg: Envelope) -> list[str]:
+        node_tags = {
+            "node": t.node,
+            "commune": nt.commune,
+            "site": nt.site,
+            "kind": nt.kind,
+            "known": "true" if nt.known else "false",
+        }
+        if isinstance(msg, Health):
+            d = msg.__dict__
+            fields: dict[str, bool | int | float | str | None] = {f: d[f] for f in _HEALTH_FIELDS}
+            fields["seq"] = msg.seq
+            fields["replay"] = msg.replay
+            return [line("health", node_tags, fields, _ms(msg.ts.timestamp()))]
+        if isinstance(msg, Metrics):
+            out = []
+            env_ms = _ms(msg.ts.timestamp())
+            for p in msg.points:
+                tags = dict(p.tags)
+                tags.update(self._device_tags(t.node, p.device))
+                tags["node"] = t.node
+                tags["commune"] = nt.commune
+                ts = _ms(p.ts.timestamp()) if p.ts is not None else env_ms
+                out.append(line(p.measurement, tags, p.fields, ts))
+            return out
+        if isinstance(msg, MotionEvent):
+            tags = dict(self._device_tags(t.node, msg.device))
+            tags["node"] = t.node
+            tags["commune"] = nt.commune
+            end = msg.end or msg.ts
+            fields = {
+                "peak_area_pct": msg.peak_area_pct,
+                "duration_s": max(0.0, (end - msg.start).total_seconds()),
+                "n_boxes": len(msg.boxes),
+                "score": msg.score,
+                "snapshot_sha256": msg.snapshot_sha256,
+                "event_id": msg.event_id,
+                "phase": msg.phase,
+                "seq": msg.seq,
+                "replay": msg.replay,
+            }
+            return [line("motion", tags, fields, _ms(msg.start.timestamp()))]
+        if isinstance(msg, Status):
+            fields = {"online": 1.0 if msg.state == "online" else 0.0, "reason": msg.reason}
+            return [line("status", node_tags, fields, _ms(msg.ts.timestamp()))]
+        raise LineError(f"no conversion for {type(msg).__name__}")
+
+
+def _guess_node(topic: str) -> str | None:
+    """Best guess of the sender from a topic that failed to parse (for per-node counts)."""
+    parts = topic.split("/")
+    if len(parts) >= 4 and parts[0] == "ciot":
+        guess = parts[3][:64]
+        return guess or None
+    return None

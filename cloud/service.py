@@ -1,0 +1,70 @@
+"""Entry points of the cloud service, called by ``commune-iot cloud serve|ingest``.
+
+``serve`` runs the HTTP API with ingest and the journal drainer inside its lifespan.
+``ingest_only`` runs one more ingest worker (own client id, own journal, own drainer)
+on the same shared subscription, to scale out without another HTTP endpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+
+from commune_iot import logs
+
+log = logging.getLogger(__name__)
+
+
+def serve(config_path: Path | str | None = None, *, host: str | None = None, port: int | None = None) -> int:
+    import uvicorn
+
+    from cloud.api.app import create_app
+    from cloud.config import load_config
+    from cloud.runtime import Runtime
+
+    logs.setup()
+    try:
+        cfg = load_config(config_path)
+        runtime = Runtime(cfg, role="serve")
+    except (OSError, ValueError) as exc:
+        log.error("cannot start the cloud service: %s", exc)
+        return 2
+    app = create_app(runtime)
+    uvicorn.run(
+        app,
+        host=host or cfg.http.host,
+        port=port if port is not None else cfg.http.port,
+        log_config=None,  # keep our log format
+        access_log=False,
+    )
+    return 0
+
+
+def ingest_only(config_path: Path | str | None = None) -> int:
+    from cloud.config import load_config
+    from cloud.runtime import Runtime
+
+    logs.setup()
+    try:
+        cfg = load_config(config_path)
+        runtime = Runtime(cfg, role="ingest")
+    except (OSError, ValueError) as exc:
+        log.error("cannot start the ingest worker: %s", exc)
+        return 2
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await runtime.start()
+        try:
+            await stop.wait()
+        finally:
+            log.info("stopping ingest worker %s", runtime.client_id)
+            await runtime.stop()
+
+    asyncio.run(main())
+    return 0

@@ -1,0 +1,77 @@
+"""Messages through the real broker end up queryable in InfluxDB and visible in the API."""
+
+from __future__ import annotations
+
+import httpx
+
+from cloud.api.app import create_app
+from cloud.runtime import Runtime
+from commune_iot.localsvc import InfluxDB, Mosquitto
+from cloud_helpers import (
+    count,
+    encoded,
+    eventually,
+    health,
+    influx_query,
+    metrics,
+    motion,
+    publish,
+    status,
+    topic,
+)
+from wire import Channel
+
+
+async def test_messages_queryable_with_tags_and_devices_online(
+    runtime: Runtime, mosquitto: Mosquitto, influx_server: InfluxDB, influx_db: str
+) -> None:
+    msgs: list[tuple[str, bytes] | tuple[str, bytes, bool]] = [
+        (topic("da-ron", "dr-ap-01", Channel.STATUS), encoded(status("dr-ap-01", "online")), True),
+        (topic("tu-tra", "tt-cam-01", Channel.STATUS), encoded(status("tt-cam-01", "online")), True),
+    ]
+    for seq in range(1, 21):
+        msgs.append((topic("da-ron", "dr-ap-01", Channel.HEALTH), encoded(health("dr-ap-01", seq))))
+    msgs.append((topic("da-ron", "dr-ap-01", Channel.METRICS), encoded(metrics("dr-ap-01", 21))))
+    msgs.append((topic("tu-tra", "tt-cam-01", Channel.EVENT), encoded(motion("tt-cam-01", 5))))
+    publish(mosquitto, msgs)
+
+    await eventually(lambda: count(influx_server, influx_db, "health"), lambda n: n == 20, what="20 health")
+    series = influx_query(
+        influx_server, influx_db, 'SELECT last("cpu_pct") FROM "health" GROUP BY "node","commune","site","kind","known"'
+    )
+    assert series[0]["tags"] == {
+        "node": "dr-ap-01", "commune": "da-ron", "site": "dr-thon-01", "kind": "ap", "known": "true"
+    }
+    assert series[0]["values"][0][1] == 12.5
+    await eventually(lambda: count(influx_server, influx_db, "ap_radio"), lambda n: n == 1, what="ap_radio")
+    radio = influx_query(influx_server, influx_db, 'SELECT "clients" FROM "ap_radio" GROUP BY *')
+    assert radio[0]["tags"] == {
+        "band": "5g", "device": "dr-ap-01", "node": "dr-ap-01", "commune": "da-ron", "site": "dr-thon-01",
+        "kind": "ap",
+    }
+    await eventually(lambda: count(influx_server, influx_db, "motion"), lambda n: n == 1, what="motion")
+    ev = influx_query(influx_server, influx_db, 'SELECT "duration_s", "replay" FROM "motion" WHERE "device"=\'tt-cam-01\'')
+    assert ev[0]["values"][0][1:] == [3.0, False]
+
+    app = create_app(runtime, manage_runtime=False)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as api:
+
+        async def device_list() -> dict[str, dict[str, object]]:
+            r = await api.get("/api/v1/devices")
+            assert r.status_code == 200
+            return {d["id"]: d for d in r.json()}
+
+        devs = await eventually(device_list, lambda d: d["dr-ap-01"]["messages"] == 21, what="21 messages")
+        assert len(devs) == 59
+        assert devs["dr-ap-01"]["status"] == "online"
+        assert devs["dr-ap-01"]["gaps"] == 0
+        assert devs["tt-cam-01"]["status"] == "online"
+        assert devs["lx-ap-11"]["status"] == "never_seen"
+
+        publish(mosquitto, [(topic("da-ron", "dr-ap-01", Channel.STATUS), encoded(status("dr-ap-01", "offline")), True)])
+        devs = await eventually(device_list, lambda d: d["dr-ap-01"]["status"] == "offline", what="offline")
+        assert devs["tt-cam-01"]["status"] == "online"
+
+        cams = (await api.get("/api/v1/devices", params={"commune": "tu-tra", "kind": "camera"})).json()
+        assert cams and all(d["commune"] == "tu-tra" and d["kind"] == "camera" for d in cams)
+        assert (await api.get("/readyz")).status_code == 200
