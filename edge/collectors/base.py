@@ -1,0 +1,56 @@
+"""The plug-in contract between the runtime and a collector."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from wire import Point
+from wire.topics import ID_PATTERN
+
+
+class Sink(Protocol):
+    """Where a collector hands its output. Calls return once the data is durable in the outbox."""
+
+    def emit_metrics(self, points: Sequence[Point]) -> None:
+        """One ``metrics`` message carrying ``points``."""
+
+    def emit_event(self, event: Mapping[str, Any], jpeg: bytes | None = None) -> None:
+        """One ``MotionEvent``: ``event`` holds its fields except the envelope (node, session,
+        seq, ts), which the runtime fills. With ``jpeg``, the snapshot is sent first on
+        ``snapshot/<event_id>`` and ``snapshot_sha256``/``snapshot_bytes`` are filled in."""
+
+
+class CollectorOptions(BaseModel):
+    """Options every collector has; plug-ins subclass this with their own fields."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    device: str | None = Field(
+        default=None,
+        pattern=ID_PATTERN,
+        description="Device id this collector reports on; defaults to the node id.",
+    )
+
+
+class Collector(abc.ABC):
+    """Base of every plug-in. ``run`` loops until cancelled; an exception there is logged
+    and the collector restarted after a pause by the runtime, so one flaky device does not
+    stop the board's health or the other collectors."""
+
+    Options: ClassVar[type[CollectorOptions]] = CollectorOptions
+
+    def __init__(self, options: CollectorOptions, *, node: str) -> None:
+        self.options = options
+        self.node = node
+
+    @property
+    def device(self) -> str:
+        return self.options.device or self.node
+
+    @abc.abstractmethod
+    async def run(self, sink: Sink) -> None:
+        """Produce data into ``sink`` until cancelled."""

@@ -1,0 +1,296 @@
+"""Agent configuration: one YAML file per board, any field overridable from the environment.
+
+Environment variables win over the file so that a secret (``CIOT_EDGE_BROKER__PASSWORD``)
+or a per-board value can be injected by systemd or a container without editing YAML.
+Errors name the file, the field and what was expected, because the person reading them
+is a technician at a commune office with an SSH session, not the author of this code.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from edge.collectors.base import CollectorOptions
+from edge.collectors.registry import RegistryError, resolve
+from wire.topics import ID_PATTERN
+
+ENV_PREFIX = "CIOT_EDGE_"
+ENV_CONFIG = "CIOT_EDGE_CONFIG"
+
+Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message is meant for the person fixing it."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BrokerConfig(_Section):
+    url: str = Field(
+        default="mqtt://127.0.0.1:1883",
+        description="Broker address: mqtt://host:port (plain) or mqtts://host:port (TLS).",
+    )
+    ca_file: Path | None = Field(
+        default=None, description="CA bundle for mqtts://; the system's CAs when unset."
+    )
+    username: str | None = Field(default=None, description="MQTT username; anonymous when unset.")
+    password: SecretStr | None = Field(
+        default=None, description="MQTT password. Prefer password_file or CIOT_EDGE_BROKER__PASSWORD."
+    )
+    password_file: Path | None = Field(
+        default=None, description="File holding the MQTT password (trailing newline ignored)."
+    )
+    client_id: str | None = Field(
+        default=None, max_length=128, description="MQTT client id; defaults to the node id."
+    )
+    keepalive_s: int = Field(
+        default=10,
+        ge=2,
+        le=3600,
+        description="MQTT keepalive. The broker declares the board dead (and sends the Last Will) "
+        "after 1.5x this without traffic.",
+    )
+    connect_timeout_s: float = Field(default=10.0, gt=0, le=120, description="TCP/TLS connect timeout.")
+    reconnect_min_s: float = Field(
+        default=1.0, gt=0, le=600, description="First reconnect delay; doubles per failed attempt."
+    )
+    reconnect_max_s: float = Field(
+        default=60.0, gt=0, le=3600, description="Cap of the reconnect delay (jitter applied below it)."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise ValueError(f"expected mqtt://host:port or mqtts://host:port, got {value!r}")
+        try:
+            _ = parts.port
+        except ValueError:
+            raise ValueError(f"bad port in {value!r}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> BrokerConfig:
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("set either broker.password or broker.password_file, not both")
+        if self.reconnect_max_s < self.reconnect_min_s:
+            raise ValueError(
+                f"broker.reconnect_max_s ({self.reconnect_max_s}) is below "
+                f"broker.reconnect_min_s ({self.reconnect_min_s})"
+            )
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return urlsplit(self.url).scheme == "mqtts"
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or ""
+
+    @property
+    def port(self) -> int:
+        return urlsplit(self.url).port or (8883 if self.tls else 1883)
+
+    def secret(self) -> str | None:
+        """The password from ``password`` or ``password_file`` (read at connect time)."""
+        if self.password is not None:
+            return self.password.get_secret_value()
+        if self.password_file is not None:
+            try:
+                return self.password_file.read_text().rstrip("\r\n")
+            except OSError as exc:
+                raise ConfigError(f"broker.password_file {self.password_file}: {exc.strerror}") from None
+        return None
+
+
+class OutboxConfig(_Section):
+    path: Path = Field(
+        default=Path("/var/lib/commune-iot/outbox.sqlite3"),
+        description="SQLite file of the outbox. Put it on the board's persistent storage.",
+    )
+    max_messages: int = Field(default=200_000, ge=1, description="Most messages kept while offline.")
+    max_bytes: int = Field(
+        default=256 * 1024 * 1024, ge=1024, description="Most payload bytes kept while offline."
+    )
+    max_age_s: float = Field(
+        default=7 * 24 * 3600, gt=0, description="Messages older than this are dropped unsent."
+    )
+    sync: Literal["full", "normal"] = Field(
+        default="full",
+        description="SQLite synchronous mode. 'full' survives power loss at the cost of one fsync "
+        "per message; 'normal' may lose the last messages on power loss (never corrupts).",
+    )
+    inflight_window: int = Field(
+        default=20, ge=1, le=1000, description="Messages handed to MQTT awaiting PUBACK at once."
+    )
+    flush_on_shutdown_s: float = Field(
+        default=5.0, ge=0, le=300, description="On SIGTERM, how long to try to empty the outbox."
+    )
+
+
+class LogConfig(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
+    json_lines: bool = Field(
+        default=False, alias="json", description="JSON lines (for a log shipper) instead of text."
+    )
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class CollectorSpec(BaseModel):
+    """One collector: ``type`` picks the plug-in, the other keys are that plug-in's options."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(description="Plug-in name (sim_ap, sim_camera, ...) or 'package.module:Class'.")
+    _options: CollectorOptions | None = PrivateAttr(default=None)
+
+    @property
+    def options(self) -> CollectorOptions:
+        if self._options is None:
+            raise RuntimeError("collector options were not validated")
+        return self._options
+
+
+class EdgeConfig(BaseSettings):
+    """Everything one agent needs. Field descriptions double as the reference documentation."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", case_sensitive=False
+    )
+
+    node: Id = Field(description="Id of this board (edge node), e.g. dr-cam-01; one topic level.")
+    commune: Id = Field(description="Commune id: da-ron, tu-tra or lac-xuan.")
+    site: Id | None = Field(default=None, description="Site id from the inventory, e.g. dr-thon-03.")
+    broker: BrokerConfig = Field(default_factory=BrokerConfig, description="MQTT broker connection.")
+    health_interval_s: float = Field(
+        default=10.0, gt=0, le=3600, description="Seconds between health messages (the heartbeat)."
+    )
+    outbox: OutboxConfig = Field(default_factory=OutboxConfig, description="Durable outbox.")
+    collectors: list[CollectorSpec] = Field(
+        default_factory=list, description="Collector plug-ins to run; each has a type and its options."
+    )
+    log: LogConfig = Field(default_factory=LogConfig, description="Logging.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment first: it overrides the YAML (passed as init kwargs) field by field.
+        return (env_settings, init_settings)
+
+    @field_validator("collectors")
+    @classmethod
+    def _validate_collectors(cls, specs: list[CollectorSpec]) -> list[CollectorSpec]:
+        for i, spec in enumerate(specs):
+            try:
+                plugin = resolve(spec.type)
+            except RegistryError as exc:
+                raise ValueError(f"collectors[{i}]: {exc}") from None
+            try:
+                spec._options = plugin.Options.model_validate(spec.model_extra or {})
+            except ValidationError as exc:
+                raise ValueError(f"collectors[{i}] ({spec.type}): {_first_error(exc)}") from None
+        return specs
+
+    @property
+    def client_id(self) -> str:
+        return self.broker.client_id or self.node
+
+    @property
+    def devices(self) -> list[str]:
+        """Devices this board serves (for the birth certificate), the node itself if none named."""
+        seen: list[str] = []
+        for spec in self.collectors:
+            device = spec.options.device or self.node
+            if device not in seen:
+                seen.append(device)
+        return seen or [self.node]
+
+
+def _first_error(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors(include_url=False)[:3]:
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        got = ""
+        if err["type"] not in ("missing", "extra_forbidden") and "input" in err:
+            shown = repr(err["input"])
+            got = f" (got {shown[:60]})"
+        msg = err["msg"].removeprefix("Value error, ")
+        lines.append(f"{where}: {msg}{got}")
+    more = exc.error_count() - len(lines)
+    return "; ".join(lines) + (f"; and {more} more" if more > 0 else "")
+
+
+def _env_name(loc: tuple[int | str, ...]) -> str:
+    return ENV_PREFIX + "__".join(str(p).upper() for p in loc if isinstance(p, str))
+
+
+def load_config(path: Path | None = None) -> EdgeConfig:
+    """Read ``path`` (or ``$CIOT_EDGE_CONFIG``), apply ``CIOT_EDGE_*`` overrides, validate.
+
+    With neither a path nor the variable, the configuration comes from the environment alone.
+    """
+    if path is None and os.environ.get(ENV_CONFIG):
+        path = Path(os.environ[ENV_CONFIG])
+    source = str(path) if path is not None else "environment (no config file)"
+    data: Any = {}
+    if path is not None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"config {path}: cannot read: {exc.strerror}") from None
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
+            problem = getattr(exc, "problem", None) or str(exc)
+            raise ConfigError(f"config {path}:{where}: not valid YAML: {problem}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"config {path}: expected a mapping of settings, got {type(data).__name__}")
+    try:
+        return EdgeConfig(**data)
+    except ValidationError as exc:
+        details = []
+        for err in exc.errors(include_url=False)[:5]:
+            loc = err["loc"]
+            where = ".".join(str(p) for p in loc) or "(top level)"
+            msg = err["msg"].removeprefix("Value error, ")
+            got = ""
+            if err["type"] not in ("missing", "extra_forbidden") and "input" in err:
+                got = f" (got {repr(err['input'])[:60]})"
+            hint = ""
+            if err["type"] == "missing":
+                hint = f" (set it in the file or as {_env_name(loc)})"
+            details.append(f"  {where}: {msg}{got}{hint}")
+        more = exc.error_count() - len(details)
+        tail = f"\n  and {more} more" if more > 0 else ""
+        raise ConfigError(f"config {source} is invalid:\n" + "\n".join(details) + tail) from None

@@ -1,0 +1,408 @@
+"""The MQTT session of one agent: connect, birth, Last Will, reconnect, orderly goodbye.
+
+paho-mqtt is driven from the agent's asyncio loop through its socket callbacks (the
+pattern of paho's ``loop_asyncio`` example): reads, writes, keepalive and every paho
+callback run on the loop thread, so the outbox's SQLite connection never crosses threads.
+Only the blocking TCP/TLS connect runs in a worker thread, while the loop leaves the
+client alone.
+
+Reconnects use :func:`edge.backoff.backoff_delay` (capped, jittered) instead of paho's
+jitter-free delay, so a commune's boards do not hammer the broker in lock-step after an
+outage. Messages paho already holds unacknowledged are re-sent by paho itself after a
+reconnect (``_messages_reconnect_reset_out``); callers must not hand them over twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import ssl
+from collections.abc import Callable
+from enum import Enum
+from typing import Any, Protocol
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from edge.backoff import backoff_delay
+from edge.config import BrokerConfig
+
+log = logging.getLogger(__name__)
+
+
+class LinkListener(Protocol):
+    """What the link tells its owner; every call arrives on the event loop."""
+
+    def link_up(self, epoch: int) -> None: ...
+
+    def link_down(self) -> None: ...
+
+    def link_ack(self, mid: int, ok: bool, reason: str) -> None: ...
+
+    def waiting(self) -> int:
+        """Messages waiting in the outbox, for log lines."""
+        ...
+
+
+class State(Enum):
+    DOWN = "down"
+    CONNECTING = "connecting"  # worker thread inside paho's reconnect(): hands off the client
+    HANDSHAKE = "handshake"  # CONNECT sent, waiting for CONNACK
+    UP = "up"
+    CLOSED = "closed"
+
+
+def describe_error(exc: BaseException) -> str:
+    """A connect failure in words a technician can act on."""
+    if isinstance(exc, socket.gaierror):
+        return f"cannot resolve host name ({exc.strerror}); check DNS and the uplink"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS certificate rejected ({exc.verify_message}); check broker.ca_file"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS handshake failed ({exc.reason or exc}); check mqtts:// port and broker.ca_file"
+    if isinstance(exc, TimeoutError | socket.timeout):
+        return "connection timed out; the uplink may be down or a firewall drops the port"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused; the broker is not listening on that port"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return str(exc) or type(exc).__name__
+
+
+class Link:
+    """One MQTT v5 connection with retained birth/death on ``status_topic``."""
+
+    def __init__(
+        self,
+        broker: BrokerConfig,
+        *,
+        client_id: str,
+        status_topic: str,
+        birth: Callable[[], bytes],
+        will: Callable[[], bytes],
+        listener: LinkListener,
+        extra_inflight: int = 20,
+        inflight_window: int = 20,
+    ) -> None:
+        self.broker = broker
+        self.status_topic = status_topic
+        self._birth = birth
+        self._will = will
+        self._listener = listener
+        self.state = State.DOWN
+        #: Incremented on every accepted connection; 0 means "never connected".
+        self.epoch = 0
+        #: Incremented on every lost connection and failed attempt (see :meth:`stamp`).
+        self.generation = 0
+        self._first_attempt_open = True
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._fd: int | None = None
+        self._writer_fd: int | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._down = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._refused: str | None = None
+        self._ack_waiters: dict[int, asyncio.Future[bool]] = {}
+
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=MQTTProtocolVersion.MQTTv5,
+        )
+        client.connect_timeout = broker.connect_timeout_s
+        client.max_inflight_messages_set(inflight_window + extra_inflight)
+        client.max_queued_messages_set(0)
+        if broker.tls:
+            client.tls_set(ca_certs=str(broker.ca_file) if broker.ca_file else None)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        client.on_socket_open = self._on_socket_open
+        client.on_socket_close = self._on_socket_close
+        client.on_socket_register_write = self._on_socket_register_write
+        client.on_socket_unregister_write = self._on_socket_unregister_write
+        client.connect_async(broker.host, broker.port, keepalive=broker.keepalive_s, clean_start=True)
+        self.client = client
+
+    # -- public API (event loop only) --------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self.state is State.UP
+
+    def stamp(self) -> int:
+        """Link stamp for a message produced now: the current generation while connected (or
+        while the very first connect is still under way), -1 while offline. A message sent
+        later under a different generation waited across a disconnection: a replay."""
+        if self.state is State.UP or self._first_attempt_open:
+            return self.generation
+        return -1
+
+    @property
+    def url(self) -> str:
+        return self.broker.url
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._tasks = [
+            asyncio.create_task(self._connector(), name="mqtt-connector"),
+            asyncio.create_task(self._misc(), name="mqtt-keepalive"),
+        ]
+
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> int:
+        """Hand one QoS-1 message to paho; return its mid (PUBACK comes via ``link_ack``)."""
+        info = self.client.publish(topic, payload, qos=1, retain=retain)
+        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+            raise RuntimeError(f"paho refused to queue a message on {topic}: {mqtt.error_string(info.rc)}")
+        return int(info.mid)
+
+    async def close(self, offline: bytes, within_s: float = 3.0) -> bool:
+        """Publish the retained ``offline`` status, wait (bounded) for its PUBACK, disconnect.
+
+        Returns True when the broker acknowledged the goodbye.
+        """
+        self._closing = True
+        self._wake.set()
+        acked = False
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within_s
+        if self.state is State.UP:
+            mid = self.publish(self.status_topic, offline, retain=True)
+            fut: asyncio.Future[bool] = loop.create_future()
+            self._ack_waiters[mid] = fut
+            with contextlib.suppress(TimeoutError):
+                acked = await asyncio.wait_for(fut, max(0.1, deadline - loop.time()))
+            self._down.clear()
+            self.client.disconnect()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._down.wait(), max(0.1, deadline - loop.time()))
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._unregister()
+        self.state = State.CLOSED
+        return acked
+
+    # -- connection management ---------------------------------------------------------
+
+    async def _connector(self) -> None:
+        attempt = 0
+        while not self._closing:
+            self._refused = None
+            self.client.will_set(self.status_topic, self._will(), qos=1, retain=True)
+            self.client.username_pw_set(self.broker.username, self.broker.secret())
+            self.state = State.CONNECTING
+            self._up_since_connect = False
+            self._down.clear()
+            try:
+                await asyncio.to_thread(self.client.reconnect)
+            except Exception as exc:
+                self.state = State.DOWN
+                self._unregister()
+                delay = self._delay(attempt)
+                attempt += 1
+                log.warning(
+                    "broker unreachable at %s: %s; retry in %.1f s; %d messages waiting in outbox",
+                    self.url,
+                    describe_error(exc),
+                    delay,
+                    self._listener.waiting(),
+                    extra={"broker": self.url, "retry_in_s": round(delay, 1), "attempt": attempt},
+                )
+                await self._sleep(delay)
+                continue
+            self.state = State.HANDSHAKE  # the loop may read the socket again
+            await self._down.wait()
+            refused = self._take_refusal()
+            if self._closing_requested():
+                return
+            if self._up_since_connect:  # a real session, not a refused or dropped handshake
+                attempt = 0
+            delay = self._delay(attempt)
+            attempt += 1
+            if refused is not None:
+                log.error(
+                    "broker at %s refused the connection: %s; retry in %.1f s; %d messages waiting in outbox",
+                    self.url,
+                    refused,
+                    delay,
+                    self._listener.waiting(),
+                    extra={"broker": self.url, "retry_in_s": round(delay, 1)},
+                )
+            else:
+                log.warning(
+                    "connection to broker at %s lost: %s; retry in %.1f s; %d messages waiting in outbox",
+                    self.url,
+                    self._down_reason,
+                    delay,
+                    self._listener.waiting(),
+                    extra={"broker": self.url, "retry_in_s": round(delay, 1)},
+                )
+            await self._sleep(delay)
+
+    _down_reason = "unknown"
+    _up_since_connect = False
+
+    def _lost(self) -> None:
+        self.generation += 1
+        self._first_attempt_open = False
+
+    def _take_refusal(self) -> str | None:
+        refused, self._refused = self._refused, None
+        return refused
+
+    def _closing_requested(self) -> bool:
+        return self._closing
+
+    def _delay(self, attempt: int) -> float:
+        return backoff_delay(attempt, min_s=self.broker.reconnect_min_s, max_s=self.broker.reconnect_max_s)
+
+    async def _sleep(self, delay: float) -> None:
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), delay)
+
+    async def _misc(self) -> None:
+        """paho's housekeeping (keepalive PINGREQ, dead-connection detection), once a second."""
+        while True:
+            await asyncio.sleep(1.0)
+            if self.state in (State.UP, State.HANDSHAKE):
+                self.client.loop_misc()
+
+    # -- paho callbacks (event loop, except socket open/register during connect) ----------
+
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Properties | None
+    ) -> None:
+        if reason.is_failure:
+            self._refused = _refusal(reason)
+            return
+        self._first_attempt_open = False
+        self.epoch += 1
+        self.state = State.UP
+        self._up_since_connect = True
+        client.publish(self.status_topic, self._birth(), qos=1, retain=True)
+        log.info(
+            "connected to broker at %s; %d messages waiting in outbox will be sent",
+            self.url,
+            self._listener.waiting(),
+            extra={"broker": self.url, "epoch": self.epoch},
+        )
+        self._listener.link_up(self.epoch)
+
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Properties | None
+    ) -> None:
+        was_up = self.state is State.UP
+        self._lost()
+        self._down_reason = _disconnect_reason(reason)
+        if self.state is not State.CLOSED:
+            self.state = State.DOWN
+        self._unregister()
+        self._down.set()
+        for fut in self._ack_waiters.values():
+            if not fut.done():
+                fut.set_result(False)
+        self._ack_waiters.clear()
+        if was_up:
+            self._listener.link_down()
+
+    def _on_publish(
+        self, client: mqtt.Client, userdata: Any, mid: int, reason: ReasonCode, props: Properties | None
+    ) -> None:
+        ok = not reason.is_failure
+        waiter = self._ack_waiters.pop(mid, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(ok)
+        self._listener.link_ack(mid, ok, str(reason))
+
+    def _on_socket_open(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        self._call(self._register, sock.fileno())
+
+    def _on_socket_close(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        self._call(self._unregister)
+
+    def _on_socket_register_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        self._call(self._want_write, sock.fileno())
+
+    def _on_socket_unregister_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        self._call(self._no_write)
+
+    # -- socket plumbing (event loop) ------------------------------------------------------
+
+    def _call(self, fn: Callable[..., None], *args: Any) -> None:
+        """Run ``fn`` on the loop; paho calls some socket hooks from the connect worker."""
+        assert self._loop is not None
+        if _on_loop(self._loop):
+            fn(*args)
+        else:
+            self._loop.call_soon_threadsafe(fn, *args)
+
+    def _register(self, fd: int) -> None:
+        assert self._loop is not None
+        self._unregister()
+        self._fd = fd
+        self._loop.add_reader(fd, self._readable)
+
+    def _unregister(self) -> None:
+        if self._loop is None:
+            return
+        self._no_write()
+        if self._fd is not None:
+            self._loop.remove_reader(self._fd)
+            self._fd = None
+
+    def _want_write(self, fd: int) -> None:
+        assert self._loop is not None
+        if self._fd == fd and self._writer_fd is None:
+            self._writer_fd = fd
+            self._loop.add_writer(fd, self._writable)
+
+    def _no_write(self) -> None:
+        if self._loop is not None and self._writer_fd is not None:
+            self._loop.remove_writer(self._writer_fd)
+            self._writer_fd = None
+
+    def _readable(self) -> None:
+        if self.state is not State.CONNECTING:
+            self.client.loop_read()
+
+    def _writable(self) -> None:
+        if self.state is not State.CONNECTING:
+            self.client.loop_write()
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+
+
+def _refusal(reason: ReasonCode) -> str:
+    text = str(reason)
+    hints = {
+        "Not authorized": "check broker.username and the password",
+        "Bad user name or password": "check broker.username and the password",
+        "Client identifier not valid": "check broker.client_id",
+        "Server unavailable": "the broker is overloaded or restarting",
+        "Banned": "the broker has banned this client",
+    }
+    hint = hints.get(text)
+    return f"{text} ({hint})" if hint else text
+
+
+def _disconnect_reason(reason: ReasonCode) -> str:
+    text = str(reason)
+    if text in ("Unspecified error", "Normal disconnection"):
+        return "the broker closed the connection or the network dropped it"
+    if text == "Keep alive timeout":
+        return "no answer from the broker within the keepalive; the uplink may be down"
+    return text

@@ -1,0 +1,300 @@
+"""Durable outbox: every message is written here before it is published.
+
+A row is deleted only when the broker's PUBACK for it arrives, so a broker outage, an
+uplink outage, a ``kill -9`` or a power cut between production and acknowledgement
+loses nothing: the row is still on disk and goes out again (at-least-once; the cloud
+drops duplicates by node, session and seq). SQLite in WAL mode with ``synchronous=FULL``
+makes each committed row survive power loss, which is the normal failure of a board on
+a village mains supply.
+
+The outbox is bounded (count, bytes, age) because a board's SD card is small and a week
+of camera snapshots would fill it. When it must drop, it drops the oldest messages of the
+lowest priority first (health, then metrics, then events and snapshots), keeps the drop
+counts on disk per priority, and logs what it dropped and why.
+
+All methods must be called from one thread (the agent's event loop).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from enum import IntEnum
+from pathlib import Path
+from typing import Literal
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    id       INTEGER PRIMARY KEY AUTOINCREMENT,
+    topic    TEXT    NOT NULL,
+    payload  BLOB    NOT NULL,
+    priority INTEGER NOT NULL,
+    is_json  INTEGER NOT NULL,
+    retain   INTEGER NOT NULL DEFAULT 0,
+    session  TEXT    NOT NULL,
+    link_gen INTEGER NOT NULL,
+    created  REAL    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outbox_drop_order ON outbox (priority, id);
+CREATE INDEX IF NOT EXISTS outbox_created ON outbox (created);
+CREATE TABLE IF NOT EXISTS drops (
+    priority INTEGER PRIMARY KEY,
+    count    INTEGER NOT NULL
+);
+"""
+
+#: How often (seconds) a continuing stream of drops is summarised in the log.
+DROP_LOG_INTERVAL_S = 30.0
+
+
+class Priority(IntEnum):
+    """Drop order: the lowest value goes first when the outbox is full."""
+
+    HEALTH = 0
+    METRICS = 1
+    EVENT = 2  # motion events and their snapshots
+
+    @property
+    def label(self) -> str:
+        return {0: "health", 1: "metrics", 2: "event/snapshot"}[self.value]
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    id: int
+    topic: str
+    payload: bytes
+    priority: Priority
+    is_json: bool
+    retain: bool
+    #: Agent session that produced the row.
+    session: str
+    #: Link generation the row was produced under; -1 when produced while offline.
+    link_gen: int
+    #: Unix time of production.
+    created: float
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxStats:
+    depth: int
+    bytes: int
+    oldest_s: float
+    dropped: int
+    dropped_by_priority: dict[Priority, int] = field(default_factory=dict)
+
+
+class Outbox:
+    """SQLite-backed FIFO with priority-aware bounds. See the module docstring."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        max_messages: int = 200_000,
+        max_bytes: int = 256 * 1024 * 1024,
+        max_age_s: float = 7 * 24 * 3600,
+        sync: Literal["full", "normal"] = "full",
+    ) -> None:
+        self.path = path
+        self.max_messages = max_messages
+        self.max_bytes = max_bytes
+        self.max_age_s = max_age_s
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=True)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(f"PRAGMA synchronous={'FULL' if sync == 'full' else 'NORMAL'}")
+        self._db.executescript(_SCHEMA)
+        count, size = self._db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM outbox"
+        ).fetchone()
+        self._count: int = count
+        self._bytes: int = size
+        self._dropped: dict[Priority, int] = {
+            Priority(p): c for p, c in self._db.execute("SELECT priority, count FROM drops")
+        }
+        # Drops not yet logged, and when the last drop log line was written.
+        self._unlogged: dict[tuple[Priority, str], int] = {}
+        self._last_drop_log = 0.0
+
+    # -- writing ---------------------------------------------------------------------
+
+    def put(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        priority: Priority,
+        is_json: bool,
+        session: str,
+        link_gen: int,
+        created: float | None = None,
+        retain: bool = False,
+    ) -> int:
+        """Store one message durably (committed when this returns); return its row id."""
+        created = time.time() if created is None else created
+        with self._tx():
+            cur = self._db.execute(
+                "INSERT INTO outbox (topic, payload, priority, is_json, retain, session, link_gen, created)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (topic, payload, int(priority), int(is_json), int(retain), session, link_gen, created),
+            )
+            self._count += 1
+            self._bytes += len(payload)
+            self._enforce_size()
+        self._log_drops()
+        rowid = cur.lastrowid
+        assert rowid is not None
+        return rowid
+
+    def delete(self, ids: Iterable[int]) -> int:
+        """Forget acknowledged rows; unknown ids (already dropped) are ignored."""
+        ids = list(ids)
+        if not ids:
+            return 0
+        removed = 0
+        with self._tx():
+            for chunk in _chunks(ids, 500):
+                marks = ",".join("?" * len(chunk))
+                n, size = self._db.execute(
+                    f"SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM outbox WHERE id IN ({marks})",
+                    chunk,
+                ).fetchone()
+                self._db.execute(f"DELETE FROM outbox WHERE id IN ({marks})", chunk)
+                removed += n
+                self._count -= n
+                self._bytes -= size
+        return removed
+
+    def expire(self, now: float | None = None) -> int:
+        """Drop rows older than ``max_age_s``; return how many."""
+        cutoff = (time.time() if now is None else now) - self.max_age_s
+        with self._tx():
+            per = self._db.execute(
+                "SELECT priority, COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM outbox"
+                " WHERE created < ? GROUP BY priority",
+                (cutoff,),
+            ).fetchall()
+            if not per:
+                return 0
+            self._db.execute("DELETE FROM outbox WHERE created < ?", (cutoff,))
+            total = 0
+            for prio, n, size in per:
+                self._count -= n
+                self._bytes -= size
+                total += n
+                self._count_drop(Priority(prio), n, f"older than max_age_s={self.max_age_s:g}")
+        self._log_drops()
+        return total
+
+    # -- reading ---------------------------------------------------------------------
+
+    def after(self, row_id: int, limit: int) -> list[Row]:
+        """Up to ``limit`` rows with an id above ``row_id``, oldest first (publish order)."""
+        cur = self._db.execute(
+            "SELECT id, topic, payload, priority, is_json, retain, session, link_gen, created"
+            " FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
+            (row_id, limit),
+        )
+        return [
+            Row(r[0], r[1], bytes(r[2]), Priority(r[3]), bool(r[4]), bool(r[5]), r[6], r[7], r[8])
+            for r in cur
+        ]
+
+    def __len__(self) -> int:
+        return self._count
+
+    @property
+    def size_bytes(self) -> int:
+        return self._bytes
+
+    def stats(self, now: float | None = None) -> OutboxStats:
+        row = self._db.execute("SELECT created FROM outbox ORDER BY id LIMIT 1").fetchone()
+        oldest = max(0.0, (time.time() if now is None else now) - row[0]) if row else 0.0
+        return OutboxStats(
+            depth=self._count,
+            bytes=self._bytes,
+            oldest_s=oldest,
+            dropped=sum(self._dropped.values()),
+            dropped_by_priority=dict(self._dropped),
+        )
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- internals -------------------------------------------------------------------
+
+    @contextmanager
+    def _tx(self) -> Iterator[None]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def _enforce_size(self) -> None:
+        while self._count > self.max_messages or self._bytes > self.max_bytes:
+            over_count = self._count - self.max_messages
+            batch = max(1, min(over_count, 256)) if over_count > 0 else 16
+            victims = self._db.execute(
+                "SELECT id, priority, LENGTH(payload) FROM outbox ORDER BY priority, id LIMIT ?", (batch,)
+            ).fetchall()
+            if not victims:
+                return
+            for vid, prio, size in victims:
+                if self._count <= self.max_messages and self._bytes <= self.max_bytes:
+                    break
+                self._db.execute("DELETE FROM outbox WHERE id = ?", (vid,))
+                self._count -= 1
+                self._bytes -= size
+                reason = (
+                    f"max_messages={self.max_messages}"
+                    if self._count + 1 > self.max_messages
+                    else f"max_bytes={self.max_bytes}"
+                )
+                self._count_drop(Priority(prio), 1, f"outbox full ({reason})")
+
+    def _count_drop(self, priority: Priority, n: int, reason: str) -> None:
+        self._dropped[priority] = self._dropped.get(priority, 0) + n
+        self._db.execute(
+            "INSERT INTO drops (priority, count) VALUES (?, ?)"
+            " ON CONFLICT(priority) DO UPDATE SET count = count + excluded.count",
+            (int(priority), n),
+        )
+        key = (priority, reason)
+        self._unlogged[key] = self._unlogged.get(key, 0) + n
+
+    def _log_drops(self) -> None:
+        if not self._unlogged:
+            return
+        now = time.monotonic()
+        if self._last_drop_log and now - self._last_drop_log < DROP_LOG_INTERVAL_S:
+            return
+        self._last_drop_log = now
+        parts = [
+            f"{n} {prio.label} message{'s' if n != 1 else ''} ({reason})"
+            for (prio, reason), n in sorted(self._unlogged.items())
+        ]
+        by_prio = {p.label: n for p, n in sorted(self._dropped.items())}
+        log.warning(
+            "outbox dropped the oldest lowest-priority messages: %s; kept %d messages, %d bytes. "
+            "The uplink or broker has been unreachable for long: check it, or raise the outbox limits",
+            ", ".join(parts),
+            self._count,
+            self._bytes,
+            extra={"dropped_total": by_prio, "outbox_depth": self._count},
+        )
+        self._unlogged.clear()
+
+
+def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
