@@ -123,8 +123,8 @@ commune-iot demo is running ({len(chosen)} agents: cameras and access points of 
   Ingest metrics           http://127.0.0.1:{port}/metrics
   Readiness                http://127.0.0.1:{port}/readyz
   Raw MQTT traffic         mosquitto_sub -p {mosq.port} -v -t 'ciot/v1/#'
-  Time series (InfluxQL)   influx -port {influx.port} -username {INFLUX_USER} -password "$(cat {password_file})" \\
-                             -database {INFLUX_DB} -execute 'SELECT count(*) FROM health'
+  Time series (InfluxQL)   influx -port {influx.port} -database {INFLUX_DB} -username {INFLUX_USER} \\
+                             -password "$(cat {password_file})" -execute 'SELECT count(*) FROM health'
   Logs                     {run_dir}/cloud.log, {run_dir}/agents/<node>/agent.log
 
 Ctrl-C stops everything.

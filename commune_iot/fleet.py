@@ -192,10 +192,12 @@ class CloudProcess:
             if self.proc is not None and self.proc.poll() is not None:
                 tail = self.log_path.read_text(errors="replace")[-3000:]
                 raise RuntimeError(f"cloud service exited with {self.proc.returncode}:\n{tail}")
-            with contextlib.suppress(OSError, urllib.error.URLError):
-                with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as r:
-                    if r.status == 200:
-                        return
+            with (
+                contextlib.suppress(OSError, urllib.error.URLError),
+                urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as r,
+            ):
+                if r.status == 200:
+                    return
             time.sleep(0.1)
         raise RuntimeError(f"cloud service not healthy on {self.url} after {timeout:.0f} s")
 
