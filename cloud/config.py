@@ -122,6 +122,13 @@ class SqlConfig(_Section):
     password: SecretStr | None = Field(None, description="Password substituted into the URL, if set.")
     password_file: Path | None = Field(None, description="File holding the SQL password.")
     busy_timeout_ms: int = Field(10_000, ge=0, description="SQLite busy timeout (several workers write).")
+    state_flush_interval_s: float = Field(
+        1.0,
+        ge=0,
+        description="How often per-node counters (messages, last seen, sequence) are written. They are "
+        "aggregated in memory between writes; a crash loses at most this much of counting, never "
+        "data. Dead letters, statuses and snapshots are always written before the ack.",
+    )
 
     def password_value(self) -> str:
         return _secret(self.password, self.password_file)

@@ -77,8 +77,13 @@ class IngestWorker:
         sql: SqlStore,
         snapshots: SnapshotStore,
         stats: Stats,
+        *,
+        state_flush_interval_s: float = 1.0,
     ) -> None:
         self.cfg = cfg
+        self.state_flush_interval_s = state_flush_interval_s
+        self._unsaved = BatchUpdate()  # node counters not yet in SQL
+        self._saved_at = time.monotonic()
         self.client_id = client_id
         self.converter = converter
         self.journal = journal
@@ -186,25 +191,56 @@ class IngestWorker:
             self._cond.notify()
         if self._committer is not None:
             self._committer.join(timeout)
+        if self._unsaved:
+            try:
+                self.sql.apply(self._unsaved)
+                self._unsaved = BatchUpdate()
+            except Exception as exc:
+                log.error("could not save node counters on stop: %s", exc)
         self._connected.clear()
 
     # ------------------------------------------------------------------ commit
     def _commit_loop(self) -> None:
-        interval = self.cfg.commit_interval_ms / 1000
         while True:
             with self._cond:
-                while not self._pending and not self._stopping:
-                    self._cond.wait()
-                if not self._pending and self._stopping:
-                    return
-                deadline = self._pending[0].at + interval if self._pending else 0.0
-                while len(self._pending) < self.commit_max and not self._stopping:
-                    left = deadline - time.time()
-                    if left <= 0:
-                        break
-                    self._cond.wait(left)
-                batch, self._pending = self._pending, []
-            self._commit_with_retry(batch)
+                batch = self._take_batch()
+            if batch is None:
+                return
+            if batch:
+                self._commit_with_retry(batch)
+            elif self._unsaved:
+                self._save_counters()
+
+    def _take_batch(self) -> list[_Received] | None:
+        """Under the lock: the next batch; [] when only counters are due; None to stop."""
+        while not self._pending:
+            if self._stopping:
+                return None
+            if not self._unsaved:
+                self._cond.wait()
+                continue
+            left = self._saved_at + self.state_flush_interval_s - time.monotonic()
+            if left <= 0:
+                return []
+            self._cond.wait(left)
+        deadline = self._pending[0].at + self.cfg.commit_interval_ms / 1000
+        while len(self._pending) < self.commit_max and not self._stopping:
+            left = deadline - time.time()
+            if left <= 0:
+                break
+            self._cond.wait(left)
+        batch, self._pending = self._pending, []
+        return batch
+
+    def _save_counters(self) -> None:
+        try:
+            self.sql.apply(self._unsaved)
+        except Exception as exc:  # retried at the next flush; counters only
+            log.warning("cannot save node counters to SQL (%s); will retry", exc)
+            self._saved_at = time.monotonic()
+            return
+        self._unsaved = BatchUpdate()
+        self._saved_at = time.monotonic()
 
     def _commit_with_retry(self, batch: list[_Received]) -> None:
         delay = 0.2
@@ -286,7 +322,12 @@ class IngestWorker:
                     s.received += 1
         if lines:
             self.journal.append(("\n".join(lines) + "\n").encode(), len(lines))
-        self.sql.apply(upd)
+        self._unsaved.merge(upd)
+        now = time.monotonic()
+        if upd.must_write_now or now - self._saved_at >= self.state_flush_interval_s or self._stopping:
+            self.sql.apply(self._unsaved)
+            self._unsaved = BatchUpdate()
+            self._saved_at = now
         # Durable: acknowledge, in receive order, only what this connection delivered.
         gen = self._generation
         client = self._client

@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from cloud.inventory import Inventory
-from cloud.storage.lineproto import LineError, line
+from cloud.storage.lineproto import LineError, format_fields, series_key
 from wire import Health, Metrics, MotionEvent, Status, TopicError, WireError, decode, parse_topic
 from wire.messages import Envelope, check_snapshot
 from wire.topics import Channel, Topic
@@ -69,8 +70,13 @@ class _NodeTags:
     known: bool
 
 
-def _ms(dt_ts: float) -> int:
-    return round(dt_ts * 1000)
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MS: Final = timedelta(milliseconds=1)
+
+
+def _ms(dt: datetime) -> int:
+    """Exact milliseconds since the epoch (float seconds would round differently at times)."""
+    return (dt - _EPOCH) // _MS
 
 
 class Converter:
@@ -78,6 +84,9 @@ class Converter:
         self.inventory = inventory
         self._parse = functools.lru_cache(maxsize=4096)(self._parse_uncached)
         self._device_tags = functools.lru_cache(maxsize=4096)(self._device_tags_uncached)
+        # Series keys (measurement + escaped, sorted tags) repeat for every message of a node.
+        self._node_series = functools.lru_cache(maxsize=4096)(self._node_series_uncached)
+        self._point_series = functools.lru_cache(maxsize=16384)(self._point_series_uncached)
 
     # ------------------------------------------------------------------ lookups
     def _parse_uncached(self, topic: str) -> tuple[Topic, _NodeTags] | str:
@@ -123,34 +132,22 @@ class Converter:
         return Converted(t.node, nt.commune, nt.known, t.channel, lines, msg)
 
     def _lines(self, t: Topic, nt: _NodeTags, msg: Envelope) -> list[str]:
-        node_tags = {
-            "node": t.node,
-            "commune": nt.commune,
-            "site": nt.site,
-            "kind": nt.kind,
-            "known": "true" if nt.known else "false",
-        }
         if isinstance(msg, Health):
             d = msg.__dict__
             fields: dict[str, bool | int | float | str | None] = {f: d[f] for f in _HEALTH_FIELDS}
             fields["seq"] = msg.seq
             fields["replay"] = msg.replay
-            return [line("health", node_tags, fields, _ms(msg.ts.timestamp()))]
+            return [f"{self._node_series('health', t.node, nt)} {format_fields(fields)} {_ms(msg.ts)}"]
         if isinstance(msg, Metrics):
             out = []
-            env_ms = _ms(msg.ts.timestamp())
+            env_ms = _ms(msg.ts)
             for p in msg.points:
-                tags = dict(p.tags)
-                tags.update(self._device_tags(t.node, p.device))
-                tags["node"] = t.node
-                tags["commune"] = nt.commune
-                ts = _ms(p.ts.timestamp()) if p.ts is not None else env_ms
-                out.append(line(p.measurement, tags, p.fields, ts))
+                key = self._point_series(p.measurement, t.node, nt.commune, p.device, tuple(p.tags.items()))
+                ts = _ms(p.ts) if p.ts is not None else env_ms
+                out.append(f"{key} {format_fields(p.fields)} {ts}")
             return out
         if isinstance(msg, MotionEvent):
-            tags = dict(self._device_tags(t.node, msg.device))
-            tags["node"] = t.node
-            tags["commune"] = nt.commune
+            key = self._point_series("motion", t.node, nt.commune, msg.device, ())
             end = msg.end or msg.ts
             fields = {
                 "peak_area_pct": msg.peak_area_pct,
@@ -163,11 +160,25 @@ class Converter:
                 "seq": msg.seq,
                 "replay": msg.replay,
             }
-            return [line("motion", tags, fields, _ms(msg.start.timestamp()))]
+            return [f"{key} {format_fields(fields)} {_ms(msg.start)}"]
         if isinstance(msg, Status):
             fields = {"online": 1.0 if msg.state == "online" else 0.0, "reason": msg.reason}
-            return [line("status", node_tags, fields, _ms(msg.ts.timestamp()))]
+            return [f"{self._node_series('status', t.node, nt)} {format_fields(fields)} {_ms(msg.ts)}"]
         raise LineError(f"no conversion for {type(msg).__name__}")
+
+    def _node_series_uncached(self, measurement: str, node: str, nt: _NodeTags) -> str:
+        tags = {"node": node, "commune": nt.commune, "site": nt.site, "kind": nt.kind}
+        tags["known"] = "true" if nt.known else "false"
+        return series_key(measurement, tags)
+
+    def _point_series_uncached(
+        self, measurement: str, node: str, commune: str, device: str, point_tags: tuple[tuple[str, str], ...]
+    ) -> str:
+        tags = dict(point_tags)
+        tags.update(self._device_tags(node, device))
+        tags["node"] = node
+        tags["commune"] = commune
+        return series_key(measurement, tags)
 
 
 def _guess_node(topic: str) -> str | None:

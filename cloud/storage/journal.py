@@ -155,6 +155,10 @@ class Journal:
         with self._path(seg).open("rb") as f:
             f.seek(off)
             data = f.read(min(end - off, max_bytes))
+        count = data.count(b"\n")
+        if 0 < count <= max_lines:
+            cut = data.rfind(b"\n")
+            return Batch(data[: cut + 1], count, seg, off + cut + 1)
         cut = -1
         count = 0
         pos = 0

@@ -32,16 +32,46 @@ def escape_key(key: str) -> str:
 
 
 def format_field(value: bool | int | float | str) -> str:
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if isinstance(value, int | float):
-        f = float(value)
-        if not math.isfinite(f):
+    t = type(value)
+    if t is float:
+        if not math.isfinite(value):  # type: ignore[arg-type]
             raise LineError(f"non-finite number {value!r}")
-        return repr(f)
-    return '"' + value.translate(_STR_TABLE) + '"'
+        return repr(value)
+    if t is bool:
+        return "true" if value else "false"
+    if t is int:
+        return repr(float(value))
+    if isinstance(value, str):
+        return '"' + value.translate(_STR_TABLE) + '"'
+    return format_field(float(value) if isinstance(value, int | float) else str(value))
+
+
+def series_key(measurement: str, tags: Mapping[str, str]) -> str:
+    """``measurement,k=v,...`` with sorted, escaped tags; empty tag values are left out
+    (InfluxDB rejects them, and an absent tag reads the same in InfluxQL)."""
+    parts = [escape_measurement(measurement)]
+    parts.extend(escape_key(k) + "=" + escape_key(tags[k]) for k in sorted(tags) if tags[k] != "")
+    return ",".join(parts)
+
+
+_FIELD_KEYS: dict[str, str] = {}  # field key -> "escaped=" (keys repeat endlessly on the hot path)
+
+
+def _field_key(key: str) -> str:
+    esc = _FIELD_KEYS.get(key)
+    if esc is None:
+        if len(_FIELD_KEYS) > 10_000:
+            _FIELD_KEYS.clear()
+        esc = _FIELD_KEYS[key] = escape_key(key) + "="
+    return esc
+
+
+def format_fields(fields: Mapping[str, bool | int | float | str | None]) -> str:
+    """``k=v,...`` skipping ``None``; raises LineError when nothing is left."""
+    out = ",".join(_field_key(k) + format_field(v) for k, v in fields.items() if v is not None)
+    if not out:
+        raise LineError("point has no fields")
+    return out
 
 
 def line(
@@ -51,16 +81,11 @@ def line(
     ts_ms: int,
 ) -> str:
     """One point. Tags are sorted (InfluxDB's preferred order); ``None`` fields are skipped."""
-    parts = [escape_measurement(measurement)]
-    for k in sorted(tags):
-        v = tags[k]
-        if v == "":
-            continue  # InfluxDB rejects empty tag values; an absent tag reads the same in InfluxQL
-        parts.append(escape_key(k) + "=" + escape_key(v))
-    fs = [escape_key(k) + "=" + format_field(v) for k, v in fields.items() if v is not None]
-    if not fs:
-        raise LineError(f"point of {measurement!r} has no fields")
-    return ",".join(parts) + " " + ",".join(fs) + " " + str(int(ts_ms))
+    try:
+        fs = format_fields(fields)
+    except LineError:
+        raise LineError(f"point of {measurement!r} has no fields") from None
+    return f"{series_key(measurement, tags)} {fs} {int(ts_ms)}"
 
 
 def join(lines: Iterable[str]) -> bytes:

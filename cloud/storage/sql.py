@@ -152,6 +152,35 @@ class BatchUpdate:
     def __bool__(self) -> bool:
         return bool(self.nodes or self.sessions or self.statuses or self.dead or self.snapshots)
 
+    @property
+    def must_write_now(self) -> bool:
+        """Rows that are acknowledged data (not just counters) and so cannot wait."""
+        return bool(self.statuses or self.dead or self.snapshots)
+
+    def merge(self, other: BatchUpdate) -> None:
+        """Fold ``other`` into this one (counters added, newest values kept)."""
+        for node, d in other.nodes.items():
+            mine = self.nodes.get(node)
+            if mine is None:
+                self.nodes[node] = d
+                continue
+            mine.messages += d.messages
+            mine.dead_letters += d.dead_letters
+            mine.last_seen = max(mine.last_seen, d.last_seen)
+            if d.last_msg_ts is not None and (mine.last_msg_ts is None or d.last_msg_ts >= mine.last_msg_ts):
+                mine.last_msg_ts, mine.session, mine.last_seq = d.last_msg_ts, d.session, d.last_seq
+        for key, sd in other.sessions.items():
+            ms = self.sessions.get(key)
+            if ms is None:
+                self.sessions[key] = sd
+                continue
+            ms.first_seq = min(ms.first_seq, sd.first_seq)
+            ms.max_seq = max(ms.max_seq, sd.max_seq)
+            ms.received += sd.received
+        self.statuses.extend(other.statuses)
+        self.dead.extend(other.dead)
+        self.snapshots.extend(other.snapshots)
+
 
 def _greatest(col: Any, new: Any) -> Any:
     return case((col.is_(None), new), (new > col, new), else_=col)

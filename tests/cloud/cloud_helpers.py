@@ -148,7 +148,7 @@ async def eventually(
         if ok(value):  # type: ignore[arg-type]
             return value  # type: ignore[return-value]
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}; last value: {value!r}")
+            raise AssertionError(f"timed out waiting for {what}; last value: {str(value)[:1500]}")
         await asyncio.sleep(0.1)
 
 

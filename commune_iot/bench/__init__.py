@@ -1,0 +1,1 @@
+"""Benchmarks; each prints readable progress and ends with one line of JSON."""
