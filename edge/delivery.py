@@ -45,7 +45,10 @@ class Courier:
     # -- LinkListener --------------------------------------------------------------------
 
     def link_up(self, epoch: int) -> None:
-        self.pump()
+        # Called from paho's CONNACK handling, which re-sends the messages it still holds
+        # (handed over before the disconnection) right after this callback: pump later so
+        # those go out first and the broker sees the outbox in order.
+        asyncio.get_running_loop().call_soon(self.pump)
 
     def link_down(self) -> None:
         self._changed.set()

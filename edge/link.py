@@ -205,6 +205,7 @@ class Link:
                 await asyncio.to_thread(self.client.reconnect)
             except Exception as exc:
                 self.state = State.DOWN
+                self._lost()
                 self._unregister()
                 delay = self._delay(attempt)
                 attempt += 1

@@ -1,0 +1,168 @@
+"""Test helpers for the edge agent: a recording MQTT subscriber and agent subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import yaml
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Received:
+    topic: str
+    payload: bytes
+    retain: bool
+    arrived: datetime
+
+    @property
+    def channel(self) -> str:
+        return self.topic.split("/")[4]
+
+    def json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = json.loads(self.payload)
+        return doc
+
+
+class Recorder:
+    """A persistent-session QoS-1 subscriber: it survives broker restarts without losing
+    messages (Mosquitto keeps its session on disk), so gaps seen here are the agent's."""
+
+    def __init__(self, port: int, topic: str = "ciot/#", client_id: str = "edge-test-recorder") -> None:
+        self.messages: list[Received] = []
+        self._cond = threading.Condition()
+        self._subscribed = threading.Event()
+        self.topic = topic
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5)
+        c.on_connect = self._on_connect
+        c.on_message = self._on_message
+        c.on_subscribe = lambda *a: self._subscribed.set()
+        c.reconnect_delay_set(0.05, 0.3)
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 3600
+        c.connect("127.0.0.1", port, keepalive=5, clean_start=False, properties=props)
+        c.loop_start()
+        self.client = c
+        if not self._subscribed.wait(10):
+            raise AssertionError("recorder could not subscribe")
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        client.subscribe(self.topic, qos=1)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        with self._cond:
+            self.messages.append(Received(msg.topic, bytes(msg.payload), bool(msg.retain), datetime.now(UTC)))
+            self._cond.notify_all()
+
+    def wait_for(self, predicate: Callable[[list[Received]], bool], timeout: float, what: str) -> list[Received]:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not predicate(self.messages):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    tail = [(m.topic, m.payload[:120]) for m in self.messages[-5:]]
+                    raise AssertionError(f"timed out after {timeout} s waiting for {what}; last: {tail}")
+                self._cond.wait(left)
+            return list(self.messages)
+
+    def snapshot(self) -> list[Received]:
+        with self._cond:
+            return list(self.messages)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def status(m: Received) -> dict[str, Any] | None:
+    return m.json() if m.channel == "status" else None
+
+
+def has_status(state: str, reason: str, *, retained: bool | None = None, session: str | None = None
+               ) -> Callable[[list[Received]], bool]:
+    def check(msgs: list[Received]) -> bool:
+        for m in msgs:
+            doc = status(m)
+            if doc and doc["state"] == state and doc["reason"] == reason:
+                if (retained is None or m.retain == retained) and (session is None or doc["session"] == session):
+                    return True
+        return False
+
+    return check
+
+
+def sequenced(msgs: list[Received]) -> list[dict[str, Any]]:
+    return [m.json() for m in msgs if m.channel in ("health", "metrics", "event")]
+
+
+def write_config(path: Path, **settings: Any) -> Path:
+    path.write_text(yaml.safe_dump(settings, sort_keys=False))
+    return path
+
+
+def agent_config(tmp: Path, broker_url: str, *, node: str = "dr-cam-01", commune: str = "da-ron",
+                 health_interval_s: float = 0.2, collectors: list[dict[str, Any]] | None = None,
+                 outbox: dict[str, Any] | None = None, name: str = "edge.yaml") -> Path:
+    box = {"path": str(tmp / "outbox.sqlite3")}
+    box.update(outbox or {})
+    return write_config(
+        tmp / name,
+        node=node,
+        commune=commune,
+        broker={"url": broker_url, "keepalive_s": 5, "reconnect_min_s": 0.1, "reconnect_max_s": 0.5},
+        health_interval_s=health_interval_s,
+        outbox=box,
+        collectors=collectors or [],
+        log={"level": "INFO"},
+    )
+
+
+class AgentProcess:
+    """``python -m edge --config FILE`` as a real process (so tests can SIGKILL it)."""
+
+    def __init__(self, config: Path, log_path: Path) -> None:
+        self.log_path = log_path
+        env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
+        env.pop("CIOT_EDGE_CONFIG", None)
+        self._log = log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "edge", "--config", str(config)],
+            cwd=REPO,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def kill9(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def terminate(self, timeout: float = 20.0) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self._log.close()
