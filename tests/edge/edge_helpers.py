@@ -70,7 +70,9 @@ class Recorder:
             self.messages.append(Received(msg.topic, bytes(msg.payload), bool(msg.retain), datetime.now(UTC)))
             self._cond.notify_all()
 
-    def wait_for(self, predicate: Callable[[list[Received]], bool], timeout: float, what: str) -> list[Received]:
+    def wait_for(
+        self, predicate: Callable[[list[Received]], bool], timeout: float, what: str
+    ) -> list[Received]:
         deadline = time.monotonic() + timeout
         with self._cond:
             while not predicate(self.messages):
@@ -94,14 +96,16 @@ def status(m: Received) -> dict[str, Any] | None:
     return m.json() if m.channel == "status" else None
 
 
-def has_status(state: str, reason: str, *, retained: bool | None = None, session: str | None = None
-               ) -> Callable[[list[Received]], bool]:
+def has_status(
+    state: str, reason: str, *, retained: bool | None = None, session: str | None = None
+) -> Callable[[list[Received]], bool]:
     def check(msgs: list[Received]) -> bool:
         for m in msgs:
             doc = status(m)
-            if doc and doc["state"] == state and doc["reason"] == reason:
-                if (retained is None or m.retain == retained) and (session is None or doc["session"] == session):
-                    return True
+            if not doc or doc["state"] != state or doc["reason"] != reason:
+                continue
+            if (retained is None or m.retain == retained) and (session is None or doc["session"] == session):
+                return True
         return False
 
     return check
@@ -116,9 +120,17 @@ def write_config(path: Path, **settings: Any) -> Path:
     return path
 
 
-def agent_config(tmp: Path, broker_url: str, *, node: str = "dr-cam-01", commune: str = "da-ron",
-                 health_interval_s: float = 0.2, collectors: list[dict[str, Any]] | None = None,
-                 outbox: dict[str, Any] | None = None, name: str = "edge.yaml") -> Path:
+def agent_config(
+    tmp: Path,
+    broker_url: str,
+    *,
+    node: str = "dr-cam-01",
+    commune: str = "da-ron",
+    health_interval_s: float = 0.2,
+    collectors: list[dict[str, Any]] | None = None,
+    outbox: dict[str, Any] | None = None,
+    name: str = "edge.yaml",
+) -> Path:
     box = {"path": str(tmp / "outbox.sqlite3")}
     box.update(outbox or {})
     return write_config(

@@ -45,7 +45,9 @@ def _check_session_stream(msgs: list[Received], session: str) -> list[tuple[dict
                 firsts.append((doc, m.arrived))
     seqs = [d["seq"] for d, _ in firsts]
     assert seqs == sorted(seqs), f"messages of a session arrived out of order: {seqs}"
-    assert seqs == list(range(1, len(seqs) + 1)), f"gaps in seq: {sorted(set(range(1, max(seqs) + 1)) - seen)}"
+    assert seqs == list(range(1, len(seqs) + 1)), (
+        f"gaps in seq: {sorted(set(range(1, max(seqs) + 1)) - seen)}"
+    )
     for doc, arrived in firsts:
         assert _ts(doc) <= arrived, "edge timestamp later than arrival"
     return firsts
@@ -70,7 +72,9 @@ def _check_snapshots(msgs: list[Received]) -> int:
 
 def test_broker_outage_replays_everything_in_order(mosquitto: Mosquitto, tmp_path: Path) -> None:
     rec = Recorder(mosquitto.port)
-    agent = AgentProcess(agent_config(tmp_path, mosquitto.url, collectors=BUSY_COLLECTORS), tmp_path / "a.log")
+    agent = AgentProcess(
+        agent_config(tmp_path, mosquitto.url, collectors=BUSY_COLLECTORS), tmp_path / "a.log"
+    )
     try:
         rec.wait_for(lambda ms: len(sequenced(ms)) >= 10, 15, "live traffic")
         outage_start = datetime.now(UTC)
@@ -80,7 +84,9 @@ def test_broker_outage_replays_everything_in_order(mosquitto: Mosquitto, tmp_pat
         mosquitto.start()
         # After the replay, live traffic again: health produced after the restart.
         rec.wait_for(
-            lambda ms: any(m.channel == "health" and _ts(m.json()) > outage_end + timedelta(seconds=1) for m in ms),
+            lambda ms: any(
+                m.channel == "health" and _ts(m.json()) > outage_end + timedelta(seconds=1) for m in ms
+            ),
             30,
             "live health after the outage",
         )
@@ -142,8 +148,12 @@ def test_kill9_during_outage_then_restart_replays_both_sessions(mosquitto: Mosqu
         time.sleep(2)  # the second agent starts and produces while the broker is still down
         mosquitto.start()
         msgs = rec.wait_for(
-            lambda ms: len(_session_of(ms)) == 2
-            and any(m.channel == "health" and m.json()["session"] != s1 and not m.json()["replay"] for m in ms),
+            lambda ms: (
+                len(_session_of(ms)) == 2
+                and any(
+                    m.channel == "health" and m.json()["session"] != s1 and not m.json()["replay"] for m in ms
+                )
+            ),
             30,
             "second session live",
         )
