@@ -21,8 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from commune_iot import logs
-from edge import __version__
+from commune_iot import __version__, logs
 from edge.collectors.base import Collector
 from edge.collectors.registry import resolve
 from edge.config import ConfigError, EdgeConfig, load_config
