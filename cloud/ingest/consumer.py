@@ -94,6 +94,7 @@ class IngestWorker:
         self._pending: list[_Received] = []
         self._cond = threading.Condition()
         self._stopping = False
+        self._leaving = False
         self._generation = 0
         self._connected = threading.Event()
         self.last_error: str = "not connected yet"
@@ -145,7 +146,7 @@ class IngestWorker:
         self, _client: mqtt.Client, _ud: Any, _flags: Any, reason: ReasonCode, _props: Any
     ) -> None:
         self._connected.clear()
-        if not self._stopping:
+        if not self._leaving:
             self.last_error = f"disconnected: {reason}"
             log.warning(
                 "lost MQTT broker %s (%s); paho reconnects, unacknowledged messages will be redelivered",
@@ -184,6 +185,7 @@ class IngestWorker:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Commit what was received, then disconnect (the broker keeps our session and queue)."""
+        self._leaving = True
         self._client.disconnect()  # no more messages; the committed ones are acked already
         self._client.loop_stop()
         with self._cond:

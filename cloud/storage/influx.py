@@ -44,9 +44,11 @@ _DROPPED = re.compile(r"dropped=(\d+)")
 def describe(exc: Exception) -> str:
     """Short reason for a transport failure, e.g. ``connection refused``."""
     text = str(exc) or type(exc).__name__
-    low = text.lower()
-    if "refused" in low:
-        return "connection refused"
+    cause: BaseException | None = exc
+    while cause is not None:  # httpx says "All connection attempts failed"; the OSError says why
+        if isinstance(cause, ConnectionRefusedError) or "refused" in str(cause).lower():
+            return "connection refused"
+        cause = cause.__cause__ or cause.__context__
     if isinstance(exc, httpx.TimeoutException):
         return f"timeout ({type(exc).__name__})"
     return text.splitlines()[0][:200]

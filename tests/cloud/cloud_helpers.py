@@ -15,10 +15,13 @@ from typing import Any, TypeVar
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from cloud.config import CloudConfig
 from commune_iot.localsvc import InfluxDB, Mosquitto
 from wire import Channel, Health, Metrics, MotionEvent, Point, Status, encode, topic_for
 
 T = TypeVar("T")
+#: make_config fixture: (influx server, client_id=..., **mqtt overrides) -> CloudConfig
+MakeConfig = Callable[..., CloudConfig]
 BASE = datetime(2026, 11, 1, 0, 0, tzinfo=UTC)
 SESSION = "a1b2c3d4"
 

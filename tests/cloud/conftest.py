@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+
+from cloud_helpers import MakeConfig
 
 from cloud.config import CloudConfig, load_config
 from cloud.runtime import Runtime
 from commune_iot.localsvc import InfluxDB, Mosquitto
 
-MakeConfig = Callable[..., CloudConfig]
 
 
 @pytest.fixture
