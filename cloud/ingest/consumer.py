@@ -20,6 +20,7 @@ Why it is built this way:
 from __future__ import annotations
 
 import logging
+import struct
 import threading
 import time
 from dataclasses import dataclass
@@ -52,6 +53,8 @@ from wire.topics import ALL_NODES, PREFIX, SEQUENCED, Channel, shared_filter
 log = logging.getLogger(__name__)
 
 STATUS_FILTER = f"{PREFIX}/+/+/{Channel.STATUS.value}"
+_PUBACK_CMD = 0x40
+_PUBACK = struct.Struct("!BBH")  # fixed header, remaining length 2, packet id
 
 
 @dataclass(slots=True)
@@ -95,6 +98,7 @@ class IngestWorker:
         self._cond = threading.Condition()
         self._stopping = False
         self._leaving = False
+        self._fast_ack = True
         self._generation = 0
         self._connected = threading.Event()
         self.last_error: str = "not connected yet"
@@ -234,6 +238,20 @@ class IngestWorker:
         batch, self._pending = self._pending, []
         return batch
 
+    def _ack(self, mids: list[int]) -> None:
+        """PUBACK every mid. Profiling showed ``client.ack()`` per message (a queued packet, a
+        wake-up of paho's thread and a send() each) as a large share of ingest CPU, so the
+        PUBACKs of a batch go out as one write through paho's own packet queue; the bytes
+        are exactly what ``ack()`` would send. Falls back to ``ack()`` if paho changes."""
+        if not mids:
+            return
+        queue = getattr(self._client, "_packet_queue", None)
+        if queue is None or not self._fast_ack:
+            for mid in mids:
+                self._client.ack(mid, 1)
+            return
+        queue(_PUBACK_CMD, b"".join([_PUBACK.pack(_PUBACK_CMD, 2, mid) for mid in mids]), 0, 0)
+
     def _save_counters(self) -> None:
         try:
             self.sql.apply(self._unsaved)
@@ -330,12 +348,10 @@ class IngestWorker:
             self.sql.apply(self._unsaved)
             self._unsaved = BatchUpdate()
             self._saved_at = now
-        # Durable: acknowledge, in receive order, only what this connection delivered.
+        # Durable: acknowledge, in receive order, only what this connection delivered
+        # (after a reconnect the broker redelivers the rest; a duplicate is harmless).
         gen = self._generation
-        client = self._client
-        for r in batch:
-            if r.qos > 0 and r.generation == gen:
-                client.ack(r.mid, r.qos)
+        self._ack([r.mid for r in batch if r.qos == 1 and r.generation == gen])
         for dl in upd.dead:
             channel = dl.topic.split("/")[4] if dl.topic.count("/") >= 4 else "topic"
             self.stats.dead_lettered[channel if channel in Channel.__members__.values() else "topic"] += 1

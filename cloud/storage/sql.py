@@ -32,6 +32,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 metadata = MetaData()
 
@@ -212,7 +213,18 @@ class SqlStore:
                 cur.execute("PRAGMA synchronous=FULL")  # dead letters are acked after this commit
                 cur.close()
 
-        metadata.create_all(self.engine)
+        self._create_schema()
+
+    def _create_schema(self) -> None:
+        """Create missing tables; workers starting together may race, so retry on a clash."""
+        for attempt in range(10):
+            try:
+                metadata.create_all(self.engine)
+                return
+            except (OperationalError, IntegrityError, ProgrammingError):
+                if attempt == 9:
+                    raise
+                time.sleep(0.1 * (attempt + 1))
 
     def _insert(self, table: Table) -> Any:
         if self.dialect == "sqlite":
