@@ -142,9 +142,7 @@ class HttpConfig(_Section):
 class CloudConfig(BaseSettings):
     """The whole cloud configuration; see cloud/sample.yaml for an annotated example."""
 
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid"
-    )
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid")
 
     mqtt: MqttConfig = Field(default_factory=MqttConfig, description="Broker connection.")
     influx: InfluxConfig = Field(default_factory=InfluxConfig, description="Time-series database.")
@@ -175,7 +173,9 @@ class CloudConfig(BaseSettings):
         yaml_path = _YAML_PATH.get()
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         if yaml_path:
-            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=yaml_path, yaml_file_encoding="utf-8"))
+            sources.append(
+                YamlConfigSettingsSource(settings_cls, yaml_file=yaml_path, yaml_file_encoding="utf-8")
+            )
         return tuple(sources)
 
 

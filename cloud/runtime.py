@@ -58,7 +58,8 @@ class Runtime:
     async def start(self) -> None:
         counts = ", ".join(f"{n} {k}" for k, n in sorted(self.inventory.counts().items()))
         log.info(
-            "cloud ingest starting: inventory %s (%s), broker %s, InfluxDB %s/%s, journal %s (%s lines pending)",
+            "cloud ingest starting: inventory %s (%s), broker %s, InfluxDB %s/%s, "
+            "journal %s (%s lines pending)",
             self.cfg.inventory,
             counts,
             self.cfg.mqtt.url,

@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import FastAPI, Query
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -112,7 +112,7 @@ def _device(
     node: str,
     address: str,
     known: bool,
-    st: dict[str, object] | None,
+    st: dict[str, Any] | None,
 ) -> DeviceOut:
     if st is None:
         return DeviceOut(
@@ -138,12 +138,12 @@ def _device(
         node=node,
         address=address,
         known=known,
-        status=status,  # type: ignore[arg-type]
-        status_reason=st.get("status_reason"),  # type: ignore[arg-type]
-        last_seen=_ts(st.get("last_seen")),  # type: ignore[arg-type]
-        session=st.get("session"),  # type: ignore[arg-type]
-        last_seq=st.get("last_seq"),  # type: ignore[arg-type]
-        messages=int(st.get("messages") or 0),  # type: ignore[call-overload]
-        gaps=int(st.get("gaps") or 0),  # type: ignore[call-overload]
-        dead_letters=int(st.get("dead_letters") or 0),  # type: ignore[call-overload]
+        status=status,
+        status_reason=st.get("status_reason"),
+        last_seen=_ts(st.get("last_seen")),
+        session=st.get("session"),
+        last_seq=st.get("last_seq"),
+        messages=int(st.get("messages") or 0),
+        gaps=int(st.get("gaps") or 0),
+        dead_letters=int(st.get("dead_letters") or 0),
     )

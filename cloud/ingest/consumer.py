@@ -118,7 +118,7 @@ class IngestWorker:
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
-        c.reconnect_delay_set(0.5, 10)
+        c.reconnect_delay_set(1, 10)
         # paho's own queue of outgoing packets (our PUBACKs) must not limit us
         c.max_queued_messages_set(0)
         return c
@@ -160,8 +160,9 @@ class IngestWorker:
 
     def _on_message(self, _client: mqtt.Client, _ud: Any, msg: mqtt.MQTTMessage) -> None:
         self.stats.received += 1
-        result = self.converter.convert(msg.topic, msg.payload)
-        item = _Received(msg.mid, msg.qos, self._generation, msg.topic, msg.payload, result, time.time())
+        payload = bytes(msg.payload)
+        result = self.converter.convert(msg.topic, payload)
+        item = _Received(msg.mid, msg.qos, self._generation, msg.topic, payload, result, time.time())
         with self._cond:
             self._pending.append(item)
             if len(self._pending) == 1 or len(self._pending) >= self.commit_max:
@@ -175,7 +176,7 @@ class IngestWorker:
         return self._connected.wait(timeout)
 
     def start(self) -> None:
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = self.cfg.session_expiry_s
         props.ReceiveMaximum = self.cfg.receive_maximum
         self._committer = threading.Thread(

@@ -63,20 +63,40 @@ def make_traffic(n: int, seed: int = 1) -> tuple[list[tuple[str, bytes]], Counte
         r = rnd.random()
         if r < 0.60:
             msg: Health | Metrics | MotionEvent = Health(
-                node=node, session="be4c0001", seq=seq, ts=ts, cpu_pct=rnd.uniform(1, 90),
-                load1=rnd.uniform(0, 2), load5=0.5, load15=0.4, mem_used_pct=rnd.uniform(20, 80),
-                mem_avail_mb=512.0, disk_used_pct=40.0, disk_free_mb=9000.0, temp_c=rnd.uniform(35, 70),
-                agent_uptime_s=seq * 10.0, board_uptime_s=86400.0 + seq, outbox_depth=0,
+                node=node,
+                session="be4c0001",
+                seq=seq,
+                ts=ts,
+                cpu_pct=rnd.uniform(1, 90),
+                load1=rnd.uniform(0, 2),
+                load5=0.5,
+                load15=0.4,
+                mem_used_pct=rnd.uniform(20, 80),
+                mem_avail_mb=512.0,
+                disk_used_pct=40.0,
+                disk_free_mb=9000.0,
+                temp_c=rnd.uniform(35, 70),
+                agent_uptime_s=seq * 10.0,
+                board_uptime_s=86400.0 + seq,
+                outbox_depth=0,
             )
             channel, meas = Channel.HEALTH, ["health"]
         elif r < 0.92 or kind != "camera":
             if kind == "camera":
-                points = [Point(measurement="camera", device=node, fields={
-                    "up": True, "fps": rnd.uniform(10, 15), "frozen": False, "decode_errors": 0})]
+                points = [
+                    Point(
+                        measurement="camera",
+                        device=node,
+                        fields={"up": True, "fps": rnd.uniform(10, 15), "frozen": False, "decode_errors": 0},
+                    )
+                ]
             else:
                 points = [
-                    Point(measurement="ap", device=node, fields={
-                        "reachable": True, "uptime_s": 1000.0 + seq, "clients": rnd.randint(0, 40)}),
+                    Point(
+                        measurement="ap",
+                        device=node,
+                        fields={"reachable": True, "uptime_s": 1000.0 + seq, "clients": rnd.randint(0, 40)},
+                    ),
                     Point(measurement="ap_radio", device=node, tags={"band": "2g"}, fields={"clients": 3}),
                     Point(measurement="ap_radio", device=node, tags={"band": "5g"}, fields={"clients": 5}),
                 ]
@@ -84,9 +104,18 @@ def make_traffic(n: int, seed: int = 1) -> tuple[list[tuple[str, bytes]], Counte
             channel, meas = Channel.METRICS, [p.measurement for p in points]
         else:
             msg = MotionEvent(
-                node=node, session="be4c0001", seq=seq, ts=ts, event_id=f"ev{seq}", device=node,
-                phase="end", start=ts - timedelta(seconds=4), end=ts, peak_area_pct=rnd.uniform(1, 30),
-                score=0.7, snapshot_sha256="ab" * 32,
+                node=node,
+                session="be4c0001",
+                seq=seq,
+                ts=ts,
+                event_id=f"ev{seq}",
+                device=node,
+                phase="end",
+                start=ts - timedelta(seconds=4),
+                end=ts,
+                peak_area_pct=rnd.uniform(1, 30),
+                score=0.7,
+                snapshot_sha256="ab" * 32,
             )
             channel, meas = Channel.EVENT, ["motion"]
         expected.update(meas)
@@ -175,7 +204,14 @@ def _wait_line(proc: subprocess.Popen[str], needle: str, timeout: float) -> None
 
 def run_bare(broker: Mosquitto, traffic: list[tuple[str, bytes]]) -> tuple[float, float]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "commune_iot.bench.ingest", "--bare-subscriber", str(broker.port), str(len(traffic))],
+        [
+            sys.executable,
+            "-m",
+            "commune_iot.bench.ingest",
+            "--bare-subscriber",
+            str(broker.port),
+            str(len(traffic)),
+        ],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -209,8 +245,12 @@ def _write_config(run_dir: Path, broker: Mosquitto, influx: InfluxDB, db: str) -
 
 
 def run_workers(
-    run_dir: Path, broker: Mosquitto, influx: InfluxDB, traffic: list[tuple[str, bytes]],
-    expected: Counter[str], workers: int,
+    run_dir: Path,
+    broker: Mosquitto,
+    influx: InfluxDB,
+    traffic: list[tuple[str, bytes]],
+    expected: Counter[str],
+    workers: int,
 ) -> dict[str, Any]:
     db = f"bench_{int(time.time())}"
     cfg = _write_config(run_dir, broker, influx, db)
@@ -221,7 +261,10 @@ def run_workers(
         procs.append(
             subprocess.Popen(
                 [sys.executable, "-m", "commune_iot", "cloud", "ingest", "--config", str(cfg)],
-                stdout=log, stderr=subprocess.STDOUT, env=env, text=True,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                text=True,
             )
         )
     for i, p in enumerate(procs):
@@ -293,8 +336,10 @@ def main(messages: int = 50_000, workers: int = 1, run_dir: Path | None = None) 
         _say(f"  {bare_rate:,.0f} msgs/s ({bare_s:.2f} s)")
         _say(f"{workers} ingest worker process(es) on one shared subscription, until queryable in InfluxDB:")
         res = run_workers(run_dir, stack.mosquitto, stack.influx, traffic, expected, workers)
-        _say(f"  {res['msgs_per_s']:,.0f} msgs/s ({res['elapsed_s']:.2f} s), {res['cpu_s']:.1f} CPU s, "
-             f"lost {res['lost']}")
+        _say(
+            f"  {res['msgs_per_s']:,.0f} msgs/s ({res['elapsed_s']:.2f} s), {res['cpu_s']:.1f} CPU s, "
+            f"lost {res['lost']}"
+        )
     out = {
         "msgs_per_s": round(res["msgs_per_s"], 1),
         "bare_subscriber_msgs_per_s": round(bare_rate, 1),

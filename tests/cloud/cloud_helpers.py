@@ -139,11 +139,11 @@ async def eventually(
     probe: Callable[[], Awaitable[T]] | Callable[[], T],
     ok: Callable[[T], bool],
     *,
-    timeout: float = 20.0,
+    within_s: float = 20.0,
     what: str = "condition",
 ) -> T:
-    """Poll ``probe`` until ``ok`` holds; fail with the last value after ``timeout``."""
-    deadline = time.monotonic() + timeout
+    """Poll ``probe`` until ``ok`` holds; fail with the last value after ``within_s``."""
+    deadline = time.monotonic() + within_s
     while True:
         value = probe()
         if asyncio.iscoroutine(value):

@@ -6,13 +6,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-
 from cloud_helpers import MakeConfig
 
 from cloud.config import CloudConfig, load_config
 from cloud.runtime import Runtime
 from commune_iot.localsvc import InfluxDB, Mosquitto
-
 
 
 @pytest.fixture

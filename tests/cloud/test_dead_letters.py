@@ -32,7 +32,11 @@ def _garbage() -> list[tuple[str, bytes, str]]:
         (h, json.dumps(wrong_node).encode(), "differs from topic node"),
         (h, json.dumps(extra).encode(), "sneaky"),
         (h, b"{" + b" " * 70_000 + b"}", "too large"),
-        (topic("da-ron", "dr-ap-02", Channel.METRICS), json.dumps(bad_metric).encode(), "unknown measurement"),
+        (
+            topic("da-ron", "dr-ap-02", Channel.METRICS),
+            json.dumps(bad_metric).encode(),
+            "unknown measurement",
+        ),
         ("ciot/v1/da-ron/dr-ap-02/nonsense", b"{}", "unknown channel"),
         ("ciot/v1/da-ron/dr-ap-02/health/extra", encoded(health("dr-ap-02", 4)), "unexpected suffix"),
         ("ciot/v1/tu-tra/dr-ap-02/health", encoded(health("dr-ap-02", 3)), "belongs to commune da-ron"),

@@ -8,6 +8,8 @@ from cloud.storage.influx import InfluxClient, WriteOutcome
 from cloud.storage.lineproto import join, line
 from commune_iot.localsvc import InfluxDB, free_port
 
+TAGS = {"node": "dr-ap-01", "site": "thôn 1, a=b"}  # space, comma and '=' all need escaping
+
 
 def _client(server: InfluxDB, password: str | None = None) -> InfluxClient:
     return InfluxClient(server.url, username=server.username, password=password or server.password)
@@ -23,7 +25,9 @@ async def test_create_write_query_with_escaped_tags(influx_server: InfluxDB, inf
         body = join(
             [
                 line("health", {"node": "dr-ap-01", "site": "thôn 1, a=b"}, {"cpu_pct": 3, "ok": True}, 1000),
-                line("health", {"node": "dr-ap-01", "site": "thôn 1, a=b"}, {"cpu_pct": 4.5, "ok": False}, 2000),
+                line(
+                    "health", {"node": "dr-ap-01", "site": "thôn 1, a=b"}, {"cpu_pct": 4.5, "ok": False}, 2000
+                ),
             ]
         )
         res = await c.write(influx_db, body)
@@ -33,7 +37,9 @@ async def test_create_write_query_with_escaped_tags(influx_server: InfluxDB, inf
     assert series[0]["values"] == [[1000, 3.0, True], [2000, 4.5, False]]
 
 
-async def test_bad_lines_are_bad_data_and_valid_ones_still_land(influx_server: InfluxDB, influx_db: str) -> None:
+async def test_bad_lines_are_bad_data_and_valid_ones_still_land(
+    influx_server: InfluxDB, influx_db: str
+) -> None:
     async with _client(influx_server) as c:
         await c.create_database(influx_db)
         assert (await c.write(influx_db, b"m v=1.0 1000\n")).outcome is WriteOutcome.OK

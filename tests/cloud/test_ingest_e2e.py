@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import httpx
-
-from cloud.api.app import create_app
-from cloud.runtime import Runtime
-from commune_iot.localsvc import InfluxDB, Mosquitto
 from cloud_helpers import (
     count,
     encoded,
@@ -19,6 +15,10 @@ from cloud_helpers import (
     status,
     topic,
 )
+
+from cloud.api.app import create_app
+from cloud.runtime import Runtime
+from commune_iot.localsvc import InfluxDB, Mosquitto
 from wire import Channel
 
 
@@ -37,20 +37,32 @@ async def test_messages_queryable_with_tags_and_devices_online(
 
     await eventually(lambda: count(influx_server, influx_db, "health"), lambda n: n == 20, what="20 health")
     series = influx_query(
-        influx_server, influx_db, 'SELECT last("cpu_pct") FROM "health" GROUP BY "node","commune","site","kind","known"'
+        influx_server,
+        influx_db,
+        'SELECT last("cpu_pct") FROM "health" GROUP BY "node","commune","site","kind","known"',
     )
     assert series[0]["tags"] == {
-        "node": "dr-ap-01", "commune": "da-ron", "site": "dr-thon-01", "kind": "ap", "known": "true"
+        "node": "dr-ap-01",
+        "commune": "da-ron",
+        "site": "dr-thon-01",
+        "kind": "ap",
+        "known": "true",
     }
     assert series[0]["values"][0][1] == 12.5
     await eventually(lambda: count(influx_server, influx_db, "ap_radio"), lambda n: n == 1, what="ap_radio")
     radio = influx_query(influx_server, influx_db, 'SELECT "clients" FROM "ap_radio" GROUP BY *')
     assert radio[0]["tags"] == {
-        "band": "5g", "device": "dr-ap-01", "node": "dr-ap-01", "commune": "da-ron", "site": "dr-thon-01",
+        "band": "5g",
+        "device": "dr-ap-01",
+        "node": "dr-ap-01",
+        "commune": "da-ron",
+        "site": "dr-thon-01",
         "kind": "ap",
     }
     await eventually(lambda: count(influx_server, influx_db, "motion"), lambda n: n == 1, what="motion")
-    ev = influx_query(influx_server, influx_db, 'SELECT "duration_s", "replay" FROM "motion" WHERE "device"=\'tt-cam-01\'')
+    ev = influx_query(
+        influx_server, influx_db, 'SELECT "duration_s", "replay" FROM "motion" WHERE "device"=\'tt-cam-01\''
+    )
     assert ev[0]["values"][0][1:] == [3.0, False]
 
     app = create_app(runtime, manage_runtime=False)
@@ -68,7 +80,10 @@ async def test_messages_queryable_with_tags_and_devices_online(
         assert devs["tt-cam-01"]["status"] == "online"
         assert devs["lx-ap-11"]["status"] == "never_seen"
 
-        publish(mosquitto, [(topic("da-ron", "dr-ap-01", Channel.STATUS), encoded(status("dr-ap-01", "offline")), True)])
+        publish(
+            mosquitto,
+            [(topic("da-ron", "dr-ap-01", Channel.STATUS), encoded(status("dr-ap-01", "offline")), True)],
+        )
         devs = await eventually(device_list, lambda d: d["dr-ap-01"]["status"] == "offline", what="offline")
         assert devs["tt-cam-01"]["status"] == "online"
 

@@ -36,7 +36,9 @@ async def test_influx_outage_reported_and_nothing_lost(
     ):
         assert rt.worker.wait_connected(10)
         publish(mosquitto, health_traffic(1, 50))
-        await eventually(lambda: count(fresh_influx, influx_db, "health"), lambda n: n == 150, what="first 150")
+        await eventually(
+            lambda: count(fresh_influx, influx_db, "health"), lambda n: n == 150, what="first 150"
+        )
         assert (await api.get("/readyz")).status_code == 200
 
         fresh_influx.stop()
@@ -58,7 +60,7 @@ async def test_influx_outage_reported_and_nothing_lost(
         fresh_influx.start()
         expected = (seq - 1) * len(NODES)
         await eventually(
-            lambda: count(fresh_influx, influx_db, "health"), lambda n: n == expected, timeout=30, what="all"
+            lambda: count(fresh_influx, influx_db, "health"), lambda n: n == expected, within_s=30, what="all"
         )
         await eventually(lambda: api.get("/readyz"), lambda r: r.status_code == 200, what="ready again")
         assert rt.journal.depth_lines == 0
@@ -74,7 +76,9 @@ async def test_two_workers_share_the_load_exactly_once(
     await asyncio.sleep(0.3)  # both subscriptions in place before traffic
     try:
         n = publish(mosquitto, health_traffic(1, 400))
-        await eventually(lambda: count(influx_server, influx_db, "health"), lambda c: c == n, what=f"{n} points")
+        await eventually(
+            lambda: count(influx_server, influx_db, "health"), lambda c: c == n, what=f"{n} points"
+        )
         await eventually(lambda: sum(w.stats.committed for w in workers), lambda c: c == n, what="commits")
     finally:
         for w in workers:
