@@ -30,6 +30,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from edge.backoff import backoff_delay
 from edge.config import BrokerConfig
+from edge.outbox import messages
 
 log = logging.getLogger(__name__)
 
@@ -210,11 +211,11 @@ class Link:
                 delay = self._delay(attempt)
                 attempt += 1
                 log.warning(
-                    "broker unreachable at %s: %s; retry in %.1f s; %d messages waiting in outbox",
+                    "broker unreachable at %s: %s; retry in %.1f s; %s waiting in outbox",
                     self.url,
                     describe_error(exc),
                     delay,
-                    self._listener.waiting(),
+                    messages(self._listener.waiting()),
                     extra={"broker": self.url, "retry_in_s": round(delay, 1), "attempt": attempt},
                 )
                 await self._sleep(delay)
@@ -230,20 +231,20 @@ class Link:
             attempt += 1
             if refused is not None:
                 log.error(
-                    "broker at %s refused the connection: %s; retry in %.1f s; %d messages waiting in outbox",
+                    "broker at %s refused the connection: %s; retry in %.1f s; %s waiting in outbox",
                     self.url,
                     refused,
                     delay,
-                    self._listener.waiting(),
+                    messages(self._listener.waiting()),
                     extra={"broker": self.url, "retry_in_s": round(delay, 1)},
                 )
             else:
                 log.warning(
-                    "connection to broker at %s lost: %s; retry in %.1f s; %d messages waiting in outbox",
+                    "connection to broker at %s lost: %s; retry in %.1f s; %s waiting in outbox",
                     self.url,
                     self._down_reason,
                     delay,
-                    self._listener.waiting(),
+                    messages(self._listener.waiting()),
                     extra={"broker": self.url, "retry_in_s": round(delay, 1)},
                 )
             await self._sleep(delay)
@@ -291,9 +292,9 @@ class Link:
         self._up_since_connect = True
         client.publish(self.status_topic, self._birth(), qos=1, retain=True)
         log.info(
-            "connected to broker at %s; %d messages waiting in outbox will be sent",
+            "connected to broker at %s; %s waiting in outbox will be sent",
             self.url,
-            self._listener.waiting(),
+            messages(self._listener.waiting()),
             extra={"broker": self.url, "epoch": self.epoch},
         )
         self._listener.link_up(self.epoch)
@@ -372,8 +373,15 @@ class Link:
             self._writer_fd = None
 
     def _readable(self) -> None:
-        if self.state is not State.CONNECTING:
-            self.client.loop_read()
+        if self.state is State.CONNECTING:
+            return
+        self.client.loop_read()
+        # TLS may have decrypted more than one record: the selector will not report bytes
+        # already inside the SSL object, so read again while any are pending.
+        sock = self.client.socket()
+        pending = getattr(sock, "pending", None)
+        if self._loop is not None and callable(pending) and pending() > 0:
+            self._loop.call_soon(self._readable)
 
     def _writable(self) -> None:
         if self.state is not State.CONNECTING:

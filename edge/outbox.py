@@ -295,6 +295,11 @@ class Outbox:
         self._unlogged.clear()
 
 
+def messages(n: int) -> str:
+    """``1 message`` / ``412 messages``, for log lines a technician reads."""
+    return f"{n} message" if n == 1 else f"{n} messages"
+
+
 def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]

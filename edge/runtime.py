@@ -28,7 +28,7 @@ from edge.config import ConfigError, EdgeConfig, load_config
 from edge.delivery import Courier
 from edge.health import AgentClock, BoardHealth
 from edge.link import Link
-from edge.outbox import Outbox, Priority
+from edge.outbox import Outbox, Priority, messages
 from wire import Health, Metrics, MotionEvent, Point, Status, encode
 from wire.topics import Channel, topic_for
 
@@ -203,11 +203,11 @@ class Agent:
                 loop.add_signal_handler(sig, self.stop)
         pending = self.outbox.stats()
         log.info(
-            "agent %s starting: session %s, %d collector(s), %d messages pending in outbox from earlier runs",
+            "agent %s starting: session %s, %d collector(s), %s pending in outbox from earlier runs",
             self.cfg.node,
             self.session,
             len(self.collectors),
-            pending.depth,
+            messages(pending.depth),
             extra={"node": self.cfg.node, "session": self.session, "outbox": str(self.cfg.outbox.path)},
         )
         self.link.start()
@@ -232,10 +232,10 @@ class Agent:
         left = len(self.outbox)
         acked = await self.link.close(self._status("offline", "shutdown"))
         log.info(
-            "agent %s stopped: offline status %s; %d messages left in outbox for the next start",
+            "agent %s stopped: offline status %s; %s left in outbox for the next start",
             self.cfg.node,
             "acknowledged by the broker" if acked else "not delivered (broker unreachable)",
-            left,
+            messages(left),
             extra={"flushed": flushed, "outbox_depth": left},
         )
         self.outbox.close()
