@@ -12,10 +12,10 @@ import os
 import socket
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -27,6 +27,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 ENV_PREFIX = "CIOT_CLOUD_"
 #: YAML file of the load in progress (pydantic-settings builds sources in a classmethod).
 _YAML_PATH: ContextVar[Path | None] = ContextVar("_YAML_PATH", default=None)
+
+
+#: A file path where an empty string (e.g. an unset env override) means "none".
+SecretFile = Annotated[Path | None, BeforeValidator(lambda v: None if v == "" else v)]
 
 
 def _secret(value: SecretStr | None, file: Path | None) -> str:
@@ -44,7 +48,7 @@ class MqttConfig(_Section):
     url: str = Field("mqtt://127.0.0.1:1883", description="Broker URL, mqtt://host:port.")
     username: str = Field("", description="Broker user; empty for an anonymous broker.")
     password: SecretStr | None = Field(None, description="Broker password (prefer password_file).")
-    password_file: Path | None = Field(None, description="File holding the broker password.")
+    password_file: SecretFile = Field(None, description="File holding the broker password.")
     client_id: str = Field(
         "",
         description="MQTT client id. Must be stable per worker (the broker keeps its session and queue "
@@ -95,7 +99,7 @@ class InfluxConfig(_Section):
     database: str = Field("ciot", description="Database; created when missing.")
     username: str = Field("", description="HTTP Basic auth user; empty when auth is off.")
     password: SecretStr | None = Field(None, description="HTTP Basic auth password (prefer password_file).")
-    password_file: Path | None = Field(None, description="File holding the InfluxDB password.")
+    password_file: SecretFile = Field(None, description="File holding the InfluxDB password.")
     precision: Literal["ms"] = Field("ms", description="Timestamp precision of every write.")
     batch_max_lines: int = Field(5000, ge=1, description="Most lines per /write request.")
     flush_interval_s: float = Field(
@@ -120,7 +124,7 @@ class SqlConfig(_Section):
         description="SQLAlchemy URL: sqlite:///path (WAL mode) or postgresql+psycopg://user@host/db.",
     )
     password: SecretStr | None = Field(None, description="Password substituted into the URL, if set.")
-    password_file: Path | None = Field(None, description="File holding the SQL password.")
+    password_file: SecretFile = Field(None, description="File holding the SQL password.")
     busy_timeout_ms: int = Field(10_000, ge=0, description="SQLite busy timeout (several workers write).")
     state_flush_interval_s: float = Field(
         1.0,

@@ -89,6 +89,7 @@ class Runtime:
         self.journal.close()
         await self.influx.aclose()
         self.sql.dispose()
+        log.info("cloud ingest stopped (%s)", self.client_id)
 
     async def readiness(self) -> dict[str, str | None]:
         """Each dependency -> None when up, else why not."""

@@ -90,3 +90,59 @@ async def test_messages_queryable_with_tags_and_devices_online(
         cams = (await api.get("/api/v1/devices", params={"commune": "tu-tra", "kind": "camera"})).json()
         assert cams and all(d["commune"] == "tu-tra" and d["kind"] == "camera" for d in cams)
         assert (await api.get("/readyz")).status_code == 200
+
+
+async def test_replay_is_idempotent_and_gaps_are_counted(
+    runtime: Runtime, mosquitto: Mosquitto, influx_server: InfluxDB, influx_db: str
+) -> None:
+    t = topic("lac-xuan", "lx-ap-03", Channel.HEALTH)
+    first = [(t, encoded(health("lx-ap-03", seq))) for seq in (1, 2, 3, 7, 8)]  # 4, 5, 6 missing
+    publish(mosquitto, first)
+    await eventually(lambda: count(influx_server, influx_db, "health"), lambda n: n == 5, what="5 points")
+    states = await eventually(
+        runtime.sql.node_states, lambda s: s.get("lx-ap-03", {}).get("messages") == 5, what="5 messages"
+    )
+    assert states["lx-ap-03"]["gaps"] == 3
+    assert states["lx-ap-03"]["last_seq"] == 8
+    # the edge replays 2 and 3 from its outbox: same series and timestamp, so no new points
+    publish(mosquitto, [(t, encoded(health("lx-ap-03", seq, replay=True))) for seq in (2, 3)])
+    await eventually(
+        runtime.sql.node_states, lambda s: s.get("lx-ap-03", {}).get("messages") == 7, what="7 messages"
+    )
+    assert count(influx_server, influx_db, "health") == 5
+    assert len(influx_query(influx_server, influx_db, 'SHOW SERIES FROM "health"')[0]["values"]) == 1
+    replayed = influx_query(influx_server, influx_db, 'SELECT "replay" FROM "health" WHERE "seq" = 2')
+    assert replayed[0]["values"][0][1] is True
+
+
+async def test_metrics_healthz_and_broker_down_readiness(
+    runtime: Runtime, mosquitto: Mosquitto, influx_server: InfluxDB, influx_db: str
+) -> None:
+    publish(mosquitto, [(topic("da-ron", "dr-ap-05", Channel.HEALTH), encoded(health("dr-ap-05", 1)))])
+    publish(mosquitto, [(topic("da-ron", "dr-ap-05", Channel.HEALTH), b"garbage")])
+    app = create_app(runtime, manage_runtime=False)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as api:
+        assert (await api.get("/healthz")).json() == {"status": "ok"}
+
+        async def metric_values() -> dict[str, float]:
+            text = (await api.get("/metrics")).text
+            return {
+                line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+                for line in text.splitlines()
+                if line and not line.startswith("#")
+            }
+
+        m = await eventually(metric_values, lambda m: m.get("ciot_points_written_total", 0) >= 1)
+        assert m["ciot_messages_received_total"] == 2
+        assert m['ciot_messages_dead_lettered_total{channel="health"}'] == 1
+        assert m["ciot_broker_connected"] == 1
+        assert m["ciot_influx_write_seconds_count"] >= 1
+        assert "ciot_spool_bytes" in m and "ciot_ingest_lag_seconds" in m
+        assert (await api.get("/openapi.json")).status_code == 200
+
+        mosquitto.stop()
+        r = await eventually(lambda: api.get("/readyz"), lambda r: r.status_code == 503, what="not ready")
+        assert r.json()["dependencies"]["mqtt"]
+        assert r.json()["dependencies"]["influxdb"] is None
+        mosquitto.start()
+        await eventually(lambda: api.get("/readyz"), lambda r: r.status_code == 200, what="ready again")
