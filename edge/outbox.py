@@ -107,13 +107,24 @@ class Outbox:
         self.max_bytes = max_bytes
         self.max_age_s = max_age_s
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=True)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(f"PRAGMA synchronous={'FULL' if sync == 'full' else 'NORMAL'}")
-        self._db.executescript(_SCHEMA)
-        count, size = self._db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM outbox"
-        ).fetchone()
+        try:
+            self._db, count, size = self._open(sync)
+        except sqlite3.DatabaseError as exc:
+            # A worn SD card can corrupt the file. An agent that refuses to start sends
+            # nothing at all; keep the evidence aside and start with an empty outbox.
+            aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
+            for suffix in ("", "-wal", "-shm"):
+                src = Path(f"{path}{suffix}")
+                if src.exists():
+                    src.rename(Path(f"{aside}{suffix}"))
+            log.error(
+                "outbox %s is unreadable (%s): moved it to %s and started with an empty outbox",
+                path,
+                exc,
+                aside,
+                extra={"outbox": str(path)},
+            )
+            self._db, count, size = self._open(sync)
         self._count: int = count
         self._bytes: int = size
         self._dropped: dict[Priority, int] = {
@@ -122,6 +133,20 @@ class Outbox:
         # Drops not yet logged, and when the last drop log line was written.
         self._unlogged: dict[tuple[Priority, str], int] = {}
         self._last_drop_log = 0.0
+
+    def _open(self, sync: str) -> tuple[sqlite3.Connection, int, int]:
+        db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=True)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(f"PRAGMA synchronous={'FULL' if sync == 'full' else 'NORMAL'}")
+            db.executescript(_SCHEMA)
+            count, size = db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM outbox"
+            ).fetchone()
+        except sqlite3.DatabaseError:
+            db.close()
+            raise
+        return db, int(count), int(size)
 
     # -- writing ---------------------------------------------------------------------
 

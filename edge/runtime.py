@@ -119,6 +119,8 @@ class Agent:
 
     def emit_metrics(self, points: Sequence[Point]) -> None:
         """Sink API: one ``metrics`` message (split when above the contract's 500 points)."""
+        if not points:
+            return
         for i in range(0, len(points), 500):
             msg = Metrics(**self._envelope(), points=list(points[i : i + 500]))
             self._put(Channel.METRICS, encode(msg), Priority.METRICS, created=msg.ts.timestamp())
@@ -160,8 +162,11 @@ class Agent:
         interval = self.cfg.health_interval_s
         next_at = time.monotonic()
         while True:
-            msg = self.health()
-            self._put(Channel.HEALTH, encode(msg), Priority.HEALTH, created=msg.ts.timestamp())
+            try:
+                msg = self.health()
+                self._put(Channel.HEALTH, encode(msg), Priority.HEALTH, created=msg.ts.timestamp())
+            except Exception:  # e.g. disk full: keep the heartbeat task alive and try again
+                log.exception("could not produce or store a health message; trying again next interval")
             next_at += interval
             now = time.monotonic()
             if next_at < now:

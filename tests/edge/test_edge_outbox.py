@@ -122,3 +122,16 @@ def test_sync_modes(tmp_path: Path) -> None:
         box = Outbox(tmp_path / f"{mode}.db", sync=mode)  # type: ignore[arg-type]
         assert box._db.execute("PRAGMA synchronous").fetchone()[0] == expected
         box.close()
+
+
+def test_corrupt_file_is_moved_aside_not_fatal(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    db = tmp_path / "o.db"
+    db.write_bytes(b"this is not a database, it is what a worn SD card returns" * 100)
+    with caplog.at_level(logging.ERROR, logger="edge.outbox"):
+        box = Outbox(db)
+    assert len(box) == 0
+    _put(box, E, "after")
+    assert _tags(box) == ["after"]
+    kept = list(tmp_path.glob("o.db.corrupt-*"))
+    assert len(kept) == 1 and kept[0].read_bytes().startswith(b"this is not a database")
+    assert "unreadable" in caplog.text and "empty outbox" in caplog.text
