@@ -405,13 +405,17 @@ def _refusal(reason: ReasonCode) -> str:
         "Banned": "the broker has banned this client",
     }
     hint = hints.get(text)
-    return f"{text} ({hint})" if hint else text
+    return f"{text} [reason code {reason.value}]" + (f"; {hint}" if hint else "")
 
 
 def _disconnect_reason(reason: ReasonCode) -> str:
     text = str(reason)
     if text in ("Unspecified error", "Normal disconnection"):
-        return "the broker closed the connection or the network dropped it"
-    if text == "Keep alive timeout":
-        return "no answer from the broker within the keepalive; the uplink may be down"
-    return text
+        words = "the broker closed the connection or the network dropped it"
+    elif text == "Keep alive timeout":
+        words = "no answer from the broker within the keepalive; the uplink may be down"
+    elif text == "Session taken over":
+        words = "another client connected with the same client id (two boards with one node id?)"
+    else:
+        words = text
+    return f"{words} [reason code {reason.value}]"

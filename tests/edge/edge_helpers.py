@@ -44,7 +44,13 @@ class Recorder:
     """A persistent-session QoS-1 subscriber: it survives broker restarts without losing
     messages (Mosquitto keeps its session on disk), so gaps seen here are the agent's."""
 
-    def __init__(self, port: int, topic: str = "ciot/#", client_id: str = "edge-test-recorder") -> None:
+    def __init__(
+        self,
+        port: int,
+        topic: str = "ciot/#",
+        client_id: str = "edge-test-recorder",
+        auth: tuple[str, str] | None = None,
+    ) -> None:
         self.messages: list[Received] = []
         self._cond = threading.Condition()
         self._subscribed = threading.Event()
@@ -54,6 +60,8 @@ class Recorder:
         c.on_message = self._on_message
         c.on_subscribe = lambda *a: self._subscribed.set()
         c.reconnect_delay_set(0.05, 0.3)
+        if auth is not None:
+            c.username_pw_set(*auth)
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 3600
         c.connect("127.0.0.1", port, keepalive=5, clean_start=False, properties=props)
@@ -148,9 +156,9 @@ def agent_config(
 class AgentProcess:
     """``python -m edge --config FILE`` as a real process (so tests can SIGKILL it)."""
 
-    def __init__(self, config: Path, log_path: Path) -> None:
+    def __init__(self, config: Path, log_path: Path, env: dict[str, str] | None = None) -> None:
         self.log_path = log_path
-        env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1", **(env or {}))
         env.pop("CIOT_EDGE_CONFIG", None)
         self._log = log_path.open("ab")
         self.proc = subprocess.Popen(
@@ -164,6 +172,14 @@ class AgentProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def wait_log(self, text: str, timeout: float) -> None:
+        """Wait until the agent has logged ``text`` (it must stay alive meanwhile)."""
+        deadline = time.monotonic() + timeout
+        while text not in self.log():
+            assert self.proc.poll() is None, f"agent exited: {self.log()[-2000:]}"
+            assert time.monotonic() < deadline, f"no {text!r} in the agent log after {timeout} s"
+            time.sleep(0.1)
 
     def kill9(self) -> None:
         self.proc.send_signal(signal.SIGKILL)

@@ -6,20 +6,11 @@ notices it; until then nothing may be lost, and afterwards the outbox takes over
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from edge_helpers import AgentProcess, Recorder, agent_config, has_status, sequenced
 
 from commune_iot.localsvc import Mosquitto
-
-
-def _wait_log(agent: AgentProcess, text: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while text not in agent.log():
-        assert agent.proc.poll() is None, f"agent exited: {agent.log()[-2000:]}"
-        assert time.monotonic() < deadline, f"no {text!r} in the agent log after {timeout} s"
-        time.sleep(0.1)
 
 
 def test_silent_broker_is_detected_by_keepalive_and_nothing_is_lost(
@@ -34,7 +25,7 @@ def test_silent_broker_is_detected_by_keepalive_and_nothing_is_lost(
         rec.wait_for(lambda ms: len(sequenced(ms)) >= 5, 15, "live traffic")
         mosquitto.pause()
         try:
-            _wait_log(agent, "no answer from the broker within the keepalive", 15)
+            agent.wait_log("no answer from the broker within the keepalive", 15)
         finally:
             mosquitto.resume()
         rec.wait_for(
