@@ -8,6 +8,7 @@ on the same shared subscription, to scale out without another HTTP endpoint.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from pathlib import Path
@@ -15,6 +16,15 @@ from pathlib import Path
 from commune_iot import logs
 
 log = logging.getLogger(__name__)
+
+
+def _tune_gc() -> None:
+    """Ingest allocates many short-lived objects per message; with the default gen-0
+    threshold (700) the collector ran thousands of times a second and cost ~5-10 % of
+    ingest CPU in the benchmark. Freeze the start-up objects and collect less often."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 def serve(config_path: Path | str | None = None, *, host: str | None = None, port: int | None = None) -> int:
@@ -32,6 +42,7 @@ def serve(config_path: Path | str | None = None, *, host: str | None = None, por
         log.error("cannot start the cloud service: %s", exc)
         return 2
     app = create_app(runtime)
+    _tune_gc()
     uvicorn.run(
         app,
         host=host or cfg.http.host,
@@ -55,6 +66,7 @@ def ingest_only(config_path: Path | str | None = None) -> int:
         return 2
 
     async def main() -> None:
+        _tune_gc()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
