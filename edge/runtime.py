@@ -76,8 +76,12 @@ class Agent:
         return topic_for(self.cfg.commune, self.cfg.node, channel, suffix)
 
     def _envelope(self) -> dict[str, Any]:
-        self.seq += 1
-        return {"node": self.cfg.node, "session": self.session, "seq": self.seq, "ts": datetime.now(UTC)}
+        """Envelope of the next sequenced message. ``seq`` is only taken (``_taken``) once the
+        message validated, so a collector's bad data never shows up as a gap at the cloud."""
+        return {"node": self.cfg.node, "session": self.session, "seq": self.seq + 1, "ts": datetime.now(UTC)}
+
+    def _taken(self, seq: int) -> None:
+        self.seq = seq
 
     def _status(
         self, state: Literal["online", "offline"], reason: Literal["birth", "will", "shutdown"]
@@ -123,6 +127,7 @@ class Agent:
             return
         for i in range(0, len(points), 500):
             msg = Metrics(**self._envelope(), points=list(points[i : i + 500]))
+            self._taken(msg.seq)
             self._put(Channel.METRICS, encode(msg), Priority.METRICS, created=msg.ts.timestamp())
 
     def emit_event(self, event: Mapping[str, Any], jpeg: bytes | None = None) -> None:
@@ -132,6 +137,7 @@ class Agent:
             fields.setdefault("snapshot_sha256", hashlib.sha256(jpeg).hexdigest())
             fields.setdefault("snapshot_bytes", len(jpeg))
         msg = MotionEvent(**self._envelope(), **fields)  # validate before anything is stored
+        self._taken(msg.seq)
         if jpeg is not None:
             self._put(
                 Channel.SNAPSHOT,
@@ -146,7 +152,7 @@ class Agent:
     def health(self) -> Health:
         self.outbox.expire()
         stats = self.outbox.stats()
-        return Health(
+        msg = Health(
             **self._envelope(),
             **self.board.read(),
             agent_uptime_s=self.clock.uptime_s(),
@@ -155,6 +161,8 @@ class Agent:
             outbox_oldest_s=round(stats.oldest_s, 3),
             outbox_dropped=stats.dropped,
         )
+        self._taken(msg.seq)
+        return msg
 
     # -- tasks -----------------------------------------------------------------------------
 
