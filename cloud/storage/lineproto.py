@@ -86,7 +86,7 @@ def format_fields(fields: Mapping[str, bool | int | float | str | None]) -> str:
         elif t is bool:
             parts.append(key + ("true" if v else "false"))
         elif t is int:
-            parts.append(f"{key}{float(v)!r}")  # type: ignore[arg-type]
+            parts.append(f"{key}{float(v)!r}")
         else:
             parts.append(key + format_field(v))
     if not parts:
