@@ -112,10 +112,11 @@ allow_anonymous true
 persistence true
 persistence_location {data}/
 autosave_interval 30
-log_dest stdout
+log_dest file {log}
 {user_line}log_type error
 log_type warning
 log_type notice
+log_type information
 connection_messages true
 # Queue limits are set deliberately: Mosquitto's default max_queued_messages (1000)
 # silently drops QoS-1 messages for a subscriber that falls behind or restarts.
@@ -149,7 +150,9 @@ class Mosquitto(_Server):
         data.mkdir(parents=True, exist_ok=True)
         # As root Mosquitto drops to user 'mosquitto', which cannot write our run dir.
         user_line = "user root\n" if os.geteuid() == 0 else ""
-        self.conf_path.write_text(MOSQUITTO_CONF.format(port=self.port, data=data, user_line=user_line))
+        self.conf_path.write_text(
+            MOSQUITTO_CONF.format(port=self.port, data=data, user_line=user_line, log=self.log_path)
+        )
         self._spawn([self.binary, "-c", str(self.conf_path)])
         self.wait_ready()
         return self

@@ -156,6 +156,35 @@ class MotionEvent(Envelope):
     snapshot_bytes: int | None = Field(default=None, ge=0, le=MAX_SNAPSHOT_BYTES)
 
 
+class HostState(_Model):
+    """An ingest worker's liveness, published by the cloud on ``host_state_topic(worker)``.
+
+    Nodes hold data in their outbox until a worker says, live, that it is subscribed:
+    after a broker restart Mosquitto 2.0 restores persistent sessions but not their
+    *shared* subscriptions, so data published before a worker re-subscribes would be
+    acknowledged to the node and delivered to nobody. A worker publishes ``online`` only
+    after its subscription is granted, then every ``heartbeat_s``; its Last Will and its
+    orderly stop publish ``online: false``.
+    """
+
+    v: Literal[1] = SCHEMA_VERSION
+    worker: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,128}$")]
+    online: bool
+    ts: UtcDatetime
+    heartbeat_s: float = Field(gt=0, le=3600)
+
+
+def encode_host_state(state: HostState) -> bytes:
+    return state.model_dump_json().encode()
+
+
+def decode_host_state(payload: bytes) -> HostState:
+    try:
+        return HostState.model_validate_json(payload)
+    except ValidationError as exc:
+        raise WireError(f"host state: {exc.errors(include_url=False)[0]['msg']}") from None
+
+
 _MODELS: Final[dict[Channel, type[Envelope]]] = {
     Channel.STATUS: Status,
     Channel.HEALTH: Health,

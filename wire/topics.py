@@ -97,6 +97,20 @@ def node_filter(commune: str, node: str) -> str:
 ALL_NODES = f"{PREFIX}/+/+/#"
 
 
+#: Liveness of the cloud's ingest workers (Sparkplug's "primary host STATE"): each worker
+#: keeps a retained message at ``ciot/host/v1/state/<worker>``, republished live every few
+#: seconds. A different root than the nodes' tree, so no node filter ever matches it.
+HOST_STATE_PREFIX = "ciot/host/v1/state"
+HOST_STATE_FILTER = f"{HOST_STATE_PREFIX}/+"
+_WORKER = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+
+
+def host_state_topic(worker: str) -> str:
+    if not _WORKER.match(worker):
+        raise TopicError(f"invalid ingest worker id {worker!r}")
+    return f"{HOST_STATE_PREFIX}/{worker}"
+
+
 def shared_filter(group: str, topic_filter: str = ALL_NODES) -> str:
     """MQTT v5 shared subscription: the broker hands each message to one member of ``group``."""
     if not valid_id(group):

@@ -1,0 +1,27 @@
+"""Helpers shared by test modules of every folder (tests/ is on sys.path via the root conftest)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import urllib.parse
+import urllib.request
+from typing import Any
+
+from commune_iot.localsvc import InfluxDB
+
+
+def influx_query(server: InfluxDB, db: str, q: str) -> list[dict[str, Any]]:
+    """Run InfluxQL the way Grafana would and return the ``series`` list (empty when none)."""
+    body = urllib.parse.urlencode({"db": db, "q": q, "epoch": "ms"}).encode()
+    req = urllib.request.Request(f"{server.url}/query", data=body, method="POST")
+    if server.username:
+        token = base64.b64encode(f"{server.username}:{server.password}".encode()).decode()
+        req.add_header("Authorization", f"Basic {token}")
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        payload = json.load(resp)
+    result = payload["results"][0]
+    if "error" in result:
+        raise AssertionError(f"InfluxQL error for {q!r}: {result['error']}")
+    series: list[dict[str, Any]] = result.get("series", [])
+    return series
