@@ -39,6 +39,16 @@ class DeviceOut(BaseModel):
     dead_letters: int = Field(description="Invalid messages from the node (dead-lettered).")
 
 
+class DeadLetterOut(BaseModel):
+    id: int
+    received_at: datetime
+    topic: str
+    node_guess: str | None = Field(description="Sender as far as the topic tells.")
+    reason: str = Field(description="Why it was refused, one line.")
+    size: int = Field(description="Payload size in bytes (the full payload stays in SQL).")
+    preview: str = Field(description="First 200 bytes of the payload, UTF-8 with replacement characters.")
+
+
 class Readiness(BaseModel):
     ready: bool
     dependencies: dict[str, str | None] = Field(
@@ -95,6 +105,27 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
                 out.append(_device(node, None, st["commune"], None, node, "", False, st))
         return [
             d for d in out if (commune is None or d.commune == commune) and (kind is None or d.kind == kind)
+        ]
+
+    @app.get(
+        "/api/v1/dead-letters", response_model=list[DeadLetterOut], summary="Refused messages, newest first"
+    )
+    async def dead_letter_list(
+        node: str | None = Query(None, description="Only this node (as guessed from the topic)."),
+        limit: int = Query(100, ge=1, le=1000),
+    ) -> list[DeadLetterOut]:
+        rows = await asyncio.to_thread(runtime.sql.dead_letter_rows, limit, node)
+        return [
+            DeadLetterOut(
+                id=r["id"],
+                received_at=datetime.fromtimestamp(r["received_at"], UTC),
+                topic=r["topic"],
+                node_guess=r["node_guess"],
+                reason=r["reason"],
+                size=r["size"],
+                preview=bytes(r["payload"][:200]).decode("utf-8", "replace"),
+            )
+            for r in rows
         ]
 
     @app.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")

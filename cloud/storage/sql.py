@@ -393,8 +393,11 @@ class SqlStore:
         with self.engine.connect() as conn:
             return {row.node: dict(row._mapping) for row in conn.execute(q)}
 
-    def dead_letter_rows(self, limit: int = 100) -> list[dict[str, Any]]:
+    def dead_letter_rows(self, limit: int = 100, node: str | None = None) -> list[dict[str, Any]]:
+        """Newest first."""
         q = select(dead_letters).order_by(dead_letters.c.id.desc()).limit(limit)
+        if node is not None:
+            q = q.where(dead_letters.c.node_guess == node)
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(q)]
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 
+import httpx
 from cloud_helpers import count, encoded, eventually, health, metrics, motion, publish, topic
 from sqlalchemy import select
 
+from cloud.api.app import create_app
 from cloud.runtime import Runtime
 from cloud.storage.sql import dead_letters, snapshots
 from commune_iot.localsvc import InfluxDB, Mosquitto
@@ -88,3 +90,12 @@ async def test_garbage_dead_lettered_and_valid_traffic_unaffected(
         snap = conn.execute(select(snapshots)).one()
     assert (snap.sha256, snap.event_id, snap.node) == (sha, "ev-7", "tt-cam-02")
     assert sum(runtime.stats.dead_lettered.values()) == len(garbage)
+
+    app = create_app(runtime, manage_runtime=False)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as api:
+        listed = (await api.get("/api/v1/dead-letters", params={"node": "dr-ap-02", "limit": 3})).json()
+        assert [d["reason"] for d in listed] == [str(r["reason"]) for r in rows[::-1][:3]]
+        assert listed[0]["preview"] == "GIF89a not a jpeg"
+        devices = {d["id"]: d for d in (await api.get("/api/v1/devices")).json()}
+        assert devices["dr-ap-02"]["dead_letters"] == len(garbage)
+        assert devices["lx-ap-99"]["known"] is False and devices["lx-ap-99"]["kind"] is None
