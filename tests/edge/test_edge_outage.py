@@ -77,8 +77,9 @@ def test_broker_outage_replays_everything_in_order(mosquitto: Mosquitto, tmp_pat
     )
     try:
         rec.wait_for(lambda ms: len(sequenced(ms)) >= 10, 15, "live traffic")
-        outage_start = datetime.now(UTC)
+        stopping = datetime.now(UTC)  # the broker surely was up before this
         mosquitto.stop()
+        outage_start = datetime.now(UTC)  # and surely gone (its sockets closed) from here
         time.sleep(5)  # the outage itself: the agent keeps producing into its outbox
         outage_end = datetime.now(UTC)
         mosquitto.start()
@@ -103,7 +104,7 @@ def test_broker_outage_replays_everything_in_order(mosquitto: Mosquitto, tmp_pat
     for doc, arrived in during:
         assert doc["replay"] is True, f"seq {doc['seq']} produced during the outage not flagged replay"
         assert arrived > outage_end
-    before = [d for d, _ in stream if _ts(d) < outage_start - timedelta(seconds=0.5)]
+    before = [d for d, _ in stream if _ts(d) < stopping - timedelta(seconds=0.5)]
     after = [d for d, _ in stream if _ts(d) > outage_end + timedelta(seconds=1)]
     assert before and after
     assert not any(d["replay"] for d in before + after), "live messages flagged as replay"
