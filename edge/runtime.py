@@ -30,6 +30,7 @@ from edge.health import AgentClock, BoardHealth
 from edge.link import Link
 from edge.outbox import Outbox, Priority, messages
 from wire import Health, Metrics, MotionEvent, Point, Status, encode
+from wire.messages import MAX_JSON_BYTES
 from wire.topics import Channel, topic_for
 
 log = logging.getLogger(__name__)
@@ -122,13 +123,23 @@ class Agent:
         self.courier.pump()
 
     def emit_metrics(self, points: Sequence[Point]) -> None:
-        """Sink API: one ``metrics`` message (split when above the contract's 500 points)."""
+        """Sink API: one ``metrics`` message, split when above the contract's limits
+        (500 points, 64 KiB of JSON) so that the cloud never has to dead-letter it."""
         if not points:
             return
         for i in range(0, len(points), 500):
-            msg = Metrics(**self._envelope(), points=list(points[i : i + 500]))
-            self._taken(msg.seq)
-            self._put(Channel.METRICS, encode(msg), Priority.METRICS, created=msg.ts.timestamp())
+            self._emit_metrics_chunk(list(points[i : i + 500]))
+
+    def _emit_metrics_chunk(self, points: list[Point]) -> None:
+        msg = Metrics(**self._envelope(), points=points)
+        payload = encode(msg)
+        if len(payload) > MAX_JSON_BYTES and len(points) > 1:
+            half = len(points) // 2
+            self._emit_metrics_chunk(points[:half])
+            self._emit_metrics_chunk(points[half:])
+            return
+        self._taken(msg.seq)
+        self._put(Channel.METRICS, payload, Priority.METRICS, created=msg.ts.timestamp())
 
     def emit_event(self, event: Mapping[str, Any], jpeg: bytes | None = None) -> None:
         """Sink API: snapshot first (so the cloud can attach it), then the event."""

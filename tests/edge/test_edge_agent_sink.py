@@ -59,3 +59,20 @@ def test_each_start_is_a_new_session(tmp_path: Path) -> None:
     assert a.health().seq == 1 and a.health().seq == 2
     a.outbox.close()
     b.outbox.close()
+
+
+def test_large_metrics_are_split_within_the_contract_limits(tmp_path: Path) -> None:
+    from wire.messages import MAX_JSON_BYTES
+
+    agent = _agent(tmp_path)
+    fields: dict[str, bool | int | float | str] = {f"f{i}": "x" * 200 for i in range(60)}
+    points = [
+        Point(measurement="ap", device="dr-ap-01", tags={"n": str(i)}, fields=fields) for i in range(1200)
+    ]
+    agent.emit_metrics(points)
+    rows = agent.outbox.after(0, 10_000)
+    docs = [json.loads(r.payload) for r in rows]
+    assert all(len(r.payload) <= MAX_JSON_BYTES for r in rows)
+    assert [d["seq"] for d in docs] == list(range(1, len(docs) + 1))
+    assert [p["tags"]["n"] for d in docs for p in d["points"]] == [str(i) for i in range(1200)]
+    agent.outbox.close()
