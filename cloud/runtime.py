@@ -54,6 +54,7 @@ class Runtime:
         )
         self.drainer = Drainer(cfg.influx, self.influx, self.journal, self.stats)
         self._drain_task: asyncio.Task[None] | None = None
+        self._stopped = False
 
     async def start(self) -> None:
         counts = ", ".join(f"{n} {k}" for k, n in sorted(self.inventory.counts().items()))
@@ -72,7 +73,10 @@ class Runtime:
         self.worker.start()
 
     async def stop(self, drain_timeout_s: float = 5.0) -> None:
-        """Stop receiving, commit and ack what was received, try to flush the journal."""
+        """Stop receiving, commit and ack what was received, try to flush the journal. Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
         await asyncio.to_thread(self.worker.stop)
         if self._drain_task is not None:
             self._drain_task.cancel()

@@ -161,6 +161,8 @@ class IngestWorker:
             )
 
     def _on_message(self, _client: mqtt.Client, _ud: Any, msg: mqtt.MQTTMessage) -> None:
+        if self._leaving:
+            return  # not acked: redelivered to our session after the restart
         self.stats.received += 1
         item = _Received(msg.mid, msg.qos, self._generation, msg.topic, bytes(msg.payload), None, time.time())
         with self._cond:
@@ -189,15 +191,19 @@ class IngestWorker:
         self._client.loop_start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Commit what was received, then disconnect (the broker keeps our session and queue)."""
-        self._leaving = True
-        self._client.disconnect()  # no more messages; the committed ones are acked already
-        self._client.loop_stop()
+        """Commit and acknowledge what was received, then disconnect.
+
+        Messages arriving meanwhile are left unacknowledged: the broker keeps them in our
+        session and redelivers them on the next start, so a clean stop causes no duplicates.
+        """
         with self._cond:
+            self._leaving = True  # _on_message ignores new deliveries from here on
             self._stopping = True
             self._cond.notify()
         if self._committer is not None:
             self._committer.join(timeout)
+        self._client.disconnect()  # queued after the last PUBACKs, so those go out first
+        self._client.loop_stop()
         if self._unsaved:
             try:
                 self.sql.apply(self._unsaved)

@@ -105,8 +105,12 @@ class Drainer:
             )
             return True
         self.last_status = res.status
-        what = f"HTTP {res.status}: {res.error}" if res.status else res.error
-        self.last_error = f"InfluxDB at {self.client.url} unavailable ({what})"
+        if res.status is None:
+            self.last_error = f"InfluxDB at {self.client.url} unreachable ({res.error})"
+        else:
+            self.last_error = (
+                f"InfluxDB at {self.client.url} refused the write (HTTP {res.status}: {res.error})"
+            )
         return False
 
     async def _backoff(self, error: str, delay: float) -> float:
