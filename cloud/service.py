@@ -18,6 +18,12 @@ from commune_iot import logs
 log = logging.getLogger(__name__)
 
 
+def _drop_color_message(record: logging.LogRecord) -> bool:
+    """uvicorn attaches an ANSI-coloured copy of each message; our formatters would print it."""
+    record.__dict__.pop("color_message", None)
+    return True
+
+
 def _tune_gc() -> None:
     """Ingest allocates many short-lived objects per message; with the default gen-0
     threshold (700) the collector ran thousands of times a second and cost ~5-10 % of
@@ -42,6 +48,8 @@ def serve(config_path: Path | str | None = None, *, host: str | None = None, por
         log.error("cannot start the cloud service: %s", exc)
         return 2
     app = create_app(runtime)
+    for name in ("uvicorn", "uvicorn.error"):
+        logging.getLogger(name).addFilter(_drop_color_message)
     _tune_gc()
     uvicorn.run(
         app,
