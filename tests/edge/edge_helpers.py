@@ -59,10 +59,10 @@ class Recorder:
         c.on_connect = self._on_connect
         c.on_message = self._on_message
         c.on_subscribe = lambda *a: self._subscribed.set()
-        c.reconnect_delay_set(0.05, 0.3)
+        c.reconnect_delay_set(0.05, 0.3)  # type: ignore[arg-type]  # paho accepts seconds as float
         if auth is not None:
             c.username_pw_set(*auth)
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = 3600
         c.connect("127.0.0.1", port, keepalive=5, clean_start=False, properties=props)
         c.loop_start()

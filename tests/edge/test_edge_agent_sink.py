@@ -18,7 +18,7 @@ from wire import Point
 
 
 def _agent(tmp_path: Path) -> Agent:
-    cfg = EdgeConfig(node="dr-cam-01", commune="da-ron", outbox={"path": tmp_path / "o.db"})  # type: ignore[arg-type]
+    cfg = EdgeConfig(node="dr-cam-01", commune="da-ron", outbox={"path": tmp_path / "o.db"})
     return Agent(cfg)
 
 

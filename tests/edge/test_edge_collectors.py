@@ -77,7 +77,7 @@ def test_sim_ap_points_and_wrapping_counters() -> None:
     # The rate is computed across the wrap, not negative and not 2**32-sized.
     assert wan2["in_bps"] == pytest.approx(
         counter_delta(wan1["in_octets"], wan2["in_octets"]) * 8 / 30, rel=1e-3
-    )  # type: ignore[arg-type]
+    )
     assert 0 < wan2["in_bps"] < 1e9  # type: ignore[operator]
     assert isinstance(wan2["in_bps"], float) and isinstance(wan2["out_bps"], float)
 

@@ -28,7 +28,10 @@ class SecureMosquitto(Mosquitto):
         d.mkdir(parents=True, exist_ok=True)
         ssl = ["openssl"]
         ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-        run = lambda *args: subprocess.run(args, check=True, capture_output=True, cwd=d)  # noqa: E731
+
+        def run(*args: str) -> None:
+            subprocess.run(args, check=True, capture_output=True, cwd=d)
+
         run(
             *ssl,
             "req",
