@@ -130,9 +130,11 @@ def publish(port: int, traffic: list[tuple[str, bytes]]) -> float:
     c.connect("127.0.0.1", port)
     c.loop_start()
     t0 = time.monotonic()
-    infos = [c.publish(t, p, qos=1) for t, p in traffic]
-    for info in infos:
-        info.wait_for_publish(120)
+    chunk = 20_000  # packet ids are 16-bit: keep well under 65535 messages outstanding
+    for i in range(0, len(traffic), chunk):
+        infos = [c.publish(t, p, qos=1) for t, p in traffic[i : i + chunk]]
+        for info in infos:
+            info.wait_for_publish(120)
     dt = time.monotonic() - t0
     c.disconnect()
     c.loop_stop()
