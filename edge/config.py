@@ -189,6 +189,12 @@ class EdgeConfig(BaseSettings):
         default=10.0, gt=0, le=3600, description="Seconds between health messages (the heartbeat)."
     )
     outbox: OutboxConfig = Field(default_factory=OutboxConfig, description="Durable outbox.")
+    hold_until_cloud: bool = Field(
+        default=True,
+        description="Send data only while a cloud ingest worker announces itself live on "
+        "ciot/host/v1/state/+ (Sparkplug's primary host); until then it waits in the outbox. "
+        "Turn off only for a broker with no cloud behind it (tests, bench).",
+    )
     collectors: list[CollectorSpec] = Field(
         default_factory=list, description="Collector plug-ins to run; each has a type and its options."
     )

@@ -88,7 +88,7 @@ class Courier:
     def pump(self) -> None:
         """Hand rows to paho while the link is up and the window has room."""
         link = self.link
-        while link is not None and link.connected and len(self.inflight) < self.window:
+        while link is not None and link.deliverable and len(self.inflight) < self.window:
             rows = self.outbox.after(self.handed_upto, self.window - len(self.inflight))
             if not rows:
                 return
@@ -111,7 +111,7 @@ class Courier:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within_s
         while len(self.outbox) > 0 or self._acked:
-            if self.link is None or not self.link.connected:
+            if self.link is None or not self.link.deliverable:
                 return False
             left = deadline - loop.time()
             if left <= 0:

@@ -31,6 +31,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 from edge.backoff import backoff_delay
 from edge.config import BrokerConfig
 from edge.outbox import messages
+from edge.presence import Presence
+from wire import HOST_STATE_FILTER
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +90,7 @@ class Link:
         listener: LinkListener,
         extra_inflight: int = 20,
         inflight_window: int = 20,
+        hold_until_cloud: bool = False,
     ) -> None:
         self.broker = broker
         self.status_topic = status_topic
@@ -109,6 +112,9 @@ class Link:
         self._closing = False
         self._refused: str | None = None
         self._ack_waiters: dict[int, asyncio.Future[bool]] = {}
+        #: Which cloud ingest workers are live; data waits in the outbox while none is.
+        self.presence = Presence(enabled=hold_until_cloud)
+        self._deliverable = False
 
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
@@ -123,6 +129,7 @@ class Link:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        client.on_message = self._on_message
         client.on_socket_open = self._on_socket_open
         client.on_socket_close = self._on_socket_close
         client.on_socket_register_write = self._on_socket_register_write
@@ -136,13 +143,45 @@ class Link:
     def connected(self) -> bool:
         return self.state is State.UP
 
+    @property
+    def deliverable(self) -> bool:
+        """Connected, and (when holding for the cloud) an ingest worker is live."""
+        return self.state is State.UP and self.presence.online()
+
     def stamp(self) -> int:
-        """Link stamp for a message produced now: the current generation while connected (or
-        while the very first connect is still under way), -1 while offline. A message sent
-        later under a different generation waited across a disconnection: a replay."""
-        if self.state is State.UP or self._first_attempt_open:
+        """Link stamp for a message produced now: the current generation while data flows (or
+        while the very first connect is still under way), -1 while it is held. A message sent
+        later under a different generation waited across a disconnection or a hold: a replay."""
+        if self.deliverable or self._first_attempt_open:
             return self.generation
         return -1
+
+    def _check_presence(self) -> None:
+        """Note a change of deliverability: a hold starts a new generation (what waits is a
+        replay); the end of a hold wakes the courier."""
+        now = self.deliverable
+        if now == self._deliverable:
+            return
+        self._deliverable = now
+        if now:
+            self._first_attempt_open = False
+            if self.presence.enabled:
+                log.info(
+                    "cloud ingest live (%s); sending %s waiting in outbox",
+                    ", ".join(self.presence.workers()),
+                    messages(self._listener.waiting()),
+                    extra={"broker": self.url},
+                )
+            self._listener.link_up(self.epoch)
+        elif self.state is State.UP:
+            self.generation += 1
+            self._first_attempt_open = False
+            log.warning(
+                "no cloud ingest worker is live on %s; holding data in the outbox (%s waiting)",
+                self.url,
+                messages(self._listener.waiting()),
+                extra={"broker": self.url},
+            )
 
     @property
     def url(self) -> str:
@@ -277,6 +316,7 @@ class Link:
             await asyncio.sleep(1.0)
             if self.state in (State.UP, State.HANDSHAKE):
                 self.client.loop_misc()
+            self._check_presence()  # a worker's liveness may have run out
 
     # -- paho callbacks (event loop, except socket open/register during connect) ----------
 
@@ -286,18 +326,28 @@ class Link:
         if reason.is_failure:
             self._refused = _refusal(reason)
             return
-        self._first_attempt_open = False
+        if not self.presence.enabled:
+            self._first_attempt_open = False
         self.epoch += 1
         self.state = State.UP
         self._up_since_connect = True
         client.publish(self.status_topic, self._birth(), qos=1, retain=True)
+        self.presence.reset()
+        if self.presence.enabled:
+            client.subscribe(HOST_STATE_FILTER, qos=1)
         log.info(
-            "connected to broker at %s; %s waiting in outbox will be sent",
+            "connected to broker at %s; %s waiting in outbox%s",
             self.url,
             messages(self._listener.waiting()),
+            " (sent once a cloud ingest worker is live)" if self.presence.enabled else " will be sent",
             extra={"broker": self.url, "epoch": self.epoch},
         )
-        self._listener.link_up(self.epoch)
+        self._check_presence()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if mqtt.topic_matches_sub(HOST_STATE_FILTER, msg.topic):
+            self.presence.update(bytes(msg.payload), retained=bool(msg.retain))
+            self._check_presence()
 
     def _on_disconnect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Properties | None
@@ -307,6 +357,7 @@ class Link:
         self._down_reason = _disconnect_reason(reason)
         if self.state is not State.CLOSED:
             self.state = State.DOWN
+        self._deliverable = False
         self._unregister()
         self._down.set()
         for fut in self._ack_waiters.values():

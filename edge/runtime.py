@@ -64,6 +64,7 @@ class Agent:
             will=lambda: self._status("offline", "will"),
             listener=self.courier,
             inflight_window=cfg.outbox.inflight_window,
+            hold_until_cloud=cfg.hold_until_cloud,
         )
         self.courier.link = self.link
         self.collectors: list[Collector] = [

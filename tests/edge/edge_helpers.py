@@ -138,7 +138,10 @@ def agent_config(
     collectors: list[dict[str, Any]] | None = None,
     outbox: dict[str, Any] | None = None,
     name: str = "edge.yaml",
+    hold_until_cloud: bool = False,
 ) -> Path:
+    """An agent config for a broker with no cloud behind it: unless a test asks, the agent
+    does not wait for a cloud ingest worker to announce itself (see edge/presence.py)."""
     box = {"path": str(tmp / "outbox.sqlite3")}
     box.update(outbox or {})
     return write_config(
@@ -147,6 +150,7 @@ def agent_config(
         commune=commune,
         broker={"url": broker_url, "keepalive_s": 5, "reconnect_min_s": 0.1, "reconnect_max_s": 0.5},
         health_interval_s=health_interval_s,
+        hold_until_cloud=hold_until_cloud,
         outbox=box,
         collectors=collectors or [],
         log={"level": "INFO"},
