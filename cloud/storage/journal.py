@@ -14,6 +14,7 @@ Layout: ``<dir>/<segment:012d>.lp`` files of newline-terminated lines, and ``cur
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import threading
 import time
@@ -119,11 +120,19 @@ class Journal:
                 self._w_fd = os.open(self._path(self._w_seg), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
                 self._w_size = 0
             fd = self._w_fd
+            size_before = self._w_size
         view = memoryview(data)
-        while view:
-            n = os.write(fd, view)
-            view = view[n:]
-        os.fsync(fd)  # outside the lock: the drainer keeps reading meanwhile
+        try:
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
+            os.fsync(fd)  # outside the lock: the drainer keeps reading meanwhile
+        except OSError:
+            # e.g. disk full: cut the partial batch so the caller's retry cannot glue a
+            # torn line onto the next one (the batch was never acknowledged)
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, size_before)
+            raise
         with self._lock:
             self._w_size += len(data)
             self._depth_lines += lines

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+import pytest
 
 from cloud.storage.journal import Journal
 
@@ -58,3 +61,20 @@ def test_segments_rotate_and_are_deleted_once_drained(tmp_path: Path) -> None:
     assert len(list(tmp_path.glob("*.lp"))) == 1
     j.close()
     assert Journal(tmp_path).depth_lines == 0
+
+
+def test_failed_append_leaves_no_torn_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    j = Journal(tmp_path)
+    j.append(_lines(0, 2), 2)
+    real_write = os.write
+
+    def half_then_full(fd: int, data: bytes | memoryview) -> int:
+        real_write(fd, bytes(data[: len(data) // 2]))
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("cloud.storage.journal.os.write", half_then_full)
+    with pytest.raises(OSError):
+        j.append(_lines(2, 4), 2)
+    monkeypatch.undo()
+    j.append(_lines(2, 4), 2)  # the committer's retry
+    assert _drain(j) == _lines(0, 4).splitlines()
