@@ -269,6 +269,26 @@ def run_workers(
                 text=True,
             )
         )
+    try:
+        return _measure(run_dir, broker, influx, db, procs, traffic, expected)
+    finally:
+        for p in procs:  # also when a worker failed to start: leave nothing running
+            if p.poll() is None:
+                p.send_signal(signal.SIGCONT)
+                p.kill()
+                p.wait(10)
+
+
+def _measure(
+    run_dir: Path,
+    broker: Mosquitto,
+    influx: InfluxDB,
+    db: str,
+    procs: list[subprocess.Popen[str]],
+    traffic: list[tuple[str, bytes]],
+    expected: Counter[str],
+) -> dict[str, Any]:
+    workers = len(procs)
     for i, p in enumerate(procs):
         _wait_log(run_dir / f"worker-{i}.log", "connected to MQTT broker", p)
     time.sleep(0.5)  # subscriptions acknowledged and database created
