@@ -54,7 +54,15 @@ class MqttConfig(_Section):
         description="MQTT client id. Must be stable per worker (the broker keeps its session and queue "
         "under it) and unique among workers. Empty: ciot-cloud-<hostname>-<role>.",
     )
-    share_group: str = Field("ciot-cloud", description="Shared-subscription group all workers join.")
+    share_group: str = Field(
+        "",
+        description="Empty (one worker): an exclusive subscription, which Mosquitto 2.0 keeps across "
+        "its own restarts, queued messages included. To scale out, give every worker the same group "
+        "name: an MQTT v5 shared subscription splits the traffic between them. Mosquitto 2.0.11 does "
+        "not restore shared subscriptions after a broker restart: the nodes hold their data until a "
+        "worker re-announces itself, but messages in flight to the workers at the moment the broker "
+        "stops are lost (measured).",
+    )
     session_expiry_s: int = Field(
         7 * 24 * 3600,
         gt=0,
@@ -69,6 +77,13 @@ class MqttConfig(_Section):
         "flight to this worker. Bounds memory and the work redone after a crash.",
     )
     keepalive_s: int = Field(30, ge=5, description="MQTT keep-alive.")
+    host_heartbeat_s: float = Field(
+        5.0,
+        gt=0,
+        le=300,
+        description="How often the worker announces itself live on ciot/host/v1/state/<client_id>. "
+        "Nodes hold their data while no worker has announced itself within 3 heartbeats.",
+    )
     commit_max_messages: int = Field(
         1024,
         ge=1,

@@ -2,9 +2,11 @@
 
 Why it is built this way:
 
-* MQTT v5 shared subscription (``$share/<group>/ciot/v1/+/+/#``) so several workers split
-  the traffic; ``clean_start=False`` with a Session Expiry Interval and a stable client
-  id so the broker queues a worker's share while it restarts.
+* One worker subscribes exclusively; several share an MQTT v5 shared subscription
+  (``$share/<group>/ciot/v1/+/+/#``) to split the traffic (see ``MqttConfig.share_group``
+  for why one worker does not use a shared one). ``clean_start=False`` with a Session
+  Expiry Interval and a stable client id so the broker queues a worker's share while it
+  restarts.
 * Manual acknowledgement: a QoS-1 message is acknowledged only once it is durable
   (journal fsynced, SQL committed, snapshot file fsynced). A crash before that makes
   the broker redeliver; writes are idempotent, so a duplicate is harmless.
@@ -14,6 +16,12 @@ Why it is built this way:
   CPU by ~15 % in the benchmark (the validation code stays hot in the CPU caches). The batch is
   capped below the Receive Maximum, because the broker stops sending once that many
   messages are unacknowledged and a bigger batch would never fill.
+* Presence (Sparkplug's primary-host STATE): once the broker grants the subscription,
+  the worker announces itself on ``ciot/host/v1/state/<client_id>`` and repeats it every
+  ``host_heartbeat_s``; its Last Will and its orderly stop say offline. Nodes send data
+  only while a worker is live, because after a restart Mosquitto 2.0 restores this
+  session but not its shared subscription: without the announcement, what nodes publish
+  before we re-subscribe would be acknowledged to them and delivered to nobody.
 * Retained status messages are not delivered to shared subscriptions, so the worker
   also holds a plain subscription to ``.../status``: a fresh cloud learns every node's
   last birth/death at once. Status handling is idempotent, so the overlap is harmless.
@@ -21,11 +29,13 @@ Why it is built this way:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import struct
 import threading
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -49,7 +59,7 @@ from cloud.storage.sql import (
     SqlStore,
     StatusUpdate,
 )
-from wire import Status
+from wire import HostState, Status, encode_host_state, host_state_topic
 from wire.topics import ALL_NODES, PREFIX, SEQUENCED, Channel, shared_filter
 
 log = logging.getLogger(__name__)
@@ -103,6 +113,10 @@ class IngestWorker:
         self._fast_ack = True
         self._generation = 0
         self._connected = threading.Event()
+        self._subscribed = threading.Event()
+        self._stop_heartbeat = threading.Event()
+        self._heartbeat: threading.Thread | None = None
+        self.host_topic = host_state_topic(client_id)
         self.last_error: str = "not connected yet"
         self._committer: threading.Thread | None = None
         self._client = self._make_client()
@@ -120,7 +134,10 @@ class IngestWorker:
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
-        c.reconnect_delay_set(1, 10)
+        c.on_subscribe = self._on_subscribe
+        c.will_set(self.host_topic, self._host_state(online=False), qos=1, retain=True)
+        # Nodes hold their data until we are back: come back quickly.
+        c.reconnect_delay_set(1, 5)
         # paho's own queue of outgoing packets (our PUBACKs) must not limit us
         c.max_queued_messages_set(0)
         return c
@@ -132,12 +149,14 @@ class IngestWorker:
             return
         with self._cond:
             self._generation += 1
-        client.subscribe(
-            [
+        if self.cfg.share_group:
+            subs = [
                 (shared_filter(self.cfg.share_group, ALL_NODES), SubscribeOptions(qos=1)),
                 (STATUS_FILTER, SubscribeOptions(qos=1)),
             ]
-        )
+        else:
+            subs = [(ALL_NODES, SubscribeOptions(qos=1))]
+        client.subscribe(subs)
         self._connected.set()
         self.last_error = ""
         log.info(
@@ -148,10 +167,37 @@ class IngestWorker:
             extra={"client_id": self.client_id},
         )
 
+    def _host_state(self, *, online: bool) -> bytes:
+        state = HostState(
+            worker=self.client_id, online=online, ts=datetime.now(UTC), heartbeat_s=self.cfg.host_heartbeat_s
+        )
+        return encode_host_state(state)
+
+    def _on_subscribe(
+        self, client: mqtt.Client, _ud: Any, _mid: int, reasons: list[ReasonCode], _props: Any
+    ) -> None:
+        if any(r.is_failure for r in reasons):
+            self.last_error = f"broker refused the subscription: {[str(r) for r in reasons]}"
+            log.error("MQTT broker %s refused our subscription: %s", self.cfg.url, self.last_error)
+            return
+        self._subscribed.set()
+        self._announce()
+
+    def _announce(self) -> None:
+        """Tell nodes we are subscribed and live (retained, so late joiners see who exists)."""
+        self._client.publish(self.host_topic, self._host_state(online=True), qos=1, retain=True)
+
+    def _heartbeat_loop(self) -> None:
+        while not self._stop_heartbeat.is_set():
+            if self._subscribed.wait(1.0) and not self._leaving:
+                self._announce()
+                self._stop_heartbeat.wait(self.cfg.host_heartbeat_s)
+
     def _on_disconnect(
         self, _client: mqtt.Client, _ud: Any, _flags: Any, reason: ReasonCode, _props: Any
     ) -> None:
         self._connected.clear()
+        self._subscribed.clear()
         if not self._leaving:
             self.last_error = f"disconnected: {reason}"
             log.warning(
@@ -185,6 +231,9 @@ class IngestWorker:
             target=self._commit_loop, name=f"commit-{self.client_id}", daemon=True
         )
         self._committer.start()
+        self._heartbeat = threading.Thread(target=self._heartbeat_loop, name=f"presence-{self.client_id}")
+        self._heartbeat.daemon = True
+        self._heartbeat.start()
         self._client.connect_async(
             self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s, clean_start=False, properties=props
         )
@@ -202,6 +251,14 @@ class IngestWorker:
             self._cond.notify()
         if self._committer is not None:
             self._committer.join(timeout)
+        self._stop_heartbeat.set()
+        if self._heartbeat is not None:
+            self._heartbeat.join(timeout)
+        if self._connected.is_set():
+            # Nodes hold their data from now on instead of sending it into our queue alone.
+            info = self._client.publish(self.host_topic, self._host_state(online=False), qos=1, retain=True)
+            with contextlib.suppress(RuntimeError, ValueError):
+                info.wait_for_publish(2.0)
         self._client.disconnect()  # queued after the last PUBACKs, so those go out first
         self._client.loop_stop()
         if self._unsaved:
