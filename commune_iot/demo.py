@@ -67,9 +67,8 @@ def _summary(cloud: CloudProcess, agents: list[AgentProcess]) -> str:
     running = sum(a.running for a in agents)
     rss = cloud.rss_mb()
     parts = [f"{k} {v}" for k, v in sorted(by_status.items())]
-    return (
-        f"devices: {', '.join(parts)} | agent processes running {running}/{len(agents)}"
-        + (f" | cloud RSS {rss:.0f} MB" if rss else "")
+    return f"devices: {', '.join(parts)} | agent processes running {running}/{len(agents)}" + (
+        f" | cloud RSS {rss:.0f} MB" if rss else ""
     )
 
 

@@ -78,7 +78,8 @@ class Spine:
                 text = r.read().decode()
         except OSError as exc:
             return f"(cloud /metrics unavailable: {exc})"
-        return "\n".join(line for line in text.splitlines() if line.startswith("ciot_") and "_bucket" not in line)
+        lines = text.splitlines()
+        return "\n".join(line for line in lines if line.startswith("ciot_") and "_bucket" not in line)
 
     def devices(self) -> dict[str, dict[str, object]]:
         return {d["id"]: d for d in self.cloud.get_json("/api/v1/devices")}
@@ -100,9 +101,8 @@ class Spine:
             wait_until(complete, timeout, f"{len(want)} points in InfluxDB")
         except AssertionError as exc:
             missing = sorted(want - stored.keys(), key=lambda k: k[3])
-            raise AssertionError(
-                f"{exc}: {len(missing)} missing, e.g. {missing[:3]} ... {missing[-3:]}\n{self.cloud_metrics()}"
-            ) from None
+            sample = f"e.g. {missing[:3]} ... {missing[-3:]}"
+            raise AssertionError(f"{exc}: {len(missing)} missing, {sample}\n{self.cloud_metrics()}") from None
         ours = {k: v for k, v in stored.items() if _owner(k) in nodes}
         assert ours.keys() == want, "InfluxDB holds points no agent sent"
         for (measurement, dev, _, _), row in ours.items():

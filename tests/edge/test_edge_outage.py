@@ -76,7 +76,14 @@ def test_broker_outage_replays_everything_in_order(mosquitto: Mosquitto, tmp_pat
         agent_config(tmp_path, mosquitto.url, collectors=BUSY_COLLECTORS), tmp_path / "a.log"
     )
     try:
-        rec.wait_for(lambda ms: len(sequenced(ms)) >= 10, 15, "live traffic")
+        # Live traffic for over a second, so that some of it is clearly from before the outage.
+        rec.wait_for(
+            lambda ms: (
+                len(seq := sequenced(ms)) >= 10 and _ts(seq[0]) < datetime.now(UTC) - timedelta(seconds=1.5)
+            ),
+            15,
+            "live traffic",
+        )
         stopping = datetime.now(UTC)  # the broker surely was up before this
         mosquitto.stop()
         outage_start = datetime.now(UTC)  # and surely gone (its sockets closed) from here
