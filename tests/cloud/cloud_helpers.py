@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import time
-import urllib.parse
-import urllib.request
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from support import influx_query
 
 from cloud.config import CloudConfig
 from commune_iot.localsvc import InfluxDB, Mosquitto
@@ -105,22 +102,6 @@ def publish(
         c.disconnect()
         c.loop_stop()
     return len(infos)
-
-
-def influx_query(server: InfluxDB, db: str, q: str) -> list[dict[str, Any]]:
-    """InfluxQL over plain HTTP (independent of the client under test); ``series`` of the result."""
-    body = urllib.parse.urlencode({"db": db, "q": q, "epoch": "ms"}).encode()
-    req = urllib.request.Request(f"{server.url}/query", data=body, method="POST")
-    if server.username:
-        token = base64.b64encode(f"{server.username}:{server.password}".encode()).decode()
-        req.add_header("Authorization", f"Basic {token}")
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        payload = json.load(resp)
-    result = payload["results"][0]
-    if "error" in result:
-        raise AssertionError(f"InfluxQL error for {q!r}: {result['error']}")
-    series: list[dict[str, Any]] = result.get("series", [])
-    return series
 
 
 def count(server: InfluxDB, db: str, measurement: str, field: str = "*") -> int:
