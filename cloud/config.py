@@ -23,6 +23,8 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from cloud.alerting.settings import AlertingConfig
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENV_PREFIX = "CIOT_CLOUD_"
 #: YAML file of the load in progress (pydantic-settings builds sources in a classmethod).
@@ -167,6 +169,9 @@ class CloudConfig(BaseSettings):
     influx: InfluxConfig = Field(default_factory=InfluxConfig, description="Time-series database.")
     sql: SqlConfig = Field(default_factory=SqlConfig, description="Device state and dead letters.")
     http: HttpConfig = Field(default_factory=HttpConfig, description="HTTP API.")
+    alerting: AlertingConfig = Field(
+        default_factory=AlertingConfig, description="Outage detection, alert lifecycle, notifications."
+    )
     inventory: Path = Field(
         REPO_ROOT / "firmware_config" / "inventory.yaml",
         description="Device inventory YAML; relative paths are resolved against the config file.",

@@ -1,0 +1,454 @@
+"""The alert engine: pure judgement of who is down and which alerts open, change or resolve.
+
+No I/O and no clock of its own: callers feed it events with their receive time and call
+``tick(now)``; it returns the alert changes. Deterministic, so every rule is tested with a
+fake clock, and the same engine runs in the cloud and in the benchmark.
+
+Rules, in the order a technician would ask about them:
+
+* **Signals.** A node is down on a Last Will or an orderly shutdown (immediately), or when
+  nothing arrived from it for ``max(silence_floor_s, silence_factor x health_interval_s)``:
+  a frozen agent, a power cut or a cut cable never closes TCP, and the broker's own
+  expiry is slow (1.5 x keepalive plus a 5 s scan). Any message proves it up again.
+* **Grace and recovery.** An alert opens after ``grace_s`` of being down and resolves
+  after ``recovery_s`` up; a return shorter than that is a flap of the same alert.
+* **Flapping.** ``flap_threshold`` outages within ``flap_window_s`` open one alert even
+  when each was shorter than the grace, and keep it open until ``flap_quiet_s`` of calm.
+* **Dependencies.** commune uplink -> node -> devices, from the inventory. Devices of a
+  down node are ``unknown`` and get no alert; when most nodes of a commune are down, one
+  commune alert stands for all of them.
+* **Our own blindness.** While the cloud has lost the broker nothing is judged; after it
+  reconnects, every node gets ``settle_s`` to reconnect itself before a Will or silence
+  counts, and the retained statuses it re-reads tell who is really gone.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Literal
+
+from cloud.alerting.settings import AlertingConfig
+from cloud.inventory import Inventory
+
+
+class Scope(StrEnum):
+    NODE = "node"
+    COMMUNE = "commune"
+    DEVICE = "device"
+
+
+class Cause(StrEnum):
+    WILL = "will"  # the broker lost the node's connection
+    SHUTDOWN = "shutdown"  # the agent stopped in order
+    SILENT = "silent"  # no heartbeat (frozen agent, power cut, half-open link)
+    FLAPPING = "flapping"  # short outages, repeatedly
+    UPLINK = "uplink"  # most of a commune at once: its uplink or power
+    DEVICE = "device"  # a problem the node reports about one of its devices
+
+
+class Severity(StrEnum):
+    CRITICAL = "critical"
+    WARNING = "warning"
+    INFO = "info"
+
+
+State = Literal["up", "down", "unknown"]
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One alert event for the lifecycle store and the notifiers."""
+
+    kind: Literal["open", "update", "resolve"]
+    key: str  # stable identity: "node:tt-ap-03", "commune:tu-tra", "device:tt-cam-01:stream_down"
+    scope: Scope
+    subject: str  # the node, commune or device id
+    commune: str
+    cause: Cause
+    severity: Severity
+    started_at: float  # when the outage began, as best we know (epoch s)
+    at: float  # when this change was judged
+    flaps: int = 0
+    down: int = 0  # commune alerts: nodes down ...
+    total: int = 0  # ... of this many monitored
+    problem: str = ""  # device alerts: what the node reported
+
+    @property
+    def duration_s(self) -> float:
+        return max(0.0, self.at - self.started_at)
+
+
+@dataclass(slots=True)
+class _Node:
+    node: str
+    commune: str
+    interval_s: float
+    last_seen: float
+    session: str = ""
+    offline: Cause | None = None  # set by a Will or shutdown until the next sign of life
+    down: bool = False
+    changed_at: float = 0.0  # when ``down`` last flipped
+    outage_start: float = 0.0  # last moment known alive, for the record
+    outages: deque[float] = field(default_factory=deque)  # start times, for flap counting
+
+
+@dataclass(slots=True)
+class _Alert:
+    change: Change
+    flaps: int = 0
+
+
+@dataclass(slots=True)
+class _Problem:
+    since: float
+    detail: str
+
+
+def node_key(node: str) -> str:
+    return f"node:{node}"
+
+
+def commune_key(commune: str) -> str:
+    return f"commune:{commune}"
+
+
+def device_key(device: str, problem: str) -> str:
+    return f"device:{device}:{problem}"
+
+
+class AlertEngine:
+    """Feed events (``status``, ``seen``, ``device_problem``, ``broker``), call ``tick``."""
+
+    def __init__(self, cfg: AlertingConfig, inventory: Inventory) -> None:
+        self.cfg = cfg
+        self.inventory = inventory
+        self._nodes: dict[str, _Node] = {}
+        self._alerts: dict[str, _Alert] = {}
+        self._problems: dict[tuple[str, str], _Problem] = {}
+        self._commune_ok_since: dict[str, float] = {}
+        self._connected = False
+        self._resume_at = math.inf  # judge nothing before this (cloud not yet connected / settling)
+
+    # ------------------------------------------------------------------ events
+    def broker(self, connected: bool, at: float) -> None:
+        """The cloud's own broker connection changed; the first ``True`` starts judging."""
+        if connected and not self._connected:
+            self._resume_at = at + self.cfg.settle_s
+            for n in self._nodes.values():
+                n.last_seen = max(n.last_seen, at)  # silence counts from here, not from before
+        elif not connected:
+            self._resume_at = math.inf
+        self._connected = connected
+
+    def status(
+        self,
+        node: str,
+        commune: str,
+        state: Literal["online", "offline"],
+        reason: str,
+        at: float,
+        *,
+        session: str = "",
+        health_interval_s: float | None = None,
+    ) -> None:
+        """A birth or death certificate (live or retained), with the cloud's receive time."""
+        n = self._node(node, commune, at)
+        if health_interval_s is not None:
+            n.interval_s = health_interval_s
+        if state == "online":
+            n.session = session or n.session
+            n.offline = None
+            n.last_seen = max(n.last_seen, at)
+            self._flip(n, False, at)
+            return
+        if session and n.session and session != n.session:
+            return  # the death of an older connection, after a newer one was born
+        n.offline = Cause.SHUTDOWN if reason == "shutdown" else Cause.WILL
+        self._flip(n, True, at, outage_start=at)
+
+    def seen(self, node: str, commune: str, at: float) -> None:
+        """Any message from the node: it is connected now."""
+        n = self._node(node, commune, at)
+        n.last_seen = max(n.last_seen, at)
+        if n.offline is None and n.down:
+            self._flip(n, False, at)
+
+    def device_problem(self, device: str, problem: str, active: bool, at: float, detail: str = "") -> None:
+        """A node reports (or clears) a problem of one device: stream down, frozen, AP unreachable."""
+        if active:
+            self._problems.setdefault((device, problem), _Problem(at, detail))
+        else:
+            self._problems.pop((device, problem), None)
+
+    # ------------------------------------------------------------------ judgement
+    def tick(self, now: float) -> list[Change]:
+        if now < self._resume_at:
+            return []
+        for n in self._nodes.values():
+            self._judge_silence(n, now)
+        changes: list[Change] = []
+        communes_down = self._communes(now, changes)
+        for n in self._nodes.values():
+            self._node_alert(n, now, communes_down, changes)
+        self._device_alerts(now, communes_down, changes)
+        return changes
+
+    def _judge_silence(self, n: _Node, now: float) -> None:
+        if n.down or n.offline is not None:
+            return
+        limit = self.silence_limit(n.interval_s)
+        if now - n.last_seen > limit:
+            self._flip(n, True, max(n.last_seen + limit, self._resume_at), outage_start=n.last_seen)
+
+    def silence_limit(self, interval_s: float) -> float:
+        return max(self.cfg.silence_floor_s, self.cfg.silence_factor * interval_s)
+
+    def _flip(self, n: _Node, down: bool, at: float, *, outage_start: float | None = None) -> None:
+        if n.down == down:
+            return
+        n.down = down
+        n.changed_at = at
+        if down:
+            n.outage_start = outage_start if outage_start is not None else at
+            n.outages.append(at)
+            key = node_key(n.node)
+            alert = self._alerts.get(key)
+            if alert is not None:
+                alert.flaps += 1
+
+    def _down_for(self, n: _Node, now: float) -> float:
+        return now - max(n.changed_at, self._resume_at) if n.down else 0.0
+
+    def _flaps(self, n: _Node, now: float) -> int:
+        while n.outages and n.outages[0] < now - self.cfg.flap_window_s:
+            n.outages.popleft()
+        return len(n.outages)
+
+    def _late(self, n: _Node, now: float) -> bool:
+        return n.down or now - n.last_seen > self.cfg.late_factor * n.interval_s
+
+    def _communes(self, now: float, changes: list[Change]) -> set[str]:
+        """Open, update or resolve commune alerts; return the communes whose alert is open."""
+        members: dict[str, list[_Node]] = {}
+        for n in self._nodes.values():
+            members.setdefault(n.commune, []).append(n)
+        open_now: set[str] = set()
+        for commune, nodes in members.items():
+            key = commune_key(commune)
+            down = [n for n in nodes if n.down and self._down_for(n, now) >= self.cfg.grace_s]
+            need = max(self.cfg.commune_min_nodes, math.ceil(self.cfg.commune_fraction * len(nodes)))
+            alert = self._alerts.get(key)
+            if len(down) >= need:
+                self._commune_ok_since.pop(commune, None)
+                if alert is None:
+                    started = min(n.outage_start for n in down)
+                    ch = Change(
+                        "open",
+                        key,
+                        Scope.COMMUNE,
+                        commune,
+                        commune,
+                        Cause.UPLINK,
+                        Severity.CRITICAL,
+                        started,
+                        now,
+                        down=len(down),
+                        total=len(nodes),
+                    )
+                    self._alerts[key] = _Alert(ch)
+                    changes.append(ch)
+                elif alert.change.down != len(down) or alert.change.total != len(nodes):
+                    self._update(alert, now, changes, down=len(down), total=len(nodes))
+                open_now.add(commune)
+            elif alert is not None:
+                ok_since = self._commune_ok_since.setdefault(commune, now)
+                if now - ok_since >= self.cfg.recovery_s:
+                    self._resolve(key, now, changes)
+                    del self._commune_ok_since[commune]
+                else:
+                    open_now.add(commune)
+        return open_now
+
+    def _node_alert(self, n: _Node, now: float, communes_down: set[str], changes: list[Change]) -> None:
+        key = node_key(n.node)
+        alert = self._alerts.get(key)
+        flaps = self._flaps(n, now)
+        flapping = flaps >= self.cfg.flap_threshold
+        if alert is not None:
+            if alert.flaps != alert.change.flaps:
+                self._update(alert, now, changes, flaps=alert.flaps)
+            if not n.down:
+                calm = self.cfg.flap_quiet_s if flapping else self.cfg.recovery_s
+                if now - n.changed_at >= calm:
+                    self._resolve(key, now, changes)
+                    n.outages.clear()  # its flaps belong to the alert just closed
+            return
+        if n.commune in communes_down:
+            return  # the commune alert speaks for it
+        if n.down and self._down_for(n, now) >= self.cfg.grace_s:
+            if self._maybe_commune(n, now):
+                return  # wait: the rest of the commune is going too
+            cause = n.offline or Cause.SILENT
+            severity = Severity.WARNING if cause is Cause.SHUTDOWN else Severity.CRITICAL
+            self._open(key, Scope.NODE, n.node, n.commune, cause, severity, n.outage_start, now, changes)
+        elif flapping:
+            first = n.outages[0]
+            self._open(
+                key,
+                Scope.NODE,
+                n.node,
+                n.commune,
+                Cause.FLAPPING,
+                Severity.WARNING,
+                first,
+                now,
+                changes,
+                flaps=flaps,
+            )
+            self._alerts[key].flaps = flaps
+
+    def _maybe_commune(self, n: _Node, now: float) -> bool:
+        """Hold a node's alert while other nodes of its commune are late too (up to the window)."""
+        if now - max(n.changed_at, self._resume_at) >= self.cfg.commune_window_s:
+            return False
+        late = sum(1 for m in self._nodes.values() if m.commune == n.commune and self._late(m, now))
+        return late >= min(2, self.cfg.commune_min_nodes)
+
+    def _device_alerts(self, now: float, communes_down: set[str], changes: list[Change]) -> None:
+        active: set[str] = set()
+        for (device, problem), p in self._problems.items():
+            key = device_key(device, problem)
+            active.add(key)
+            if key in self._alerts or now - p.since < self.cfg.grace_s:
+                continue
+            d = self.inventory.device(device)
+            node = self._nodes.get(d.node) if d is not None else None
+            commune = d.commune if d is not None else (node.commune if node is not None else "")
+            if (node is not None and node.down) or commune in communes_down:
+                continue  # unknown behind a down node: no alert of its own
+            self._open(
+                key,
+                Scope.DEVICE,
+                device,
+                commune,
+                Cause.DEVICE,
+                Severity.WARNING,
+                p.since,
+                now,
+                changes,
+                problem=problem,
+            )
+        for key in [k for k, a in self._alerts.items() if a.change.scope is Scope.DEVICE]:
+            if key not in active:
+                self._resolve(key, now, changes)
+
+    # ------------------------------------------------------------------ alert bookkeeping
+    def _open(
+        self,
+        key: str,
+        scope: Scope,
+        subject: str,
+        commune: str,
+        cause: Cause,
+        severity: Severity,
+        started: float,
+        now: float,
+        changes: list[Change],
+        *,
+        flaps: int = 0,
+        problem: str = "",
+    ) -> None:
+        ch = Change(
+            "open", key, scope, subject, commune, cause, severity, started, now, flaps=flaps, problem=problem
+        )
+        self._alerts[key] = _Alert(ch, flaps)
+        changes.append(ch)
+
+    def _update(self, alert: _Alert, now: float, changes: list[Change], **fields: int) -> None:
+        c = alert.change
+        ch = Change(
+            "update",
+            c.key,
+            c.scope,
+            c.subject,
+            c.commune,
+            c.cause,
+            c.severity,
+            c.started_at,
+            now,
+            flaps=fields.get("flaps", c.flaps),
+            down=fields.get("down", c.down),
+            total=fields.get("total", c.total),
+            problem=c.problem,
+        )
+        alert.change = ch
+        changes.append(ch)
+
+    def _resolve(self, key: str, now: float, changes: list[Change]) -> None:
+        alert = self._alerts.pop(key)
+        c = alert.change
+        changes.append(
+            Change(
+                "resolve",
+                c.key,
+                c.scope,
+                c.subject,
+                c.commune,
+                c.cause,
+                c.severity,
+                c.started_at,
+                now,
+                flaps=alert.flaps,
+                down=c.down,
+                total=c.total,
+                problem=c.problem,
+            )
+        )
+
+    def _node(self, node: str, commune: str, at: float) -> _Node:
+        n = self._nodes.get(node)
+        if n is None:
+            n = self._nodes[node] = _Node(
+                node, commune, self.cfg.default_health_interval_s, at, changed_at=at
+            )
+        return n
+
+    # ------------------------------------------------------------------ reading
+    def restore(self, change: Change) -> None:
+        """Take over an alert still open in SQL (after a restart or a change of evaluator)."""
+        self._alerts.setdefault(change.key, _Alert(change, change.flaps))
+
+    def open_alerts(self) -> list[Change]:
+        return [a.change for a in self._alerts.values()]
+
+    @property
+    def judging(self) -> bool:
+        return self._connected
+
+    def node_state(self, node: str) -> State:
+        n = self._nodes.get(node)
+        if n is None:
+            return "unknown"
+        return "down" if n.down else "up"
+
+    def device_state(self, device: str) -> State:
+        """``unknown`` behind a down or never-heard node: we cannot tell."""
+        d = self.inventory.device(device)
+        node = d.node if d is not None else device
+        if self.node_state(node) != "up":
+            return "unknown"
+        return "down" if any(dev == device for dev, _ in self._problems) else "up"
+
+    def summary(self) -> dict[str, dict[str, int]]:
+        """Per commune: nodes and devices up, down and unknown (never heard counts as unknown)."""
+        out: dict[str, dict[str, int]] = {}
+        for c in self.inventory.communes:
+            out[c.id] = {f"{what}_{s}": 0 for what in ("nodes", "devices") for s in ("up", "down", "unknown")}
+        for n in self.inventory.nodes:
+            out[n.commune][f"nodes_{self.node_state(n.id)}"] += 1
+        for d in self.inventory.devices:
+            out[d.commune][f"devices_{self.device_state(d.id)}"] += 1
+        return out

@@ -1,0 +1,90 @@
+"""The ``alerting:`` section of the cloud configuration.
+
+Kept apart from ``cloud/config.py`` so the engine and its tests import it without the
+settings machinery. Defaults are chosen for the shipped edge defaults (health every 10 s,
+MQTT keepalive 10 s): a silent site alerts in under 20 s, a 30 s broker restart alerts
+nobody, and a device flapping every 5 s stays one alert.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class AlertingConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(True, description="Run the alert evaluator in this process.")
+    tick_s: float = Field(1.0, gt=0, le=60, description="How often the evaluator judges every node.")
+    silence_factor: float = Field(
+        1.5,
+        ge=1.0,
+        le=20,
+        description="A node is silent when nothing arrived for silence_factor x its health_interval_s "
+        "(from its birth certificate), but never less than silence_floor_s. 1.5 tolerates one late "
+        "heartbeat by half an interval; the grace period below absorbs a single slower one.",
+    )
+    silence_floor_s: float = Field(
+        12.0, gt=0, description="Shortest silence ever judged an outage, whatever the node's interval."
+    )
+    default_health_interval_s: float = Field(
+        10.0, gt=0, description="Heartbeat interval assumed for a node whose birth did not state one."
+    )
+    grace_s: float = Field(
+        3.0,
+        ge=0,
+        description="A node must stay down this long before an alert opens, so a reconnect after a "
+        "Will or a single late heartbeat alerts nobody.",
+    )
+    recovery_s: float = Field(
+        10.0,
+        ge=0,
+        description="A node must stay up this long before its alert resolves; a shorter return is "
+        "counted as a flap of the same alert.",
+    )
+    flap_window_s: float = Field(300.0, gt=0, description="Window in which outages are counted as flaps.")
+    flap_threshold: int = Field(
+        3,
+        ge=2,
+        description="Outages within flap_window_s that make a node flapping: an alert opens even if "
+        "every outage was shorter than grace_s, and it resolves only after flap_quiet_s of calm.",
+    )
+    flap_quiet_s: float = Field(60.0, ge=0, description="Calm needed before a flapping alert resolves.")
+    commune_fraction: float = Field(
+        0.6,
+        gt=0,
+        le=1,
+        description="When at least this share of a commune's monitored nodes is down, raise one "
+        "commune alert (uplink or power) instead of one per node.",
+    )
+    commune_min_nodes: int = Field(
+        3, ge=2, description="Smallest number of down nodes that can make a commune-wide outage."
+    )
+    commune_window_s: float = Field(
+        20.0,
+        ge=0,
+        description="When other nodes of the same commune are also late, a node's own alert waits up "
+        "to this long after it went down, to see whether the whole commune is going.",
+    )
+    late_factor: float = Field(
+        1.2, ge=1.0, description="A node that missed this many heartbeat intervals counts as late."
+    )
+    settle_s: float = Field(
+        45.0,
+        ge=0,
+        description="After the cloud (re)connects to the broker, give nodes this long to reconnect "
+        "themselves (their back-off can reach 30 s after a broker restart) before a Will or silence "
+        "counts. While the cloud has no broker, nothing is judged.",
+    )
+    reminder_s: float = Field(
+        3600.0, ge=0, description="Repeat the notice of an unacknowledged alert this often; 0: never."
+    )
+    language: Literal["vi", "en"] = Field("vi", description="Language of notifications.")
+    lease_s: float = Field(
+        15.0,
+        gt=0,
+        description="Several cloud workers: one evaluates, holding a lease row in SQL it renews every "
+        "tick; another takes over when it lapses.",
+    )

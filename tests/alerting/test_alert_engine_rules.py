@@ -1,0 +1,190 @@
+"""Each rule of the alert engine, with a fake clock: what a technician would notice."""
+
+from __future__ import annotations
+
+from alerting_helpers import DA_RON, TU_TRA, Sim
+
+from cloud.alerting.engine import Cause, Scope
+from cloud.alerting.settings import AlertingConfig
+
+
+def test_frozen_node_alerts_after_silence_plus_grace_and_not_before() -> None:
+    sim = Sim.start(nodes=["dr-cam-01"])
+    sim.run(0.1)
+    last = sim.now  # a heartbeat at phase 0 arrives on every multiple of 10 s from the start
+    sim.run(10 - (sim.now - 1_000_000.0) % 10)  # just after a heartbeat
+    sim.freeze("dr-cam-01")
+    took, changes = sim.run_until_change(60)
+    assert [c.kind for c in changes] == ["open"]
+    alert = changes[0]
+    assert (alert.scope, alert.subject, alert.cause) == (Scope.NODE, "dr-cam-01", Cause.SILENT)
+    # 1.5 x 10 s of silence, then 3 s of grace, from the last heartbeat
+    assert 17.5 <= took <= 18.6
+    assert alert.started_at <= sim.now - 17.5 and last <= alert.started_at
+
+
+def test_silence_uses_the_interval_from_the_birth_certificate() -> None:
+    sim = Sim.start(nodes=["dr-cam-01"])
+    sim.engine.status("dr-cam-01", "da-ron", "online", "birth", sim.now, health_interval_s=60)
+    sim.freeze("dr-cam-01")
+    took, _ = sim.run_until_change(200)
+    assert 90 <= took <= 94  # 1.5 x 60 s + grace
+
+
+def test_will_alerts_after_grace_and_a_quick_reconnect_alerts_nobody() -> None:
+    sim = Sim.start(nodes=["dr-cam-01", "dr-cam-02"])
+    sim.will("dr-cam-01")
+    sim.run(1.0)
+    sim.birth("dr-cam-01")  # kill -9 and restart within a second
+    assert sim.run(30) == []
+    sim.will("dr-cam-02")
+    took, changes = sim.run_until_change(10)
+    assert [(c.kind, c.subject, c.cause) for c in changes] == [("open", "dr-cam-02", Cause.WILL)]
+    assert 3.0 <= took <= 3.2
+
+
+def test_recovery_needs_minimum_time_and_resolve_carries_duration() -> None:
+    sim = Sim.start(nodes=["dr-cam-01"])
+    sim.will("dr-cam-01")
+    sim.run(20)
+    sim.birth("dr-cam-01")
+    sim.run(5)  # back for less than recovery_s ...
+    sim.will("dr-cam-01")  # ... and gone again: the same alert, one flap
+    sim.run(20)
+    sim.birth("dr-cam-01")
+    changes = sim.run(30)
+    assert [c.kind for c in sim.changes] == ["open", "update", "resolve"]
+    resolved = changes[-1]
+    assert resolved.flaps == 1
+    assert 54 <= resolved.duration_s <= 57  # from the first Will to the end of the recovery time
+
+
+def test_flapping_every_5s_for_2_minutes_is_one_alert_with_a_count() -> None:
+    sim = Sim.start(nodes=["dr-cam-01"])
+    for _ in range(12):
+        sim.will("dr-cam-01")
+        sim.run(5)
+        sim.birth("dr-cam-01")
+        sim.run(5)
+    sim.run(120)
+    opened = [c for c in sim.changes if c.kind == "open"]
+    resolved = [c for c in sim.changes if c.kind == "resolve"]
+    assert len(opened) == 1 and len(resolved) == 1
+    assert resolved[0].flaps == 11
+
+
+def test_outages_shorter_than_grace_but_repeated_open_a_flapping_alert() -> None:
+    sim = Sim.start(nodes=["dr-cam-01"])
+    for _ in range(3):
+        sim.will("dr-cam-01")
+        sim.run(1)
+        sim.birth("dr-cam-01")
+        sim.run(20)
+    opened = [c for c in sim.changes if c.kind == "open"]
+    assert [(c.cause, c.flaps) for c in opened] == [(Cause.FLAPPING, 3)]
+    sim.run(60)
+    assert sim.changes[-1].kind == "resolve"
+
+
+def test_a_commune_going_silent_is_one_commune_alert_and_no_node_alerts() -> None:
+    sim = Sim.start()
+    sim.freeze(*TU_TRA)  # uplink cut: heartbeats stop at their own phases
+    sim.run(90)
+    assert {(c.scope, c.subject) for c in sim.changes} == {(Scope.COMMUNE, "tu-tra")}
+    assert [c.kind for c in sim.changes if c.kind != "update"] == ["open"]
+    assert (sim.changes[-1].down, sim.changes[-1].total) == (6, 6)  # the count follows the stragglers
+    for n in TU_TRA:
+        assert sim.engine.node_state(n) == "down"
+        assert sim.engine.device_state(n) == "unknown"
+    assert sim.engine.node_state(DA_RON[0]) == "up"
+    for n in TU_TRA:
+        sim.birth(n)
+    sim.run(30)
+    assert [(c.kind, c.scope) for c in sim.changes if c.kind != "update"] == [
+        ("open", Scope.COMMUNE),
+        ("resolve", Scope.COMMUNE),
+    ]
+    assert 95 <= sim.changes[-1].duration_s <= 115
+
+
+def test_one_silent_node_in_a_busy_commune_is_not_held_back() -> None:
+    sim = Sim.start()
+    sim.run(10 - (sim.now - 1_000_000.0) % 10)
+    sim.freeze(TU_TRA[0])
+    took, changes = sim.run_until_change(60)
+    assert [(c.scope, c.subject) for c in changes] == [(Scope.NODE, TU_TRA[0])]
+    assert took <= 18.6
+
+
+def test_two_nodes_down_in_a_commune_are_two_node_alerts_after_the_window() -> None:
+    sim = Sim.start()
+    sim.will(TU_TRA[0])
+    sim.will(TU_TRA[1])
+    sim.run(40)
+    opened = [(c.scope, c.subject) for c in sim.changes if c.kind == "open"]
+    assert opened == [(Scope.NODE, TU_TRA[0]), (Scope.NODE, TU_TRA[1])]
+    # held for the commune window, not more
+    assert all(19 <= c.at - c.started_at <= 21 for c in sim.changes)
+
+
+def test_device_behind_a_down_node_gets_no_alert_of_its_own() -> None:
+    sim = Sim.start(nodes=["dr-cam-01", "dr-cam-02"])
+    sim.engine.device_problem("dr-cam-02", "stream_down", True, sim.now)
+    changes = sim.run(5)
+    assert [(c.scope, c.subject, c.problem) for c in changes] == [(Scope.DEVICE, "dr-cam-02", "stream_down")]
+    sim.engine.device_problem("dr-cam-02", "stream_down", False, sim.now)
+    assert [c.kind for c in sim.run(1)] == ["resolve"]
+
+    sim.will("dr-cam-01")
+    sim.engine.device_problem("dr-cam-01", "stream_down", True, sim.now)
+    changes = sim.run(10)
+    assert [(c.scope, c.subject) for c in changes] == [(Scope.NODE, "dr-cam-01")]
+    assert sim.engine.device_state("dr-cam-01") == "unknown"
+
+
+def test_cloud_losing_the_broker_for_30s_alerts_nobody() -> None:
+    sim = Sim.start()
+    sim.engine.broker(False, sim.now)
+    frozen = set(sim.alive)
+    sim.freeze(*frozen)  # nothing reaches the cloud, and the broker sent every node's Will
+    for n in frozen:
+        sim.engine.status(n, "tu-tra" if n in TU_TRA else "da-ron", "offline", "will", sim.now)
+    sim.run(30)
+    sim.engine.broker(True, sim.now)
+    # the retained Wills are re-read; nodes come back over the next half minute (their back-off)
+    for i, n in enumerate(sorted(frozen)):
+        sim.run(3)
+        if i == 0:
+            continue  # this one never comes back
+        sim.birth(n)
+    sim.run(120)
+    assert [(c.kind, c.subject, c.cause) for c in sim.changes] == [("open", sorted(frozen)[0], Cause.WILL)]
+    assert sim.changes[0].at - sim.now + 120 >= 0
+
+
+def test_death_of_an_older_connection_is_ignored() -> None:
+    sim = Sim.start(nodes=["dr-cam-01"])
+    sim.birth("dr-cam-01", session="beefbeef")  # restarted: new session
+    sim.engine.status("dr-cam-01", "da-ron", "offline", "will", sim.now, session="a1b2c3d4")
+    assert sim.run(60) == []
+
+
+def test_nothing_is_judged_before_the_cloud_settles_after_connecting() -> None:
+    cfg = AlertingConfig()
+    sim = Sim.start(cfg, nodes=["dr-cam-01"], settle=False)
+    sim.will("dr-cam-01")  # a retained Will read at start-up
+    took, changes = sim.run_until_change(120)
+    assert [c.subject for c in changes] == ["dr-cam-01"]
+    assert cfg.settle_s + cfg.grace_s <= took <= cfg.settle_s + cfg.grace_s + 0.2
+
+
+def test_summary_counts_per_commune() -> None:
+    sim = Sim.start(nodes=TU_TRA[:5] + DA_RON)
+    sim.will(DA_RON[0])
+    sim.run(5)
+    s = sim.engine.summary()
+    assert s["tu-tra"] == {
+        "nodes_up": 5, "nodes_down": 0, "nodes_unknown": 1,
+        "devices_up": 5, "devices_down": 0, "devices_unknown": 1,
+    }  # fmt: skip
+    assert s["da-ron"]["nodes_down"] == 1 and s["da-ron"]["devices_unknown"] == 1
