@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Literal
 
@@ -75,6 +75,7 @@ class Change:
     down: int = 0  # commune alerts: nodes down ...
     total: int = 0  # ... of this many monitored
     problem: str = ""  # device alerts: what the node reported
+    members: tuple[str, ...] = ()  # commune alerts: the nodes down
 
     @property
     def duration_s(self) -> float:
@@ -173,7 +174,7 @@ class AlertEngine:
         """Any message from the node: it is connected now."""
         n = self._node(node, commune, at)
         n.last_seen = max(n.last_seen, at)
-        if n.offline is None and n.down:
+        if n.offline is None and n.down and at > n.changed_at:
             self._flip(n, False, at)
 
     def device_problem(self, device: str, problem: str, active: bool, at: float, detail: str = "") -> None:
@@ -257,11 +258,13 @@ class AlertEngine:
                         now,
                         down=len(down),
                         total=len(nodes),
+                        members=tuple(sorted(n.node for n in down)),
                     )
                     self._alerts[key] = _Alert(ch)
                     changes.append(ch)
                 elif alert.change.down != len(down) or alert.change.total != len(nodes):
-                    self._update(alert, now, changes, down=len(down), total=len(nodes))
+                    gone = tuple(sorted(set(alert.change.members) | {n.node for n in down}))
+                    self._update(alert, now, changes, down=len(down), total=len(nodes), members=gone)
                 open_now.add(commune)
             elif alert is not None:
                 ok_since = self._commune_ok_since.setdefault(commune, now)
@@ -367,46 +370,33 @@ class AlertEngine:
         self._alerts[key] = _Alert(ch, flaps)
         changes.append(ch)
 
-    def _update(self, alert: _Alert, now: float, changes: list[Change], **fields: int) -> None:
+    def _update(
+        self,
+        alert: _Alert,
+        now: float,
+        changes: list[Change],
+        *,
+        flaps: int | None = None,
+        down: int | None = None,
+        total: int | None = None,
+        members: tuple[str, ...] | None = None,
+    ) -> None:
         c = alert.change
-        ch = Change(
-            "update",
-            c.key,
-            c.scope,
-            c.subject,
-            c.commune,
-            c.cause,
-            c.severity,
-            c.started_at,
-            now,
-            flaps=fields.get("flaps", c.flaps),
-            down=fields.get("down", c.down),
-            total=fields.get("total", c.total),
-            problem=c.problem,
+        ch = replace(
+            c,
+            kind="update",
+            at=now,
+            flaps=c.flaps if flaps is None else flaps,
+            down=c.down if down is None else down,
+            total=c.total if total is None else total,
+            members=c.members if members is None else members,
         )
         alert.change = ch
         changes.append(ch)
 
     def _resolve(self, key: str, now: float, changes: list[Change]) -> None:
         alert = self._alerts.pop(key)
-        c = alert.change
-        changes.append(
-            Change(
-                "resolve",
-                c.key,
-                c.scope,
-                c.subject,
-                c.commune,
-                c.cause,
-                c.severity,
-                c.started_at,
-                now,
-                flaps=alert.flaps,
-                down=c.down,
-                total=c.total,
-                problem=c.problem,
-            )
-        )
+        changes.append(replace(alert.change, kind="resolve", at=now, flaps=alert.flaps))
 
     def _node(self, node: str, commune: str, at: float) -> _Node:
         n = self._nodes.get(node)

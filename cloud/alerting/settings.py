@@ -12,6 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from cloud.notify.settings import NotifyConfig
+
 
 class AlertingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -81,6 +83,12 @@ class AlertingConfig(BaseModel):
     reminder_s: float = Field(
         3600.0, ge=0, description="Repeat the notice of an unacknowledged alert this often; 0: never."
     )
+    backlog_warn_s: float = Field(
+        600.0, gt=0, description="Warn when a node's oldest unsent message is older than this (outbox)."
+    )
+    clock_skew_warn_s: float = Field(
+        120.0, gt=0, description="Warn when a node's live messages are stamped this far from cloud time."
+    )
     language: Literal["vi", "en"] = Field("vi", description="Language of notifications.")
     lease_s: float = Field(
         15.0,
@@ -88,3 +96,4 @@ class AlertingConfig(BaseModel):
         description="Several cloud workers: one evaluates, holding a lease row in SQL it renews every "
         "tick; another takes over when it lapses.",
     )
+    notify: NotifyConfig = Field(default_factory=NotifyConfig, description="Where notices are sent.")

@@ -1,0 +1,169 @@
+"""What a technician reads: one notice rendered in Vietnamese (default) or English.
+
+Times are local (Asia/Ho_Chi_Minh), names come from the inventory (``Tu Tra``, not
+``tu-tra``), and a commune alert says how many sites went silent, because that is what
+tells a technician to call the ISP or the power company instead of driving to a village.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from cloud.inventory import Inventory
+
+Language = Literal["vi", "en"]
+LOCAL_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """One message about one alert: it opened, it is still unacknowledged, or it resolved."""
+
+    kind: Literal["open", "reminder", "resolve"]
+    alert_id: int
+    key: str
+    scope: str  # node | commune | device
+    subject: str
+    commune: str
+    cause: str
+    severity: str
+    started_at: float
+    at: float
+    duration_s: float = 0.0
+    flaps: int = 0
+    down: int = 0
+    total: int = 0
+    problem: str = ""
+    members: tuple[str, ...] = ()  # commune alerts: the nodes down
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    title: str
+    text: str
+
+
+_KIND = {
+    "vi": {"camera": "Camera", "ap": "Điểm phát Wi-Fi", "": "Thiết bị"},
+    "en": {"camera": "Camera", "ap": "Wi-Fi access point", "": "Device"},
+}
+_HEAD = {
+    "vi": {"open": "🔴 CẢNH BÁO", "reminder": "⏰ NHẮC LẠI", "resolve": "✅ ĐÃ KHÔI PHỤC"},
+    "en": {"open": "🔴 ALERT", "reminder": "⏰ REMINDER", "resolve": "✅ RESOLVED"},
+}
+_CAUSE = {
+    "vi": {
+        "will": "mất kết nối với máy chủ",
+        "silent": "không còn gửi tín hiệu (mất điện, đứt cáp hoặc treo máy)",
+        "shutdown": "phần mềm trên bo mạch đã dừng",
+        "flapping": "kết nối chập chờn: {flaps} lần mất",
+        "device": "sự cố thiết bị: {problem}",
+        "uplink": "mất đường truyền hoặc mất điện tại {commune}: {down} trên {total} điểm mất tín hiệu",
+    },
+    "en": {
+        "will": "lost its connection to the server",
+        "silent": "stopped sending (power cut, cut cable or frozen board)",
+        "shutdown": "its agent was stopped",
+        "flapping": "connection flapping: {flaps} outages",
+        "device": "device problem: {problem}",
+        "uplink": "uplink or power outage in {commune}: {down} of {total} sites silent",
+    },
+}
+_PROBLEM = {
+    "vi": {
+        "stream_down": "mất luồng hình",
+        "frozen": "hình bị đứng",
+        "fps_low": "tốc độ khung hình giảm mạnh",
+        "unreachable": "không phản hồi (SNMP/ICMP)",
+        "clock_skew": "lệch đồng hồ",
+        "outbox_backlog": "hàng đợi gửi bị dồn",
+    },
+    "en": {
+        "stream_down": "stream down",
+        "frozen": "frozen picture",
+        "fps_low": "frame rate collapsed",
+        "unreachable": "unreachable (SNMP/ICMP)",
+        "clock_skew": "clock skew",
+        "outbox_backlog": "outbox backlog",
+    },
+}
+_WORDS = {
+    "vi": {
+        "since": "từ {t}",
+        "after": "sau {d}",
+        "lasting": "đã kéo dài {d}, chưa ai xác nhận",
+        "flaps": "{n} lần chập chờn",
+        "at": "tại",
+    },
+    "en": {
+        "since": "since {t}",
+        "after": "after {d}",
+        "lasting": "ongoing for {d}, not acknowledged",
+        "flaps": "{n} flaps",
+        "at": "at",
+    },
+}
+
+
+def duration_text(seconds: float, lang: Language) -> str:
+    s = round(seconds)
+    h, rest = divmod(s, 3600)
+    m, sec = divmod(rest, 60)
+    units = ("giờ", "phút", "giây") if lang == "vi" else ("h", "min", "s")
+    parts = [f"{v} {u}" for v, u in zip((h, m, sec), units, strict=True) if v]
+    return " ".join(parts) if parts else f"0 {units[2]}"
+
+
+def _local(ts: float) -> str:
+    return datetime.fromtimestamp(ts, LOCAL_TZ).strftime("%H:%M:%S %d/%m/%Y")
+
+
+def _place(notice: Notice, inventory: Inventory, lang: Language) -> tuple[str, str]:
+    """(what, where): e.g. ("Camera dr-cam-01", "Nhà văn hóa thôn 1, Đạ Ròn")."""
+    commune = next((c for c in inventory.communes if c.id == notice.commune), None)
+    commune_name = (commune.name if commune is not None else "") or notice.commune
+    if notice.scope == "commune":
+        return commune_name, ""
+    device = inventory.device(notice.subject)
+    node = inventory.node(notice.subject)
+    site_id = device.site if device is not None else (node.site if node is not None else "")
+    site = next((s for s in inventory.sites if s.id == site_id), None)
+    kind = device.kind if device is not None else inventory.node_kind(notice.subject)
+    what = f"{_KIND[lang].get(kind, _KIND[lang][''])} {notice.subject}"
+    where = ", ".join(x for x in ((site.name if site is not None else ""), commune_name) if x)
+    return what, where
+
+
+def render(notice: Notice, inventory: Inventory, lang: Language = "vi") -> Message:
+    what, where = _place(notice, inventory, lang)
+    words = _WORDS[lang]
+    problem = _PROBLEM[lang].get(notice.problem, notice.problem)
+    cause = (
+        _CAUSE[lang]
+        .get(notice.cause, notice.cause)
+        .format(flaps=notice.flaps, problem=problem, commune=what, down=notice.down, total=notice.total)
+    )
+    head = _HEAD[lang][notice.kind]
+    subject = cause[0].upper() + cause[1:] if notice.scope == "commune" else f"{what}: {cause}"
+    title = f"{head}: {subject}"
+    lines = [title]
+    if where:
+        lines.append(f"{words['at'].capitalize()} {where}")
+    if notice.kind == "open":
+        lines.append(words["since"].format(t=_local(notice.started_at)).capitalize())
+    elif notice.kind == "reminder":
+        lines.append(
+            words["lasting"].format(d=duration_text(notice.at - notice.started_at, lang)).capitalize()
+        )
+    else:
+        lines.append(words["after"].format(d=duration_text(notice.duration_s, lang)).capitalize())
+    if notice.flaps and notice.cause != "flapping":
+        lines.append(words["flaps"].format(n=notice.flaps).capitalize())
+    lines.append(f"#{notice.alert_id}")
+    return Message(title=title, text="\n".join(lines))

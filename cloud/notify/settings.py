@@ -1,0 +1,92 @@
+"""Configuration of the notifiers (``alerting.notify`` in the cloud config)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
+
+SecretFile = Annotated[Path | None, BeforeValidator(lambda v: None if v == "" else v)]
+
+
+def secret_value(value: SecretStr | None, file: Path | None) -> str:
+    if file is not None:
+        return file.read_text().rstrip("\r\n")
+    return value.get_secret_value() if value is not None else ""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RetryConfig(_Section):
+    initial_s: float = Field(1.0, gt=0, description="First retry delay after a failed send.")
+    max_s: float = Field(300.0, gt=0, description="Cap of the doubling retry delay.")
+    attempts: int = Field(
+        20, ge=1, description="Attempts before a notice is given up (logged as an error with the alert)."
+    )
+    queue_max: int = Field(1000, ge=1, description="Notices waiting per notifier; the oldest are dropped.")
+    timeout_s: float = Field(10.0, gt=0, description="Timeout of one attempt.")
+
+
+class WebhookConfig(_Section):
+    name: str = Field("webhook", description="Name in logs.")
+    url: str = Field(description="Endpoint that receives a JSON POST per notice.")
+    secret: SecretStr | None = Field(
+        None, description="HMAC-SHA256 key; the signature goes in X-Ciot-Signature: sha256=<hex>."
+    )
+    secret_file: SecretFile = Field(None, description="File holding the HMAC key.")
+    retry: RetryConfig = Field(default_factory=RetryConfig, description="Retries and queue.")
+
+    def secret_value(self) -> str:
+        return secret_value(self.secret, self.secret_file)
+
+
+class SmtpConfig(_Section):
+    name: str = Field("email", description="Name in logs.")
+    host: str = Field(description="SMTP server.")
+    port: int = Field(587, ge=1, le=65535, description="SMTP port.")
+    starttls: bool = Field(True, description="Upgrade to TLS with STARTTLS before logging in.")
+    username: str = Field("", description="Login; empty: no authentication.")
+    password: SecretStr | None = Field(None, description="SMTP password (prefer password_file).")
+    password_file: SecretFile = Field(None, description="File holding the SMTP password.")
+    sender: str = Field(description="From address, e.g. canh-bao@xa-tutra.vn.")
+    recipients: list[str] = Field(min_length=1, description="To addresses.")
+    retry: RetryConfig = Field(default_factory=RetryConfig, description="Retries and queue.")
+
+    def password_value(self) -> str:
+        return secret_value(self.password, self.password_file)
+
+
+class TelegramConfig(_Section):
+    name: str = Field("telegram", description="Name in logs.")
+    base_url: str = Field(
+        "https://api.telegram.org", description="Bot API base URL (a proxy or a test server)."
+    )
+    token: SecretStr | None = Field(None, description="Bot token (prefer token_file).")
+    token_file: SecretFile = Field(None, description="File holding the bot token.")
+    chat_id: str = Field(description="Chat or group id that receives the alerts.")
+    retry: RetryConfig = Field(default_factory=RetryConfig, description="Retries and queue.")
+
+    def token_value(self) -> str:
+        return secret_value(self.token, self.token_file)
+
+
+class ZaloConfig(_Section):
+    name: str = Field("zalo", description="Name in logs.")
+    base_url: str = Field("https://openapi.zalo.me", description="Zalo OA Open API base URL.")
+    access_token: SecretStr | None = Field(None, description="OA access token (prefer access_token_file).")
+    access_token_file: SecretFile = Field(None, description="File holding the OA access token.")
+    user_ids: list[str] = Field(min_length=1, description="Zalo user ids (followers of the OA) to message.")
+    retry: RetryConfig = Field(default_factory=RetryConfig, description="Retries and queue.")
+
+    def token_value(self) -> str:
+        return secret_value(self.access_token, self.access_token_file)
+
+
+class NotifyConfig(_Section):
+    webhooks: list[WebhookConfig] = Field(default_factory=list, description="JSON webhooks.")
+    email: list[SmtpConfig] = Field(default_factory=list, description="E-mail over SMTP.")
+    telegram: list[TelegramConfig] = Field(default_factory=list, description="Telegram Bot API chats.")
+    zalo: list[ZaloConfig] = Field(default_factory=list, description="Zalo Official Account messages.")
