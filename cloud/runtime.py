@@ -11,6 +11,7 @@ import contextlib
 import logging
 import re
 
+from cloud.alerting.runner import AlertRunner
 from cloud.config import CloudConfig
 from cloud.ingest.consumer import IngestWorker
 from cloud.ingest.convert import Converter
@@ -53,6 +54,12 @@ class Runtime:
             self.stats,
         )
         self.drainer = Drainer(cfg.influx, self.influx, self.journal, self.stats)
+        # Alerting (issue 3): fed by the worker's observers hook, judged on its own task.
+        self.alerting = (
+            AlertRunner(cfg, self.inventory, self.sql, self.influx, self.worker, self.client_id)
+            if cfg.alerting.enabled
+            else None
+        )
         self._drain_task: asyncio.Task[None] | None = None
         self._stopped = False
 
@@ -71,12 +78,16 @@ class Runtime:
         )
         self._drain_task = asyncio.create_task(self.drainer.run(), name="influx-drainer")
         self.worker.start()
+        if self.alerting is not None:
+            await self.alerting.start()
 
     async def stop(self, drain_timeout_s: float = 5.0) -> None:
         """Stop receiving, commit and ack what was received, try to flush the journal. Idempotent."""
         if self._stopped:
             return
         self._stopped = True
+        if self.alerting is not None:
+            await self.alerting.stop()
         await asyncio.to_thread(self.worker.stop)
         if self._drain_task is not None:
             self._drain_task.cancel()

@@ -16,6 +16,7 @@ from fastapi import FastAPI, Query
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 
+from cloud.api.alerts import alerts_router
 from cloud.runtime import Runtime
 
 
@@ -127,6 +128,9 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
             )
             for r in rows
         ]
+
+    if runtime.alerting is not None:
+        app.include_router(alerts_router(runtime.alerting))
 
     @app.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
     async def metrics() -> PlainTextResponse:

@@ -34,6 +34,7 @@ import logging
 import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -120,6 +121,8 @@ class IngestWorker:
         self.last_error: str = "not connected yet"
         self._committer: threading.Thread | None = None
         self._client = self._make_client()
+        # Alerting (issue 3): called after each commit with what was heard and when; must not raise.
+        self.observers: list[Callable[[list[tuple[Converted, float]]], None]] = []
 
     # ------------------------------------------------------------------ MQTT
     def _make_client(self) -> mqtt.Client:
@@ -424,6 +427,8 @@ class IngestWorker:
         # (after a reconnect the broker redelivers the rest; a duplicate is harmless).
         gen = self._generation
         self._ack([r.mid for r in batch if r.qos == 1 and r.generation == gen])
+        for observe in self.observers:
+            observe([(r.result, r.at) for r in batch if isinstance(r.result, Converted)])
         for dl in upd.dead:
             channel = dl.topic.split("/")[4] if dl.topic.count("/") >= 4 else "topic"
             self.stats.dead_lettered[channel if channel in Channel.__members__.values() else "topic"] += 1

@@ -1,0 +1,113 @@
+"""Runs alerting inside a cloud process: ingest feed, evaluator tick, notifiers, outage data.
+
+The runtime creates one ``AlertRunner`` next to its ingest worker; all the runner needs
+from ingest is the worker's ``observers`` hook and its ``connected`` flag (so judgement
+pauses while the cloud itself has lost the broker).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from cloud.alerting.alerter import LEASE, Alerter
+from cloud.alerting.outages import OutageRecorder
+from cloud.config import CloudConfig
+from cloud.ingest.convert import Converted
+from cloud.inventory import Inventory
+from cloud.notify.dispatch import Dispatcher
+from cloud.notify.registry import build_notifiers
+from cloud.storage.alerts_sql import AlertStore
+from cloud.storage.influx import InfluxClient
+from cloud.storage.sql import SqlStore
+
+log = logging.getLogger(__name__)
+
+
+class _Worker(Protocol):
+    @property
+    def connected(self) -> bool: ...
+
+    observers: list[Any]
+
+
+class AlertRunner:
+    def __init__(
+        self,
+        cfg: CloudConfig,
+        inventory: Inventory,
+        sql: SqlStore,
+        influx: InfluxClient,
+        worker: _Worker,
+        holder: str,
+    ) -> None:
+        self.cfg = cfg.alerting
+        self.worker = worker
+        self.sql = sql
+        self.store = AlertStore(sql.engine)
+        scaled_out = bool(cfg.mqtt.share_group)
+        self.alerter = Alerter(
+            self.cfg,
+            inventory,
+            self.store,
+            holder,
+            last_seen_source=self._last_seen if scaled_out else None,
+        )
+        lang = self.cfg.language
+        self.people = Dispatcher(build_notifiers(self.cfg.notify, lang), inventory, lang)
+        self.outages = Dispatcher([OutageRecorder(influx, cfg.influx.database, inventory)], inventory, lang)
+        self._task: asyncio.Task[None] | None = None
+        worker.observers.append(self.observe)
+
+    def observe(self, items: Iterable[tuple[Converted, float]]) -> None:
+        self.alerter.observe(items)
+
+    def _last_seen(self) -> dict[str, tuple[str, float]]:
+        """Every node's newest message as any worker recorded it (shared subscription)."""
+        return {
+            node: (st["commune"], float(st["last_seen"]))
+            for node, st in self.sql.node_states().items()
+            if st.get("last_seen")
+        }
+
+    async def start(self) -> None:
+        self.people.start()
+        self.outages.start()
+        self._task = asyncio.create_task(self._loop(), name="alert-evaluator")
+
+    async def _loop(self) -> None:
+        while True:
+            started = time.monotonic()
+            try:
+                result = await asyncio.to_thread(self.alerter.step, time.time(), self.worker.connected)
+            except Exception as exc:  # SQL locked or gone: judge again next tick
+                log.error("alert evaluation failed (%s: %s); retrying next tick", type(exc).__name__, exc)
+            else:
+                for notice in result.records:
+                    self.outages.submit(notice)
+                for notice in result.notices:
+                    self.people.submit(notice)
+            await asyncio.sleep(max(0.0, self.cfg.tick_s - (time.monotonic() - started)))
+
+    async def tick_now(self) -> None:
+        """One evaluation right away (tests, and after an API change)."""
+        result = await asyncio.to_thread(self.alerter.step, time.time(), self.worker.connected)
+        for notice in result.records:
+            self.outages.submit(notice)
+        for notice in result.notices:
+            self.people.submit(notice)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.people.stop(flush_s=2.0)
+        await self.outages.stop(flush_s=2.0)
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(self.store.release_lease, LEASE, self.alerter.holder)

@@ -1,0 +1,265 @@
+"""HTTP routes of alerting: list and filter alerts, acknowledge, silence, maintenance windows,
+a live summary per commune, and availability per device."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, HTTPException, Query
+from pydantic import BaseModel, Field
+
+from cloud.alerting.maintenance import DEFAULT_TZ, Window
+from cloud.alerting.outages import availability
+from cloud.alerting.runner import AlertRunner
+from cloud.storage.alerts_sql import AlertRow
+
+#: Device problems that make a device unavailable (the others are warnings).
+_DOWN_PROBLEMS = frozenset({"stream_down", "frozen", "unreachable"})
+
+
+class AlertOut(BaseModel):
+    id: int
+    key: str = Field(description="node:<id>, commune:<id> or device:<id>:<problem>.")
+    scope: Literal["node", "commune", "device"]
+    subject: str
+    commune: str
+    cause: str = Field(description="will, silent, shutdown, flapping, uplink or device.")
+    severity: str
+    problem: str = ""
+    state: Literal["open", "acknowledged", "resolved"]
+    started_at: datetime = Field(description="When the outage began, as best the cloud knows.")
+    opened_at: datetime
+    resolved_at: datetime | None
+    duration_s: float | None = Field(description="Outage duration once resolved.")
+    flaps: int = Field(description="Returns shorter than the recovery time, then down again.")
+    down: int = Field(description="Commune alerts: nodes silent.")
+    total: int = Field(description="Commune alerts: nodes monitored.")
+    members: list[str] = Field(description="Commune alerts: the silent nodes.")
+    acked_by: str | None
+    acked_at: datetime | None
+    ack_comment: str | None
+    silenced_until: datetime | None
+    suppressed: bool = Field(description="Opened during maintenance or silence: recorded, not sent.")
+    notified_at: datetime | None
+    reminders: int
+
+
+class AckIn(BaseModel):
+    by: str = Field(min_length=1, max_length=128, description="Who takes it, e.g. a technician's name.")
+    comment: str = Field("", max_length=2000)
+
+
+class SilenceIn(BaseModel):
+    for_s: float = Field(gt=0, le=30 * 86400, description="No reminders for this long.")
+
+
+class WindowIn(BaseModel):
+    target_kind: Literal["device", "node", "site", "commune"]
+    target: str
+    starts_at: datetime
+    ends_at: datetime | None = Field(None, description="One-off: end. Recurring: last day it applies.")
+    weekdays: list[int] = Field(default_factory=list, description="Recurring: 0=Monday ... 6=Sunday.")
+    local_start: str = Field("", pattern=r"^([01]\d|2[0-3]):[0-5]\d$|^$", description="Recurring: HH:MM.")
+    duration_s: float = Field(0.0, ge=0, description="Recurring: length of each occurrence.")
+    tz: str = DEFAULT_TZ
+    comment: str = ""
+
+
+class WindowOut(WindowIn):
+    id: int
+
+
+class CommuneSummary(BaseModel):
+    commune: str
+    name: str
+    nodes_up: int
+    nodes_down: int
+    nodes_unknown: int = Field(description="Never heard since the cloud started.")
+    devices_up: int
+    devices_down: int
+    devices_unknown: int = Field(description="Behind a down or never-heard node.")
+    active_alerts: int
+    judging: bool = Field(description="False while the cloud itself has lost the broker.")
+
+
+class AvailabilityOut(BaseModel):
+    device: str
+    start: datetime
+    end: datetime
+    availability: float = Field(description="Share of the period the device was not in an outage.")
+    outages: int
+
+
+def _dt(v: float | None) -> datetime | None:
+    return datetime.fromtimestamp(v, UTC) if v is not None else None
+
+
+def _alert(r: AlertRow) -> AlertOut:
+    return AlertOut(
+        id=r.id,
+        key=r.key,
+        scope=r.scope,
+        subject=r.subject,
+        commune=r.commune,
+        cause=r.cause,
+        severity=r.severity,
+        problem=r.problem,
+        state=r.state,
+        started_at=datetime.fromtimestamp(r.started_at, UTC),
+        opened_at=datetime.fromtimestamp(r.opened_at, UTC),
+        resolved_at=_dt(r.resolved_at),
+        duration_s=r.duration_s,
+        flaps=r.flaps,
+        down=r.down,
+        total=r.total,
+        members=list(r.members),
+        acked_by=r.acked_by,
+        acked_at=_dt(r.acked_at),
+        ack_comment=r.ack_comment,
+        silenced_until=_dt(r.silenced_until),
+        suppressed=r.suppressed,
+        notified_at=_dt(r.notified_at),
+        reminders=r.reminders,
+    )
+
+
+def _window_out(w: Window) -> WindowOut:
+    return WindowOut(
+        id=w.id,
+        target_kind=w.target_kind,
+        target=w.target,
+        starts_at=datetime.fromtimestamp(w.starts_at, UTC),
+        ends_at=_dt(w.ends_at),
+        weekdays=sorted(w.weekdays),
+        local_start=w.local_start,
+        duration_s=w.duration_s,
+        tz=w.tz,
+        comment=w.comment,
+    )
+
+
+def alerts_router(runner: AlertRunner) -> APIRouter:
+    store = runner.store
+    inventory = runner.alerter.inventory
+    r = APIRouter(prefix="/api/v1", tags=["alerts"])
+
+    @r.get("/alerts", response_model=list[AlertOut], summary="Alerts, newest first")
+    async def list_alerts(
+        state: Literal["active", "open", "acknowledged", "resolved"] | None = Query(
+            None, description="active = open or acknowledged."
+        ),
+        commune: str | None = Query(None),
+        scope: Literal["node", "commune", "device"] | None = Query(None),
+        subject: str | None = Query(None, description="A node, commune or device id."),
+        limit: int = Query(100, ge=1, le=1000),
+    ) -> list[AlertOut]:
+        rows = await asyncio.to_thread(
+            store.query, state=state, commune=commune, scope=scope, subject=subject, limit=limit
+        )
+        return [_alert(x) for x in rows]
+
+    @r.get("/alerts/{alert_id}", response_model=AlertOut)
+    async def get_alert(alert_id: int) -> AlertOut:
+        row = await asyncio.to_thread(store.get, alert_id)
+        if row is None:
+            raise HTTPException(404, f"no alert #{alert_id}")
+        return _alert(row)
+
+    @r.post("/alerts/{alert_id}/ack", response_model=AlertOut, summary="Acknowledge: reminders stop")
+    async def ack(alert_id: int, body: AckIn) -> AlertOut:
+        row = await asyncio.to_thread(store.acknowledge, alert_id, body.by, time.time(), body.comment)
+        if row is None:
+            raise HTTPException(404, f"no alert #{alert_id}")
+        if row.acked_by != body.by:
+            raise HTTPException(409, f"alert #{alert_id} is {row.state}, acknowledged by {row.acked_by}")
+        return _alert(row)
+
+    @r.post("/alerts/{alert_id}/silence", response_model=AlertOut, summary="No reminders for a while")
+    async def silence(alert_id: int, body: SilenceIn) -> AlertOut:
+        row = await asyncio.to_thread(store.silence, alert_id, time.time() + body.for_s)
+        if row is None:
+            raise HTTPException(404, f"no alert #{alert_id}")
+        return _alert(row)
+
+    @r.get("/communes/summary", response_model=list[CommuneSummary], summary="Live status per commune")
+    async def summary() -> list[CommuneSummary]:
+        counts = runner.alerter.summary()
+        active = await asyncio.to_thread(store.query, state="active", limit=1000)
+        judging = runner.alerter.engine.judging
+        return [
+            CommuneSummary(
+                commune=c.id,
+                name=c.name or c.id,
+                active_alerts=sum(1 for a in active if a.commune == c.id),
+                judging=judging,
+                **counts[c.id],
+            )
+            for c in inventory.communes
+        ]
+
+    @r.get("/maintenance", response_model=list[WindowOut], summary="Maintenance windows not yet over")
+    async def list_windows() -> list[WindowOut]:
+        return [_window_out(w) for w in await asyncio.to_thread(store.windows, time.time())]
+
+    @r.post("/maintenance", response_model=WindowOut, status_code=201, summary="Add a maintenance window")
+    async def add_window(body: WindowIn) -> WindowOut:
+        if body.weekdays and (not body.local_start or body.duration_s <= 0):
+            raise HTTPException(422, "a recurring window needs local_start and duration_s")
+        if not body.weekdays and body.ends_at is None:
+            raise HTTPException(422, "a one-off window needs ends_at")
+        w = Window(
+            target_kind=body.target_kind,
+            target=body.target,
+            starts_at=body.starts_at.timestamp(),
+            ends_at=body.ends_at.timestamp() if body.ends_at is not None else None,
+            weekdays=frozenset(body.weekdays),
+            local_start=body.local_start,
+            duration_s=body.duration_s,
+            tz=body.tz,
+            comment=body.comment,
+        )
+        saved = await asyncio.to_thread(store.add_window, w)
+        runner.alerter.refresh_windows()
+        return _window_out(saved)
+
+    @r.delete("/maintenance/{window_id}", status_code=204)
+    async def delete_window(window_id: int) -> None:
+        if not await asyncio.to_thread(store.delete_window, window_id):
+            raise HTTPException(404, f"no maintenance window #{window_id}")
+        runner.alerter.refresh_windows()
+
+    @r.get("/availability", response_model=AvailabilityOut, summary="Availability of one device")
+    async def device_availability(
+        device: Annotated[str, Query(description="Device id.")],
+        start: Annotated[datetime, Query(description="Period start (ISO 8601).")],
+        end: Annotated[datetime | None, Query(description="Period end; default now.")] = None,
+    ) -> AvailabilityOut:
+        d = inventory.device(device)
+        node = d.node if d is not None else device
+        commune = d.commune if d is not None else None
+        t0, t1 = start.timestamp(), (end.timestamp() if end is not None else time.time())
+        if t1 <= t0:
+            raise HTTPException(422, "end must be after start")
+        rows = await asyncio.to_thread(store.query, commune=commune, since=t0, limit=100_000)
+        spans = [
+            (x.started_at, x.resolved_at)
+            for x in rows
+            if x.started_at < t1
+            and (
+                (x.scope == "node" and x.subject == node)
+                or (x.scope == "commune" and node in x.members)
+                or (x.scope == "device" and x.subject == device and x.problem in _DOWN_PROBLEMS)
+            )
+        ]
+        return AvailabilityOut(
+            device=device,
+            start=start,
+            end=datetime.fromtimestamp(t1, UTC),
+            availability=availability(spans, t0, t1),
+            outages=len(spans),
+        )
+
+    return r
