@@ -49,6 +49,12 @@ def _bench_edge_memory(args: argparse.Namespace) -> int:
     return main(seconds=args.seconds, run_dir=args.run_dir)
 
 
+def _bench_outage(args: argparse.Namespace) -> int:
+    from commune_iot.bench.outage import main
+
+    return main(trials=args.trials, run_dir=args.run_dir, seed=args.seed)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="commune-iot", description=__doc__)
     p.add_argument("--version", action="version", version=f"commune-iot {__version__}")
@@ -89,6 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
     bm.add_argument("--seconds", type=float, default=20.0)
     bm.add_argument("--run-dir", type=Path, default=None)
     bm.set_defaults(func=_bench_edge_memory)
+    bo = bench_sub.add_parser("outage", help="seconds from a frozen agent (SIGSTOP) to the webhook notice")
+    bo.add_argument("--trials", type=int, default=20)
+    bo.add_argument("--seed", type=int, default=None)
+    bo.add_argument("--run-dir", type=Path, default=None)
+    bo.set_defaults(func=_bench_outage)
     return p
 
 

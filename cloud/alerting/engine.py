@@ -228,8 +228,13 @@ class AlertEngine:
             n.outages.popleft()
         return len(n.outages)
 
-    def _late(self, n: _Node, now: float) -> bool:
-        return n.down or now - n.last_seen > self.cfg.late_factor * n.interval_s
+    def _suspect(self, n: _Node, now: float) -> bool:
+        """Down, or quiet for longer than most healthy nodes ever are between two heartbeats."""
+        return n.down or now - n.last_seen > self.cfg.suspect_factor * n.interval_s
+
+    def _need(self, monitored: int) -> int:
+        """Nodes down that make a commune-wide outage."""
+        return max(self.cfg.commune_min_nodes, math.ceil(self.cfg.commune_fraction * monitored))
 
     def _communes(self, now: float, changes: list[Change]) -> set[str]:
         """Open, update or resolve commune alerts; return the communes whose alert is open."""
@@ -240,7 +245,7 @@ class AlertEngine:
         for commune, nodes in members.items():
             key = commune_key(commune)
             down = [n for n in nodes if n.down and self._down_for(n, now) >= self.cfg.grace_s]
-            need = max(self.cfg.commune_min_nodes, math.ceil(self.cfg.commune_fraction * len(nodes)))
+            need = self._need(len(nodes))
             alert = self._alerts.get(key)
             if len(down) >= need:
                 self._commune_ok_since.pop(commune, None)
@@ -314,11 +319,19 @@ class AlertEngine:
             self._alerts[key].flaps = flaps
 
     def _maybe_commune(self, n: _Node, now: float) -> bool:
-        """Hold a node's alert while other nodes of its commune are late too (up to the window)."""
+        """Hold a node's alert (up to the window) while enough of its commune looks gone too.
+
+        Silence is judged per node from its own last heartbeat, so when a whole commune
+        goes dark its nodes cross the limit up to one heartbeat interval apart. When the
+        first one is due, the others have been quiet for at least limit + grace - interval;
+        healthy nodes are that quiet only briefly before each heartbeat, so a commune
+        where enough nodes are that quiet is very likely going down as a whole.
+        """
         if now - max(n.changed_at, self._resume_at) >= self.cfg.commune_window_s:
             return False
-        late = sum(1 for m in self._nodes.values() if m.commune == n.commune and self._late(m, now))
-        return late >= min(2, self.cfg.commune_min_nodes)
+        peers = [m for m in self._nodes.values() if m.commune == n.commune]
+        suspects = sum(1 for m in peers if self._suspect(m, now))
+        return suspects >= self._need(len(peers))
 
     def _device_alerts(self, now: float, communes_down: set[str], changes: list[Change]) -> None:
         active: set[str] = set()

@@ -67,11 +67,16 @@ class AlertingConfig(BaseModel):
     commune_window_s: float = Field(
         20.0,
         ge=0,
-        description="When other nodes of the same commune are also late, a node's own alert waits up "
-        "to this long after it went down, to see whether the whole commune is going.",
+        description="When enough of a commune looks gone (see suspect_factor), a node's own alert "
+        "waits up to this long after it went down, to see whether the whole commune is going.",
     )
-    late_factor: float = Field(
-        1.2, ge=1.0, description="A node that missed this many heartbeat intervals counts as late."
+    suspect_factor: float = Field(
+        0.75,
+        gt=0,
+        description="A node quiet for this many heartbeat intervals is a suspect; when enough nodes of "
+        "a commune to make a commune-wide outage are suspects, node alerts wait (up to "
+        "commune_window_s) for the commune alert. Must stay below (silence limit + grace_s) / interval "
+        "- 1 (0.8 with the defaults) so a commune going dark at once is always recognised.",
     )
     settle_s: float = Field(
         45.0,

@@ -116,15 +116,25 @@ def test_one_silent_node_in_a_busy_commune_is_not_held_back() -> None:
     assert took <= 18.6
 
 
-def test_two_nodes_down_in_a_commune_are_two_node_alerts_after_the_window() -> None:
+def test_two_nodes_down_in_a_commune_of_six_are_two_node_alerts_without_delay() -> None:
     sim = Sim.start()
     sim.will(TU_TRA[0])
     sim.will(TU_TRA[1])
     sim.run(40)
     opened = [(c.scope, c.subject) for c in sim.changes if c.kind == "open"]
     assert opened == [(Scope.NODE, TU_TRA[0]), (Scope.NODE, TU_TRA[1])]
-    # held for the commune window, not more
-    assert all(19 <= c.at - c.started_at <= 21 for c in sim.changes)
+    assert all(c.at - c.started_at <= 3.5 for c in sim.changes)
+
+
+def test_a_small_commune_going_dark_is_recognised_whatever_the_heartbeat_phases() -> None:
+    for offset in (0.0, 2.5, 5.0, 7.5, 9.9):
+        sim = Sim.start(nodes=DA_RON)
+        sim.phase = {"dr-cam-01": 0.0, "dr-cam-02": 9.9, "dr-ap-01": offset}  # as far apart as can be
+        sim.run(20)
+        sim.changes.clear()
+        sim.freeze(*DA_RON)
+        sim.run(60)
+        assert [(c.kind, c.scope) for c in sim.changes if c.kind != "update"] == [("open", Scope.COMMUNE)]
 
 
 def test_device_behind_a_down_node_gets_no_alert_of_its_own() -> None:

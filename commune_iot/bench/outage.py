@@ -1,0 +1,315 @@
+"""``commune-iot bench outage``: seconds from a silent site to the technician's notification.
+
+A silent site is an agent frozen with SIGSTOP: its TCP connection stays open, so the
+broker's Last Will comes only after 1.5 x keepalive plus Mosquitto's 5 s scan, and the
+cloud must notice the missing heartbeats itself. Each trial waits a random fraction of a
+heartbeat interval (a power cut does not wait for the next heartbeat), freezes one agent,
+and measures until the alert's webhook arrives; then it thaws the agent and waits for the
+resolved notice. Trials run in parallel in the three communes (one frozen node per
+commune at a time, so the commune root-cause rule never delays them).
+
+Everything is real: Mosquitto, InfluxDB, ``commune-iot cloud serve`` and agents as
+processes, with the shipped detection defaults. Only ``settle_s`` is shortened (the
+agents here reconnect within 10 s), since it applies after the cloud connects.
+
+``OutageRig`` is shared with the acceptance tests (tests/alerting).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import signal
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from commune_iot.fleet import AgentProcess, CloudProcess, cloud_config, edge_config, load_devices
+from commune_iot.localsvc import InfluxDB, Mosquitto, free_port
+from wire import Health, encode
+
+#: What the rig's cloud overrides from the shipped alerting defaults (and why).
+RIG_ALERTING: dict[str, Any] = {"settle_s": 15.0}  # agents here reconnect within reconnect_max_s=10 s
+
+
+@dataclass
+class Received:
+    at: float
+    body: dict[str, Any]
+
+    @property
+    def notice(self) -> dict[str, Any]:
+        n: dict[str, Any] = self.body["notice"]
+        return n
+
+
+class WebhookSink:
+    """A local webhook endpoint that records every notice with its arrival time."""
+
+    def __init__(self, respond: Callable[[int], int] | None = None) -> None:
+        self.received: list[Received] = []
+        self.attempts = 0
+        self._cond = threading.Condition()
+        self._respond = respond or (lambda _i: 200)
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                with sink._cond:
+                    index = sink.attempts
+                    sink.attempts += 1
+                status = sink._respond(index)
+                if status < 300:
+                    with sink._cond:
+                        sink.received.append(Received(time.time(), json.loads(body)))
+                        sink._cond.notify_all()
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/hook"
+        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+
+    def notices(self, pred: Callable[[dict[str, Any]], bool] | None = None) -> list[Received]:
+        with self._cond:
+            return [r for r in self.received if pred is None or pred(r.notice)]
+
+    def wait_for(self, pred: Callable[[dict[str, Any]], bool], timeout: float, what: str = "") -> Received:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for r in self.received:
+                    if pred(r.notice):
+                        return r
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"no webhook notice {what} within {timeout:.0f} s")
+                self._cond.wait(left)
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+@dataclass
+class OutageRig:
+    """Broker, InfluxDB, the cloud service with a webhook, and agents of chosen inventory nodes."""
+
+    run_dir: Path
+    broker: Mosquitto
+    influx: InfluxDB
+    cloud: CloudProcess
+    sink: WebhookSink
+    database: str
+    agents: dict[str, AgentProcess] = field(default_factory=dict)
+    devices: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    @contextlib.contextmanager
+    def running(
+        cls,
+        run_dir: Path,
+        nodes: list[str],
+        *,
+        influx: InfluxDB | None = None,
+        database: str = "ciot",
+        alerting: dict[str, Any] | None = None,
+        sink: WebhookSink | None = None,
+        agent_overrides: dict[str, Any] | None = None,
+    ) -> Iterator[OutageRig]:
+        """Everything started; agents online and the cloud judging when it yields; all stopped after."""
+        own_influx = influx is None
+        broker = Mosquitto(run_dir / "mosquitto").start()
+        db = influx or InfluxDB(run_dir / "influx").start()
+        sink = sink or WebhookSink()
+        alert_cfg = {**RIG_ALERTING, **(alerting or {})}
+        alert_cfg.setdefault("notify", {}).setdefault("webhooks", []).append(
+            {"url": sink.url, "secret": "rig"}
+        )
+        cfg = cloud_config(
+            mqtt_url=broker.url,
+            influx_url=db.url,
+            influx_db=database,
+            influx_user=db.username,
+            influx_password_file=None,
+            state_dir=run_dir / "cloud",
+            http_port=free_port(),
+        )
+        if db.password:
+            cfg["influx"]["password"] = db.password
+        cfg["alerting"] = alert_cfg
+        cloud = CloudProcess.write(run_dir, cfg).start()
+        devices = {d["node"]: d for d in load_devices()}
+        rig = cls(run_dir, broker, db, cloud, sink, database, devices=devices)
+        try:
+            for node in nodes:
+                rig.start_agent(node, **(agent_overrides or {}))
+            rig.wait_judging(float(alert_cfg["settle_s"]) + 30)
+            yield rig
+        finally:
+            for a in rig.agents.values():
+                if a.proc is not None and a.running:
+                    a.proc.send_signal(signal.SIGCONT)
+                    a.terminate()
+            for a in rig.agents.values():
+                a.wait(15)
+            cloud.stop()
+            broker.stop()
+            if own_influx:
+                db.stop()
+            sink.close()
+
+    def start_agent(self, node: str, **overrides: Any) -> AgentProcess:
+        """An agent with the shipped edge defaults (health every 10 s, keepalive 10 s)."""
+        cfg = edge_config(self.devices[node], self.broker.url, self.run_dir / "agents" / node, **overrides)
+        agent = AgentProcess.write(self.run_dir, cfg).start()
+        self.agents[node] = agent
+        return agent
+
+    def wait_judging(self, timeout: float) -> None:
+        """Until every agent was heard and the cloud's settle time after connecting is over."""
+        deadline = time.monotonic() + timeout
+        settle = float(RIG_ALERTING["settle_s"])
+        started = time.monotonic()
+        while time.monotonic() < deadline:
+            summary = self.cloud.get_json("/api/v1/communes/summary")
+            up = sum(c["nodes_up"] for c in summary)
+            judging = all(c["judging"] for c in summary) and up >= len(self.agents)
+            if judging and time.monotonic() - started >= settle:
+                return
+            time.sleep(0.5)
+        raise TimeoutError(f"the cloud did not start judging {len(self.agents)} agents in {timeout:.0f} s")
+
+    def signal(self, node: str, sig: signal.Signals) -> float:
+        proc = self.agents[node].proc
+        assert proc is not None
+        proc.send_signal(sig)
+        return time.time()
+
+    def freeze(self, node: str) -> float:
+        """SIGSTOP: a silent site (no TCP close); returns when."""
+        return self.signal(node, signal.SIGSTOP)
+
+    def thaw(self, node: str) -> float:
+        return self.signal(node, signal.SIGCONT)
+
+    def kill(self, node: str) -> float:
+        """SIGKILL: the process dies, the kernel closes its socket, the broker sends the Will at once."""
+        at = self.signal(node, signal.SIGKILL)
+        self.agents[node].wait(10)
+        return at
+
+    def alerts(self, query: str = "") -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.cloud.get_json(f"/api/v1/alerts{query}")
+        return result
+
+
+def _notice(kind: str, subject: str, after: float) -> Callable[[dict[str, Any]], bool]:
+    """Matches a notice of ``kind`` about ``subject`` judged after ``after`` (epoch s)."""
+    return lambda x: x["kind"] == kind and x["subject"] == subject and x["at"] >= after
+
+
+def _percentile(values: list[float], q: float) -> float:
+    s = sorted(values)
+    k = (len(s) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+
+def health_bytes_per_day(interval_s: float) -> int:
+    """Uplink bytes per day of the heartbeat alone: MQTT PUBLISH + PUBACK with TCP/IP headers."""
+    sample = Health(
+        node="tt-ap-03",
+        session="9f2c6a1d0b3e4f57",
+        seq=123456,
+        ts=datetime.now(UTC),
+        cpu_pct=12.5,
+        load1=0.41,
+        load5=0.38,
+        load15=0.33,
+        mem_used_pct=41.2,
+        mem_avail_mb=310.5,
+        disk_used_pct=22.1,
+        disk_free_mb=5120.0,
+        temp_c=48.5,
+        agent_uptime_s=86400.0,
+        board_uptime_s=172800.0,
+        outbox_depth=0,
+    )
+    topic = len("ciot/v1/tu-tra/tt-ap-03/health")
+    publish = len(encode(sample)) + 2 + topic + 2 + 3  # payload, topic length+topic, packet id, header
+    tcp_ip = 40  # IPv4 + TCP headers per segment (no options)
+    per_beat = publish + tcp_ip + (4 + tcp_ip)  # the PUBACK comes back as its own segment
+    return int(86400 / interval_s * per_beat)
+
+
+def main(trials: int = 20, run_dir: Path | None = None, seed: int | None = None) -> int:
+    base = run_dir or Path(tempfile.mkdtemp(prefix="ciot-bench-outage-"))
+    rng = random.Random(seed)
+    lanes = {"da-ron": "dr-ap-01", "tu-tra": "tt-ap-01", "lac-xuan": "lx-ap-01"}
+    devices = {d["node"]: d for d in load_devices()}
+    lanes = {c: n for c, n in lanes.items() if n in devices} or {
+        d["commune"]: d["node"] for d in reversed(list(devices.values()))
+    }
+    latencies: list[float] = []
+    lock = threading.Lock()
+    interval = 10.0
+    print(
+        f"{trials} trials: freeze an agent (SIGSTOP) at a random point of its {interval:.0f} s heartbeat, "
+        "time until the webhook notice; shipped defaults",
+        flush=True,
+    )
+    with OutageRig.running(base, list(lanes.values())) as rig:
+        per_lane = {
+            c: trials // len(lanes) + (1 if i < trials % len(lanes) else 0) for i, c in enumerate(lanes)
+        }
+
+        def lane(commune: str, node: str, n: int) -> None:
+            for _ in range(n):
+                time.sleep(rng.uniform(0, interval))
+                t0 = rig.freeze(node)
+                got = rig.sink.wait_for(_notice("open", node, t0 - 1), 90, node)
+                took = got.at - t0
+                with lock:
+                    latencies.append(took)
+                    print(
+                        f"  {node}: notified {took:.1f} s after the freeze ({got.notice['cause']})",
+                        flush=True,
+                    )
+                rig.thaw(node)
+                rig.sink.wait_for(_notice("resolve", node, t0), 120, node)
+
+        threads = [threading.Thread(target=lane, args=(c, lanes[c], per_lane[c]), daemon=True) for c in lanes]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    if len(latencies) < trials:
+        raise SystemExit(f"only {len(latencies)} of {trials} trials completed; see {base}")
+    cost = health_bytes_per_day(interval)
+    print(
+        f"heartbeat cost on the uplink: about {cost / 1e6:.1f} MB/day per board "
+        f"(health every {interval:.0f} s, MQTT keepalive 10 s adds nothing while health flows)",
+        flush=True,
+    )
+    result = {
+        "trials": len(latencies),
+        "p50_s": round(statistics.median(latencies), 2),
+        "p95_s": round(_percentile(latencies, 0.95), 2),
+        "max_s": round(max(latencies), 2),
+    }
+    print(json.dumps(result))
+    return 0
