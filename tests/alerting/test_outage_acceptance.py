@@ -1,0 +1,239 @@
+"""The issue's acceptance scenarios, against real processes: Mosquitto, InfluxDB,
+``commune-iot cloud serve`` and edge agents, with the shipped detection defaults
+(health every 10 s, keepalive 10 s, silence 1.5 x interval, grace 3 s, recovery 10 s).
+Notices are caught by a local webhook endpoint and a local SMTP server (aiosmtpd).
+
+Only ``settle_s`` is shortened to 15 s (agents here reconnect within 10 s); see
+``commune_iot.bench.outage.RIG_ALERTING``.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+import urllib.request
+from collections.abc import Iterator
+from email import message_from_bytes
+from email.message import Message
+from email.policy import default as default_policy
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from support import influx_query
+
+from commune_iot.bench.outage import OutageRig, WebhookSink
+from commune_iot.localsvc import InfluxDB
+
+LX = ["lx-ap-01", "lx-ap-02", "lx-ap-03", "lx-ap-04"]
+
+
+def _post(rig: OutageRig, path: str, body: dict[str, Any]) -> Any:
+    req = urllib.request.Request(
+        f"{rig.cloud.url}{path}",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.load(r)
+
+
+def _kinds(sink: WebhookSink) -> list[tuple[str, str, str]]:
+    return [(r.notice["kind"], r.notice["scope"], r.notice["subject"]) for r in sink.notices()]
+
+
+@pytest.fixture
+def rig_dir(tmp_path: Path) -> Path:
+    return tmp_path / "rig"
+
+
+def test_frozen_agent_alerts_within_20s_kill9_within_grace_and_outages_are_data(
+    rig_dir: Path, influx_server: InfluxDB, influx_db: str
+) -> None:
+    with OutageRig.running(
+        rig_dir, ["dr-ap-01", "tt-ap-01"], influx=influx_server, database=influx_db
+    ) as rig:
+        frozen_at = rig.freeze("dr-ap-01")
+        got = rig.sink.wait_for(lambda n: n["subject"] == "dr-ap-01", 30, "about the frozen agent")
+        assert got.at - frozen_at <= 20.0
+        assert got.notice["cause"] == "silent"
+
+        killed_at = rig.kill("tt-ap-01")
+        got = rig.sink.wait_for(lambda n: n["subject"] == "tt-ap-01", 15, "about the killed agent")
+        assert got.at - killed_at <= 3.0 + 2.0  # grace + 2 s
+        assert got.notice["cause"] == "will"
+
+        rig.thaw("dr-ap-01")
+        done = rig.sink.wait_for(lambda n: n["kind"] == "resolve", 60, "resolving the frozen agent")
+        assert done.notice["subject"] == "dr-ap-01" and done.notice["duration_s"] > 15
+
+        summary = {c["commune"]: c for c in rig.cloud.get_json("/api/v1/communes/summary")}
+        assert summary["tu-tra"]["nodes_down"] == 1 and summary["tu-tra"]["devices_unknown"] >= 1
+        open_alert = rig.alerts("?state=active")
+        assert [a["subject"] for a in open_alert] == ["tt-ap-01"]
+        acked = _post(rig, f"/api/v1/alerts/{open_alert[0]['id']}/ack", {"by": "Hùng", "comment": "đang đi"})
+        assert (acked["state"], acked["acked_by"]) == ("acknowledged", "Hùng")
+
+        def outages() -> dict[str, dict[str, Any]]:
+            out = {}
+            for series in influx_query(influx_server, influx_db, "SELECT * FROM outage GROUP BY device"):
+                row = dict(zip(series["columns"], series["values"][-1], strict=True))
+                out[series["tags"]["device"]] = row
+            return out
+
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not outages().get("dr-ap-01", {}).get("end_ms"):
+            time.sleep(0.2)
+        rows = outages()
+        assert rows["dr-ap-01"]["ongoing"] is False and rows["dr-ap-01"]["duration_s"] > 15
+        assert rows["dr-ap-01"]["cause"] == "silent" and rows["dr-ap-01"]["commune"] == "da-ron"
+        assert rows["tt-ap-01"]["ongoing"] is True
+        avail = rig.cloud.get_json(f"/api/v1/availability?device=dr-ap-01&start={int(frozen_at) - 3600}")
+        assert avail["outages"] == 1 and 0.98 < avail["availability"] < 1.0
+
+
+def test_a_commune_going_dark_is_one_alert_and_its_return_resolves_it(
+    rig_dir: Path, influx_server: InfluxDB, influx_db: str
+) -> None:
+    with OutageRig.running(rig_dir, [*LX, "dr-ap-01"], influx=influx_server, database=influx_db) as rig:
+        cut_at = time.time()
+        for node in LX:
+            rig.freeze(node)  # the uplink is cut: no TCP close for anyone
+        rig.sink.wait_for(lambda n: n["scope"] == "commune", 40, "a commune alert")
+        time.sleep(25)  # nodes' Wills come now; they must not add alerts
+        assert _kinds(rig.sink) == [("open", "commune", "lac-xuan")]
+        first = rig.sink.notices()[0]
+        assert first.at - cut_at <= 30
+        for node in LX:
+            rig.thaw(node)
+        done = rig.sink.wait_for(lambda n: n["kind"] == "resolve", 90, "the commune alert resolving")
+        assert done.notice["subject"] == "lac-xuan" and done.notice["duration_s"] >= 40
+        time.sleep(5)
+        assert _kinds(rig.sink) == [("open", "commune", "lac-xuan"), ("resolve", "commune", "lac-xuan")]
+        (alert,) = rig.alerts()
+        assert alert["scope"] == "commune" and sorted(alert["members"]) == LX
+        assert alert["down"] == 4 and alert["total"] == 4
+
+
+@pytest.mark.slow
+def test_a_30s_broker_restart_alerts_nobody_and_loses_nothing(
+    rig_dir: Path, influx_server: InfluxDB, influx_db: str
+) -> None:
+    nodes = ["dr-ap-01", "dr-ap-02", "tt-ap-01", "lx-ap-01"]
+    with OutageRig.running(rig_dir, nodes, influx=influx_server, database=influx_db) as rig:
+        rig.broker.stop()
+        time.sleep(30)
+        rig.broker.start()
+        time.sleep(90)  # settle + silence limit + grace, with room
+        assert rig.sink.notices() == []
+        assert rig.alerts() == []
+        devices = {d["id"]: d for d in rig.cloud.get_json("/api/v1/devices")}
+        assert all(devices[n]["gaps"] == 0 and devices[n]["status"] == "online" for n in nodes)
+
+
+@pytest.mark.slow
+def test_a_device_flapping_every_5s_for_2_minutes_is_one_alert_with_a_count(
+    rig_dir: Path, influx_server: InfluxDB, influx_db: str
+) -> None:
+    with OutageRig.running(
+        rig_dir, ["dr-ap-01", "dr-ap-02"], influx=influx_server, database=influx_db
+    ) as rig:
+        end = time.monotonic() + 120
+        while time.monotonic() < end:
+            rig.kill("dr-ap-01")  # power flickers: the board dies ...
+            time.sleep(2.5)
+            rig.start_agent("dr-ap-01")  # ... and boots again
+            time.sleep(2.5)
+        rig.sink.wait_for(lambda n: n["kind"] == "resolve", 120, "the flapping alert resolving")
+        assert _kinds(rig.sink) == [("open", "node", "dr-ap-01"), ("resolve", "node", "dr-ap-01")]
+        (alert,) = rig.alerts()
+        assert alert["flaps"] >= 10
+
+
+def test_maintenance_records_without_sending_and_a_device_still_down_after_it_notifies(
+    rig_dir: Path, influx_server: InfluxDB, influx_db: str
+) -> None:
+    with OutageRig.running(
+        rig_dir, ["dr-ap-01", "dr-ap-02"], influx=influx_server, database=influx_db
+    ) as rig:
+        now = time.time()
+        window = {
+            "target_kind": "device",
+            "target": "dr-ap-01",
+            "starts_at": now - 1,
+            "ends_at": now + 40,
+            "comment": "thay điểm phát",
+        }
+        _post(rig, "/api/v1/maintenance", window)
+        rig.freeze("dr-ap-01")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not rig.alerts():
+            time.sleep(0.5)
+        (alert,) = rig.alerts()
+        assert alert["suppressed"] is True and alert["notified_at"] is None
+        assert rig.sink.notices() == []
+        got = rig.sink.wait_for(lambda n: n["subject"] == "dr-ap-01", 30, "after the window")
+        assert got.at >= now + 40
+
+
+class _Inbox:
+    def __init__(self) -> None:
+        self.mails: list[Message] = []
+
+    async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:
+        self.mails.append(message_from_bytes(envelope.content, policy=default_policy))
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[int, _Inbox]]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    inbox = _Inbox()
+    ctl = Controller(inbox, hostname="127.0.0.1", port=port)
+    ctl.start()
+    yield port, inbox
+    ctl.stop()
+
+
+def test_webhook_and_email_get_exactly_the_expected_messages_and_a_dead_webhook_is_retried(
+    rig_dir: Path, influx_server: InfluxDB, influx_db: str, smtp: tuple[int, _Inbox]
+) -> None:
+    port, inbox = smtp
+    sink = WebhookSink(respond=lambda i: 503 if i < 3 else 200)  # down for its first three calls
+    email = {
+        "host": "127.0.0.1",
+        "port": port,
+        "starttls": False,
+        "sender": "canh-bao@commune-iot.test",
+        "recipients": ["ky-thuat@commune-iot.test"],
+    }
+    alerting = {"notify": {"email": [email], "webhooks": []}}
+    with OutageRig.running(
+        rig_dir,
+        ["dr-ap-01", "dr-ap-02"],
+        influx=influx_server,
+        database=influx_db,
+        alerting=alerting,
+        sink=sink,
+    ) as rig:
+        rig.kill("dr-ap-01")
+        rig.sink.wait_for(lambda n: n["kind"] == "open", 30, "the open notice, after retries")
+        assert rig.sink.attempts == 4
+        # ingest went on meanwhile: the other agent's heartbeats are current
+        dev = {d["id"]: d for d in rig.cloud.get_json("/api/v1/devices")}["dr-ap-02"]
+        assert dev["gaps"] == 0
+        rig.start_agent("dr-ap-01")
+        rig.sink.wait_for(lambda n: n["kind"] == "resolve", 60, "the resolved notice")
+        time.sleep(2)
+    assert _kinds(sink) == [("open", "node", "dr-ap-01"), ("resolve", "node", "dr-ap-01")]
+    assert [m["Subject"] for m in inbox.mails] == [
+        "🔴 CẢNH BÁO: Điểm phát Wi-Fi dr-ap-01: mất kết nối với máy chủ",
+        "✅ ĐÃ KHÔI PHỤC: Điểm phát Wi-Fi dr-ap-01: mất kết nối với máy chủ",
+    ]
+    body = inbox.mails[1].get_body()
+    assert body is not None and "Sau " in body.get_content()
