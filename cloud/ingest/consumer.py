@@ -202,7 +202,9 @@ class IngestWorker:
                     self._connected.clear()
                 self.last_error = text
                 continue
-            if kind == framing.END:
+            if kind == framing.END:  # every batch before it is committed and reported
+                with contextlib.suppress(OSError), self._send_lock:
+                    conn.send_bytes(framing.encode_seq(framing.DURABLE, framing.decode_seq(frame)))
                 return
             batch: list[_Received] = []
             last = self._take(frame, batch)

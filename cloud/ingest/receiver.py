@@ -214,7 +214,10 @@ class Receiver:
                 self._unacked.append((self._seq, items[-1][2] if items[0][2] == items[-1][2] else -1, mids))
             frame = framing.encode_batch(self._seq, time.time(), [i[3] for i in items], [i[4] for i in items])
             self._send(frame)
-        self._end_seq = self._seq
+        with self._unacked_lock:
+            self._end_seq = self._seq
+            if not self._unacked:
+                self._all_acked.set()
         self._send(framing.encode_seq(framing.END, self._seq))
 
     def _ack_loop(self) -> None:
@@ -240,20 +243,20 @@ class Receiver:
         paho's own packet queue; the bytes are exactly what ``ack()`` would send."""
         gen = self._generation
         mids: list[int] = []
-        with self._unacked_lock:
+        with self._unacked_lock:  # held until queued, so a stop cannot disconnect before these
             while self._unacked and self._unacked[0][0] <= seq:
                 _seq, bgen, bmids = self._unacked.popleft()
                 if bgen == gen:
                     mids.extend(bmids)
-        if mids:
-            queue = getattr(self._client, "_packet_queue", None)
-            if queue is None:  # paho changed: the slow, public way
-                for mid in mids:
-                    self._client.ack(mid, 1)
-            else:
-                queue(_PUBACK_CMD, b"".join([_PUBACK.pack(_PUBACK_CMD, 2, mid) for mid in mids]), 0, 0)
-        if self._end_seq >= 0 and seq >= self._end_seq:
-            self._all_acked.set()
+            if mids:
+                queue = getattr(self._client, "_packet_queue", None)
+                if queue is None:  # paho changed: the slow, public way
+                    for mid in mids:
+                        self._client.ack(mid, 1)
+                else:
+                    queue(_PUBACK_CMD, b"".join([_PUBACK.pack(_PUBACK_CMD, 2, mid) for mid in mids]), 0, 0)
+            if self._end_seq >= 0 and seq >= self._end_seq:
+                self._all_acked.set()
 
     # ------------------------------------------------------------------ lifecycle
     def run(self) -> int:
