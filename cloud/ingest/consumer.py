@@ -209,7 +209,9 @@ class IngestWorker:
             batch: list[_Received] = []
             last = self._take(frame, batch)
             ended = False
-            while len(batch) < self.commit_max and conn.poll(0):
+            # Let the batch grow for up to commit_interval_ms: fewer, larger fsyncs.
+            deadline = time.monotonic() + self.cfg.commit_interval_ms / 1000
+            while len(batch) < self.commit_max and conn.poll(max(0.0, deadline - time.monotonic())):
                 try:
                     frame = conn.recv_bytes()
                 except (EOFError, OSError):
