@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import queue
 import socket
 import subprocess
 import sys
@@ -183,57 +184,68 @@ class IngestWorker:
 
     def _serve(self, conn: Connection) -> None:
         """Commit the batches of one receiver until it ends (orderly stop) or goes away."""
+        frames: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        threading.Thread(target=self._read, args=(conn, frames), name="receiver-pipe", daemon=True).start()
         while True:
+            wait = None
             if self._unsaved:
-                left = self._saved_at + self.state_flush_interval_s - time.monotonic()
-                if left <= 0 or not conn.poll(left):
-                    self._save_counters()
-                    continue
+                wait = max(0.0, self._saved_at + self.state_flush_interval_s - time.monotonic())
             try:
-                frame = conn.recv_bytes()
-            except (EOFError, OSError):
-                return
-            kind = frame[0]
-            if kind == framing.STATE:
-                connected, text = framing.decode_state(frame)
-                if connected:
-                    self._connected.set()
-                else:
-                    self._connected.clear()
-                self.last_error = text
+                frame = frames.get(timeout=wait)
+            except queue.Empty:
+                self._save_counters()
                 continue
-            if kind == framing.END:  # every batch before it is committed and reported
-                with contextlib.suppress(OSError), self._send_lock:
-                    conn.send_bytes(framing.encode_seq(framing.DURABLE, framing.decode_seq(frame)))
+            if frame is None:
+                return  # the receiver is gone; nothing of its unreported batches was acked
+            if frame[0] == framing.END:  # every batch before it is committed and reported
+                self._report(conn, framing.decode_seq(frame))
                 return
             batch: list[_Received] = []
             last = self._take(frame, batch)
             ended = False
             # Let the batch grow for up to commit_interval_ms: fewer, larger fsyncs.
             deadline = time.monotonic() + self.cfg.commit_interval_ms / 1000
-            while len(batch) < self.commit_max and conn.poll(max(0.0, deadline - time.monotonic())):
+            while len(batch) < self.commit_max:
                 try:
-                    frame = conn.recv_bytes()
-                except (EOFError, OSError):
-                    return  # nothing acknowledged: the broker redelivers
-                if frame[0] == framing.BATCH:
-                    last = self._take(frame, batch)
-                elif frame[0] == framing.END:
+                    frame = frames.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                if frame is None:
+                    return
+                if frame[0] == framing.END:
                     ended = True
                     break
-                else:
-                    connected, text = framing.decode_state(frame)
-                    (self._connected.set if connected else self._connected.clear)()
-                    self.last_error = text
+                last = self._take(frame, batch)
             if not self._commit_with_retry(batch):
                 return  # stopping with a failed commit: acknowledge nothing
-            try:
-                with self._send_lock:
-                    conn.send_bytes(framing.encode_seq(framing.DURABLE, last))
-            except OSError:
-                return
+            self._report(conn, last)
             if ended:
                 return
+
+    def _read(self, conn: Connection, frames: queue.SimpleQueue[bytes | None]) -> None:
+        """Pipe reader: connection state at once (even while a commit is retried), batches queued.
+
+        The queue stays bounded: the broker sends at most Receive Maximum unacknowledged messages."""
+        while True:
+            try:
+                frame = conn.recv_bytes()
+            except (EOFError, OSError):
+                frames.put(None)
+                return
+            if frame[0] == framing.STATE:
+                connected, text = framing.decode_state(frame)
+                if connected:
+                    self._connected.set()
+                else:
+                    self._connected.clear()
+                self.last_error = text
+            else:
+                frames.put(frame)
+
+    def _report(self, conn: Connection, seq: int) -> None:
+        """Tell the receiver that every batch up to ``seq`` is durable, so it may ack them."""
+        with contextlib.suppress(OSError), self._send_lock:  # else it is gone: nothing gets acked
+            conn.send_bytes(framing.encode_seq(framing.DURABLE, seq))
 
     def _take(self, frame: bytes, batch: list[_Received]) -> int:
         b = framing.decode_batch(frame)
