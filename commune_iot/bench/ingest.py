@@ -10,6 +10,7 @@ InfluxDB find every point. Publisher cost and process start-up are thus excluded
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -141,9 +142,31 @@ def publish(port: int, traffic: list[tuple[str, bytes]]) -> float:
     return dt
 
 
+def _family(pid: int) -> list[int]:
+    """``pid`` and its descendants (a worker runs its MQTT receiver as a child)."""
+    out = [pid]
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        for child in task.read_text().split():
+            out.extend(_family(int(child)))
+    return out
+
+
 def _cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    """CPU seconds of ``pid`` and its descendants, so a worker's child processes count too."""
+    total = 0.0
+    for p in _family(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        total += (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return total
+
+
+def _signal_group(proc: subprocess.Popen[str], sig: signal.Signals) -> None:
+    """Signal a worker and its child processes (each worker leads its own process group)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
 
 
 def _influx_count(influx: InfluxDB, db: str, measurements: list[str]) -> Counter[str]:
@@ -267,6 +290,7 @@ def run_workers(
                 stderr=subprocess.STDOUT,
                 env=env,
                 text=True,
+                start_new_session=True,  # so SIGSTOP/SIGCONT reach its receiver process too
             )
         )
     try:
@@ -274,9 +298,10 @@ def run_workers(
     finally:
         for p in procs:  # also when a worker failed to start: leave nothing running
             if p.poll() is None:
-                p.send_signal(signal.SIGCONT)
+                _signal_group(p, signal.SIGCONT)
                 p.kill()
                 p.wait(10)
+            _signal_group(p, signal.SIGKILL)  # a receiver left behind by a killed worker
 
 
 def _measure(
@@ -293,13 +318,13 @@ def _measure(
         _wait_log(run_dir / f"worker-{i}.log", "connected to MQTT broker", p)
     time.sleep(0.5)  # subscriptions acknowledged and database created
     for p in procs:
-        p.send_signal(signal.SIGSTOP)
+        _signal_group(p, signal.SIGSTOP)
     pub_s = publish(broker.port, traffic)
     _say(f"  published {len(traffic):,} messages in {pub_s:.1f} s; resuming {workers} ingest worker(s)")
     cpu0 = [_cpu_s(p.pid) for p in procs]
     t0 = time.time()
     for p in procs:
-        p.send_signal(signal.SIGCONT)
+        _signal_group(p, signal.SIGCONT)
     total = sum(expected.values())
     measurements = sorted(expected)
     deadline = t0 + max(60.0, len(traffic) / 1000)
