@@ -17,6 +17,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Literal
 
 from cloud.alerting.engine import AlertEngine, Change
 from cloud.alerting.maintenance import Window, in_maintenance
@@ -44,9 +45,9 @@ class StepResult:
     records: list[Notice] = field(default_factory=list)  # for the outage data (everything)
 
 
-def notice_of(row: AlertRow, kind: str, at: float) -> Notice:
+def notice_of(row: AlertRow, kind: Literal["open", "reminder", "resolve"], at: float) -> Notice:
     return Notice(
-        kind=kind,  # type: ignore[arg-type]
+        kind=kind,
         alert_id=row.id,
         key=row.key,
         scope=row.scope,

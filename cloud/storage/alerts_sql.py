@@ -9,6 +9,7 @@ SQLite and PostgreSQL allow many NULLs). One evaluator at a time holds the lease
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -157,6 +158,7 @@ class AlertStore:
             except (OperationalError, IntegrityError):
                 if attempt == 9:
                     raise
+                time.sleep(0.1 * (attempt + 1))
 
     # ------------------------------------------------------------------ lifecycle
     def apply(self, change: Change, *, suppressed: bool = False) -> AlertRow | None:
