@@ -149,21 +149,7 @@ def _device(
     known: bool,
     st: dict[str, Any] | None,
 ) -> DeviceOut:
-    if st is None:
-        return DeviceOut(
-            id=id_,
-            kind=kind,
-            commune=commune,
-            site=site,
-            node=node,
-            address=address,
-            known=known,
-            status="never_seen",
-            last_seen=None,
-            messages=0,
-            gaps=0,
-            dead_letters=0,
-        )
+    st = st or {}
     status = st.get("status") or ("online" if st.get("last_seen") else "never_seen")
     return DeviceOut(
         id=id_,
