@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -181,7 +180,7 @@ class CloudProcess:
 
     def start(self, wait: float = 30.0) -> CloudProcess:
         argv = [sys.executable, "-m", "commune_iot", "cloud", self.role, "--config", str(self.config_path)]
-        self.proc = _spawn(argv, self.log_path, env=dict(os.environ))
+        self.proc = _spawn(argv, self.log_path)
         if self.role == "serve" and wait:
             self.wait_healthy(wait)
         return self
