@@ -8,7 +8,9 @@ Several cloud workers: each one's engine is fed and ticks, but only the holder o
 lease records and notifies; a new holder first takes over the alerts open in SQL. Opening
 is idempotent (one unresolved row per alert key), so a hand-over cannot duplicate alerts.
 With a shared subscription each worker hears only part of the traffic, so the holder also
-folds in every node's ``last_seen`` from the ``nodes`` table before judging.
+folds in every node's ``last_seen`` from the ``nodes`` table before judging. A new holder
+reads that table once in any case: a board that went silent while no evaluator ran
+(the cloud was down) would otherwise never be judged, since nothing from it arrives.
 """
 
 from __future__ import annotations
@@ -19,24 +21,60 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from cloud.alerting.engine import AlertEngine, Change
+from cloud.alerting.engine import AlertEngine, Change, Severity
 from cloud.alerting.maintenance import Window, in_maintenance
 from cloud.alerting.settings import AlertingConfig
 from cloud.ingest.convert import Converted
 from cloud.inventory import Inventory
 from cloud.notify.messages import Notice
 from cloud.storage.alerts_sql import AlertRow, AlertStore
-from wire import Health, Metrics, Status
+from wire import Health, Metrics, Point, Status
 
 log = logging.getLogger(__name__)
 
 LEASE = "alert-evaluator"
-#: Device problems read from collector points: (measurement, field, bad value) -> problem.
-_PROBLEMS: dict[tuple[str, str], tuple[object, str]] = {
-    ("camera", "up"): (False, "stream_down"),
-    ("camera", "frozen"): (True, "frozen"),
-    ("ap", "reachable"): (False, "unreachable"),
+#: Severity of each device problem a node can report. A village without Wi-Fi or a camera
+#: without a picture is critical; a degraded picture or an SNMP agent that stopped
+#: answering while the AP still pings is a warning; board housekeeping is information.
+PROBLEM_SEVERITY: dict[str, Severity] = {
+    "stream_down": Severity.CRITICAL,
+    "unreachable": Severity.CRITICAL,
+    "frozen": Severity.WARNING,
+    "fps_low": Severity.WARNING,
+    "snmp_unreachable": Severity.WARNING,
+    "outbox_backlog": Severity.INFO,
+    "clock_skew": Severity.INFO,
 }
+
+
+def point_problems(p: Point, fps_low_ratio: float) -> list[tuple[str, bool, str]]:
+    """(problem, active, detail) that one collector point reports or clears.
+
+    A point only speaks about what its fields say: a camera point without ``nominal_fps``
+    neither raises nor clears a frame-rate problem. A stream that is down is not also
+    frozen or slow (one alert, the root one).
+    """
+    f = p.fields
+    out: list[tuple[str, bool, str]] = []
+    if p.measurement == "camera" and "up" in f:
+        up = bool(f["up"])
+        out.append(("stream_down", not up, ""))
+        if "frozen" in f or not up:
+            out.append(("frozen", up and bool(f.get("frozen")), ""))
+        fps, nominal = f.get("fps"), f.get("nominal_fps")
+        if isinstance(fps, int | float) and isinstance(nominal, int | float) and nominal > 0:
+            low = up and fps < fps_low_ratio * nominal
+            out.append(("fps_low", low, f"{fps:.1f}/{nominal:.0f} fps" if low else ""))
+        elif not up:
+            out.append(("fps_low", False, ""))
+    elif p.measurement == "ap" and "reachable" in f:
+        snmp_ok = bool(f["reachable"])
+        ping = f.get("ping")
+        pings = ping is not None and bool(ping)
+        # SNMP silent but the AP answers ping: the radio may serve clients, the agent is broken
+        out.append(("unreachable", not snmp_ok and not pings, ""))
+        out.append(("snmp_unreachable", not snmp_ok and pings, ""))
+    return out
 
 
 @dataclass(slots=True)
@@ -63,6 +101,7 @@ def notice_of(row: AlertRow, kind: Literal["open", "reminder", "resolve"], at: f
         total=row.total,
         problem=row.problem,
         members=row.members,
+        detail=row.detail,
     )
 
 
@@ -75,6 +114,7 @@ class Alerter:
         holder: str,
         *,
         last_seen_source: Callable[[], dict[str, tuple[str, float]]] | None = None,
+        follow_last_seen: bool = False,
     ) -> None:
         self.cfg = cfg
         self.inventory = inventory
@@ -83,6 +123,7 @@ class Alerter:
         self.engine = AlertEngine(cfg, inventory)
         self.leader = False
         self.last_seen_source = last_seen_source
+        self.follow_last_seen = follow_last_seen
         self._lock = threading.Lock()
         self._windows: list[Window] = []
         self._windows_at = -1e18
@@ -115,16 +156,31 @@ class Alerter:
             return
         eng.seen(res.node, res.commune, at)
         if isinstance(msg, Metrics):
+            if msg.replay:
+                return  # the past: the device's state now comes with live data
             for p in msg.points:
-                for fname, value in p.fields.items():
-                    rule = _PROBLEMS.get((p.measurement, fname))
-                    if rule is not None:
-                        bad, problem = rule
-                        eng.device_problem(p.device, problem, bool(value) == bad, at)
+                for problem, active, detail in point_problems(p, self.cfg.fps_low_ratio):
+                    eng.device_problem(p.device, problem, active, at, detail, PROBLEM_SEVERITY[problem])
         elif isinstance(msg, Health) and not msg.replay:
-            eng.device_problem(res.node, "outbox_backlog", msg.outbox_oldest_s > self.cfg.backlog_warn_s, at)
-            skew = abs(msg.ts.timestamp() - at)
-            eng.device_problem(res.node, "clock_skew", skew > self.cfg.clock_skew_warn_s, at)
+            backlog = msg.outbox_oldest_s > self.cfg.backlog_warn_s
+            eng.device_problem(
+                res.node,
+                "outbox_backlog",
+                backlog,
+                at,
+                f"{msg.outbox_depth} msg, {msg.outbox_oldest_s:.0f} s" if backlog else "",
+                PROBLEM_SEVERITY["outbox_backlog"],
+            )
+            skew = msg.ts.timestamp() - at
+            skewed = abs(skew) > self.cfg.clock_skew_warn_s
+            eng.device_problem(
+                res.node,
+                "clock_skew",
+                skewed,
+                at,
+                f"{skew:+.0f} s" if skewed else "",
+                PROBLEM_SEVERITY["clock_skew"],
+            )
 
     def broker(self, connected: bool, at: float) -> None:
         with self._lock:
@@ -138,15 +194,21 @@ class Alerter:
             self._lease_at = now
             self._lease_ok = self.store.try_lease(LEASE, self.holder, now, self.cfg.lease_s)
         leader = self._lease_ok
-        if leader and not self.leader:
+        taking_over = leader and not self.leader
+        if taking_over:
             log.info("this worker (%s) now evaluates alerts", self.holder, extra={"holder": self.holder})
             with self._lock:
                 for row in self.store.unresolved():
                     self.engine.restore(row.as_change())
         self.leader = leader
-        seen = self.last_seen_source() if leader and self.last_seen_source is not None else {}
+        want_seen = self.last_seen_source is not None and (taking_over or (leader and self.follow_last_seen))
+        seen = self.last_seen_source() if want_seen and self.last_seen_source is not None else {}
         with self._lock:
             for node, (commune, at) in seen.items():
+                if now - at > self.cfg.forget_after_s and self.inventory.node(node) is None:
+                    continue  # a stranger heard once, long ago: not ours to watch
+                if taking_over:
+                    self.engine.remember(node, commune, at)  # boards gone quiet while nobody judged
                 self.engine.seen(node, commune, at)
             self.engine.broker(broker_connected, now)
             changes = self.engine.tick(now)

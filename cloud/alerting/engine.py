@@ -75,6 +75,7 @@ class Change:
     down: int = 0  # commune alerts: nodes down ...
     total: int = 0  # ... of this many monitored
     problem: str = ""  # device alerts: what the node reported
+    detail: str = ""  # device alerts: its figures ("4.0 of 15 fps")
     members: tuple[str, ...] = ()  # commune alerts: the nodes down
 
     @property
@@ -106,6 +107,7 @@ class _Alert:
 class _Problem:
     since: float
     detail: str
+    severity: Severity = Severity.WARNING
 
 
 def node_key(node: str) -> str:
@@ -177,10 +179,18 @@ class AlertEngine:
         if n.offline is None and n.down and at > n.changed_at:
             self._flip(n, False, at)
 
-    def device_problem(self, device: str, problem: str, active: bool, at: float, detail: str = "") -> None:
+    def device_problem(
+        self,
+        device: str,
+        problem: str,
+        active: bool,
+        at: float,
+        detail: str = "",
+        severity: Severity = Severity.WARNING,
+    ) -> None:
         """A node reports (or clears) a problem of one device: stream down, frozen, AP unreachable."""
         if active:
-            self._problems.setdefault((device, problem), _Problem(at, detail))
+            self._problems.setdefault((device, problem), _Problem(at, detail, severity))
         else:
             self._problems.pop((device, problem), None)
 
@@ -351,11 +361,12 @@ class AlertEngine:
                 device,
                 commune,
                 Cause.DEVICE,
-                Severity.WARNING,
+                p.severity,
                 p.since,
                 now,
                 changes,
                 problem=problem,
+                detail=p.detail,
             )
         for key in [k for k, a in self._alerts.items() if a.change.scope is Scope.DEVICE]:
             if key not in active:
@@ -376,9 +387,21 @@ class AlertEngine:
         *,
         flaps: int = 0,
         problem: str = "",
+        detail: str = "",
     ) -> None:
         ch = Change(
-            "open", key, scope, subject, commune, cause, severity, started, now, flaps=flaps, problem=problem
+            "open",
+            key,
+            scope,
+            subject,
+            commune,
+            cause,
+            severity,
+            started,
+            now,
+            flaps=flaps,
+            problem=problem,
+            detail=detail,
         )
         self._alerts[key] = _Alert(ch, flaps)
         changes.append(ch)
@@ -421,8 +444,44 @@ class AlertEngine:
 
     # ------------------------------------------------------------------ reading
     def restore(self, change: Change) -> None:
-        """Take over an alert still open in SQL (after a restart or a change of evaluator)."""
-        self._alerts.setdefault(change.key, _Alert(change, change.flaps))
+        """Take over an alert still open in SQL (after a restart or a change of evaluator).
+
+        What the alert says is down stays down until a sign of life says otherwise: a node
+        that never speaks again keeps its alert instead of looking healthy (and resolving)
+        merely because this process has not heard from it yet.
+        """
+        if change.key in self._alerts:
+            return
+        self._alerts[change.key] = _Alert(change, change.flaps)
+        if change.scope is Scope.DEVICE:
+            self._problems.setdefault(
+                (change.subject, change.problem), _Problem(change.started_at, "", change.severity)
+            )
+            return
+        if change.scope is Scope.COMMUNE:
+            nodes = [(m, Cause.SILENT) for m in change.members]
+        elif change.cause is Cause.FLAPPING:
+            nodes = []
+        else:
+            nodes = [(change.subject, change.cause)]
+        for node, cause in nodes:
+            if node in self._nodes:
+                continue  # heard already: what we know live beats the record
+            n = self._node(node, change.commune, change.started_at)
+            n.down = True
+            n.changed_at = n.outage_start = change.started_at
+            n.offline = cause if cause in (Cause.WILL, Cause.SHUTDOWN) else None
+
+    def remember(self, node: str, commune: str, last_seen: float) -> None:
+        """A node known from the database (heard before this process started).
+
+        Without it a board that went silent while the cloud was down would never be
+        judged: nothing from it arrives to make it known. Silence counts from when the
+        cloud reconnects (see ``broker``), so a board that is merely slow to reconnect
+        has ``settle_s`` plus its silence limit.
+        """
+        if node not in self._nodes:
+            self._node(node, commune, last_seen)
 
     def open_alerts(self) -> list[Change]:
         return [a.change for a in self._alerts.values()]

@@ -55,7 +55,8 @@ class AlertRunner:
             inventory,
             self.store,
             holder,
-            last_seen_source=self._last_seen if scaled_out else None,
+            last_seen_source=self._last_seen,
+            follow_last_seen=scaled_out,
         )
         lang = self.cfg.language
         self.people = Dispatcher(build_notifiers(self.cfg.notify, lang), inventory, lang)
@@ -67,7 +68,7 @@ class AlertRunner:
         self.alerter.observe(items)
 
     def _last_seen(self) -> dict[str, tuple[str, float]]:
-        """Every node's newest message as any worker recorded it (shared subscription)."""
+        """Every node's newest message as any worker recorded it (shared subscription, restarts)."""
         return {
             node: (st["commune"], float(st["last_seen"]))
             for node, st in self.sql.node_states().items()

@@ -94,6 +94,19 @@ class AlertingConfig(BaseModel):
     clock_skew_warn_s: float = Field(
         120.0, gt=0, description="Warn when a node's live messages are stamped this far from cloud time."
     )
+    forget_after_s: float = Field(
+        7 * 86400.0,
+        gt=0,
+        description="A node missing from the inventory and silent for longer than this is no longer "
+        "watched after a restart (a board tried once and removed). Inventory nodes are always watched.",
+    )
+    fps_low_ratio: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="A camera whose measured frame rate falls below this share of its nominal rate "
+        "(the stream's own, as the camera agent reports it) has a frame-rate collapse: a warning.",
+    )
     language: Literal["vi", "en"] = Field("vi", description="Language of notifications.")
     lease_s: float = Field(
         15.0,

@@ -28,7 +28,8 @@ class AlertOut(BaseModel):
     commune: str
     cause: str = Field(description="will, silent, shutdown, flapping, uplink or device.")
     severity: str
-    problem: str = ""
+    problem: str = Field("", description="Device alerts: stream_down, frozen, fps_low, unreachable, ...")
+    detail: str = Field("", description="Device alerts: the figures behind the problem.")
     state: Literal["open", "acknowledged", "resolved"]
     started_at: datetime = Field(description="When the outage began, as best the cloud knows.")
     opened_at: datetime
@@ -107,6 +108,7 @@ def _alert(r: AlertRow) -> AlertOut:
         cause=r.cause,
         severity=r.severity,
         problem=r.problem,
+        detail=r.detail,
         state=r.state,
         started_at=datetime.fromtimestamp(r.started_at, UTC),
         opened_at=datetime.fromtimestamp(r.opened_at, UTC),

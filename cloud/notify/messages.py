@@ -38,6 +38,7 @@ class Notice:
     total: int = 0
     problem: str = ""
     members: tuple[str, ...] = ()  # commune alerts: the nodes down
+    detail: str = ""  # device alerts: the figures behind the problem
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -80,7 +81,8 @@ _PROBLEM = {
         "stream_down": "mất luồng hình",
         "frozen": "hình bị đứng",
         "fps_low": "tốc độ khung hình giảm mạnh",
-        "unreachable": "không phản hồi (SNMP/ICMP)",
+        "unreachable": "không phản hồi (cả SNMP lẫn ping)",
+        "snmp_unreachable": "không trả lời SNMP (vẫn ping được)",
         "clock_skew": "lệch đồng hồ",
         "outbox_backlog": "hàng đợi gửi bị dồn",
     },
@@ -88,7 +90,8 @@ _PROBLEM = {
         "stream_down": "stream down",
         "frozen": "frozen picture",
         "fps_low": "frame rate collapsed",
-        "unreachable": "unreachable (SNMP/ICMP)",
+        "unreachable": "unreachable (no SNMP, no ping)",
+        "snmp_unreachable": "not answering SNMP (still answers ping)",
         "clock_skew": "clock skew",
         "outbox_backlog": "outbox backlog",
     },
@@ -144,6 +147,8 @@ def render(notice: Notice, inventory: Inventory, lang: Language = "vi") -> Messa
     what, where = _place(notice, inventory, lang)
     words = _WORDS[lang]
     problem = _PROBLEM[lang].get(notice.problem, notice.problem)
+    if notice.detail:
+        problem = f"{problem} ({notice.detail})"
     cause = (
         _CAUSE[lang]
         .get(notice.cause, notice.cause)

@@ -9,7 +9,6 @@ SQLite and PostgreSQL allow many NULLs). One evaluator at a time holds the lease
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -28,10 +27,11 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError
 
 from cloud.alerting.engine import Cause, Change, Scope, Severity
 from cloud.alerting.maintenance import Window
+from cloud.storage.schema import ensure_schema
 
 metadata = MetaData()
 
@@ -47,6 +47,7 @@ alerts = Table(
     Column("cause", String(16), nullable=False),
     Column("severity", String(16), nullable=False),
     Column("problem", String(64), nullable=False, default=""),
+    Column("detail", String(160), nullable=False, server_default=""),  # device problems: the figures
     Column("state", String(16), nullable=False),  # open | acknowledged | resolved
     Column("started_at", Float, nullable=False),  # outage start
     Column("opened_at", Float, nullable=False),
@@ -100,6 +101,7 @@ class AlertRow:
     cause: str
     severity: str
     problem: str
+    detail: str
     state: str
     started_at: float
     opened_at: float
@@ -141,6 +143,7 @@ class AlertRow:
             down=self.down,
             total=self.total,
             problem=self.problem,
+            detail=self.detail,
             members=self.members,
         )
 
@@ -151,14 +154,7 @@ class AlertRow:
 class AlertStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        for attempt in range(10):  # workers starting together may race on CREATE TABLE
-            try:
-                metadata.create_all(engine)
-                break
-            except (OperationalError, IntegrityError):
-                if attempt == 9:
-                    raise
-                time.sleep(0.1 * (attempt + 1))
+        ensure_schema(engine, metadata)
 
     # ------------------------------------------------------------------ lifecycle
     def apply(self, change: Change, *, suppressed: bool = False) -> AlertRow | None:
@@ -176,6 +172,7 @@ class AlertStore:
                             cause=change.cause.value,
                             severity=change.severity.value,
                             problem=change.problem,
+                            detail=change.detail,
                             state="open",
                             started_at=change.started_at,
                             opened_at=change.at,

@@ -32,7 +32,8 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+
+from cloud.storage.schema import ensure_schema
 
 metadata = MetaData()
 
@@ -216,15 +217,7 @@ class SqlStore:
         self._create_schema()
 
     def _create_schema(self) -> None:
-        """Create missing tables; workers starting together may race, so retry on a clash."""
-        for attempt in range(10):
-            try:
-                metadata.create_all(self.engine)
-                return
-            except (OperationalError, IntegrityError, ProgrammingError):
-                if attempt == 9:
-                    raise
-                time.sleep(0.1 * (attempt + 1))
+        ensure_schema(self.engine, metadata)
 
     def _insert(self, table: Table) -> Any:
         if self.dialect == "sqlite":

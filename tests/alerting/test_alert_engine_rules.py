@@ -198,3 +198,32 @@ def test_summary_counts_per_commune() -> None:
         "devices_up": 5, "devices_down": 0, "devices_unknown": 1,
     }  # fmt: skip
     assert s["da-ron"]["nodes_down"] == 1 and s["da-ron"]["devices_unknown"] == 1
+
+
+def test_an_evaluator_taking_over_keeps_open_alerts_of_boards_still_silent() -> None:
+    """A running worker inherits alerts from a dead one; the database says the board spoke
+    a few seconds ago (just before it died). It must not look healthy for a moment and
+    resolve, only to open again once its silence is judged."""
+    old = Sim.start(nodes=["dr-cam-01"])
+    old.freeze("dr-cam-01")
+    old.run(30)
+    (opened,) = [c for c in old.changes if c.kind == "open"]
+    heir = Sim.start(nodes=["dr-cam-02"])  # connected and judging for a while already
+    heir.run(old.now - heir.now)
+    heir.engine.restore(opened)
+    heir.engine.remember("dr-cam-01", "da-ron", heir.now - 5)
+    assert heir.run(120) == []
+    assert heir.engine.node_state("dr-cam-01") == "down"
+    heir.birth("dr-cam-01")
+    assert [c.kind for c in heir.run(15)] == ["resolve"]
+
+
+def test_a_restored_device_alert_waits_for_its_node_to_say_it_is_fixed() -> None:
+    old = Sim.start(nodes=["dr-cam-01"])
+    old.engine.device_problem("dr-cam-01", "stream_down", True, old.now)
+    (opened,) = old.run(5)
+    heir = Sim.start(nodes=["dr-cam-01"])
+    heir.engine.restore(opened)
+    assert heir.run(60) == []
+    heir.engine.device_problem("dr-cam-01", "stream_down", False, heir.now)
+    assert [c.kind for c in heir.run(1)] == ["resolve"]

@@ -104,3 +104,27 @@ def test_a_commune_alert_stands_for_the_devices_of_the_nodes_it_counted() -> Non
         ("tt-ap-02", "tt-ap-02"),
     ]
     assert devices_of("node", "not-in-inventory", [], inv) == [("not-in-inventory", "not-in-inventory")]
+
+
+def test_a_database_from_an_older_release_is_upgraded_in_place(tmp_path: Path) -> None:
+    """A deployment keeps its database across upgrades: a column added by a newer release
+    appears without losing the alerts already recorded."""
+    from sqlalchemy import text
+
+    url = f"sqlite:///{tmp_path / 'cloud.db'}"
+    store = AlertStore(SqlStore(url).engine)
+    kept = store.apply(_open("dr-cam-02"))
+    assert kept is not None
+    with store.engine.begin() as conn:  # what the previous release created
+        conn.execute(text("ALTER TABLE alerts DROP COLUMN detail"))
+    store.engine.dispose()
+
+    upgraded = AlertStore(SqlStore(url).engine)
+    problem = Change(
+        "open", "device:dr-cam-01:fps_low", Scope.DEVICE, "dr-cam-01", "da-ron",
+        Cause.DEVICE, Severity.WARNING, T0, T0, problem="fps_low", detail="3.0/15 fps",
+    )  # fmt: skip
+    row = upgraded.apply(problem)
+    assert row is not None and row.detail == "3.0/15 fps"
+    old = upgraded.get(kept.id)
+    assert old is not None and (old.subject, old.state, old.detail) == ("dr-cam-02", "open", "")

@@ -39,13 +39,27 @@ def _health(node: str, seq: int, at: float) -> Converted:
 
 
 class Harness:
-    def __init__(self, tmp: Path, holder: str = "worker-a", cfg: AlertingConfig | None = None) -> None:
-        self.store = AlertStore(SqlStore(f"sqlite:///{tmp / 'cloud.db'}").engine)
-        self.alerter = Alerter(cfg or AlertingConfig(reminder_s=600), inventory(), self.store, holder)
+    def __init__(
+        self,
+        tmp: Path,
+        holder: str = "worker-a",
+        cfg: AlertingConfig | None = None,
+        alive: tuple[str, ...] = ("dr-cam-01", "dr-cam-02"),
+    ) -> None:
+        sql = SqlStore(f"sqlite:///{tmp / 'cloud.db'}")
+        self.store = AlertStore(sql.engine)
+        self.last_seen: dict[str, tuple[str, float]] = {}  # what the nodes table would say
+        self.alerter = Alerter(
+            cfg or AlertingConfig(reminder_s=600),
+            inventory(),
+            self.store,
+            holder,
+            last_seen_source=lambda: self.last_seen,
+        )
         self.now = T0
         self.sent: list[tuple[str, str, int]] = []  # (kind, subject, alert id)
         self.recorded: list[tuple[str, str]] = []
-        self.alive = {"dr-cam-01", "dr-cam-02"}
+        self.alive = set(alive)
         self.seq = 0
         self.alerter.observe([(_status(n, "online", "birth"), self.now) for n in sorted(self.alive)])
 
@@ -55,6 +69,7 @@ class Harness:
             self.now += 1.0
             if int(self.now) % 10 == 0:
                 self.seq += 1
+                self.last_seen.update({n: ("da-ron", self.now) for n in self.alive})
                 self.alerter.observe([(_health(n, self.seq, self.now), self.now) for n in sorted(self.alive)])
             res: StepResult = self.alerter.step(self.now, broker_connected=True)
             self.sent += [(n.kind, n.subject, n.alert_id) for n in res.notices]
@@ -155,3 +170,126 @@ def test_a_broken_batch_never_reaches_ingest(h: Harness) -> None:
     h.alerter.observe([(object(), h.now)])  # type: ignore[list-item]
     h.run(5)
     assert h.sent == []
+
+
+def _points(h: Harness, node: str, *points: Point, replay: bool = False) -> None:
+    h.seq += 1
+    msg = Metrics(node=node, session=SESSION, seq=h.seq, ts=h.now, points=list(points), replay=replay)  # type: ignore[arg-type]
+    h.alerter.observe([(Converted(node, "da-ron", True, Channel.METRICS, [], msg), h.now)])
+
+
+def _camera(up: bool, fps: float, nominal: float = 15.0, frozen: bool = False) -> Point:
+    fields = {"up": up, "fps": fps, "nominal_fps": nominal, "frozen": frozen}
+    return Point(measurement="camera", device="dr-cam-02", fields=fields)  # type: ignore[arg-type]
+
+
+def test_frame_rate_collapse_warns_with_the_figures_and_clears(h: Harness) -> None:
+    _points(h, "dr-cam-02", _camera(True, 14.8))
+    h.run(10)
+    assert h.sent == []
+    _points(h, "dr-cam-02", _camera(True, 3.0))
+    h.run(10)
+    assert [(k, s) for k, s, _ in h.sent] == [("open", "dr-cam-02")]
+    row = h.store.query()[0]
+    assert (row.problem, row.severity, row.detail) == ("fps_low", "warning", "3.0/15 fps")
+    _points(h, "dr-cam-02", _camera(True, 15.0))
+    h.run(10)
+    assert [k for k, _, _ in h.sent] == ["open", "resolve"]
+
+
+def test_a_dead_stream_is_one_critical_alert_not_also_slow_and_frozen(h: Harness) -> None:
+    _points(h, "dr-cam-02", _camera(True, 2.0, frozen=True))
+    h.run(10)
+    assert sorted(r.problem for r in h.store.query(state="active")) == ["fps_low", "frozen"]
+    _points(h, "dr-cam-02", _camera(False, 0.0))
+    h.run(20)
+    active = h.store.query(state="active")
+    assert [(r.problem, r.severity) for r in active] == [("stream_down", "critical")]
+
+
+def test_ap_silent_on_snmp_but_answering_ping_is_a_warning_not_an_outage(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    h.alive.add("dr-ap-01")
+    h.alerter.observe([(_status("dr-ap-01", "online", "birth"), h.now)])
+    h.run(60)
+
+    def ap(reachable: bool, ping: bool | None) -> Point:
+        fields: dict[str, object] = {"reachable": reachable}
+        if ping is not None:
+            fields["ping"] = ping
+        return Point(measurement="ap", device="dr-ap-01", fields=fields)  # type: ignore[arg-type]
+
+    _points(h, "dr-ap-01", ap(False, True))
+    h.run(10)
+    active = h.store.query(state="active")
+    assert [(r.problem, r.severity) for r in active] == [("snmp_unreachable", "warning")]
+    _points(h, "dr-ap-01", ap(False, False))  # now it does not ping either: the AP is gone
+    h.run(15)
+    active = h.store.query(state="active")
+    assert [(r.problem, r.severity) for r in active] == [("unreachable", "critical")]
+    _points(h, "dr-ap-01", ap(True, None))
+    h.run(15)
+    assert h.store.query(state="active") == []
+
+
+def test_replayed_points_speak_of_the_past_and_raise_nothing(h: Harness) -> None:
+    _points(h, "dr-cam-02", _camera(False, 0.0), replay=True)
+    h.run(20)
+    assert h.sent == []
+
+
+def test_clock_skew_and_outbox_backlog_are_information_with_figures(h: Harness) -> None:
+    h.seq += 1
+    msg = Health(
+        node="dr-cam-02",
+        session=SESSION,
+        seq=h.seq,
+        ts=h.now - 400,  # the board's clock is 400 s behind
+        agent_uptime_s=100.0,
+        outbox_depth=1200,
+        outbox_oldest_s=900.0,
+    )  # type: ignore[arg-type]
+    h.alerter.observe([(Converted("dr-cam-02", "da-ron", True, Channel.HEALTH, [], msg), h.now)])
+    h.run(5)  # grace, and no heartbeat yet
+    got = {r.problem: (r.severity, r.detail) for r in h.store.query(state="active")}
+    assert got == {"clock_skew": ("info", "-400 s"), "outbox_backlog": ("info", "1200 msg, 900 s")}
+    h.run(10)  # the next heartbeat is on time with an empty outbox
+    assert h.store.query(state="active") == []
+
+
+def test_a_board_that_went_silent_while_the_cloud_was_down_is_still_alerted(tmp_path: Path) -> None:
+    """The cloud restarts; one board never speaks again. Nothing from it will ever arrive,
+    so only the database can tell the new process it exists."""
+    last_seen = {"dr-cam-01": ("da-ron", T0 - 600), "dr-cam-02": ("da-ron", T0 - 600)}
+    store = AlertStore(SqlStore(f"sqlite:///{tmp_path / 'cloud.db'}").engine)
+    cfg = AlertingConfig()
+    alerter = Alerter(cfg, inventory(), store, "worker-a", last_seen_source=lambda: last_seen)
+    now, sent = T0, []
+    for i in range(120):
+        now += 1.0
+        if i % 10 == 5:  # dr-cam-02 is back and heartbeating; dr-cam-01 is gone for good
+            alerter.observe([(_health("dr-cam-02", i, now), now)])
+        sent += [(n.kind, n.subject) for n in alerter.step(now, broker_connected=True).notices]
+        if sent:
+            break
+    assert sent == [("open", "dr-cam-01")]
+    # settle_s for boards to reconnect, then its silence limit and the grace period
+    assert now - T0 <= cfg.settle_s + 15 + cfg.grace_s + 2
+
+
+def test_an_alert_taken_over_stays_open_while_its_board_stays_silent(tmp_path: Path) -> None:
+    a = Harness(tmp_path, "worker-a")
+    a.run(60)
+    a.alive.discard("dr-cam-01")
+    a.run(30)
+    assert [(k, s) for k, s, _ in a.sent] == [("open", "dr-cam-01")]
+    # the process restarts (a new Alerter on the same database); dr-cam-01 stays silent
+    b = Harness(tmp_path, "worker-b", alive=("dr-cam-02",))
+    b.last_seen = dict(a.last_seen)  # the nodes table the new process reads
+    b.now = a.now + 20  # the old lease lapses
+    b.run(300)
+    assert b.sent == []
+    assert [(r.subject, r.state) for r in b.store.query()] == [("dr-cam-01", "open")]
+    b.alive.add("dr-cam-01")
+    b.run(30)
+    assert [(k, s) for k, s, _ in b.sent] == [("resolve", "dr-cam-01")]
