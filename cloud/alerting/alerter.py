@@ -19,7 +19,10 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Literal
+
+from sqlalchemy import Connection
 
 from cloud.alerting.engine import AlertEngine, Change, Severity
 from cloud.alerting.maintenance import Window, in_maintenance
@@ -77,6 +80,12 @@ def point_problems(p: Point, fps_low_ratio: float) -> list[tuple[str, bool, str]
     return out
 
 
+Audience = Literal["people", "records"]
+Reminder = Literal["open", "reminder"]  # what an alert already open may still need to say
+#: Queues a notice durably inside the transaction that records its alert change.
+Outbox = Callable[[Connection, Audience, Notice, float], None]
+
+
 @dataclass(slots=True)
 class StepResult:
     notices: list[Notice] = field(default_factory=list)  # for people (maintenance and silence applied)
@@ -115,6 +124,7 @@ class Alerter:
         *,
         last_seen_source: Callable[[], dict[str, tuple[str, float]]] | None = None,
         follow_last_seen: bool = False,
+        outbox: Outbox | None = None,
     ) -> None:
         self.cfg = cfg
         self.inventory = inventory
@@ -124,6 +134,7 @@ class Alerter:
         self.leader = False
         self.last_seen_source = last_seen_source
         self.follow_last_seen = follow_last_seen
+        self.outbox = outbox
         self._lock = threading.Lock()
         self._windows: list[Window] = []
         self._windows_at = -1e18
@@ -238,53 +249,82 @@ class Alerter:
         )
 
     def _record(self, ch: Change, now: float, out: StepResult) -> None:
+        """Record one change and queue its notices in the same transaction."""
+        if ch.kind == "update":
+            self.store.apply(ch)
+            return
+        done = StepResult()
+
+        def follow(conn: Connection, row: AlertRow) -> None:
+            done.notices.clear()
+            done.records.clear()
+            kind: Literal["open", "resolve"] = "open" if ch.kind == "open" else "resolve"
+            self._queue(conn, "records", notice_of(row, kind, now), done)
+            if ch.kind == "open":
+                if self._quiet(row, now):
+                    self.store.set_suppressed(conn, row.id)
+                else:
+                    self._queue(conn, "people", notice_of(row, "open", now), done)
+                    self.store.set_notified(conn, row.id, now)
+            elif row.notified_at is not None:  # nobody heard of it: nobody needs to hear it is over
+                self._queue(conn, "people", notice_of(row, "resolve", now), done)
+
+        row = self.store.apply(ch, then=follow)
+        if row is None:
+            return  # already recorded (another evaluator, or restored)
+        out.notices += done.notices
+        out.records += done.records
+        extra = {"alert_id": row.id, "alert": ch.key, "cause": ch.cause.value, "commune": ch.commune}
         if ch.kind == "open":
-            probe = self.store.apply(ch)
-            if probe is None:
-                return  # already open (another evaluator, or restored)
-            quiet = self._quiet(probe, now)
-            extra = {"alert_id": probe.id, "alert": ch.key, "cause": ch.cause.value, "commune": ch.commune}
             log.warning(
-                "alert #%d opened: %s %s (%s)%s",
-                probe.id,
+                "alert #%d opened: %s %s (%s%s)%s",
+                row.id,
                 ch.scope.value,
                 ch.subject,
-                ch.cause.value,
-                ", in maintenance: not sent" if quiet else "",
+                ch.problem or ch.cause.value,
+                f": {ch.detail}" if ch.detail else "",
+                "" if done.notices else ", in maintenance or silenced: not sent",
                 extra=extra,
             )
-            out.records.append(notice_of(probe, "open", now))
-            if quiet:
-                self.store.set_suppressed(probe.id)
-            else:
-                out.notices.append(notice_of(probe, "open", now))
-                self.store.mark_notified(probe.id, now)
-            return
-        row = self.store.apply(ch)
-        if row is None or ch.kind == "update":
-            return
-        log.info(
-            "alert #%d resolved after %.0f s: %s %s",
-            row.id,
-            row.duration_s or 0.0,
-            ch.scope.value,
-            ch.subject,
-            extra={"alert_id": row.id, "alert": ch.key, "duration_s": row.duration_s},
-        )
-        out.records.append(notice_of(row, "resolve", now))
-        if row.notified_at is not None:  # nobody heard of it: nobody needs to hear it is over
-            out.notices.append(notice_of(row, "resolve", now))
+        else:
+            log.info(
+                "alert #%d resolved after %.0f s: %s %s",
+                row.id,
+                row.duration_s or 0.0,
+                ch.scope.value,
+                ch.subject,
+                extra={**extra, "duration_s": row.duration_s},
+            )
+
+    def _announce(
+        self,
+        conn: Connection,
+        *,
+        row: AlertRow,
+        kind: Literal["open", "reminder"],
+        now: float,
+        out: StepResult,
+    ) -> None:
+        self._queue(conn, "people", notice_of(row, kind, now), out)
+        self.store.set_notified(conn, row.id, now, reminder=kind == "reminder")
+
+    def _queue(self, conn: Connection, who: Audience, notice: Notice, out: StepResult) -> None:
+        (out.notices if who == "people" else out.records).append(notice)
+        if self.outbox is not None:
+            self.outbox(conn, who, notice, notice.at)
 
     def _remind(self, now: float, out: StepResult) -> None:
         for row in self.store.unresolved():
             if row.state != "open" or self._quiet(row, now):
                 continue
             if row.notified_at is None:  # opened in maintenance and still down after it
-                out.notices.append(notice_of(row, "open", now))
-                self.store.mark_notified(row.id, now)
+                kind: Reminder = "open"
             elif self.cfg.reminder_s and now - row.notified_at >= self.cfg.reminder_s:
-                out.notices.append(notice_of(row, "reminder", now))
-                self.store.mark_notified(row.id, now, reminder=True)
+                kind = "reminder"
+            else:
+                continue
+
+            self.store.transaction(partial(self._announce, row=row, kind=kind, now=now, out=out))
 
     # ------------------------------------------------------------------ reading
     def summary(self) -> dict[str, dict[str, int]]:

@@ -9,7 +9,8 @@ Rules, in the order a technician would ask about them:
 * **Signals.** A node is down on a Last Will or an orderly shutdown (immediately), or when
   nothing arrived from it for ``max(silence_floor_s, silence_factor x health_interval_s)``:
   a frozen agent, a power cut or a cut cable never closes TCP, and the broker's own
-  expiry is slow (1.5 x keepalive plus a 5 s scan). Any message proves it up again.
+  expiry is slow (1.5 x keepalive plus a 5 s scan). Any message proves it up again. The
+  cause is what was seen first: a Will that follows a judged silence only confirms it.
 * **Grace and recovery.** An alert opens after ``grace_s`` of being down and resolves
   after ``recovery_s`` up; a return shorter than that is a flap of the same alert.
 * **Flapping.** ``flap_threshold`` outages within ``flap_window_s`` open one alert even
@@ -91,6 +92,7 @@ class _Node:
     last_seen: float
     session: str = ""
     offline: Cause | None = None  # set by a Will or shutdown until the next sign of life
+    cause: Cause = Cause.SILENT  # what made it down first (a Will after silence only confirms it)
     down: bool = False
     changed_at: float = 0.0  # when ``down`` last flipped
     outage_start: float = 0.0  # last moment known alive, for the record
@@ -223,6 +225,7 @@ class AlertEngine:
         n.down = down
         n.changed_at = at
         if down:
+            n.cause = n.offline or Cause.SILENT
             n.outage_start = outage_start if outage_start is not None else at
             n.outages.append(at)
             key = node_key(n.node)
@@ -309,7 +312,7 @@ class AlertEngine:
         if n.down and self._down_for(n, now) >= self.cfg.grace_s:
             if self._maybe_commune(n, now):
                 return  # wait: the rest of the commune is going too
-            cause = n.offline or Cause.SILENT
+            cause = n.cause
             severity = Severity.WARNING if cause is Cause.SHUTDOWN else Severity.CRITICAL
             self._open(key, Scope.NODE, n.node, n.commune, cause, severity, n.outage_start, now, changes)
         elif flapping:
@@ -471,6 +474,7 @@ class AlertEngine:
             n.down = True
             n.changed_at = n.outage_start = change.started_at
             n.offline = cause if cause in (Cause.WILL, Cause.SHUTDOWN) else None
+            n.cause = cause
 
     def remember(self, node: str, commune: str, last_seen: float) -> None:
         """A node known from the database (heard before this process started).

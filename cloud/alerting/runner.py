@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from cloud.alerting.alerter import LEASE, Alerter
+from cloud.alerting.alerter import LEASE, Alerter, StepResult
 from cloud.alerting.outages import OutageRecorder
 from cloud.config import CloudConfig
 from cloud.ingest.convert import Converted
@@ -23,6 +23,7 @@ from cloud.notify.dispatch import Dispatcher
 from cloud.notify.registry import build_notifiers
 from cloud.storage.alerts_sql import AlertStore
 from cloud.storage.influx import InfluxClient
+from cloud.storage.notice_outbox import SqlNoticeQueue
 from cloud.storage.sql import SqlStore
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,12 @@ class AlertRunner:
         self.sql = sql
         self.store = AlertStore(sql.engine)
         scaled_out = bool(cfg.mqtt.share_group)
+        lang = self.cfg.language
+        self.queue = SqlNoticeQueue(sql.engine)
+        self.people = Dispatcher(build_notifiers(self.cfg.notify, lang), inventory, lang, self.queue)
+        recorder = OutageRecorder(influx, cfg.influx.database, inventory)
+        self.outages = Dispatcher([recorder], inventory, lang, self.queue)
+        channels = {"people": self.people.names, "records": self.outages.names}
         self.alerter = Alerter(
             self.cfg,
             inventory,
@@ -57,10 +64,8 @@ class AlertRunner:
             holder,
             last_seen_source=self._last_seen,
             follow_last_seen=scaled_out,
+            outbox=lambda conn, who, notice, at: SqlNoticeQueue.add(conn, channels[who], notice, at),
         )
-        lang = self.cfg.language
-        self.people = Dispatcher(build_notifiers(self.cfg.notify, lang), inventory, lang)
-        self.outages = Dispatcher([OutageRecorder(influx, cfg.influx.database, inventory)], inventory, lang)
         self._task: asyncio.Task[None] | None = None
         worker.observers.append(self.observe)
 
@@ -88,19 +93,19 @@ class AlertRunner:
             except Exception as exc:  # SQL locked or gone: judge again next tick
                 log.error("alert evaluation failed (%s: %s); retrying next tick", type(exc).__name__, exc)
             else:
-                for notice in result.records:
-                    self.outages.submit(notice)
-                for notice in result.notices:
-                    self.people.submit(notice)
+                self._wake(result)
             await asyncio.sleep(max(0.0, self.cfg.tick_s - (time.monotonic() - started)))
 
     async def tick_now(self) -> None:
         """One evaluation right away (tests, and after an API change)."""
-        result = await asyncio.to_thread(self.alerter.step, time.time(), self.worker.connected)
-        for notice in result.records:
-            self.outages.submit(notice)
-        for notice in result.notices:
-            self.people.submit(notice)
+        self._wake(await asyncio.to_thread(self.alerter.step, time.time(), self.worker.connected))
+
+    def _wake(self, result: StepResult) -> None:
+        """The step queued its notices in SQL with the alert changes; deliver them now."""
+        if result.records:
+            self.outages.wake()
+        if result.notices:
+            self.people.wake()
 
     async def stop(self) -> None:
         if self._task is not None:

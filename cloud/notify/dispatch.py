@@ -1,7 +1,10 @@
-"""Deliver notices in the background: a queue and a task per notifier, retries with back-off.
+"""Deliver notices in the background: a task per notifier, retries with back-off.
 
-``submit`` never waits and never raises, so neither the evaluator nor ingest can be slowed
-by a dead webhook or a slow mail server; one slow channel does not delay the others.
+Notices wait in a ``NoticeQueue``: in memory by default, in SQL when the cloud runs
+(``cloud.storage.notice_outbox``), so a restart neither loses a notice nor sends it
+twice. Neither the evaluator nor ingest ever waits for a channel: ``submit`` and
+``wake`` return at once, one slow channel does not delay the others, and within a
+channel notices go out in order (a resolve never overtakes its open).
 """
 
 from __future__ import annotations
@@ -9,14 +12,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
+import time
 from dataclasses import dataclass, field
 
 from cloud.inventory import Inventory
 from cloud.notify.base import Notifier, SendError
 from cloud.notify.messages import Language, Notice, render
+from cloud.notify.queue import MemoryNoticeQueue, NoticeQueue, Queued
 
 log = logging.getLogger(__name__)
+
+#: How often an idle channel looks for work it was not woken for (another worker's, retries).
+POLL_S = 5.0
 
 
 @dataclass(slots=True)
@@ -31,7 +38,6 @@ class ChannelStats:
 @dataclass(slots=True)
 class _Channel:
     notifier: Notifier
-    queue: deque[Notice] = field(default_factory=deque)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     stats: ChannelStats = field(default_factory=ChannelStats)
     task: asyncio.Task[None] | None = None
@@ -39,50 +45,65 @@ class _Channel:
 
 
 class Dispatcher:
-    def __init__(self, notifiers: list[Notifier], inventory: Inventory, language: Language = "vi") -> None:
+    def __init__(
+        self,
+        notifiers: list[Notifier],
+        inventory: Inventory,
+        language: Language = "vi",
+        queue: NoticeQueue | None = None,
+    ) -> None:
         self.inventory = inventory
         self.language: Language = language
         self._channels = [_Channel(n) for n in notifiers]
+        limit = min((n.retry.queue_max for n in notifiers), default=1000)
+        self.queue: NoticeQueue = queue if queue is not None else MemoryNoticeQueue(limit)
+        self._stopping = False
+
+    @property
+    def names(self) -> list[str]:
+        return [c.notifier.name for c in self._channels]
 
     @property
     def stats(self) -> dict[str, ChannelStats]:
+        if isinstance(self.queue, MemoryNoticeQueue):
+            for c in self._channels:
+                c.stats.dropped = self.queue.dropped.get(c.notifier.name, 0)
         return {c.notifier.name: c.stats for c in self._channels}
 
     def start(self) -> None:
+        self._stopping = False
         for c in self._channels:
             if c.task is None:
                 c.task = asyncio.create_task(self._run(c), name=f"notify-{c.notifier.name}")
 
     def submit(self, notice: Notice) -> None:
-        """Queue a notice on every channel; returns at once."""
+        """Queue a notice on every channel (memory queue: returns at once)."""
+        now = time.time()
         for c in self._channels:
-            if len(c.queue) >= c.notifier.retry.queue_max:
-                dropped = c.queue.popleft()
-                c.stats.dropped += 1
-                log.error(
-                    "notifier %s: queue full, dropped the notice about %s",
-                    c.notifier.name,
-                    dropped.key,
-                    extra={"notifier": c.notifier.name, "alert_id": dropped.alert_id},
-                )
-            c.queue.append(notice)
+            self.queue.put(c.notifier.name, notice, now)
+        self.wake()
+
+    def wake(self) -> None:
+        """New notices were queued elsewhere (by the evaluator, in SQL): look now."""
+        for c in self._channels:
             c.wake.set()
 
-    def idle(self) -> bool:
-        return all(not c.queue and not c.busy for c in self._channels)
-
     async def wait_idle(self, timeout_s: float) -> bool:
-        """For tests and orderly stops: True once every queue is empty."""
+        """For tests and orderly stops: True once nothing waits and nothing is being sent."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
-        while not self.idle():
+        while any(c.busy for c in self._channels) or await self.queue.pending(self.names):
             if loop.time() >= deadline:
                 return False
             await asyncio.sleep(0.02)
         return True
 
     async def stop(self, flush_s: float = 2.0) -> None:
-        await self.wait_idle(flush_s)
+        with contextlib.suppress(Exception):
+            await self.wait_idle(flush_s)
+        # Python 3.11's wait_for can swallow a cancellation that lands as its wait ends;
+        # the flag makes the channel loop end anyway.
+        self._stopping = True
         for c in self._channels:
             if c.task is not None:
                 c.task.cancel()
@@ -92,58 +113,73 @@ class Dispatcher:
             await c.notifier.aclose()
 
     async def _run(self, c: _Channel) -> None:
-        while True:
-            if not c.queue:
-                c.wake.clear()
-                await c.wake.wait()
+        name = c.notifier.name
+        while not self._stopping:
+            c.wake.clear()
+            try:
+                item = await self.queue.head(name)
+            except Exception as exc:  # the database is briefly unavailable: try again soon
+                log.error("notifier %s cannot read its queue (%s); retrying", name, exc)
+                item = None
+            now = time.time()
+            if item is None or item.next_at > now:
+                wait = POLL_S if item is None else min(POLL_S, item.next_at - now)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(c.wake.wait(), wait)
                 continue
             c.busy = True
             try:
-                await self._deliver(c, c.queue.popleft())
+                if await self.queue.claim(item, now):
+                    try:
+                        await self._attempt(c, item)
+                    except asyncio.CancelledError:  # stopping mid-send: hand it back, do not hold it
+                        await self.queue.settle(name, item, "retry", now, next_at=now)
+                        raise
+            except Exception as exc:
+                log.error("notifier %s could not record a delivery (%s); retrying", name, exc)
+                await asyncio.sleep(1.0)
             finally:
                 c.busy = False
 
-    async def _deliver(self, c: _Channel, notice: Notice) -> None:
-        n, retry = c.notifier, c.notifier.retry
-        message = render(notice, self.inventory, self.language)
-        delay = retry.initial_s
+    async def _attempt(self, c: _Channel, item: Queued) -> None:
+        n, retry, notice = c.notifier, c.notifier.retry, item.notice
+        attempt = item.attempts + 1
         where = {"notifier": n.name, "channel": n.kind, "alert_id": notice.alert_id, "alert": notice.key}
-        for attempt in range(1, retry.attempts + 1):
-            try:
-                await asyncio.wait_for(n.send(notice, message), retry.timeout_s)
-            except Exception as exc:
-                c.stats.failed_attempts += 1
-                c.stats.last_error = f"{type(exc).__name__}: {exc}"[:300]
-                permanent = isinstance(exc, SendError) and exc.permanent
-                if permanent or attempt == retry.attempts:
-                    c.stats.given_up += 1
-                    log.error(
-                        "notifier %s gave up the %s notice of alert #%d after %d attempt(s): %s",
-                        n.name,
-                        notice.kind,
-                        notice.alert_id,
-                        attempt,
-                        c.stats.last_error,
-                        extra=where,
-                    )
-                    return
-                log.warning(
-                    "notifier %s: attempt %d failed (%s); retrying in %.1f s",
+        try:
+            await asyncio.wait_for(
+                n.send(notice, render(notice, self.inventory, self.language)), retry.timeout_s
+            )
+        except Exception as exc:
+            c.stats.failed_attempts += 1
+            c.stats.last_error = f"{type(exc).__name__}: {exc}"[:300]
+            permanent = isinstance(exc, SendError) and exc.permanent
+            now = time.time()
+            if permanent or attempt >= retry.attempts:
+                c.stats.given_up += 1
+                log.error(
+                    "notifier %s gave up the %s notice of alert #%d after %d attempt(s): %s",
                     n.name,
+                    notice.kind,
+                    notice.alert_id,
                     attempt,
                     c.stats.last_error,
-                    delay,
                     extra=where,
                 )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, retry.max_s)
-                continue
-            c.stats.sent += 1
-            log.info(
-                "notifier %s sent the %s notice of alert #%d",
+                await self.queue.settle(n.name, item, "failed", now, error=c.stats.last_error)
+                return
+            delay = min(retry.initial_s * 2 ** (attempt - 1), retry.max_s)
+            log.warning(
+                "notifier %s: attempt %d failed (%s); retrying in %.1f s",
                 n.name,
-                notice.kind,
-                notice.alert_id,
+                attempt,
+                c.stats.last_error,
+                delay,
                 extra=where,
             )
+            await self.queue.settle(n.name, item, "retry", now, next_at=now + delay, error=c.stats.last_error)
             return
+        c.stats.sent += 1
+        log.info(
+            "notifier %s sent the %s notice of alert #%d", n.name, notice.kind, notice.alert_id, extra=where
+        )
+        await self.queue.settle(n.name, item, "sent", time.time())

@@ -9,11 +9,13 @@ SQLite and PostgreSQL allow many NULLs). One evaluator at a time holds the lease
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from sqlalchemy import (
     Column,
+    Connection,
     Engine,
     Float,
     Index,
@@ -151,14 +153,22 @@ class AlertRow:
         return asdict(self)
 
 
+#: What follows from a recorded change, in its transaction (see ``AlertStore.apply``).
+Then = Callable[[Connection, AlertRow], None]
+
+
 class AlertStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         ensure_schema(engine, metadata)
 
     # ------------------------------------------------------------------ lifecycle
-    def apply(self, change: Change, *, suppressed: bool = False) -> AlertRow | None:
-        """Record an engine change; returns the row, or None when it was already recorded."""
+    def apply(self, change: Change, *, suppressed: bool = False, then: Then | None = None) -> AlertRow | None:
+        """Record an engine change; returns the row, or None when it was already recorded.
+
+        ``then`` runs inside the same transaction with the recorded row, so what follows
+        from the change (queueing its notices) is committed with it or not at all.
+        """
         if change.kind == "open":
             try:
                 with self.engine.begin() as conn:
@@ -185,7 +195,10 @@ class AlertStore:
                     )
                     pk = res.inserted_primary_key
                     assert pk is not None
-                    return AlertRow.of(conn.execute(select(alerts).where(alerts.c.id == pk[0])).one())
+                    row = AlertRow.of(conn.execute(select(alerts).where(alerts.c.id == pk[0])).one())
+                    if then is not None:
+                        then(conn, row)
+                    return row
             except IntegrityError:
                 return None  # another evaluator (or an earlier run) opened it already
         with self.engine.begin() as conn:
@@ -216,8 +229,10 @@ class AlertStore:
                         flaps=change.flaps,
                     )
                 )
-            row = conn.execute(select(alerts).where(alerts.c.id == current.id)).one()
-            return AlertRow.of(row)
+            recorded = AlertRow.of(conn.execute(select(alerts).where(alerts.c.id == current.id)).one())
+            if then is not None:
+                then(conn, recorded)
+            return recorded
 
     def acknowledge(self, alert_id: int, by: str, at: float, comment: str = "") -> AlertRow | None:
         """Acknowledge an open alert (reminders stop); None when there is no such open alert."""
@@ -236,16 +251,20 @@ class AlertStore:
             row = conn.execute(select(alerts).where(alerts.c.id == alert_id)).one_or_none()
         return AlertRow.of(row) if row is not None else None
 
-    def set_suppressed(self, alert_id: int) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(update(alerts).where(alerts.c.id == alert_id).values(suppressed=1))
+    @staticmethod
+    def set_suppressed(conn: Connection, alert_id: int) -> None:
+        conn.execute(update(alerts).where(alerts.c.id == alert_id).values(suppressed=1))
 
-    def mark_notified(self, alert_id: int, at: float, *, reminder: bool = False) -> None:
+    @staticmethod
+    def set_notified(conn: Connection, alert_id: int, at: float, *, reminder: bool = False) -> None:
+        values: dict[str, Any] = {"notified_at": at}
+        if reminder:
+            values["reminders"] = alerts.c.reminders + 1
+        conn.execute(update(alerts).where(alerts.c.id == alert_id).values(**values))
+
+    def transaction(self, body: Callable[[Connection], None]) -> None:
         with self.engine.begin() as conn:
-            values: dict[str, Any] = {"notified_at": at}
-            if reminder:
-                values["reminders"] = alerts.c.reminders + 1
-            conn.execute(update(alerts).where(alerts.c.id == alert_id).values(**values))
+            body(conn)
 
     # ------------------------------------------------------------------ reads
     def get(self, alert_id: int) -> AlertRow | None:

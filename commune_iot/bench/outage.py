@@ -116,6 +116,7 @@ class OutageRig:
     database: str
     agents: dict[str, AgentProcess] = field(default_factory=dict)
     devices: dict[str, dict[str, Any]] = field(default_factory=dict)
+    clouds: list[CloudProcess] = field(default_factory=list)  # all workers; ``cloud`` is the first
 
     @classmethod
     @contextlib.contextmanager
@@ -129,8 +130,13 @@ class OutageRig:
         alerting: dict[str, Any] | None = None,
         sink: WebhookSink | None = None,
         agent_overrides: dict[str, Any] | None = None,
+        workers: int = 1,
     ) -> Iterator[OutageRig]:
-        """Everything started; agents online and the cloud judging when it yields; all stopped after."""
+        """Everything started; agents online and the cloud judging when it yields; all stopped after.
+
+        With ``workers`` > 1, that many ``cloud serve`` processes share one subscription
+        (``mqtt.share_group``) and one SQL database, as a scaled-out deployment does.
+        """
         own_influx = influx is None
         broker = Mosquitto(run_dir / "mosquitto").start()
         db = influx or InfluxDB(run_dir / "influx").start()
@@ -151,9 +157,14 @@ class OutageRig:
         if db.password:
             cfg["influx"]["password"] = db.password
         cfg["alerting"] = alert_cfg
-        cloud = CloudProcess.write(run_dir, cfg).start()
+        clouds: list[CloudProcess] = []
+        for i in range(workers):
+            if workers > 1:
+                cfg = {**cfg, "http": {**cfg["http"], "port": free_port()}}
+                cfg["mqtt"] = {**cfg["mqtt"], "client_id": f"ciot-cloud-rig-{i + 1}", "share_group": "rig"}
+            clouds.append(CloudProcess.write(run_dir, cfg, name=f"cloud-{i + 1}" if i else "cloud").start())
         devices = {d["node"]: d for d in load_devices()}
-        rig = cls(run_dir, broker, db, cloud, sink, database, devices=devices)
+        rig = cls(run_dir, broker, db, clouds[0], sink, database, devices=devices, clouds=clouds)
         try:
             for node in nodes:
                 rig.start_agent(node, **(agent_overrides or {}))
@@ -166,7 +177,8 @@ class OutageRig:
                     a.terminate()
             for a in rig.agents.values():
                 a.wait(15)
-            cloud.stop()
+            for c in clouds:
+                c.stop()
             broker.stop()
             if own_influx:
                 db.stop()

@@ -227,3 +227,15 @@ def test_a_restored_device_alert_waits_for_its_node_to_say_it_is_fixed() -> None
     assert heir.run(60) == []
     heir.engine.device_problem("dr-cam-01", "stream_down", False, heir.now)
     assert [c.kind for c in heir.run(1)] == ["resolve"]
+
+
+def test_a_will_after_the_silence_was_judged_keeps_the_cause_silent() -> None:
+    """A frozen board: our silence limit passes first, the broker's Will follows a few
+    seconds later, still within the grace. The technician is told what happened first."""
+    sim = Sim.start(nodes=["dr-cam-01"])
+    sim.freeze("dr-cam-01")
+    while sim.engine.node_state("dr-cam-01") == "up":
+        sim.run(0.5)
+    sim.will("dr-cam-01")
+    _, changes = sim.run_until_change(10)
+    assert [(c.kind, c.cause) for c in changes] == [("open", Cause.SILENT)]

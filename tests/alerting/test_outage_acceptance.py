@@ -10,7 +10,10 @@ Only ``settle_s`` is shortened to 15 s (agents here reconnect within 10 s); see
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
+import sqlite3
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -25,6 +28,7 @@ from aiosmtpd.controller import Controller
 from support import influx_query
 
 from commune_iot.bench.outage import OutageRig, WebhookSink
+from commune_iot.fleet import CloudProcess
 from commune_iot.localsvc import InfluxDB
 
 LX = ["lx-ap-01", "lx-ap-02", "lx-ap-03", "lx-ap-04"]
@@ -237,3 +241,55 @@ def test_webhook_and_email_get_exactly_the_expected_messages_and_a_dead_webhook_
     ]
     body = inbox.mails[1].get_body()
     assert body is not None and "Sau " in body.get_content()
+
+
+def _lease_holder(rig: OutageRig) -> str:
+    with sqlite3.connect(rig.run_dir / "cloud" / "ciot-cloud.db") as db:
+        row = db.execute("SELECT holder FROM alert_leases WHERE name = 'alert-evaluator'").fetchone()
+    return str(row[0]) if row else ""
+
+
+@pytest.mark.slow
+def test_two_cloud_workers_alert_once_and_the_survivor_resolves_when_the_evaluator_dies(
+    rig_dir: Path, influx_server: InfluxDB, influx_db: str
+) -> None:
+    """Scaled out: two ``cloud serve`` processes on one shared subscription and one database.
+    Each hears only part of the traffic, one holds the evaluator lease. A frozen board is
+    announced once; the evaluator is killed (-9) while the alert is open; the survivor takes
+    over, keeps the alert, and announces the recovery once. The board that stays healthy
+    throughout never raises an alert, although half its heartbeats went to either worker."""
+    with OutageRig.running(
+        rig_dir, ["dr-ap-01", "tt-ap-01"], influx=influx_server, database=influx_db, workers=2
+    ) as rig:
+        frozen_at = rig.freeze("dr-ap-01")
+        rig.sink.wait_for(lambda n: n["subject"] == "dr-ap-01", 30, "about the frozen agent")
+        holder = _lease_holder(rig)
+        leader = rig.clouds[0] if holder.endswith("-1") else rig.clouds[1]
+        assert leader.proc is not None
+        os.killpg(leader.proc.pid, signal.SIGKILL)  # the process and its MQTT receiver
+        leader.proc.wait(10)
+        survivor = next(c for c in rig.clouds if c is not leader)
+        deadline = time.monotonic() + 40
+        while _lease_holder(rig) == holder and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert _lease_holder(rig) not in ("", holder), "the survivor did not take the evaluator lease"
+        deadline = time.monotonic() + 20  # the survivor judges with the alert it inherited
+        while not _down(survivor, "da-ron") and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert _down(survivor, "da-ron") == 1
+        thawed_at = rig.thaw("dr-ap-01")
+        rig.sink.wait_for(_resolved("dr-ap-01", thawed_at), 60, "resolved by the survivor")
+        time.sleep(5)  # an absence cannot be awaited: a duplicate would arrive within this
+        alerts = survivor.get_json("/api/v1/alerts")
+    assert _kinds(rig.sink) == [("open", "node", "dr-ap-01"), ("resolve", "node", "dr-ap-01")]
+    assert frozen_at < rig.sink.notices()[0].at <= frozen_at + 20.0
+    assert [(a["subject"], a["state"]) for a in alerts] == [("dr-ap-01", "resolved")]
+
+
+def _down(cloud: CloudProcess, commune: str) -> int:
+    summary = cloud.get_json("/api/v1/communes/summary")
+    return int(next(c["nodes_down"] for c in summary if c["commune"] == commune))
+
+
+def _resolved(subject: str, after: float) -> Any:
+    return lambda n: n["kind"] == "resolve" and n["subject"] == subject and n["at"] >= after
