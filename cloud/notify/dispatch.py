@@ -129,7 +129,7 @@ class Dispatcher:
                 continue
             c.busy = True
             try:
-                if await self.queue.claim(item, now):
+                if await self.queue.claim(item, now, c.notifier.retry.timeout_s + 5.0):
                     try:
                         await self._attempt(c, item)
                     except asyncio.CancelledError:  # stopping mid-send: hand it back, do not hold it

@@ -32,8 +32,8 @@ class NoticeQueue(Protocol):
     async def head(self, channel: str) -> Queued | None:
         """The oldest unsettled notice of the channel (due or not)."""
 
-    async def claim(self, item: Queued, now: float) -> bool:
-        """Take the head for one attempt; False when another process took it first."""
+    async def claim(self, item: Queued, now: float, hold_s: float) -> bool:
+        """Take the head for one attempt of at most ``hold_s``; False when another process has it."""
 
     async def settle(
         self, channel: str, item: Queued, outcome: Outcome, at: float, next_at: float = 0.0, error: str = ""
@@ -65,7 +65,7 @@ class MemoryNoticeQueue:
         q = self._q.get(channel)
         return q[0] if q else None
 
-    async def claim(self, item: Queued, now: float) -> bool:
+    async def claim(self, item: Queued, now: float, hold_s: float) -> bool:
         return True
 
     async def settle(

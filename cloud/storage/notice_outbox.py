@@ -6,9 +6,11 @@ told" are one fact: a crash between them cannot open an alert that nobody hears 
 announce one twice. Rows are kept after delivery (state ``sent`` or ``failed``, with the
 attempts and the last error) as the notification log, and pruned after ``keep_s``.
 
-Several cloud workers may deliver: a row is claimed by moving its ``next_at`` forward by
-the attempt timeout in a conditional UPDATE, so two workers never send the same row at
-once (a claim whose worker died simply lapses).
+Several cloud workers may deliver: a row is claimed by moving its ``next_at`` past the
+attempt's timeout in a conditional UPDATE, so two workers never send the same row at
+once. A claim whose worker died lapses and another worker sends the row: delivery is at
+least once (a worker killed between a successful send and recording it sends nothing
+twice itself, but its successor will).
 """
 
 from __future__ import annotations
@@ -72,9 +74,8 @@ def _load(payload: str) -> Notice:
 class SqlNoticeQueue:
     """The durable ``NoticeQueue``; blocking SQL runs in a thread, never on the event loop."""
 
-    def __init__(self, engine: Engine, claim_s: float = 30.0, keep_s: float = 30 * 86400.0) -> None:
+    def __init__(self, engine: Engine, keep_s: float = 30 * 86400.0) -> None:
         self.engine = engine
-        self.claim_s = claim_s
         self.keep_s = keep_s
         ensure_schema(engine, metadata)
 
@@ -124,17 +125,17 @@ class SqlNoticeQueue:
             return None
         return Queued(row.id, _load(row.payload), row.attempts, row.next_at)
 
-    async def claim(self, item: Queued, now: float) -> bool:
-        """Take the row for one attempt; False when another worker has it."""
-        return await asyncio.to_thread(self._claim, item, now)
+    async def claim(self, item: Queued, now: float, hold_s: float) -> bool:
+        """Take the row for one attempt of at most ``hold_s``; False when another worker has it."""
+        return await asyncio.to_thread(self._claim, item, now, hold_s)
 
-    def _claim(self, item: Queued, now: float) -> bool:
+    def _claim(self, item: Queued, now: float, hold_s: float) -> bool:
         q = notice_outbox.c
         with self.engine.begin() as conn:
             res = conn.execute(
                 update(notice_outbox)
                 .where(q.id == item.id, q.state == "pending", q.next_at == item.next_at)
-                .values(next_at=now + self.claim_s)
+                .values(next_at=now + hold_s)
             )
         return res.rowcount == 1
 
