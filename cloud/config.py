@@ -118,6 +118,12 @@ class InfluxConfig(_Section):
     password: SecretStr | None = Field(None, description="HTTP Basic auth password (prefer password_file).")
     password_file: SecretFile = Field(None, description="File holding the InfluxDB password.")
     precision: Literal["ms"] = Field("ms", description="Timestamp precision of every write.")
+    self_metrics_s: float = Field(
+        10.0,
+        ge=0,
+        description="Write this worker's own figures (ingest rate, spool, write latency, notices) as "
+        "measurement 'cloud' this often, for the Grafana cloud dashboard; 0: never.",
+    )
     batch_max_lines: int = Field(5000, ge=1, description="Most lines per /write request.")
     flush_interval_s: float = Field(
         0.2, gt=0, description="Longest a journaled line waits before it is sent to InfluxDB."

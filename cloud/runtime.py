@@ -18,6 +18,7 @@ from cloud.ingest.convert import Converter
 from cloud.ingest.drainer import Drainer
 from cloud.ingest.stats import Stats, render
 from cloud.inventory import Inventory, load_inventory
+from cloud.selfmon import SelfMonitor
 from cloud.storage.influx import InfluxClient
 from cloud.storage.journal import Journal
 from cloud.storage.snapshots import SnapshotStore
@@ -60,6 +61,17 @@ class Runtime:
             if cfg.alerting.enabled
             else None
         )
+        self.selfmon = SelfMonitor(
+            self.client_id,
+            self.stats,
+            self.journal,
+            self.influx,
+            cfg.influx.database,
+            connected=lambda: self.worker.connected,
+            notify_stats=self.alerting.notify_counts if self.alerting is not None else None,
+            interval_s=cfg.influx.self_metrics_s or 10.0,
+        )
+        self._selfmon_task: asyncio.Task[None] | None = None
         self._drain_task: asyncio.Task[None] | None = None
         self._stopped = False
 
@@ -77,6 +89,8 @@ class Runtime:
             f"{self.journal.depth_lines:,}",
         )
         self._drain_task = asyncio.create_task(self.drainer.run(), name="influx-drainer")
+        if self.cfg.influx.self_metrics_s:
+            self._selfmon_task = asyncio.create_task(self.selfmon.run(), name="self-metrics")
         self.worker.start()
         if self.alerting is not None:
             await self.alerting.start()
@@ -89,6 +103,10 @@ class Runtime:
         if self.alerting is not None:
             await self.alerting.stop()
         await asyncio.to_thread(self.worker.stop)
+        if self._selfmon_task is not None:
+            self._selfmon_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._selfmon_task
         if self._drain_task is not None:
             self._drain_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -24,7 +24,7 @@ from typing import Literal
 
 from sqlalchemy import Connection
 
-from cloud.alerting.engine import AlertEngine, Change, Severity
+from cloud.alerting.engine import AlertEngine, Change, Severity, State
 from cloud.alerting.maintenance import Window, in_maintenance
 from cloud.alerting.settings import AlertingConfig
 from cloud.ingest.convert import Converted
@@ -330,3 +330,11 @@ class Alerter:
     def summary(self) -> dict[str, dict[str, int]]:
         with self._lock:
             return self.engine.summary()
+
+    def device_states(self) -> list[tuple[str, State, float | None]]:
+        """(device, state, its node's last message) for every inventory device."""
+        with self._lock:
+            return [
+                (d.id, self.engine.device_state(d.id), self.engine.last_seen(d.node))
+                for d in self.inventory.devices
+            ]

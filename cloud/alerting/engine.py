@@ -508,6 +508,10 @@ class AlertEngine:
             return "unknown"
         return "down" if any(dev == device for dev, _ in self._problems) else "up"
 
+    def last_seen(self, node: str) -> float | None:
+        n = self._nodes.get(node)
+        return n.last_seen if n is not None else None
+
     def summary(self) -> dict[str, dict[str, int]]:
         """Per commune: nodes and devices up, down and unknown (never heard counts as unknown)."""
         out: dict[str, dict[str, int]] = {}

@@ -16,13 +16,15 @@ from typing import Any, Protocol
 
 from cloud.alerting.alerter import LEASE, Alerter, StepResult
 from cloud.alerting.outages import OutageRecorder
+from cloud.alerting.states import state_lines
 from cloud.config import CloudConfig
 from cloud.ingest.convert import Converted
 from cloud.inventory import Inventory
 from cloud.notify.dispatch import Dispatcher
 from cloud.notify.registry import build_notifiers
 from cloud.storage.alerts_sql import AlertStore
-from cloud.storage.influx import InfluxClient
+from cloud.storage.influx import InfluxClient, WriteOutcome
+from cloud.storage.lineproto import join
 from cloud.storage.notice_outbox import SqlNoticeQueue
 from cloud.storage.sql import SqlStore
 
@@ -48,6 +50,9 @@ class AlertRunner:
     ) -> None:
         self.cfg = cfg.alerting
         self.worker = worker
+        self.inventory = inventory
+        self.influx = influx
+        self.database = cfg.influx.database
         self.sql = sql
         self.store = AlertStore(sql.engine)
         scaled_out = bool(cfg.mqtt.share_group)
@@ -69,6 +74,15 @@ class AlertRunner:
         self._task: asyncio.Task[None] | None = None
         worker.observers.append(self.observe)
 
+    def notify_counts(self) -> dict[str, int]:
+        """Notices to people since start, all channels together (self-monitoring)."""
+        stats = self.people.stats.values()
+        return {
+            "sent": sum(c.sent for c in stats),
+            "failed_attempts": sum(c.failed_attempts for c in stats),
+            "given_up": sum(c.given_up for c in stats),
+        }
+
     def observe(self, items: Iterable[tuple[Converted, float]]) -> None:
         self.alerter.observe(items)
 
@@ -85,9 +99,22 @@ class AlertRunner:
         self.outages.start()
         self._task = asyncio.create_task(self._loop(), name="alert-evaluator")
 
+    async def _write_states(self, now: float) -> None:
+        """The fleet's states for Grafana (lease holder only; best effort, next round repairs)."""
+        active = await asyncio.to_thread(self.store.query, state="active", limit=10_000)
+        lines = state_lines(self.alerter.device_states(), active, self.inventory, now)
+        result = await self.influx.write(self.database, join(lines))
+        if result.outcome is not WriteOutcome.OK:
+            log.debug("device states not written (%s); next round", result.error)
+
     async def _loop(self) -> None:
+        states_at = 0.0
         while True:
             started = time.monotonic()
+            if self.cfg.states_s and self.alerter.leader and started - states_at >= self.cfg.states_s:
+                states_at = started
+                with contextlib.suppress(Exception):
+                    await self._write_states(time.time())
             try:
                 result = await asyncio.to_thread(self.alerter.step, time.time(), self.worker.connected)
             except Exception as exc:  # SQL locked or gone: judge again next tick

@@ -94,6 +94,12 @@ class AlertingConfig(BaseModel):
     clock_skew_warn_s: float = Field(
         120.0, gt=0, description="Warn when a node's live messages are stamped this far from cloud time."
     )
+    states_s: float = Field(
+        30.0,
+        ge=0,
+        description="Write every device's state (up, down, unknown) as measurement device_state this "
+        "often, for the Grafana fleet overview; 0: never.",
+    )
     forget_after_s: float = Field(
         7 * 86400.0,
         gt=0,
