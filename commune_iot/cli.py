@@ -7,6 +7,7 @@ that installed only the ``edge`` extra (no FastAPI, no SQLAlchemy).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -55,6 +56,30 @@ def _bench_outage(args: argparse.Namespace) -> int:
     return main(trials=args.trials, run_dir=args.run_dir, seed=args.seed)
 
 
+def _grafana_export(args: argparse.Namespace) -> int:
+    from commune_iot.grafana.export import main
+
+    return main(args.out)
+
+
+def _secret(value: str | None, file: Path | None, env: str) -> str:
+    if file is not None:
+        return file.read_text(encoding="utf-8").strip()
+    return value if value is not None else os.environ.get(env, "")
+
+
+def _grafana_push(args: argparse.Namespace) -> int:
+    from commune_iot.grafana.push import InfluxSource, main
+
+    token = _secret(args.token, args.token_file, "GRAFANA_TOKEN")
+    if not token:
+        print("grafana push: no token (--token, --token-file or $GRAFANA_TOKEN)", file=sys.stderr)
+        return 2
+    password = _secret(None, args.influx_password_file, "INFLUX_PASSWORD")
+    source = InfluxSource(args.influx_url, args.influx_db, args.influx_user, password)
+    return main(args.url, token, source, args.folder)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="commune-iot", description=__doc__)
     p.add_argument("--version", action="version", version=f"commune-iot {__version__}")
@@ -100,6 +125,22 @@ def build_parser() -> argparse.ArgumentParser:
     bo.add_argument("--seed", type=int, default=None)
     bo.add_argument("--run-dir", type=Path, default=None)
     bo.set_defaults(func=_bench_outage)
+
+    graf = sub.add_parser("grafana", help="Grafana dashboards (built from commune_iot/grafana/dashboards.py)")
+    graf_sub = graf.add_subparsers(dest="grafana_cmd", required=True)
+    ge = graf_sub.add_parser("export", help="write the dashboard JSON files (default: dashboards/json/)")
+    ge.add_argument("--out", type=Path, default=None)
+    ge.set_defaults(func=_grafana_export)
+    gp = graf_sub.add_parser("push", help="upload the data source and dashboards to an existing Grafana")
+    gp.add_argument("--url", required=True, help="Grafana base URL, e.g. https://grafana.example.vn")
+    gp.add_argument("--token", default=None, help="service-account token (or --token-file, $GRAFANA_TOKEN)")
+    gp.add_argument("--token-file", type=Path, default=None)
+    gp.add_argument("--folder", default="commune-iot", help="folder title")
+    gp.add_argument("--influx-url", default="http://influxdb:8086", help="InfluxDB URL as Grafana reaches it")
+    gp.add_argument("--influx-db", default="ciot")
+    gp.add_argument("--influx-user", default="")
+    gp.add_argument("--influx-password-file", type=Path, default=None)
+    gp.set_defaults(func=_grafana_push)
     return p
 
 

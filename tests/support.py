@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import urllib.error
 import urllib.parse
 import urllib.request
 from typing import Any
@@ -18,8 +19,11 @@ def influx_query(server: InfluxDB, db: str, q: str) -> list[dict[str, Any]]:
     if server.username:
         token = base64.b64encode(f"{server.username}:{server.password}".encode()).decode()
         req.add_header("Authorization", f"Basic {token}")
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        payload = json.load(resp)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            payload = json.load(resp)
+    except urllib.error.HTTPError as exc:  # a query InfluxDB cannot parse: say which and why
+        raise AssertionError(f"InfluxQL error for {q!r}: HTTP {exc.code} {exc.read().decode()[:300]}") from None
     result = payload["results"][0]
     if "error" in result:
         raise AssertionError(f"InfluxQL error for {q!r}: {result['error']}")

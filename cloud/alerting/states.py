@@ -3,7 +3,8 @@
 Measurement ``device_state``, one point per inventory device every ``states_s``, written
 by the evaluator (the lease holder): tags device, node, commune, site, kind; fields
 ``state`` (``up``, ``down``, ``unknown``: behind an offline board or never heard),
-``state_code`` (0, 1, 2, for colour mappings), ``open_alerts`` (alerts about the device,
+``state_code`` (0, 1, 2, for colour mappings), ``available`` (1.0 when up: its mean over
+a range is the sampled availability), ``open_alerts`` (alerts about the device,
 its board or its commune) and ``last_seen_ms`` (its board's last message, cloud time).
 InfluxQL alone cannot derive "unknown behind an offline board" from raw telemetry; the
 engine already knows it, so it says it.
@@ -46,6 +47,7 @@ def state_lines(
         fields: dict[str, bool | int | float | str | None] = {
             "state": state,
             "state_code": float(CODES[state]),
+            "available": 1.0 if state == "up" else 0.0,  # mean() over a range: availability
             "open_alerts": float(per_device[device]),
             "last_seen_ms": float(int(seen * 1000)) if seen is not None else None,
         }

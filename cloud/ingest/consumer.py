@@ -305,7 +305,7 @@ class IngestWorker:
         heard: list[tuple[Converted, float]] = []
         for r in batch:
             try:
-                res = convert(r.topic, r.payload)
+                res = convert(r.topic, r.payload, r.at)
             except Exception as exc:  # a bug must not wedge the worker on one message
                 log.exception("conversion failed for %s", r.topic[:200])
                 res = Rejected(f"internal error converting: {type(exc).__name__}: {exc}"[:300], None)

@@ -7,7 +7,8 @@ path of ingest; topic parsing and inventory lookups are cached per topic.
 InfluxDB schema written here (every number a float, bools as bools):
 
 * ``health``: one point per Health message at its ``ts``; tags node, commune, site, kind,
-  known; fields = the numeric board readings present, plus seq and replay.
+  known; fields = the numeric board readings present, plus seq and replay, and for live
+  messages ``clock_skew_s`` (board stamp minus cloud receive time; network delay included).
 * each metrics Point under its own measurement (``ap``, ``camera``, ...) at ``point.ts``
   (else the envelope ``ts``); tags device, node, commune, site, kind + the point's tags.
 * ``motion``: one point per event at the event ``start`` (so start/update/end of an event
@@ -109,7 +110,7 @@ class Converter:
         return {"device": device, "site": d.site, "kind": d.kind}
 
     # ------------------------------------------------------------------ convert
-    def convert(self, topic: str, payload: bytes) -> Converted | Rejected:
+    def convert(self, topic: str, payload: bytes, received_at: float | None = None) -> Converted | Rejected:
         parsed = self._parse(topic)
         if isinstance(parsed, str):
             return Rejected(parsed, _guess_node(topic))
@@ -126,17 +127,19 @@ class Converter:
         if msg.node != t.node:
             return Rejected(f"payload node {msg.node!r} differs from topic node {t.node!r}", t.node)
         try:
-            lines = self._lines(t, nt, msg)
+            lines = self._lines(t, nt, msg, received_at)
         except LineError as exc:
             return Rejected(f"cannot store: {exc}", t.node)
         return Converted(t.node, nt.commune, nt.known, t.channel, lines, msg)
 
-    def _lines(self, t: Topic, nt: _NodeTags, msg: Envelope) -> list[str]:
+    def _lines(self, t: Topic, nt: _NodeTags, msg: Envelope, received_at: float | None) -> list[str]:
         if isinstance(msg, Health):
             d = msg.__dict__
             fields: dict[str, bool | int | float | str | None] = {f: d[f] for f in _HEALTH_FIELDS}
             fields["seq"] = msg.seq
             fields["replay"] = msg.replay
+            if received_at is not None and not msg.replay:  # a replay's stamp is rightly old
+                fields["clock_skew_s"] = round(msg.ts.timestamp() - received_at, 3)
             return [f"{self._node_series('health', t.node, nt)} {format_fields(fields)} {_ms(msg.ts)}"]
         if isinstance(msg, Metrics):
             out = []
