@@ -23,7 +23,8 @@ def influx_query(server: InfluxDB, db: str, q: str) -> list[dict[str, Any]]:
         with urllib.request.urlopen(req, timeout=10) as resp:
             payload = json.load(resp)
     except urllib.error.HTTPError as exc:  # a query InfluxDB cannot parse: say which and why
-        raise AssertionError(f"InfluxQL error for {q!r}: HTTP {exc.code} {exc.read().decode()[:300]}") from None
+        why = exc.read().decode(errors="replace")[:300]
+        raise AssertionError(f"InfluxQL error for {q!r}: HTTP {exc.code} {why}") from None
     result = payload["results"][0]
     if "error" in result:
         raise AssertionError(f"InfluxQL error for {q!r}: {result['error']}")
