@@ -56,6 +56,12 @@ def _bench_outage(args: argparse.Namespace) -> int:
     return main(trials=args.trials, run_dir=args.run_dir, seed=args.seed)
 
 
+def _bench_uplink(args: argparse.Namespace) -> int:
+    from commune_iot.bench.uplink import main
+
+    return main(seconds=args.seconds, run_dir=args.run_dir)
+
+
 def _grafana_export(args: argparse.Namespace) -> int:
     from commune_iot.grafana.export import main
 
@@ -125,6 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
     bo.add_argument("--seed", type=int, default=None)
     bo.add_argument("--run-dir", type=Path, default=None)
     bo.set_defaults(func=_bench_outage)
+    bu = bench_sub.add_parser(
+        "uplink", help="bytes per day a board costs on its uplink, measured on the wire"
+    )
+    bu.add_argument("--seconds", type=float, default=120.0)
+    bu.add_argument("--run-dir", type=Path, default=None)
+    bu.set_defaults(func=_bench_uplink)
 
     graf = sub.add_parser("grafana", help="Grafana dashboards (built from commune_iot/grafana/dashboards.py)")
     graf_sub = graf.add_subparsers(dest="grafana_cmd", required=True)

@@ -27,14 +27,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from commune_iot.fleet import AgentProcess, CloudProcess, cloud_config, edge_config, load_devices
 from commune_iot.localsvc import InfluxDB, Mosquitto, free_port
-from wire import Health, encode
 
 #: What the rig's cloud overrides from the shipped alerting defaults (and why).
 RIG_ALERTING: dict[str, Any] = {"settle_s": 15.0}  # agents here reconnect within reconnect_max_s=10 s
@@ -241,33 +239,6 @@ def _percentile(values: list[float], q: float) -> float:
     return s[lo] + (s[hi] - s[lo]) * (k - lo)
 
 
-def health_bytes_per_day(interval_s: float) -> int:
-    """Uplink bytes per day of the heartbeat alone: MQTT PUBLISH + PUBACK with TCP/IP headers."""
-    sample = Health(
-        node="tt-ap-03",
-        session="9f2c6a1d0b3e4f57",
-        seq=123456,
-        ts=datetime.now(UTC),
-        cpu_pct=12.5,
-        load1=0.41,
-        load5=0.38,
-        load15=0.33,
-        mem_used_pct=41.2,
-        mem_avail_mb=310.5,
-        disk_used_pct=22.1,
-        disk_free_mb=5120.0,
-        temp_c=48.5,
-        agent_uptime_s=86400.0,
-        board_uptime_s=172800.0,
-        outbox_depth=0,
-    )
-    topic = len("ciot/v1/tu-tra/tt-ap-03/health")
-    publish = len(encode(sample)) + 2 + topic + 2 + 3  # payload, topic length+topic, packet id, header
-    tcp_ip = 40  # IPv4 + TCP headers per segment (no options)
-    per_beat = publish + tcp_ip + (4 + tcp_ip)  # the PUBACK comes back as its own segment
-    return int(86400 / interval_s * per_beat)
-
-
 def main(trials: int = 20, run_dir: Path | None = None, seed: int | None = None) -> int:
     base = run_dir or Path(tempfile.mkdtemp(prefix="ciot-bench-outage-"))
     rng = random.Random(seed)
@@ -311,10 +282,9 @@ def main(trials: int = 20, run_dir: Path | None = None, seed: int | None = None)
             t.join()
     if len(latencies) < trials:
         raise SystemExit(f"only {len(latencies)} of {trials} trials completed; see {base}")
-    cost = health_bytes_per_day(interval)
     print(
-        f"heartbeat cost on the uplink: about {cost / 1e6:.1f} MB/day per board "
-        f"(health every {interval:.0f} s, MQTT keepalive 10 s adds nothing while health flows)",
+        f"uplink cost of these defaults (health every {interval:.0f} s, keepalive 10 s): "
+        "measured by `commune-iot bench uplink`",
         flush=True,
     )
     result = {
