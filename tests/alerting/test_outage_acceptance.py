@@ -17,19 +17,24 @@ import sqlite3
 import time
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from email.message import Message
 from email.policy import default as default_policy
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as mqtt
 import pytest
 from aiosmtpd.controller import Controller
+from paho.mqtt.enums import CallbackAPIVersion
 from support import influx_query
 
 from commune_iot.bench.outage import OutageRig, WebhookSink
 from commune_iot.fleet import CloudProcess
 from commune_iot.localsvc import InfluxDB
+from wire import Health, encode
+from wire.topics import Channel, topic_for
 
 LX = ["lx-ap-01", "lx-ap-02", "lx-ap-03", "lx-ap-04"]
 
@@ -303,3 +308,39 @@ def _down(cloud: CloudProcess, commune: str) -> int:
 
 def _resolved(subject: str, after: float) -> Any:
     return lambda n: n["kind"] == "resolve" and n["subject"] == subject and n["at"] >= after
+
+
+def _publish(rig: OutageRig, topic: str, payload: bytes) -> None:
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    c.connect("127.0.0.1", rig.broker.port)
+    c.loop_start()
+    try:
+        c.publish(topic, payload, qos=1).wait_for_publish(10)
+    finally:
+        c.disconnect()
+        c.loop_stop()
+
+
+def test_a_board_with_a_wrong_clock_and_a_backlog_raises_two_warnings_with_figures(
+    rig_dir: Path, influx_server: InfluxDB, influx_db: str
+) -> None:
+    """A board whose clock is 400 s behind (NTP broken) and whose outbox holds 15-minute-old
+    data (uplink too thin) says so in its heartbeat; the technician gets both, with figures."""
+    with OutageRig.running(rig_dir, ["tt-ap-01"], influx=influx_server, database=influx_db) as rig:
+        health = Health(
+            node="tt-ap-02",
+            session="c0ffee00",
+            seq=1,
+            ts=datetime.now(UTC) - timedelta(seconds=400),
+            agent_uptime_s=3600.0,
+            outbox_depth=1200,
+            outbox_oldest_s=900.0,
+        )
+        _publish(rig, topic_for("tu-tra", "tt-ap-02", Channel.HEALTH), encode(health))
+        for problem in ("clock_skew", "outbox_backlog"):
+            rig.sink.wait_for(lambda n, p=problem: n.get("problem") == p, 30, problem)
+    got = {r.notice["problem"]: r for r in rig.sink.notices(lambda n: n["scope"] == "device")}
+    assert got["clock_skew"].notice["detail"].startswith("-40")  # -400 s, give or take the delivery
+    assert got["outbox_backlog"].notice["detail"] == "1200 msg, 900 s"
+    assert {r.notice["severity"] for r in got.values()} == {"info"}
+    assert "lệch đồng hồ (-40" in got["clock_skew"].body["title"]
