@@ -62,6 +62,23 @@ def _bench_uplink(args: argparse.Namespace) -> int:
     return main(seconds=args.seconds, run_dir=args.run_dir)
 
 
+def _provision(args: argparse.Namespace) -> int:
+    from commune_iot.provision import main as prov
+    from commune_iot.provision.bundle import ROOT
+
+    inventory = args.inventory or ROOT / "firmware_config" / "inventory.yaml"
+    if args.ca:
+        return prov.init_ca(args.broker_dir, args.host)
+    if args.cloud_user:
+        return prov.cloud_user(args.cloud_user, args.broker_dir, args.out)
+    if not args.device:
+        print("provision: give a DEVICE_ID (or --ca, --cloud-user NAME)", file=sys.stderr)
+        return 2
+    if args.revoke:
+        return prov.revoke(args.device, args.broker_dir, inventory)
+    return prov.board(args.device, args.broker_dir, args.out, args.broker_url, inventory)
+
+
 def _grafana_export(args: argparse.Namespace) -> int:
     from commune_iot.grafana.export import main
 
@@ -137,6 +154,23 @@ def build_parser() -> argparse.ArgumentParser:
     bu.add_argument("--seconds", type=float, default=120.0)
     bu.add_argument("--run-dir", type=Path, default=None)
     bu.set_defaults(func=_bench_uplink)
+
+    prov = sub.add_parser(
+        "provision",
+        help="broker credentials, ACL and install bundle of a board (or --revoke, --cloud-user, --ca)",
+    )
+    prov.add_argument("device", nargs="?", help="board (node) or device id from the inventory")
+    prov.add_argument("--revoke", action="store_true", help="remove the board's credentials (stolen board)")
+    prov.add_argument(
+        "--cloud-user", default=None, metavar="NAME", help="credentials for a cloud ingest worker"
+    )
+    prov.add_argument("--ca", action="store_true", help="create the CA and the broker's TLS certificate")
+    prov.add_argument("--host", action="append", default=[], help="broker DNS name or IP (with --ca)")
+    prov.add_argument("--broker-dir", type=Path, default=Path("var/broker"), help="passwd, acl and certs")
+    prov.add_argument("--out", type=Path, default=Path("var/bundles"), help="where bundles are written")
+    prov.add_argument("--broker-url", default="", help="what boards dial, e.g. mqtts://mqtt.example.vn:8883")
+    prov.add_argument("--inventory", type=Path, default=None)
+    prov.set_defaults(func=_provision)
 
     graf = sub.add_parser("grafana", help="Grafana dashboards (built from commune_iot/grafana/dashboards.py)")
     graf_sub = graf.add_subparsers(dest="grafana_cmd", required=True)
