@@ -85,6 +85,13 @@ class MotionSettings(BaseModel):
         description="Share of the frame changing at once that means a global change (IR switch, "
         "lightning, exposure): the background is re-learnt, no motion is reported.",
     )
+    sudden_gain: float = Field(
+        default=0.15,
+        gt=0,
+        le=10,
+        description="Whole-frame brightness step between two detected frames (0.15 = 15 %) treated as "
+        "a global change even when clipping keeps the changed share low.",
+    )
     settle_s: float = Field(
         default=1.0, ge=0, le=60, description="Seconds without reports after a global change or start."
     )
@@ -186,6 +193,7 @@ class MotionDetector:
         self._spread_kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (k, k))
         self._prev_fg: U8 | None = None
         self._learnt = 0  # frames learnt since the background was (re)started
+        self._level = 0.0  # median frame/background brightness ratio of the previous frame
         self.frames = 0
 
     # -- rates -----------------------------------------------------------------------------
@@ -247,7 +255,11 @@ class MotionDetector:
             return MotionResult(False, False, 0.0, recalibrated=True)
         bg, dev = self._bg, self._dev
         cur = luma.astype(np.float32)
-        comp = cur / self._gain(cur, bg)
+        gain = self._gain(cur, bg)
+        level = float(np.median(gain))
+        step = abs(np.log(level / self._level)) if self._level > 0 else 0.0
+        self._level = level
+        comp = cur / gain
         diff = cv2.absdiff(comp, bg)
         spread = dev if self.s.spread <= 1 else cv2.dilate(dev, self._spread_kernel)
         thr = np.maximum(spread * self.s.sensitivity, np.float32(self.s.min_threshold))
@@ -259,9 +271,10 @@ class MotionDetector:
         changed = float(fg.mean())
 
         a_bg = self._alpha(self.s.background_s)
-        if changed >= self.s.global_change:
+        if changed >= self.s.global_change or step >= np.log1p(self.s.sudden_gain):
             # Whole-frame change: not an event. Start over from this frame.
             self._bg = cur
+            self._level = 1.0
             self._learnt = 0
             self._prev_fg = None
             self._dev = np.maximum(dev, np.float32(self.s.min_threshold / self.s.sensitivity))
