@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -12,6 +13,10 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+# The edge agent's test helpers (Recorder, AgentProcess) serve here too; tests/camera may be
+# collected before tests/edge has put its folder on sys.path.
+if str(REPO / "tests" / "edge") not in sys.path:
+    sys.path.append(str(REPO / "tests" / "edge"))
 VIDEO_DIR = REPO.parent / "shared" / "testdata" / "video"
 SERVER_SCRIPT = Path(__file__).with_name("rtsp_server.py")
 SYSTEM_PYTHON = "/usr/bin/python3"

@@ -43,9 +43,9 @@ def test_object_crossing_gives_exactly_one_event(tmp_path: Path) -> None:
     assert start["snapshot_bytes"], "the start carries a snapshot"
     assert 1.0 < float(end["peak_area_pct"]) < 20  # type: ignore[arg-type]
     boxes: list[dict[str, float]] = end["boxes"]  # type: ignore[assignment]
-    assert any(
-        b["w"] > 0.5 and b["y"] <= 100 / 240 and b["y"] + b["h"] >= 150 / 240 for b in boxes
-    ), f"a union box spans the crossing object's path: {boxes}"
+    assert any(b["w"] > 0.5 and b["y"] <= 100 / 240 and b["y"] + b["h"] >= 150 / 240 for b in boxes), (
+        f"a union box spans the crossing object's path: {boxes}"
+    )
 
 
 def test_per_frame_json_is_one_object_per_decoded_frame(tmp_path: Path) -> None:
