@@ -191,7 +191,7 @@ class StreamReader:
                 attempt += 1
                 self._stop.wait(delay)
                 continue
-            if not first:
+            if not first and not self._is_file():
                 with self._lock:
                     self._reconnects += 1
             first = False
@@ -203,10 +203,13 @@ class StreamReader:
                 self._same_since = None
             if self._stop.is_set():
                 break
-            if self._is_file() and not self.s.loop_files and frames > 0:
-                log.info("camera %s: end of file %s", self.device, self.safe_url)
-                self.finished = True
-                return
+            if self._is_file() and frames > 0:
+                if not self.s.loop_files:
+                    log.info("camera %s: end of file %s", self.device, self.safe_url)
+                    self.finished = True
+                    return
+                log.debug("camera %s: end of file %s: playing it again", self.device, self.safe_url)
+                continue
             attempt = 0 if frames > 0 else attempt + 1
             delay = backoff_delay(
                 attempt, min_s=self.s.reconnect_min_s, max_s=self.s.reconnect_max_s, rng=self._rng
