@@ -267,7 +267,7 @@ class MotionDetector:
             b = cv2.resize(bg, (gw, gh), interpolation=cv2.INTER_AREA)
             ratio = (c + 4.0) / (b + 4.0)
         else:
-            still = cv2.compare(prev, 0, cv2.CMP_EQ).astype(np.float32) * np.float32(1 / 255)
+            still = (prev == 0).astype(np.float32)
             n = cv2.resize(still, (gw, gh), interpolation=cv2.INTER_AREA)
             c = cv2.resize(cur * still, (gw, gh), interpolation=cv2.INTER_AREA)
             b = cv2.resize(bg * still, (gw, gh), interpolation=cv2.INTER_AREA)
