@@ -44,11 +44,14 @@ def write_scene(
     jump_at_s: float | None = None,
     jump_gain: float = 1.6,
     crossing: tuple[float, float] | None = None,
+    shift_at_s: float | None = None,
+    shake: tuple[float, float] | None = None,
     seed: int = 1,
 ) -> Path:
     """A still textured scene with sensor noise; ``ramp`` is the relative brightness gained over
     the whole clip, ``jump_at_s`` a sudden global brightness change, ``crossing`` (t0, t1) a
-    dark object crossing left to right."""
+    dark object crossing left to right, ``shift_at_s`` the camera knocked 3 px aside for good,
+    ``shake`` (t0, t1) the camera trembling by up to 2 px (wind on the pole)."""
     rng = np.random.default_rng(seed)
     bg = _texture(seed).astype(np.float32)
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), FPS, (W, H))
@@ -62,6 +65,14 @@ def write_scene(
         if crossing is not None and crossing[0] <= t <= crossing[1]:
             x = int((t - crossing[0]) / (crossing[1] - crossing[0]) * (W + 40)) - 40
             img[100:150, max(0, x) : max(0, x + 40)] = (30, 30, 30)
+        dx = dy = 0
+        if shift_at_s is not None and t >= shift_at_s:
+            dx, dy = 3, 1
+        if shake is not None and shake[0] <= t <= shake[1]:
+            dx, dy = int(rng.integers(-2, 3)), int(rng.integers(-2, 3))
+        if dx or dy:
+            m = np.array([[1, 0, dx], [0, 1, dy]], np.float32)
+            img = cv2.warpAffine(img, m, (W, H), borderMode=cv2.BORDER_REPLICATE)
         img = img + rng.normal(0, noise, img.shape)
         writer.write(np.clip(img, 0, 255).astype(np.uint8))
     writer.release()

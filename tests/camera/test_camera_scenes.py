@@ -32,6 +32,13 @@ def test_sudden_global_brightness_change_gives_no_event(tmp_path: Path) -> None:
     assert events_of(video) == []
 
 
+def test_camera_knocked_aside_or_trembling_gives_no_event(tmp_path: Path) -> None:
+    video = write_scene(tmp_path / "knock.avi", 12, shift_at_s=5.0)
+    assert events_of(video) == []
+    video = write_scene(tmp_path / "shake.avi", 12, shake=(4.0, 7.0), seed=3)
+    assert events_of(video) == []
+
+
 def test_object_crossing_gives_exactly_one_event(tmp_path: Path) -> None:
     video = write_scene(tmp_path / "cross.avi", 14, crossing=(5.0, 9.0), ramp=0.2)
     events = events_of(video)

@@ -92,6 +92,19 @@ class MotionSettings(BaseModel):
         description="Share of the frame changing at once that means a global change (IR switch, "
         "lightning, exposure): the background is re-learnt, no motion is reported.",
     )
+    shake_px: float = Field(
+        default=8.0,
+        ge=0,
+        le=64,
+        description="Largest camera shift (px at detect_width) compensated when a frame changes a lot "
+        "(wind on the pole, a truck passing); 0 = off.",
+    )
+    shake_check: float = Field(
+        default=0.05,
+        gt=0,
+        le=1,
+        description="Share of the frame changed above which the detector checks for a camera shift.",
+    )
     sudden_gain: float = Field(
         default=0.15,
         gt=0,
@@ -206,6 +219,7 @@ class MotionDetector:
         self._learnt = 0  # frames learnt since the background was (re)started
         self._level = 0.0  # median frame/background brightness ratio of the previous frame
         self.frames = 0
+        self.shifts = 0  # camera movements compensated
 
     # -- rates -----------------------------------------------------------------------------
 
@@ -304,6 +318,20 @@ class MotionDetector:
             fg = cv2.bitwise_and(fg, self._keep)
         total = float(fg.size)
         changed = cv2.countNonZero(fg) / total
+        if s.shake_px > 0 and changed >= s.shake_check and changed < s.global_change:
+            shift = self._shift(comp, bg)
+            if shift is not None:
+                # The camera moved, the scene did not: move the model with it and look again.
+                bg, dev = self._move(shift)
+                diff = cv2.absdiff(comp, bg)
+                thr = np.maximum(dev * np.float32(s.sensitivity), np.float32(s.min_threshold))
+                fg_now = cv2.compare(diff, thr, cv2.CMP_GT)
+                self._prev_obj = cv2.compare(diff, thr * np.float32(self.STRONG), cv2.CMP_GT)
+                fg = cv2.bitwise_and(fg_now, self._prev_fg) if self._prev_fg is not None else fg_now
+                self._prev_fg = fg_now
+                if self._keep is not None:
+                    fg = cv2.bitwise_and(fg, self._keep)
+                changed = cv2.countNonZero(fg) / total
 
         if changed >= s.global_change or step >= np.log1p(s.sudden_gain):
             # Whole-frame change: not an event. Start over from this frame.
@@ -362,6 +390,31 @@ class MotionDetector:
             over = cv2.mean(diff, mask=clean)[0] / max(1e-3, cv2.mean(thr, mask=clean)[0])
             score = float(min(1.0, max(0.0, (over - 1.0) / 3.0 + 0.5)))
         return self._finish(bool(blobs), covered / total, blobs, score, mask=clean)
+
+    def _shift(self, cur: F32, bg: F32) -> tuple[float, float] | None:
+        """The camera's translation between background and frame (phase correlation on a
+        half-size image, ~0.15 ms), or None when there is none worth compensating."""
+        h, w = cur.shape
+        half = (w // 2, h // 2)
+        a = cv2.resize(bg, half, interpolation=cv2.INTER_AREA)
+        b = cv2.resize(cur, half, interpolation=cv2.INTER_AREA)
+        (dx, dy), response = cv2.phaseCorrelate(a, b)
+        dx, dy = 2 * dx, 2 * dy
+        size = float(np.hypot(dx, dy))
+        if response < 0.2 or size < 0.75 or size > self.s.shake_px:
+            return None
+        return dx, dy
+
+    def _move(self, shift: tuple[float, float]) -> tuple[F32, F32]:
+        assert self._bg is not None and self._dev is not None
+        h, w = self._bg.shape
+        m = np.array([[1, 0, shift[0]], [0, 1, shift[1]]], np.float32)
+        self._bg = cv2.warpAffine(self._bg, m, (w, h), borderMode=cv2.BORDER_REPLICATE)
+        self._dev = cv2.warpAffine(self._dev, m, (w, h), borderMode=cv2.BORDER_REPLICATE)
+        if self._prev_fg is not None:
+            self._prev_fg = cv2.warpAffine(self._prev_fg, m, (w, h), flags=cv2.INTER_NEAREST)
+        self.shifts += 1
+        return self._bg, self._dev
 
     def _finish(
         self,
