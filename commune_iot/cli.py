@@ -58,7 +58,7 @@ def _bench_outage(args: argparse.Namespace) -> int:
 def _bench_motion(args: argparse.Namespace) -> int:
     from commune_iot.bench.motion import VIDEO_DIR, main
 
-    return main(video_dir=args.video_dir or VIDEO_DIR, config=args.config)
+    return main(video_dir=args.video_dir or VIDEO_DIR, config=args.config, with_baselines=args.baselines)
 
 
 def _bench_camera(args: argparse.Namespace) -> int:
@@ -121,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     bmo = bench_sub.add_parser("motion", help="camera motion detector scored frame by frame on real clips")
     bmo.add_argument("--video-dir", type=Path, default=None, help="default: ../shared/testdata/video")
     bmo.add_argument("--config", type=Path, default=None, help="camera YAML with detector settings")
+    bmo.add_argument("--baselines", action="store_true", help="also score Frigate-style and MOG2 detectors")
     bmo.set_defaults(func=_bench_motion)
     bc = bench_sub.add_parser("camera", help="CPU and RSS of a camera agent on a 720p 15 fps stream")
     bc.add_argument("--seconds", type=float, default=30.0)

@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import cv2
 import numpy.typing as npt
@@ -108,10 +108,20 @@ def frames(video: Path, limit: int | None = None) -> Iterator[npt.NDArray[Any]]:
         cap.release()
 
 
-def score_clip(clip: Clip, settings: MotionSettings | None = None, *, stride: int = 1) -> Score:
+class Detector(Protocol):
+    def detect(self, frame: npt.NDArray[Any]) -> Any: ...
+
+
+def score_clip(
+    clip: Clip,
+    settings: MotionSettings | None = None,
+    *,
+    stride: int = 1,
+    detector: Detector | None = None,
+) -> Score:
     """Run the detector over the whole clip; score the ground-truth frames (every
     ``stride``-th one when > 1: a cheaper check for tests, same detector run)."""
-    det = MotionDetector(settings, fps=clip.fps)
+    det: Detector = detector or MotionDetector(settings, fps=clip.fps)
     tp = fp = fn = tn = 0
     for i, frame in enumerate(frames(clip.video, clip.last)):
         said = det.detect(frame).motion
@@ -157,7 +167,20 @@ def _row(s: Score) -> str:
     )
 
 
-def main(video_dir: Path = VIDEO_DIR, config: Path | None = None) -> int:
+def baselines(clip_list: Sequence[Clip]) -> None:
+    from commune_iot.bench.baselines import FrigateStyle, Mog2
+
+    for label, make in (("Frigate-style", FrigateStyle), ("MOG2", Mog2)):
+        print(f"baseline {label} (same frames, same rule):", flush=True)
+        scores = [score_clip(c, detector=make()) for c in clip_list]
+        pooled = scores[0]
+        for s in scores[1:]:
+            pooled = pooled + s
+        for s in [*scores, pooled]:
+            print(f"  {_row(s)}", flush=True)
+
+
+def main(video_dir: Path = VIDEO_DIR, config: Path | None = None, with_baselines: bool = False) -> int:
     settings = MotionSettings()
     if config is not None:
         from edge.collectors.camera.config import load_motion_settings
@@ -175,6 +198,8 @@ def main(video_dir: Path = VIDEO_DIR, config: Path | None = None) -> int:
     for s in scores[1:]:
         pooled = pooled + s
     print(f"  {_row(pooled)}")
+    if with_baselines:
+        baselines(clip_list)
     print("timing the detector on frames resized to 1280x720 ...", flush=True)
     ms = time_720p(clip_list, settings)
     print(f"  {ms:.3f} ms per 1280x720 frame ({1000 / ms:.0f} frames/s)")
