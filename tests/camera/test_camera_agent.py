@@ -73,8 +73,9 @@ def test_rtsp_health_events_outage_recovery_and_frozen(tmp_path: Path, mosquitto
         {"type": "camera", "device": "dr-cam-01", "url": server.url("cam"), "events": EVENTS, **common},
         {"type": "camera", "device": "dr-cam-02", "url": server.url("still"), "frozen_after_s": 3, **common},
     ]
-    # A password in the URL must never reach the log.
-    collectors[0]["url"] = collectors[0]["url"].replace("rtsp://", "rtsp://admin:s3cret@")
+    # The camera password (from its file) must never reach the log.
+    (tmp_path / "cam.password").write_text("s3cret\n")
+    collectors[0] |= {"username": "admin", "password_file": str(tmp_path / "cam.password")}
     cfg = agent_config(tmp_path, mosquitto.url, collectors=collectors, health_interval_s=5)
     rec = Recorder(mosquitto.port)
     agent = AgentProcess(cfg, tmp_path / "agent.log")

@@ -38,6 +38,15 @@ def test_sample_configs_validate(tmp_path: Path) -> None:
     assert loaded.devices == ["dr-cam-03"]
 
 
+def test_password_file_goes_into_the_stream_url_only(tmp_path: Path) -> None:
+    secret = tmp_path / "cam.password"
+    secret.write_text("p@ss:w/rd\n")
+    opts = CameraOptions(url="rtsp://10.0.0.5:554/ch1", username="viewer", password_file=secret)
+    assert opts.stream_url() == "rtsp://viewer:p%40ss%3Aw%2Frd@10.0.0.5:554/ch1"
+    assert redact(opts.stream_url()) == "rtsp://***@10.0.0.5:554/ch1"
+    assert CameraOptions(url="video.mp4").stream_url() == "video.mp4"
+
+
 def test_password_never_in_the_redacted_url() -> None:
     assert redact("rtsp://admin:s3cret@10.0.0.5:554/ch1") == "rtsp://***@10.0.0.5:554/ch1"
     assert redact("rtsp://10.0.0.5/ch1") == "rtsp://10.0.0.5/ch1"

@@ -140,7 +140,7 @@ class Camera(Collector):
     def capture_settings(self) -> CaptureSettings:
         o = self.opts
         return CaptureSettings(
-            url=o.url,
+            url=o.stream_url(),
             open_timeout_s=o.open_timeout_s,
             read_timeout_s=o.read_timeout_s,
             reconnect_min_s=o.reconnect_min_s,

@@ -56,8 +56,14 @@ class CameraOptions(CollectorOptions):
 
     url: str = Field(
         min_length=1,
-        description="What OpenCV opens: rtsp://user:pass@host/path, http(s) MJPEG, or a file. "
-        "The password is never logged; prefer CIOT_EDGE_COLLECTORS__<i>__URL for it.",
+        description="What OpenCV opens: rtsp://host:554/path, http(s) MJPEG, or a file. Credentials "
+        "may be in the URL (never logged) but belong in username + password_file.",
+    )
+    username: str | None = Field(default=None, description="Camera account, added to the URL.")
+    password_file: Path | None = Field(
+        default=None,
+        description="File (mode 0600) holding the camera password, added to the URL at open time; "
+        "keeps it out of the config file and the logs.",
     )
     interval_s: float = Field(default=10.0, gt=0, le=3600, description="Seconds between `camera` points.")
     expected_fps: float | None = Field(
@@ -93,6 +99,22 @@ class CameraOptions(CollectorOptions):
     zones: list[Zone] = Field(default_factory=list, max_length=16, description="Named areas that matter.")
     only_in_zones: bool = Field(default=False, description="Ignore motion outside every zone.")
     events: EventSettings = Field(default_factory=EventSettings, description="Event lifecycle and snapshots.")
+
+    def stream_url(self) -> str:
+        """``url`` with ``username``/``password_file`` filled in (percent-encoded)."""
+        if self.username is None and self.password_file is None:
+            return self.url
+        from urllib.parse import quote, urlsplit, urlunsplit
+
+        parts = urlsplit(self.url)
+        user = quote(self.username or parts.username or "", safe="")
+        secret = ""
+        if self.password_file is not None:
+            secret = ":" + quote(self.password_file.read_text(encoding="utf-8").strip(), safe="")
+        host = parts.hostname or ""
+        if parts.port is not None:
+            host = f"{host}:{parts.port}"
+        return urlunsplit((parts.scheme, f"{user}{secret}@{host}", parts.path, parts.query, parts.fragment))
 
     @field_validator("zones")
     @classmethod
