@@ -11,6 +11,7 @@ from typing import Any, TextIO
 
 import cv2
 
+from edge.collectors.camera.capture import redact
 from edge.collectors.camera.config import ScanConfig, load_scan_config
 from edge.collectors.camera.events import EventTracker
 from edge.collectors.camera.masks import keep_mask, polygon_mask, zones_touched
@@ -21,7 +22,7 @@ def _frames(source: str) -> tuple[Iterator[Any], float]:
     """Frames of a file, URL or image-sequence pattern (``img%04d.jpg``), and the fps to assume."""
     cap = cv2.VideoCapture(source, cv2.CAP_ANY)
     if not cap.isOpened():
-        raise SystemExit(f"cannot open {source!r}")
+        raise SystemExit(f"cannot open {redact(source)!r}")
     fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
 
     def gen() -> Iterator[Any]:
