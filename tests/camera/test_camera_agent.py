@@ -4,6 +4,7 @@ from a file source and from a loopback RTSP server (issue items 2 and 3)."""
 from __future__ import annotations
 
 import hashlib
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -89,7 +90,17 @@ def test_rtsp_health_events_outage_recovery_and_frozen(tmp_path: Path, mosquitto
         rec.wait_for(
             lambda ms: any(p["frozen"] and p["up"] for p in camera_points(ms, "dr-cam-02")), 30, "frozen"
         )
-        # Kill the server: stream down within the read timeout (+ one health interval).
+        # Freeze the server (connection open, silent): down within the read timeout (3 s)
+        # plus one health interval, although OpenCV's read stays blocked longer.
+        assert server.proc is not None
+        server.proc.send_signal(signal.SIGSTOP)
+        stopped = time.monotonic()
+        before = len(rec.snapshot())
+        rec.wait_for(
+            lambda ms: any(not p["up"] for p in camera_points(ms[before:], "dr-cam-01")), 8.0, "down (silent)"
+        )
+        assert time.monotonic() - stopped <= 3.0 + 1.0 + 1.5
+        # Kill it (closed TCP): still down, and no frame for a while.
         server.kill()
         killed = time.monotonic()
         before = len(rec.snapshot())

@@ -136,17 +136,20 @@ class StreamReader:
             fps = 0.0
             if len(recent) >= 2:
                 span = max(now - recent[0], recent[-1] - recent[0], 1e-3)
-                fps = (len(recent) - 1) / span if self._up else len(recent) / window_s
+                fps = (len(recent) - 1) / span
             detects = [t for t in self._detects if t >= now - window_s]
             dfps = (len(detects) - 1) / max(now - detects[0], 1e-3) if len(detects) >= 2 else 0.0
             nominal = self.s.expected_fps or self._declared_fps
+            # A silent server keeps grab() blocked until FFmpeg's interrupt (up to twice the
+            # read timeout, see rtsp.md): report it down as soon as the timeout has passed.
+            up = self._up and now - self._last_frame <= self.s.read_timeout_s
             return Health(
-                up=self._up,
+                up=up,
                 fps=round(fps, 2),
                 nominal_fps=round(nominal, 2),
                 width=self._size[0],
                 height=self._size[1],
-                frozen=self._frozen and self._up,
+                frozen=self._frozen and up,
                 decode_errors=self._decode_errors,
                 last_frame_age_s=round(now - self._last_frame, 3),
                 reconnects=self._reconnects,
@@ -181,7 +184,7 @@ class StreamReader:
                     attempt, min_s=self.s.reconnect_min_s, max_s=self.s.reconnect_max_s, rng=self._rng
                 )
                 log.warning(
-                    "camera %s: cannot open stream %s: retrying in %.0f s (check the camera's power, "
+                    "camera %s: cannot open stream %s: retrying in %.1f s (check the camera's power, "
                     "network and URL)",
                     self.device,
                     self.safe_url,
@@ -216,7 +219,7 @@ class StreamReader:
             )
             age = time.monotonic() - self._last_frame
             log.warning(
-                "camera %s: stream %s gave no frame for %.0f s: reconnecting in %.0f s",
+                "camera %s: stream %s gave no frame for %.0f s: reconnecting in %.1f s",
                 self.device,
                 self.safe_url,
                 age,
@@ -237,9 +240,14 @@ class StreamReader:
         started = time.monotonic()
         log.info("camera %s: stream %s open", self.device, self.safe_url, extra={"device": self.device})
         while not self._stop.is_set():
+            asked = time.monotonic()
             if not cap.grab():  # server gone, read timeout, or end of file
                 return count
             now = time.monotonic()
+            if now - asked >= 0.9 * self.s.read_timeout_s and not self._is_file():
+                # FFmpeg's interrupt fired: OpenCV may still hand back a stale frame after it
+                # (measured: one every read timeout while the server was silent). Not alive.
+                return count
             count += 1
             with self._lock:
                 self._up = True
