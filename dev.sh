@@ -7,6 +7,10 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 APT_PACKAGES=(mosquitto mosquitto-clients influxdb)
+# The camera agent's RTSP tests: a loopback gst-rtsp-server run by the system python3
+# (H.264 parse/payload from plugins-base/-good/-bad, x264enc from -ugly for test clips).
+APT_PACKAGES+=(gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-base
+  gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav)
 VENV=${CIOT_VENV:-.venv}
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }

@@ -103,6 +103,24 @@ def _grafana_push(args: argparse.Namespace) -> int:
     return main(args.url, token, source, args.folder)
 
 
+def _bench_motion(args: argparse.Namespace) -> int:
+    from commune_iot.bench.motion import VIDEO_DIR, main
+
+    return main(video_dir=args.video_dir or VIDEO_DIR, config=args.config, with_baselines=args.baselines)
+
+
+def _bench_camera(args: argparse.Namespace) -> int:
+    from commune_iot.bench.camera import main
+
+    return main(seconds=args.seconds, run_dir=args.run_dir, detect_fps=args.detect_fps)
+
+
+def _motion_scan(args: argparse.Namespace) -> int:
+    from edge.collectors.camera.scan import main
+
+    return main(args.source, args.config, per_frame=args.per_frame, as_json=args.json)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="commune-iot", description=__doc__)
     p.add_argument("--version", action="version", version=f"commune-iot {__version__}")
@@ -187,6 +205,25 @@ def build_parser() -> argparse.ArgumentParser:
     gp.add_argument("--influx-user", default="")
     gp.add_argument("--influx-password-file", type=Path, default=None)
     gp.set_defaults(func=_grafana_push)
+    bmo = bench_sub.add_parser("motion", help="camera motion detector scored frame by frame on real clips")
+    bmo.add_argument("--video-dir", type=Path, default=None, help="default: ../shared/testdata/video")
+    bmo.add_argument("--config", type=Path, default=None, help="camera YAML with detector settings")
+    bmo.add_argument("--baselines", action="store_true", help="also score Frigate-style and MOG2 detectors")
+    bmo.set_defaults(func=_bench_motion)
+    bc = bench_sub.add_parser("camera", help="CPU and RSS of a camera agent on a 720p 15 fps stream")
+    bc.add_argument("--seconds", type=float, default=30.0)
+    bc.add_argument("--detect-fps", type=float, default=5.0)
+    bc.add_argument("--run-dir", type=Path, default=None)
+    bc.set_defaults(func=_bench_camera)
+
+    motion = sub.add_parser("motion", help="camera motion detection tools")
+    motion_sub = motion.add_subparsers(dest="motion_cmd", required=True)
+    ms = motion_sub.add_parser("scan", help="run the camera detector on a file, URL or image pattern")
+    ms.add_argument("source", help="video file, rtsp:// or http:// URL, or pattern like img%%04d.jpg")
+    ms.add_argument("--config", type=Path, default=None, help="camera collector YAML (or an edge config)")
+    ms.add_argument("--per-frame", action="store_true", help="one line per decoded frame instead of events")
+    ms.add_argument("--json", action="store_true", help="JSON lines")
+    ms.set_defaults(func=_motion_scan)
     return p
 
 

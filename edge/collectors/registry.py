@@ -12,6 +12,7 @@ from typing import Final
 from edge.collectors.base import Collector
 
 BUILTIN: Final[dict[str, str]] = {
+    "camera": "edge.collectors.camera.collector:Camera",
     "sim_ap": "edge.collectors.sim_ap:SimAccessPoint",
     "sim_camera": "edge.collectors.sim_camera:SimCamera",
 }

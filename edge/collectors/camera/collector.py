@@ -1,0 +1,208 @@
+"""The camera collector: capture thread -> detector thread -> events and health into the sink.
+
+Three parts run apart so none can stall another: the capture thread blocks in FFmpeg; the
+detector thread takes the newest frame, detects and tracks events; the collector's coroutine
+(the agent's event loop) only moves finished outputs into the outbox and writes the health
+point every ``interval_s``. Between them sit one frame slot and a bounded queue, so memory
+stays flat whatever the stream does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from datetime import UTC, datetime
+from datetime import time as dtime
+from typing import Any
+
+from edge.collectors.base import Collector, CollectorOptions, Sink
+from edge.collectors.camera.capture import CaptureSettings, StreamReader
+from edge.collectors.camera.config import CameraOptions
+from edge.collectors.camera.events import Emission, EventTracker
+from edge.collectors.camera.masks import keep_mask, polygon_mask, zones_touched
+from edge.collectors.camera.motion import MotionDetector, MotionSettings
+from wire import Point
+
+log = logging.getLogger("edge.camera")
+
+#: Outputs waiting for the event loop. Events are rate-bounded (start, update per update_s,
+#: end), so this only fills if the loop is stuck; then the oldest is dropped and counted.
+QUEUE_MAX = 64
+
+
+def in_night(now: dtime, start: dtime, end: dtime) -> bool:
+    return start <= now < end if start < end else now >= start or now < end
+
+
+class Pipeline:
+    """Detector + event tracker on their own thread, fed by a :class:`StreamReader`."""
+
+    def __init__(self, opts: CameraOptions, device: str, reader: StreamReader) -> None:
+        self.opts = opts
+        self.device = device
+        self.reader = reader
+        self.out: queue.Queue[Emission] = queue.Queue(QUEUE_MAX)
+        self.dropped = 0
+        self.motion = False
+        self.tracker = EventTracker(device, opts.events)
+        self._profile = ""
+        self.detector = self._detector("day")
+        self._zones: dict[str, Any] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"detect-{device}", daemon=True)
+
+    def _detector(self, profile: str) -> MotionDetector:
+        settings: MotionSettings = (
+            self.opts.night if profile == "night" and self.opts.night else self.opts.motion
+        )
+        self._profile = profile
+        keep = keep_mask(
+            self.opts.masks,
+            settings.detect_width,
+            settings.detect_width,  # square source; resized to the detector's shape on first use
+            [z.polygon for z in self.opts.zones] if self.opts.only_in_zones else (),
+        )
+        return MotionDetector(settings, fps=self.opts.detect_fps, ignore_mask=keep)
+
+    def start(self) -> Pipeline:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        for em in self.tracker.close(time.time()):
+            self._put(em)
+
+    def _put(self, em: Emission) -> None:
+        while True:
+            try:
+                self.out.put_nowait(em)
+                return
+            except queue.Full:
+                try:
+                    self.out.get_nowait()
+                    self.dropped += 1
+                    log.error("camera %s: event queue full, dropped the oldest output", self.device)
+                except queue.Empty:
+                    pass
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            got = self.reader.latest(timeout=0.5)
+            now = time.time()
+            if got is None:
+                if not self.reader.health(5.0).up:
+                    self.motion = False
+                    for em in self.tracker.close(now):  # the stream is gone: close the event
+                        self._put(em)
+                    if self.detector.frames:
+                        self.detector.reset()
+                continue
+            frame, ts = got
+            want = "day"
+            if self.opts.night is not None and in_night(
+                datetime.now().time(), self.opts.night_start, self.opts.night_end
+            ):
+                want = "night"
+            if want != self._profile:
+                log.info("camera %s: switching to the %s detector profile", self.device, want)
+                self.detector = self._detector(want)
+            try:
+                result = self.detector.detect(frame)
+            except Exception:  # a malformed frame must not kill detection for good
+                log.exception("camera %s: detection failed on a frame", self.device)
+                continue
+            self.motion = result.motion
+            zones: list[str] = []
+            if result.motion and self.opts.zones and result.mask is not None:
+                if not self._zones:
+                    h, w = result.mask.shape
+                    self._zones = {z.name: polygon_mask([z.polygon], w, h) for z in self.opts.zones}
+                zones = zones_touched(result.mask, self._zones)
+            for em in self.tracker.feed(result, frame if result.motion else None, ts, zones):
+                self._put(em)
+
+
+class Camera(Collector):
+    """A real camera stream (RTSP, HTTP, file) watched with OpenCV."""
+
+    Options = CameraOptions
+
+    def __init__(self, options: CollectorOptions, *, node: str) -> None:
+        super().__init__(options, node=node)
+        assert isinstance(options, CameraOptions)
+        self.opts: CameraOptions = options
+
+    def capture_settings(self) -> CaptureSettings:
+        o = self.opts
+        return CaptureSettings(
+            url=o.stream_url(),
+            open_timeout_s=o.open_timeout_s,
+            read_timeout_s=o.read_timeout_s,
+            reconnect_min_s=o.reconnect_min_s,
+            reconnect_max_s=max(o.reconnect_min_s, o.reconnect_max_s),
+            detect_fps=o.detect_fps,
+            transport=o.transport,
+            frozen_after_s=o.frozen_after_s,
+            expected_fps=o.expected_fps,
+            loop_files=o.loop_file,
+        )
+
+    def point(self, reader: StreamReader, pipeline: Pipeline) -> Point:
+        h = reader.health(window_s=max(2.0, min(self.opts.interval_s, 30.0)))
+        return Point(
+            measurement="camera",
+            device=self.device,
+            fields={
+                "up": h.up,
+                "fps": h.fps,
+                "nominal_fps": h.nominal_fps,
+                "width": h.width,
+                "height": h.height,
+                "frozen": h.frozen,
+                "decode_errors": h.decode_errors,
+                "last_frame_age_s": h.last_frame_age_s,
+                "detect_fps": h.detect_fps,
+                "motion": pipeline.motion and h.up,
+                "reconnects": h.reconnects,
+            },
+            ts=datetime.now(UTC),
+        )
+
+    async def run(self, sink: Sink) -> None:
+        reader = StreamReader(self.capture_settings(), device=self.device).start()
+        pipeline = Pipeline(self.opts, self.device, reader).start()
+        log.info(
+            "camera %s: watching %s (detect %.1f fps at %d px)",
+            self.device,
+            reader.safe_url,
+            self.opts.detect_fps,
+            self.opts.motion.detect_width,
+        )
+        next_point = time.monotonic() + min(self.opts.interval_s, 2.0)
+        try:
+            while True:
+                self._drain(pipeline, sink)
+                if time.monotonic() >= next_point:
+                    sink.emit_metrics([self.point(reader, pipeline)])
+                    next_point += self.opts.interval_s
+                    if next_point < time.monotonic():
+                        next_point = time.monotonic() + self.opts.interval_s
+                await asyncio.sleep(0.1)
+        finally:
+            await asyncio.to_thread(reader.stop)
+            await asyncio.to_thread(pipeline.stop)
+            self._drain(pipeline, sink)
+
+    @staticmethod
+    def _drain(pipeline: Pipeline, sink: Sink) -> None:
+        while True:
+            try:
+                em = pipeline.out.get_nowait()
+            except queue.Empty:
+                return
+            sink.emit_event(em.event, em.jpeg)
