@@ -59,6 +59,7 @@ class SimCamera(Collector):
             fields={
                 "up": True,
                 "fps": round(rng.gauss(fps, fps * 0.02), 2),
+                "nominal_fps": fps,
                 "width": self.opts.width,
                 "height": self.opts.height,
                 "frozen": False,
