@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-APT_PACKAGES=(mosquitto mosquitto-clients influxdb)
+APT_PACKAGES=(mosquitto mosquitto-clients influxdb snmpd snmp iputils-ping)
 VENV=${CIOT_VENV:-.venv}
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
