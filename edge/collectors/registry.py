@@ -14,6 +14,7 @@ from edge.collectors.base import Collector
 BUILTIN: Final[dict[str, str]] = {
     "sim_ap": "edge.collectors.sim_ap:SimAccessPoint",
     "sim_camera": "edge.collectors.sim_camera:SimCamera",
+    "snmp_ap": "edge.collectors.snmp.collector:SnmpAccessPoints",
 }
 
 
