@@ -25,7 +25,9 @@ from commune_iot.snmplab import Snmpd
 PORTS_PER_DAEMON = 100
 
 
-async def _cycles(ports: list[int], community: str, cycles: int, concurrency: int) -> tuple[float, float, int]:
+async def _cycles(
+    ports: list[int], community: str, cycles: int, concurrency: int
+) -> tuple[float, float, int]:
     from edge.collectors.snmp.client import Credentials, SnmpClient, Target
     from edge.collectors.snmp.poller import ApPoller
     from pydantic import SecretStr

@@ -33,8 +33,9 @@ def rate_bps(prev: Sample | None, cur: Sample, *, max_bps: float = MAX_PLAUSIBLE
     """Bits per second between two octet-counter samples, or None when it cannot be known.
 
     - first sample, counter width changed, or no time elapsed: None;
-    - the device restarted in between (uptime below the time elapsed) and the counter went
-      down: it counted from 0 since the restart, so value * 8 / uptime;
+    - the device restarted in between (its uptime went down, or is below the time elapsed) and
+      the counter went down: it counted from 0 since the restart, so value * 8 / uptime; if
+      the counter did not go down (only the agent restarted?) the sample is a new baseline;
     - otherwise a counter that went down wrapped once (Counter32) — unless that implies an
       implausible rate, or it is a Counter64 (which never wraps in practice): then it was
       reset without an uptime to prove it, and the sample only starts a new baseline.
@@ -49,11 +50,16 @@ def rate_bps(prev: Sample | None, cur: Sample, *, max_bps: float = MAX_PLAUSIBLE
         and prev.uptime_s is not None
         and (cur.uptime_s < prev.uptime_s or cur.uptime_s + 1 < elapsed)
     )
+    if restarted:
+        assert cur.uptime_s is not None
+        if cur.value >= prev.value or cur.uptime_s <= 0:
+            # Not reset with the restart (only the SNMP agent restarted?) or no time base:
+            # ambiguous, so this sample only starts a new baseline.
+            return None
+        bps = cur.value * 8 / cur.uptime_s
+        return round(bps, 1) if bps <= max_bps else None
     if cur.value >= prev.value:
         delta = cur.value - prev.value
-    elif restarted:
-        assert cur.uptime_s is not None
-        return round(cur.value * 8 / cur.uptime_s, 1) if cur.uptime_s > 0 else None
     elif cur.bits == 32:
         delta = cur.value + COUNTER32 - prev.value
     else:
