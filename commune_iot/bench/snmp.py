@@ -28,9 +28,10 @@ PORTS_PER_DAEMON = 100
 async def _cycles(
     ports: list[int], community: str, cycles: int, concurrency: int
 ) -> tuple[float, float, int]:
+    from pydantic import SecretStr
+
     from edge.collectors.snmp.client import Credentials, SnmpClient, Target
     from edge.collectors.snmp.poller import ApPoller
-    from pydantic import SecretStr
 
     client = SnmpClient()
     auth = Credentials(community=SecretStr(community)).auth_data()

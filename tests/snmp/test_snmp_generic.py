@@ -4,6 +4,7 @@ is reported as not available (null), never as 0."""
 from __future__ import annotations
 
 import json
+
 import pytest
 from conftest import OwnSim
 from snmp_helpers import EditableRecording, read_snmprec
