@@ -240,15 +240,22 @@ class SnmpAccessPoints(Collector):
         if state == ap.last_state:
             return
         ap.last_state = state
-        if error.kind == "auth":
-            hint = "check the SNMPv3 user, keys and protocols configured for it"
-        elif pinged:
-            hint = "it is up (ping ok): check the community / credentials and that SNMP is enabled on the AP"
-        elif pinged is False:
-            hint = "it does not answer ping either: check its power, cable and the link to it"
+        ping_text = {True: "ping ok", False: "no ping reply either", None: "ping not available"}[pinged]
+        if error.kind == "timeout":
+            waited = min(ap.target.timeout_s * (ap.target.retries + 1), self.opts.deadline)
+            what = f"did not answer SNMP within {waited:g} s ({ping_text})"
+        elif error.kind == "auth":
+            what = f"refused our SNMPv3 credentials: {error} ({ping_text})"
         else:
-            hint = "check that SNMP is enabled and the community is right (no ping to tell more)"
-        ping_text = {True: "ping ok", False: "no ping reply", None: "ping not tried"}[pinged]
+            what = f"answered SNMP with an error: {error} ({ping_text})"
+        if error.kind == "auth":
+            hint = "check the v3 user, keys and auth/priv protocols configured for it"
+        elif pinged:
+            hint = "the AP is up: check the community / credentials and that SNMP is enabled on it"
+        elif pinged is False:
+            hint = "check the AP's power, its cable and the link to it"
+        else:
+            hint = "check that the AP is powered and that SNMP is enabled with this community"
         log.warning(
-            "AP %s at %s: %s (%s): %s", dev, host, error, ping_text, hint, extra={**extra, "ping": pinged}
+            "AP %s at %s %s: %s", dev, host, what, hint, extra={**extra, "ping": pinged, "error": str(error)}
         )
