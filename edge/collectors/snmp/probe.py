@@ -15,8 +15,6 @@ import sys
 import warnings
 from typing import Any
 
-from pydantic import SecretStr, ValidationError
-
 ENV_COMMUNITY = "CIOT_SNMP_COMMUNITY"
 
 
@@ -71,6 +69,8 @@ def _text(doc: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     warnings.filterwarnings("ignore", category=DeprecationWarning)  # pysmi's, on import
+    from pydantic import SecretStr, ValidationError
+
     from edge.collectors.snmp.client import Credentials, SnmpClient, SnmpError, Target
     from edge.collectors.snmp.poller import ApPoller
     from edge.collectors.snmp.profile import ProfileError, get_profile
