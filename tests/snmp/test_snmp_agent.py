@@ -1,5 +1,5 @@
-"""The real edge agent polling 35 APs through a real Mosquitto: 10 of them do not answer, and
-the other 25 are still published on schedule, each cycle, with their client counts."""
+"""The real edge agent polling 35 APs through a real Mosquitto: 10 of them do not answer (9 with
+SNMP off, 1 down altogether), and the other 25 are still published on schedule, each cycle."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from commune_iot.snmplab import Snmpd, free_udp_ports
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "edge"))
 from edge_helpers import AgentProcess, Received, Recorder, agent_config
 
-INTERVAL_S = 3.0
+INTERVAL_S = 5.0  # the deadline (0.8 x) is 4 s, of which 1.3 s is kept for the ping
 TIMEOUT_S = 2.0  # a dead AP costs this much (no retries) before it is reported
 
 
@@ -35,11 +35,13 @@ def _ap_points(msgs: list[Received]) -> dict[str, list[tuple[dict[str, Any], dat
 
 def test_ten_dead_aps_do_not_delay_the_other_25(tmp_path: Path, mosquitto: Mosquitto) -> None:
     live = Snmpd.create(tmp_path / "snmpd", n_ports=25).start()
-    dead_ports = free_udp_ports(10)  # nothing listens there: SNMP requests go unanswered
+    dead_ports = free_udp_ports(9)  # nothing listens there: SNMP requests go unanswered
     aps = [{"device": f"lx-ap-{i:02d}", "host": "127.0.0.1", "port": p} for i, p in enumerate(live.ports)]
     aps += [
         {"device": f"lx-ap-dead-{i:02d}", "host": "127.0.0.1", "port": p} for i, p in enumerate(dead_ports)
     ]
+    # And one that is down altogether: an address of TEST-NET-2 (RFC 5737) answers nothing.
+    aps.append({"device": "lx-ap-dead-down", "host": "198.51.100.7"})
     collector = {
         "type": "snmp_ap",
         "aps": aps,
@@ -78,9 +80,11 @@ def test_ten_dead_aps_do_not_delay_the_other_25(tmp_path: Path, mosquitto: Mosqu
         first_cycles = seen[1:want_cycles]  # the first cycle pays pysnmp's cold start
         if device.startswith("lx-ap-dead"):
             for fields, ts, arrived in first_cycles:
-                # Reported every cycle as not answering SNMP, with ping's second opinion
-                # (loopback answers ping: the cloud says "SNMP not answering", not "AP down").
-                assert fields["reachable"] is False and fields["ping"] is True
+                # Reported every cycle as not answering SNMP, with ping's second opinion:
+                # loopback answers ping (the cloud says "SNMP not answering"), the AP that is
+                # down does not (the cloud says "AP unreachable").
+                assert fields["reachable"] is False
+                assert fields["ping"] is (device != "lx-ap-dead-down")
                 assert "clients" not in fields and "uptime_s" not in fields
                 assert arrived - ts >= timedelta(seconds=TIMEOUT_S * 0.9)
         else:
@@ -101,3 +105,5 @@ def test_ten_dead_aps_do_not_delay_the_other_25(tmp_path: Path, mosquitto: Mosqu
     dead = [line for line in log.splitlines() if "AP lx-ap-dead-03 at 127.0.0.1:" in line]
     assert len(dead) == 1, dead
     assert "did not answer SNMP within 2 s (ping ok)" in dead[0] and "check the community" in dead[0]
+    down = [line for line in log.splitlines() if "AP lx-ap-dead-down at 198.51.100.7 " in line]
+    assert len(down) == 1 and "(no ping reply either)" in down[0] and "check the AP's power" in down[0]

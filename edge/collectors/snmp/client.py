@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
@@ -188,7 +189,11 @@ class SnmpClient:
                     (target.host, target.port), timeout=target.timeout_s, retries=target.retries
                 )
             except Exception as exc:  # pysnmp wraps resolver errors in PySnmpError
-                raise SnmpError(f"cannot resolve {target.host}: {exc}") from None
+                cause = exc.__cause__ or exc.__context__
+                reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(exc)
+                if isinstance(cause, socket.gaierror):
+                    reason = str(cause.args[-1])
+                raise SnmpError(f"cannot resolve {target.host}: {reason}") from None
             self._targets[target] = transport
         return transport
 

@@ -56,7 +56,8 @@ class SnmpApOptions(CollectorOptions):
     deadline_s: float | None = Field(
         default=None,
         gt=0,
-        description="Hard limit of one AP's whole poll; default: 0.8 x interval_s, at most 20 s.",
+        description="Hard limit of one AP's whole poll, ping included; default: 0.8 x interval_s, "
+        "at most 20 s.",
     )
     concurrency: int = Field(default=20, ge=1, le=500, description="APs polled at the same time.")
     ping: Literal["on_failure", "always", "off"] = Field(
@@ -89,6 +90,12 @@ class SnmpApOptions(CollectorOptions):
     def deadline(self) -> float:
         return self.deadline_s or min(0.8 * self.interval_s, 20.0)
 
+    @property
+    def snmp_budget(self) -> float:
+        """The part of the deadline SNMP may use: the rest is kept for the ping."""
+        reserve = self.ping_timeout_s + 0.3 if self.ping != "off" else 0.0
+        return max(0.5, self.deadline - reserve)
+
     def device_ids(self) -> list[str]:
         return [a.device for a in self.aps]
 
@@ -119,6 +126,13 @@ class SnmpAccessPoints(Collector):
         self.cycles = 0
 
     async def run(self, sink: Sink) -> None:
+        attempts = self.opts.timeout_s * (self.opts.retries + 1)
+        if attempts > self.opts.snmp_budget:
+            log.warning(
+                "SNMP timeout_s x (retries + 1) = %g s does not fit in the %g s the deadline leaves "
+                "for SNMP: slow APs will be cut short; lower timeout_s/retries or raise interval_s",
+                attempts, self.opts.snmp_budget, extra={"node": self.node},
+            )  # fmt: skip
         client = SnmpClient()  # one engine for this loop, shared by every AP
         sem = asyncio.Semaphore(self.opts.concurrency)
         interval = self.opts.interval_s
@@ -156,21 +170,21 @@ class SnmpAccessPoints(Collector):
     ) -> None:
         reading: Reading | None = None
         error: SnmpError | None = None
-        started = time.monotonic()
         async with sem:
+            started = time.monotonic()
+            snmp_budget = self.opts.snmp_budget
             try:
                 if ap.poller is None:
                     ap.poller = ApPoller(ap.target, ap.creds.auth_data(), ap.profile, device=ap.spec.device)
-                reading = await asyncio.wait_for(ap.poller.poll(client), self.opts.deadline)
+                reading = await asyncio.wait_for(ap.poller.poll(client), snmp_budget)
             except TimeoutError:
-                error = SnmpError(
-                    f"no complete SNMP answer within the {self.opts.deadline:g} s deadline", kind="timeout"
-                )
+                error = SnmpError(f"no complete SNMP answer within {snmp_budget:g} s", kind="timeout")
             except SnmpError as exc:
                 error = exc
             pinged: bool | None = None
             if self.opts.ping == "always" or (self.opts.ping == "on_failure" and reading is None):
-                pinged = await ping(ap.target.host, self.opts.ping_timeout_s)
+                left = started + self.opts.deadline - time.monotonic()
+                pinged = await ping(ap.target.host, max(0.2, min(self.opts.ping_timeout_s, left)))
         poll_s = round(time.monotonic() - started, 3)
         self._log_state(ap, reading, error, pinged)
         sink.emit_metrics(self.points(ap, ts, reading, pinged, poll_s))

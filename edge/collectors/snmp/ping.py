@@ -55,7 +55,7 @@ async def ping(host: str, timeout_s: float = 1.0, binary: str = "ping") -> bool 
         log.warning("cannot run %s: %s", path, exc)
         return None
     try:
-        _, err = await asyncio.wait_for(proc.communicate(), timeout_s + 1.0)
+        _, err = await asyncio.wait_for(proc.communicate(), timeout_s + 0.2)
     except TimeoutError:
         with contextlib.suppress(ProcessLookupError):
             proc.kill()

@@ -86,6 +86,10 @@ def run(args: argparse.Namespace) -> int:
         if args.v3_user:
             auth_key = args.auth_key or os.environ.get("CIOT_SNMP_AUTH_KEY")
             priv_key = args.priv_key or os.environ.get("CIOT_SNMP_PRIV_KEY")
+            if not auth_key:
+                return _fail("SNMPv3 needs --auth-key or $CIOT_SNMP_AUTH_KEY", 2)
+            if not priv_key and args.priv_protocol != "none":
+                return _fail("SNMPv3 with privacy needs --priv-key or $CIOT_SNMP_PRIV_KEY", 2)
             creds = Credentials(
                 version="3",
                 user=args.v3_user,
