@@ -95,6 +95,7 @@ class Snmpd(_Server):
     ports: list[int] = field(default_factory=list)
     sys_descr: str = "OpenWrt commune-iot lab (net-snmp)"
     clients_file: Path | None = None
+    extra_config: str = ""
 
     @classmethod
     def create(cls, run_dir: Path, n_ports: int = 1, **kw: object) -> Snmpd:
@@ -125,7 +126,7 @@ extend ssid-wlan0 /bin/echo WiFi-Xa-Lab
 extend clients-wlan1 /bin/echo 2
 extend frequency-wlan1 /bin/echo 5180
 extend ssid-wlan1 /bin/echo WiFi-Xa-Lab
-"""
+{self.extra_config}"""
 
     def start(self) -> Snmpd:
         binary = _need("snmpd", "snmpd")

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
@@ -67,3 +68,23 @@ async def test_counters_that_move_give_a_positive_rate(snmpd: Snmpd) -> None:
         client.close()
     assert lo.in_octets is not None and lo.in_octets > first.in_octets
     assert lo.in_bps > 0 and lo.out_bps is not None and lo.out_bps > 0
+
+
+async def test_an_ap_whose_tables_time_out_is_still_reachable(tmp_path: Path) -> None:
+    # An agent that answers GETs but stalls on a table (here a `pass` script that hangs on the
+    # UniFi subtree), as a busy AP on a lossy link does: uptime comes, tables do not.
+    stall = tmp_path / "stall.sh"
+    stall.write_text("#!/bin/sh\nsleep 3\n")
+    stall.chmod(0o755)
+    slow = Snmpd.create(tmp_path / "snmpd", extra_config=f"pass .1.3.6.1.4.1.41112 {stall}\n").start()
+    client = SnmpClient()
+    try:
+        auth = Credentials(community=SecretStr(slow.community)).auth_data()
+        poller = ApPoller(Target("127.0.0.1", slow.port, 0.5, 0), auth, "unifi")
+        reading = await poller.poll(client)
+    finally:
+        client.close()
+        slow.kill()  # it is still busy with the stalled request
+    assert reading.uptime_s is not None and reading.profile == "unifi"
+    assert reading.clients is None and reading.interfaces == []
+    assert reading.incomplete is not None and "no SNMP answer" in reading.incomplete

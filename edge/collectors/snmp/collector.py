@@ -235,6 +235,15 @@ class SnmpAccessPoints(Collector):
     ) -> None:
         dev, host = ap.spec.device, ap.target.address
         extra = {"device": dev, "host": host}
+        if reading is not None and reading.incomplete:
+            if ap.last_state != "partial":
+                log.warning(
+                    "AP %s at %s answered SNMP but its client and interface tables did not come in "
+                    "time (%s): check the link's packet loss, or raise timeout_s / retries",
+                    dev, host, reading.incomplete, extra=extra,
+                )  # fmt: skip
+            ap.last_state = "partial"
+            return
         if reading is not None:
             if ap.last_state != "ok":
                 clients = "unknown" if reading.clients is None else str(reading.clients)

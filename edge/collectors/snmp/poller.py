@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from edge.collectors.snmp.client import SnmpClient, Target, Value
+from edge.collectors.snmp.client import SnmpClient, SnmpError, Target, Value
 from edge.collectors.snmp.profile import GENERIC, Profile, as_text, candidates, get_profile
 from edge.collectors.snmp.rates import CounterTracker, Sample
 
@@ -75,6 +75,8 @@ class Reading:
     clients_by_ssid: dict[str, int] = field(default_factory=dict)
     interfaces: list[Interface] = field(default_factory=list)
     poll_s: float = 0.0
+    #: Why the tables (clients, interfaces) are missing although the AP answered; None if complete.
+    incomplete: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         """The ``snmp probe --json`` document."""
@@ -100,6 +102,7 @@ class Reading:
                 for i in self.interfaces
             ],
             "poll_s": round(self.poll_s, 3),
+            "incomplete": self.incomplete,
         }
 
 
@@ -180,8 +183,24 @@ class ApPoller:
         answered_at = time.monotonic()
 
         # Client tables and the interface table side by side: one GETBULK carries both.
-        walked = await client.walk(self.target, [*profile.walk_oids(), *IF_COLUMNS], self.auth)
-        interfaces = await self._interfaces(client, walked, uptime, answered_at)
+        try:
+            walked = await client.walk(self.target, [*profile.walk_oids(), *IF_COLUMNS], self.auth)
+            interfaces = await self._interfaces(client, walked, uptime, answered_at)
+        except SnmpError as exc:
+            if exc.kind == "auth":
+                raise
+            # It answered, but its tables did not come in time (a lossy link, a busy agent):
+            # report what is known rather than calling a live AP unreachable.
+            return Reading(
+                profile=profile.name,
+                sys_descr=descr,
+                sys_object_id=sys_oid,
+                uptime_s=uptime,
+                uptime_source=source,
+                clients=profile.total(got, {}) if profile.knows_clients else None,
+                poll_s=time.monotonic() - started,
+                incomplete=str(exc),
+            )
         return Reading(
             profile=profile.name,
             sys_descr=descr,

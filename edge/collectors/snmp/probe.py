@@ -132,6 +132,8 @@ def run(args: argparse.Namespace) -> int:
         return _fail(f"{target.address}: {exc.strerror or exc}")
     except Exception as exc:  # a technician's tool: one line, never a traceback
         return _fail(f"{target.address}: unexpected {type(exc).__name__}: {exc}")
+    if doc["incomplete"]:
+        print(f"snmp probe: warning: tables incomplete: {doc['incomplete']}", file=sys.stderr)
     if args.profile != "auto" and doc["clients"] is None and get_profile(args.profile).knows_clients:
         print(
             f"snmp probe: warning: profile {args.profile} found no client count on this device",
