@@ -181,6 +181,9 @@ class SnmpAccessPoints(Collector):
                 error = SnmpError(f"no complete SNMP answer within {snmp_budget:g} s", kind="timeout")
             except SnmpError as exc:
                 error = exc
+            except Exception as exc:  # a bug or an agent pysnmp cannot parse: this AP only
+                log.exception("AP %s: polling failed", ap.spec.device, extra={"device": ap.spec.device})
+                error = SnmpError(f"unexpected {type(exc).__name__}: {exc}")
             pinged: bool | None = None
             if self.opts.ping == "always" or (self.opts.ping == "on_failure" and reading is None):
                 left = started + self.opts.deadline - time.monotonic()
