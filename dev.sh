@@ -7,6 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 APT_PACKAGES=(mosquitto mosquitto-clients influxdb)
+# The AP agent's tests: a real net-snmp agent, its tools, and ping for the second opinion.
+APT_PACKAGES+=(snmpd snmp iputils-ping)
 # The camera agent's RTSP tests: a loopback gst-rtsp-server run by the system python3
 # (H.264 parse/payload from plugins-base/-good/-bad, x264enc from -ugly for test clips).
 APT_PACKAGES+=(gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-base

@@ -121,6 +121,18 @@ def _motion_scan(args: argparse.Namespace) -> int:
     return main(args.source, args.config, per_frame=args.per_frame, as_json=args.json)
 
 
+def _snmp_probe(args: argparse.Namespace) -> int:
+    from edge.collectors.snmp.probe import run
+
+    return run(args)
+
+
+def _bench_snmp(args: argparse.Namespace) -> int:
+    from commune_iot.bench.snmp import main
+
+    return int(main(aps=args.aps, many=args.many, cycles=args.cycles, run_dir=args.run_dir))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="commune-iot", description=__doc__)
     p.add_argument("--version", action="version", version=f"commune-iot {__version__}")
@@ -131,6 +143,14 @@ def build_parser() -> argparse.ArgumentParser:
     run = edge_sub.add_parser("run", help="run the agent until SIGTERM/SIGINT")
     run.add_argument("--config", type=Path, default=None, help="edge YAML (default: $CIOT_EDGE_CONFIG)")
     run.set_defaults(func=_edge_run)
+
+    snmp = sub.add_parser("snmp", help="SNMP tools for access points")
+    snmp_sub = snmp.add_subparsers(dest="snmp_cmd", required=True)
+    probe = snmp_sub.add_parser("probe", help="read an AP once as the agent would: profile, uptime, clients")
+    from edge.collectors.snmp.probe import add_arguments
+
+    add_arguments(probe)
+    probe.set_defaults(func=_snmp_probe)
 
     cloud = sub.add_parser("cloud", help="cloud service")
     cloud_sub = cloud.add_subparsers(dest="cloud_cmd", required=True)
@@ -224,6 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
     ms.add_argument("--per-frame", action="store_true", help="one line per decoded frame instead of events")
     ms.add_argument("--json", action="store_true", help="JSON lines")
     ms.set_defaults(func=_motion_scan)
+    bs = bench_sub.add_parser("snmp", help="SNMP poll cycle of 35 and 1,000 simulated APs, CPU per poll")
+    bs.add_argument("--aps", type=int, default=35, help="APs in the small cycle (default 35)")
+    bs.add_argument("--many", type=int, default=1000, help="APs in the large cycle (default 1000)")
+    bs.add_argument("--cycles", type=int, default=3, help="timed cycles of each size (default 3)")
+    bs.add_argument("--run-dir", type=Path, default=None)
+    bs.set_defaults(func=_bench_snmp)
     return p
 
 

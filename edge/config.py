@@ -235,9 +235,9 @@ class EdgeConfig(BaseSettings):
         """Devices this board serves (for the birth certificate), the node itself if none named."""
         seen: list[str] = []
         for spec in self.collectors:
-            device = spec.options.device or self.node
-            if device not in seen:
-                seen.append(device)
+            for device in spec.options.device_ids() or [self.node]:
+                if device not in seen:
+                    seen.append(device)
         return seen or [self.node]
 
 

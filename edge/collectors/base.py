@@ -35,6 +35,10 @@ class CollectorOptions(BaseModel):
         description="Device id this collector reports on; defaults to the node id.",
     )
 
+    def device_ids(self) -> list[str]:
+        """Devices this collector reports on (a collector polling several APs lists them all)."""
+        return [self.device] if self.device else []
+
 
 class Collector(abc.ABC):
     """Base of every plug-in. ``run`` loops until cancelled; an exception there is logged

@@ -15,6 +15,7 @@ BUILTIN: Final[dict[str, str]] = {
     "camera": "edge.collectors.camera.collector:Camera",
     "sim_ap": "edge.collectors.sim_ap:SimAccessPoint",
     "sim_camera": "edge.collectors.sim_camera:SimCamera",
+    "snmp_ap": "edge.collectors.snmp.collector:SnmpAccessPoints",
 }
 
 

@@ -1,0 +1,287 @@
+"""The ``snmp_ap`` collector: polls one or many village access points over SNMP.
+
+Every AP gets one ``ap`` point per cycle, on schedule, whether it answered or not: the
+cloud turns ``reachable=false`` (with the ``ping`` second opinion) into an alert, so a
+silent AP must never go silent on the wire too. APs are polled concurrently, each poll
+under a hard deadline, and each AP's points are sent as soon as its own poll ends: ten
+dead APs cost their own timeouts, never the other APs' timeliness.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from edge.collectors.base import Collector, CollectorOptions, Sink
+from edge.collectors.snmp.client import Credentials, SnmpClient, SnmpError, Target
+from edge.collectors.snmp.ping import ping
+from edge.collectors.snmp.poller import ApPoller, Reading
+from edge.collectors.snmp.profile import builtin_profiles
+from wire import Point
+from wire.topics import ID_PATTERN
+
+log = logging.getLogger(__name__)
+
+#: Points in one AP's reading at most (the runtime splits messages; this bounds a broken agent).
+MAX_POINTS_PER_AP = 300
+
+
+class ApSpec(BaseModel):
+    """One access point this board polls."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    device: str = Field(pattern=ID_PATTERN, description="Device id of the AP, e.g. lx-ap-11.")
+    host: str = Field(min_length=1, description="AP address (IP or name).")
+    port: int = Field(default=161, ge=1, le=65535, description="SNMP UDP port.")
+    profile: str | None = Field(default=None, description="Vendor profile; the collector's when unset.")
+    snmp: Credentials | None = Field(default=None, description="Credentials; the collector's when unset.")
+
+
+class SnmpApOptions(CollectorOptions):
+    """Options of the ``snmp_ap`` collector. ``device`` is unused: each AP names its own."""
+
+    aps: list[ApSpec] = Field(min_length=1, max_length=1000, description="Access points to poll.")
+    snmp: Credentials | None = Field(default=None, description="Credentials shared by all APs.")
+    profile: str = Field(default="auto", description="Vendor profile (auto, or a name in profiles/).")
+    interval_s: float = Field(default=30.0, ge=1, le=3600, description="Seconds between polls.")
+    timeout_s: float = Field(default=2.0, gt=0, le=30, description="SNMP timeout per request attempt.")
+    retries: int = Field(default=1, ge=0, le=5, description="SNMP retries per request.")
+    deadline_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="Hard limit of one AP's whole poll, ping included; default: 0.8 x interval_s, "
+        "at most 20 s.",
+    )
+    concurrency: int = Field(default=20, ge=1, le=500, description="APs polled at the same time.")
+    ping: Literal["on_failure", "always", "off"] = Field(
+        default="on_failure",
+        description="ICMP second opinion: when SNMP fails (default), every poll, or never "
+        "(then the ping field is left out).",
+    )
+    ping_timeout_s: float = Field(default=1.0, gt=0, le=10, description="Wait for an echo reply.")
+    ifname_pattern: str | None = Field(
+        default=None, description="Regular expression: report only interfaces whose name matches."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> SnmpApOptions:
+        known = set(builtin_profiles())
+        for name in [self.profile, *(a.profile for a in self.aps if a.profile)]:
+            if name != "auto" and name not in known:
+                raise ValueError(f"unknown SNMP profile {name!r}; known: auto, {', '.join(sorted(known))}")
+        for ap in self.aps:
+            if ap.snmp is None and self.snmp is None:
+                raise ValueError(f"AP {ap.device}: no SNMP credentials (set snmp: here or on the AP)")
+        ids = [a.device for a in self.aps]
+        if len(set(ids)) != len(ids):
+            raise ValueError("each AP needs its own device id")
+        if self.ifname_pattern:
+            re.compile(self.ifname_pattern)
+        return self
+
+    @property
+    def deadline(self) -> float:
+        return self.deadline_s or min(0.8 * self.interval_s, 20.0)
+
+    @property
+    def snmp_budget(self) -> float:
+        """The part of the deadline SNMP may use: the rest is kept for the ping."""
+        reserve = self.ping_timeout_s + 0.3 if self.ping != "off" else 0.0
+        return max(0.5, self.deadline - reserve)
+
+    def device_ids(self) -> list[str]:
+        return [a.device for a in self.aps]
+
+
+class _Ap:
+    """Per-AP state: the poller and what was last logged, so logs say changes, not every poll."""
+
+    def __init__(self, spec: ApSpec, opts: SnmpApOptions) -> None:
+        creds = spec.snmp or opts.snmp
+        assert creds is not None
+        self.spec = spec
+        self.creds = creds
+        self.target = Target(spec.host, spec.port, opts.timeout_s, opts.retries)
+        self.poller: ApPoller | None = None
+        self.profile = spec.profile or opts.profile
+        self.last_state: str | None = None
+
+
+class SnmpAccessPoints(Collector):
+    Options = SnmpApOptions
+
+    def __init__(self, options: CollectorOptions, *, node: str) -> None:
+        super().__init__(options, node=node)
+        assert isinstance(options, SnmpApOptions)
+        self.opts: SnmpApOptions = options
+        self.aps = [_Ap(spec, options) for spec in options.aps]
+        self._ifname = re.compile(options.ifname_pattern) if options.ifname_pattern else None
+        self.cycles = 0
+
+    async def run(self, sink: Sink) -> None:
+        attempts = self.opts.timeout_s * (self.opts.retries + 1)
+        if attempts > self.opts.snmp_budget:
+            log.warning(
+                "SNMP timeout_s x (retries + 1) = %g s does not fit in the %g s the deadline leaves "
+                "for SNMP: slow APs will be cut short; lower timeout_s/retries or raise interval_s",
+                attempts, self.opts.snmp_budget, extra={"node": self.node},
+            )  # fmt: skip
+        client = SnmpClient()  # one engine for this loop, shared by every AP
+        sem = asyncio.Semaphore(self.opts.concurrency)
+        interval = self.opts.interval_s
+        start = time.monotonic()
+        slot = 0
+        try:
+            while True:
+                began = time.monotonic()
+                ts = datetime.now(UTC)
+                await asyncio.gather(*(self._poll_one(client, ap, ts, sem, sink) for ap in self.aps))
+                self.cycles += 1
+                took = time.monotonic() - began
+                slot += 1
+                next_at = start + slot * interval
+                now = time.monotonic()
+                if now > next_at:
+                    skipped = int((now - next_at) // interval) + 1
+                    log.warning(
+                        "SNMP poll cycle of %d AP(s) took %.1f s, longer than interval_s %.0f s: "
+                        "%d poll(s) skipped; raise interval_s or concurrency, or lower timeout_s",
+                        len(self.aps),
+                        took,
+                        interval,
+                        skipped,
+                        extra={"node": self.node, "cycle_s": round(took, 3)},
+                    )
+                    slot += skipped
+                    next_at = start + slot * interval
+                await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+        finally:
+            client.close()
+
+    async def _poll_one(
+        self, client: SnmpClient, ap: _Ap, ts: datetime, sem: asyncio.Semaphore, sink: Sink
+    ) -> None:
+        reading: Reading | None = None
+        error: SnmpError | None = None
+        async with sem:
+            started = time.monotonic()
+            snmp_budget = self.opts.snmp_budget
+            try:
+                if ap.poller is None:
+                    ap.poller = ApPoller(ap.target, ap.creds.auth_data(), ap.profile, device=ap.spec.device)
+                reading = await asyncio.wait_for(ap.poller.poll(client), snmp_budget)
+            except TimeoutError:
+                error = SnmpError(f"no complete SNMP answer within {snmp_budget:g} s", kind="timeout")
+            except SnmpError as exc:
+                error = exc
+            except Exception as exc:  # a bug or an agent pysnmp cannot parse: this AP only
+                log.exception("AP %s: polling failed", ap.spec.device, extra={"device": ap.spec.device})
+                error = SnmpError(f"unexpected {type(exc).__name__}: {exc}")
+            pinged: bool | None = None
+            if self.opts.ping == "always" or (self.opts.ping == "on_failure" and reading is None):
+                left = started + self.opts.deadline - time.monotonic()
+                pinged = await ping(ap.target.host, max(0.2, min(self.opts.ping_timeout_s, left)))
+        poll_s = round(time.monotonic() - started, 3)
+        self._log_state(ap, reading, error, pinged)
+        sink.emit_metrics(self.points(ap, ts, reading, pinged, poll_s))
+
+    def points(
+        self, ap: _Ap, ts: datetime, reading: Reading | None, pinged: bool | None, poll_s: float
+    ) -> list[Point]:
+        """The wire points of one poll (same measurements and fields as ``sim_ap``)."""
+        dev = ap.spec.device
+        fields: dict[str, bool | int | float | str] = {"reachable": reading is not None, "poll_s": poll_s}
+        if pinged is not None:
+            fields["ping"] = pinged
+        if reading is None:
+            return [Point(measurement="ap", device=dev, fields=fields, ts=ts)]
+        if reading.uptime_s is not None:
+            fields["uptime_s"] = reading.uptime_s
+        if reading.clients is not None:
+            fields["clients"] = reading.clients
+        fields["profile"] = reading.profile
+        points = [Point(measurement="ap", device=dev, fields=fields, ts=ts)]
+        points += [
+            Point(measurement="ap_radio", device=dev, tags={"band": b}, fields={"clients": n}, ts=ts)
+            for b, n in sorted(reading.clients_by_radio.items())
+        ]
+        points += [
+            Point(measurement="ap_ssid", device=dev, tags={"ssid": s}, fields={"clients": n}, ts=ts)
+            for s, n in sorted(reading.clients_by_ssid.items())
+        ]
+        for iface in reading.interfaces:
+            if self._ifname is not None and not self._ifname.search(iface.name):
+                continue
+            f: dict[str, bool | int | float | str] = {}
+            if iface.in_octets is not None and iface.out_octets is not None:
+                f["in_octets"], f["out_octets"] = iface.in_octets, iface.out_octets
+            if iface.in_bps is not None:
+                f["in_bps"] = iface.in_bps
+            if iface.out_bps is not None:
+                f["out_bps"] = iface.out_bps
+            if iface.oper_up is not None:
+                f["oper_up"] = iface.oper_up
+            if f:
+                name = iface.name[:128] or f"if{iface.index}"
+                points.append(Point(measurement="ap_if", device=dev, tags={"ifname": name}, fields=f, ts=ts))
+        return points[:MAX_POINTS_PER_AP]
+
+    def _log_state(
+        self, ap: _Ap, reading: Reading | None, error: SnmpError | None, pinged: bool | None
+    ) -> None:
+        dev, host = ap.spec.device, ap.target.address
+        extra = {"device": dev, "host": host}
+        if reading is not None and reading.incomplete:
+            if ap.last_state != "partial":
+                log.warning(
+                    "AP %s at %s answered SNMP but its client and interface tables did not come in "
+                    "time (%s): check the link's packet loss, or raise timeout_s / retries",
+                    dev, host, reading.incomplete, extra=extra,
+                )  # fmt: skip
+            ap.last_state = "partial"
+            return
+        if reading is not None:
+            if ap.last_state != "ok":
+                clients = "unknown" if reading.clients is None else str(reading.clients)
+                log.info(
+                    "AP %s at %s answers SNMP (profile %s, %s clients)%s",
+                    dev,
+                    host,
+                    reading.profile,
+                    clients,
+                    " again" if ap.last_state else "",
+                    extra={**extra, "profile": reading.profile},
+                )
+            ap.last_state = "ok"
+            return
+        assert error is not None
+        state = f"{error.kind}/{pinged}"
+        if state == ap.last_state:
+            return
+        ap.last_state = state
+        ping_text = {True: "ping ok", False: "no ping reply either", None: "ping not available"}[pinged]
+        if error.kind == "timeout":
+            waited = min(ap.target.timeout_s * (ap.target.retries + 1), self.opts.deadline)
+            what = f"did not answer SNMP within {waited:g} s ({ping_text})"
+        elif error.kind == "auth":
+            what = f"refused our SNMPv3 credentials: {error} ({ping_text})"
+        else:
+            what = f"answered SNMP with an error: {error} ({ping_text})"
+        if error.kind == "auth":
+            hint = "check the v3 user, keys and auth/priv protocols configured for it"
+        elif pinged:
+            hint = "the AP is up: check the community / credentials and that SNMP is enabled on it"
+        elif pinged is False:
+            hint = "check the AP's power, its cable and the link to it"
+        else:
+            hint = "check that the AP is powered and that SNMP is enabled with this community"
+        log.warning(
+            "AP %s at %s %s: %s", dev, host, what, hint, extra={**extra, "ping": pinged, "error": str(error)}
+        )
