@@ -44,7 +44,11 @@ def test_full_outbox_drops_health_first_and_reports_it(mosquitto: Mosquitto, tmp
     missing = set(range(1, max(seqs) + 1)) - seqs
     dropped = max(d["outbox_dropped"] for d in docs if "outbox_dropped" in d)
     assert missing, "the outbox limit should have forced drops"
-    assert len(missing) == dropped, "every dropped message is counted in Health.outbox_dropped"
+    # Every message that never arrived is counted. A message can also be counted and yet
+    # have arrived: the broker delivered it but died before its PUBACK reached the board, so
+    # the board still held it when the outbox overflowed. At most the in-flight window
+    # (20 by default) can be in that state; in practice one or two.
+    assert len(missing) <= dropped <= len(missing) + 20, "Health.outbox_dropped counts the losses"
 
     # Every event and its snapshot survived: event numbers are contiguous.
     events = [d for d in docs if "event_id" in d]
