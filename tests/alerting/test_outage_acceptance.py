@@ -31,8 +31,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from support import influx_query
 
 from commune_iot.bench.outage import OutageRig, WebhookSink
-from commune_iot.fleet import CloudProcess
-from commune_iot.localsvc import InfluxDB
+from commune_iot.fleet import AgentProcess, CloudProcess, edge_config
+from commune_iot.localsvc import InfluxDB, free_port
 from wire import Health, encode
 from wire.topics import Channel, topic_for
 
@@ -344,3 +344,41 @@ def test_a_board_with_a_wrong_clock_and_a_backlog_raises_two_warnings_with_figur
     assert got["outbox_backlog"].notice["detail"] == "1200 msg, 900 s"
     assert {r.notice["severity"] for r in got.values()} == {"info"}
     assert "lệch đồng hồ (-40" in got["clock_skew"].body["title"]
+
+
+@pytest.mark.slow
+def test_an_ap_that_stops_answering_snmp_is_told_apart_from_an_ap_that_is_gone(
+    rig_dir: Path, influx_server: InfluxDB, influx_db: str
+) -> None:
+    """The real SNMP collector on a board polls two APs that do not answer SNMP: one still
+    answers ping (its SNMP agent is off or the community wrong), one answers nothing (an
+    address nobody holds). The technician gets a warning for the first and an outage for
+    the second, each once."""
+    with OutageRig.running(rig_dir, ["tt-ap-01"], influx=influx_server, database=influx_db) as rig:
+        node = rig.devices["lx-ap-01"]
+        cfg = edge_config(node, rig.broker.url, rig.run_dir / "agents" / "lx-ap-01")
+        cfg["collectors"] = [
+            {
+                "type": "snmp_ap",
+                "snmp": {"version": "2c", "community": "public"},
+                "interval_s": 5,
+                "timeout_s": 0.5,
+                "retries": 0,
+                "ping_timeout_s": 1,
+                "aps": [
+                    {"device": "lx-ap-01", "host": "127.0.0.1", "port": free_port()},  # pings, no SNMP
+                    {"device": "lx-ap-02", "host": "192.0.2.7"},  # TEST-NET-1: no one answers
+                ],
+            }
+        ]
+        agent = AgentProcess.write(rig.run_dir, cfg).start()
+        rig.agents["lx-ap-01"] = agent
+        snmp_off = rig.sink.wait_for(lambda n: n["subject"] == "lx-ap-01" and n["kind"] == "open", 60)
+        gone = rig.sink.wait_for(lambda n: n["subject"] == "lx-ap-02" and n["kind"] == "open", 60)
+    assert (snmp_off.notice["problem"], snmp_off.notice["severity"]) == ("snmp_unreachable", "warning")
+    assert (gone.notice["problem"], gone.notice["severity"]) == ("unreachable", "critical")
+    assert "không trả lời SNMP (vẫn ping được)" in snmp_off.body["title"]
+    assert [r.notice["subject"] for r in rig.sink.notices(lambda n: n["kind"] == "open")] in (
+        ["lx-ap-01", "lx-ap-02"],
+        ["lx-ap-02", "lx-ap-01"],
+    )
