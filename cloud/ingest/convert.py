@@ -12,7 +12,9 @@ InfluxDB schema written here (every number a float, bools as bools):
 * each metrics Point under its own measurement (``ap``, ``camera``, ...) at ``point.ts``
   (else the envelope ``ts``); tags device, node, commune, site, kind + the point's tags.
 * ``motion``: one point per event at the event ``start`` (so start/update/end of an event
-  overwrite one point, and the final phase wins); tags device, node, commune, site, kind;
+  overwrite one point, and the final phase wins); tags device, node, commune, site, kind, and
+  ``hour`` (local hour of the start, ``00``-``23``, Asia/Ho_Chi_Minh: an hour-of-day heatmap
+  is a GROUP BY, which InfluxQL cannot compute from the timestamp);
   fields peak_area_pct, duration_s, n_boxes, score, snapshot_sha256, event_id, phase,
   seq, replay.
 * ``status``: one point per birth/death at its ``ts``; tags node, commune, site, kind,
@@ -28,6 +30,7 @@ import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
+from zoneinfo import ZoneInfo
 
 from cloud.inventory import Inventory
 from cloud.storage.lineproto import LineError, format_fields, series_key
@@ -39,6 +42,7 @@ _HEALTH_FIELDS: Final = tuple(
     f for f in Health.model_fields if f not in {"v", "node", "session", "seq", "ts", "replay"}
 )
 UNKNOWN: Final = "unknown"
+LOCAL_TZ: Final = ZoneInfo("Asia/Ho_Chi_Minh")  # the province's time, for hour-of-day tags
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +154,8 @@ class Converter:
                 out.append(f"{key} {format_fields(p.fields)} {ts}")
             return out
         if isinstance(msg, MotionEvent):
-            key = self._point_series("motion", t.node, nt.commune, msg.device, ())
+            hour = msg.start.astimezone(LOCAL_TZ).strftime("%H")  # busy hours, whatever the range
+            key = self._point_series("motion", t.node, nt.commune, msg.device, (("hour", hour),))
             end = msg.end or msg.ts
             fields = {
                 "peak_area_pct": msg.peak_area_pct,

@@ -248,6 +248,38 @@ def cameras() -> Dashboard:
                 custom={"drawStyle": "bars", "fillOpacity": 80, "stacking": {"mode": "normal"}},
             ),
             Panel(
+                "Giờ nào có chuyển động",
+                "heatmap",
+                (
+                    Query(
+                        f'SELECT count("peak_area_pct") FROM "motion" WHERE $timeFilter AND {mine} '
+                        "GROUP BY time(1d), \"hour\" fill(0) tz('Asia/Ho_Chi_Minh')",
+                        alias="$tag_hour",
+                    ),
+                ),
+                description="Sự kiện chuyển động theo giờ trong ngày (dọc, giờ Việt Nam) và theo ngày "
+                "(ngang): màu đậm là giờ đông người. Motion events by hour of day (rows) and day (columns).",
+                width=24,
+                height=9,
+                options={
+                    "calculate": False,
+                    "rowsFrame": {"layout": "auto"},
+                    "yAxis": {"axisPlacement": "left", "reverse": False},
+                    "color": {
+                        "mode": "scheme",
+                        "scheme": "Oranges",
+                        "scale": "exponential",
+                        "exponent": 0.5,
+                        "steps": 64,
+                        "fill": "dark-orange",
+                    },
+                    "cellGap": 1,
+                    "showValue": "never",
+                    "tooltip": {"mode": "single", "yHistogram": False},
+                    "legend": {"show": True},
+                },
+            ),
+            Panel(
                 "CPU bo mạch",
                 "timeseries",
                 (_series("health", 'mean("cpu_pct")', boards, by="node"),),

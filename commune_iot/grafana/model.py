@@ -16,7 +16,7 @@ DATASOURCE_UID = "ciot-influx"
 DATASOURCE: dict[str, str] = {"type": "influxdb", "uid": DATASOURCE_UID}
 GRID_WIDTH = 24
 
-PanelType = Literal["timeseries", "stat", "table", "state-timeline", "barchart", "bargauge"]
+PanelType = Literal["timeseries", "stat", "table", "state-timeline", "barchart", "bargauge", "heatmap"]
 
 
 @dataclass(frozen=True)

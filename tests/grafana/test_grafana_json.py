@@ -22,7 +22,7 @@ from commune_iot.grafana.model import SCHEMA_VERSION
 
 ROOT = Path(__file__).resolve().parents[2]
 UIDS = ["ciot-aps", "ciot-boards", "ciot-cameras", "ciot-cloud", "ciot-fleet"]
-PANEL_TYPES = {"timeseries", "stat", "table", "state-timeline", "barchart", "bargauge"}
+PANEL_TYPES = {"timeseries", "stat", "table", "state-timeline", "barchart", "bargauge", "heatmap"}
 
 
 def _provisioned_uid() -> str:
@@ -83,7 +83,7 @@ def test_variables_resolve_and_annotations_stay_in_the_time_range(model: dict[st
     for v in model["templating"]["list"]:
         assert v["datasource"]["uid"] == uid and v["query"].startswith("SHOW TAG VALUES")
     builtins = {"timeFilter", "__interval", "__interval_ms", "tag_device", "tag_node", "tag_band", "tag_ssid",
-                "tag_commune", "tag_cause", "tag_worker"}  # fmt: skip
+                "tag_commune", "tag_cause", "tag_worker", "tag_hour"}  # fmt: skip
     for p in model["panels"]:
         for t in p["targets"]:
             used = set(re.findall(r"\$(\w+)", t["query"] + t.get("alias", "")))

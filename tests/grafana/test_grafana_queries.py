@@ -102,3 +102,16 @@ def test_fleet_table_shows_every_device_heard_with_its_state(stored: Stored) -> 
         assert devices[node]["Trạng thái"] == "up"
     assert devices["lx-ap-05"]["Trạng thái"] == "unknown"
     assert 0 < devices["dr-ap-01"]["Hoạt động %"] < 100  # it was down for a while
+
+
+@pytest.mark.slow
+def test_motion_heatmap_has_one_row_per_local_hour_of_day(stored: Stored) -> None:
+    cams = next(d for d in all_dashboards() if d.uid == "ciot-cameras")
+    heatmap = next(p for p in cams.panels if p.type == "heatmap")
+    every = {"commune": ["da-ron", "tu-tra"], "site": [".*"], "camera": [".*"]}
+    query = heatmap.queries[0].influxql.replace("/^$site$/", "/.*/").replace("/^$camera$/", "/.*/")
+    series = stored.run(query, {"commune": every["commune"]})
+    hours = {s["tags"]["hour"] for s in series}
+    assert hours and all(len(h) == 2 and 0 <= int(h) <= 23 for h in hours)
+    now_local = time.strftime("%H", time.gmtime(time.time() + 7 * 3600))  # UTC+7, no DST
+    assert now_local in hours or f"{(int(now_local) - 1) % 24:02d}" in hours  # events of this run
