@@ -19,6 +19,7 @@ import time
 import warnings
 from pathlib import Path
 
+from commune_iot.localsvc import ServiceError
 from commune_iot.snmplab import Snmpd
 
 #: snmpd listens on at most 128 addresses; 100 per daemon leaves room.
@@ -68,6 +69,17 @@ def main(aps: int = 35, many: int = 1000, cycles: int = 3, run_dir: Path | None 
     base = run_dir or Path(tempfile.mkdtemp(prefix="ciot-bench-snmp-"))
     results: dict[str, float] = {}
     cpu_per_poll: list[float] = []
+
+    def _start(run_dir: Path, size: int) -> Snmpd:
+        """A port picked free can be taken before snmpd binds it (100 ports at a time): pick again."""
+        for attempt in range(3):
+            try:
+                return Snmpd.create(run_dir / str(attempt), n_ports=size).start()
+            except ServiceError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
     for n, concurrency in ((aps, 20), (many, 50)):
         label = f"cycle_s_{n}"  # cycle_s_35 and cycle_s_1000 with the defaults
         daemons = -(-n // PORTS_PER_DAEMON)
@@ -76,7 +88,7 @@ def main(aps: int = 35, many: int = 1000, cycles: int = 3, run_dir: Path | None 
         try:
             for i in range(daemons):
                 size = min(PORTS_PER_DAEMON, n - i * PORTS_PER_DAEMON)
-                servers.append(Snmpd.create(base / f"snmpd-{n}-{i}", n_ports=size).start())
+                servers.append(_start(base / f"snmpd-{n}-{i}", size))
             ports = [p for s in servers for p in s.ports]
             wall, cpu_ms, failures = asyncio.run(_cycles(ports, servers[0].community, cycles, concurrency))
         finally:
