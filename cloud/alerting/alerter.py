@@ -212,8 +212,8 @@ class Alerter:
                 for row in self.store.unresolved():
                     self.engine.restore(row.as_change())
         self.leader = leader
-        want_seen = self.last_seen_source is not None and (taking_over or (leader and self.follow_last_seen))
-        seen = self.last_seen_source() if want_seen and self.last_seen_source is not None else {}
+        source = self.last_seen_source
+        seen = source() if source is not None and (taking_over or (leader and self.follow_last_seen)) else {}
         with self._lock:
             for node, (commune, at) in seen.items():
                 if now - at > self.cfg.forget_after_s and self.inventory.node(node) is None:
