@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -98,6 +99,8 @@ def data_messages(seen: list[Seen], node: str | None = None) -> list[Seen]:
     return list(out.values())
 
 
+HO_CHI_MINH = ZoneInfo("Asia/Ho_Chi_Minh")
+
 #: A point's identity in InfluxDB: measurement, device (node for health), its own tags, time.
 PointKey = tuple[str, str, frozenset[tuple[str, str]], int]
 #: Tags the cloud adds itself; the rest come from the point.
@@ -118,7 +121,9 @@ def expected_points(messages: list[Seen]) -> set[PointKey]:
                 tags = frozenset(p.get("tags", {}).items())
                 points.add((p["measurement"], p["device"], tags, ms(p.get("ts") or b["ts"])))
         elif s.channel is Channel.EVENT:
-            points.add(("motion", b["device"], none, ms(b["start"])))
+            start = ms(b["start"])
+            hour = datetime.fromtimestamp(start / 1000, HO_CHI_MINH).strftime("%H")  # the cloud's tag
+            points.add(("motion", b["device"], frozenset({("hour", hour)}), start))
     return points
 
 
