@@ -70,7 +70,7 @@ def _provision(args: argparse.Namespace) -> int:
     if args.ca:
         return prov.init_ca(args.broker_dir, args.host)
     if args.cloud_user:
-        return prov.cloud_user(args.cloud_user, args.broker_dir, args.out)
+        return prov.cloud_user(args.cloud_user, args.broker_dir, args.out, inventory)
     if not args.device:
         print("provision: give a DEVICE_ID (or --ca, --cloud-user NAME)", file=sys.stderr)
         return 2

@@ -218,9 +218,10 @@ class Alerter:
             for node, (commune, at) in seen.items():
                 if now - at > self.cfg.forget_after_s and self.inventory.node(node) is None:
                     continue  # a stranger heard once, long ago: not ours to watch
-                if taking_over:
+                if taking_over:  # known, not alive: an alert restored above stays open
                     self.engine.remember(node, commune, at)  # boards gone quiet while nobody judged
-                self.engine.seen(node, commune, at)
+                else:
+                    self.engine.seen(node, commune, at)
             self.engine.broker(broker_connected, now)
             changes = self.engine.tick(now)
         if not leader:

@@ -61,14 +61,14 @@ def revoke(node: str, broker_dir: Path, inventory: Path) -> int:
     return 0
 
 
-def cloud_user(name: str, broker_dir: Path, out: Path) -> int:
+def cloud_user(name: str, broker_dir: Path, out: Path, inventory: Path) -> int:
     if not name.startswith(CLOUD_PREFIX):
         print(f"provision: cloud users are named {CLOUD_PREFIX}..., not {name!r}", file=sys.stderr)
         return 2
     files = BrokerFiles(broker_dir)
     password = secrets.token_urlsafe(24)
     files.set_user(name, password)
-    files.write_acl(_communes(load_inventory(bundle.ROOT / "firmware_config" / "inventory.yaml")))
+    files.write_acl(_communes(load_inventory(inventory)))
     out.mkdir(parents=True, exist_ok=True)
     secret = out / f"{name}.password"
     secret.write_text(password + "\n", encoding="utf-8")
