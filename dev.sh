@@ -13,6 +13,8 @@ APT_PACKAGES+=(snmpd snmp iputils-ping)
 # (H.264 parse/payload from plugins-base/-good/-bad, x264enc from -ugly for test clips).
 APT_PACKAGES+=(gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-base
   gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav)
+# The web UI's browser tests drive Debian's chromium (only `./dev.sh test` installs it).
+TEST_APT_PACKAGES=(chromium)
 VENV=${CIOT_VENV:-.venv}
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
@@ -23,7 +25,7 @@ as_root() {
 
 setup_system() {
   local missing=()
-  for pkg in "${APT_PACKAGES[@]}"; do
+  for pkg in "${APT_PACKAGES[@]}" "$@"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
   done
   if ! python3 -c 'import sys, venv, ensurepip; assert sys.version_info >= (3, 11)' 2>/dev/null; then
@@ -65,7 +67,7 @@ case "$cmd" in
     exec "$VENV/bin/commune-iot" demo "$@"
     ;;
   test)
-    setup_system
+    setup_system "${TEST_APT_PACKAGES[@]}"
     setup_python
     say "ruff"
     "$VENV/bin/ruff" check .
