@@ -24,6 +24,7 @@ from pydantic_settings import (
 )
 
 from cloud.alerting.settings import AlertingConfig
+from cloud.reports.settings import ReportsConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENV_PREFIX = "CIOT_CLOUD_"
@@ -178,6 +179,9 @@ class CloudConfig(BaseSettings):
     alerting: AlertingConfig = Field(
         default_factory=AlertingConfig, description="Outage detection, alert lifecycle, notifications."
     )
+    reports: ReportsConfig = Field(
+        default_factory=ReportsConfig, description="Wi-Fi usage reports (docs/reports.md)."
+    )
     inventory: Path = Field(
         REPO_ROOT / "firmware_config" / "inventory.yaml",
         description="Device inventory YAML; relative paths are resolved against the config file.",
@@ -236,6 +240,7 @@ def load_config(path: Path | str | None = None, **overrides: Any) -> CloudConfig
         cfg.inventory = _resolve(base, cfg.inventory)
         cfg.snapshots_dir = _resolve(base, cfg.snapshots_dir)
         cfg.influx.spool_dir = _resolve(base, cfg.influx.spool_dir)
+        cfg.reports.output_dir = _resolve(base, cfg.reports.output_dir)
         if cfg.sql.url.startswith("sqlite:///") and not cfg.sql.url.startswith("sqlite:////"):
             rel = cfg.sql.url.removeprefix("sqlite:///")
             if rel and rel != ":memory:":

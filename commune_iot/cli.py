@@ -133,6 +133,24 @@ def _bench_snmp(args: argparse.Namespace) -> int:
     return int(main(aps=args.aps, many=args.many, cycles=args.cycles, run_dir=args.run_dir))
 
 
+def _report_wifi(args: argparse.Namespace) -> int:
+    from cloud.reports.cli import main
+
+    fmt = args.format or (args.out.suffix.lstrip(".") if args.out.suffix else "html")
+    if fmt not in ("html", "xlsx", "csv"):
+        print(f"report wifi: unknown format {fmt!r} (html, xlsx, csv)", file=sys.stderr)
+        return 2
+    return main(
+        args.config, args.from_, args.to, args.commune, fmt, args.out, args.lang, refresh=not args.no_refresh
+    )
+
+
+def _bench_report(args: argparse.Namespace) -> int:
+    from commune_iot.bench.report import main
+
+    return main(run_dir=args.run_dir, days=args.days)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="commune-iot", description=__doc__)
     p.add_argument("--version", action="version", version=f"commune-iot {__version__}")
@@ -244,6 +262,27 @@ def build_parser() -> argparse.ArgumentParser:
     ms.add_argument("--per-frame", action="store_true", help="one line per decoded frame instead of events")
     ms.add_argument("--json", action="store_true", help="JSON lines")
     ms.set_defaults(func=_motion_scan)
+    br = bench_sub.add_parser("report", help="build time of a month's Wi-Fi report, 35 APs at 1-minute data")
+    br.add_argument("--days", type=int, default=None, help="only the first N days of the month (quick run)")
+    br.add_argument("--run-dir", type=Path, default=None)
+    br.set_defaults(func=_bench_report)
+
+    rep = sub.add_parser("report", help="reports from the stored data")
+    rep_sub = rep.add_subparsers(dest="report_cmd", required=True)
+    rw = rep_sub.add_parser("wifi", help="Wi-Fi usage per AP, village, commune (docs/reports.md)")
+    rw.add_argument(
+        "--from", dest="from_", metavar="DATE", required=True, help="first local day YYYY-MM-DD, or YYYY-MM"
+    )
+    rw.add_argument("--to", metavar="DATE", default=None, help="last local day, inclusive (default: --from)")
+    rw.add_argument("--commune", default=None, help="commune id, e.g. tu-tra (default: all)")
+    rw.add_argument("--format", choices=["html", "xlsx", "csv"], default=None, help="default: from --out")
+    rw.add_argument("--out", type=Path, required=True, help="file to write")
+    rw.add_argument("--lang", choices=["vi", "en"], default=None, help="default: reports.language (vi)")
+    rw.add_argument("--config", type=Path, default=None, help="cloud YAML (default: $CIOT_CLOUD_CONFIG)")
+    rw.add_argument(
+        "--no-refresh", action="store_true", help="read the rollups as they are (skip re-aggregating)"
+    )
+    rw.set_defaults(func=_report_wifi)
     bs = bench_sub.add_parser("snmp", help="SNMP poll cycle of 35 and 1,000 simulated APs, CPU per poll")
     bs.add_argument("--aps", type=int, default=35, help="APs in the small cycle (default 35)")
     bs.add_argument("--many", type=int, default=1000, help="APs in the large cycle (default 1000)")

@@ -49,6 +49,7 @@ class ReportService:
         self.inventory = inventory
         self.cfg = cfg
         self.store = store
+        self._rollups_ready = False
 
     def settings_for(self, period: Period) -> wifi_compute.Settings:
         return wifi_compute.Settings(
@@ -59,7 +60,10 @@ class ReportService:
         )
 
     async def ensure_rollups(self) -> None:
-        await wifi_query.ensure_rollups(self.influx, self.database, self.cfg.rollup_resample_h)
+        """The rollup CQs exist (created once per process; again after a failure)."""
+        if not self._rollups_ready:
+            await wifi_query.ensure_rollups(self.influx, self.database, self.cfg.rollup_resample_h)
+            self._rollups_ready = True
 
     async def refresh(self, period: Period) -> None:
         """Re-aggregate the rollups of the period and the one before (late replays included)."""
@@ -86,6 +90,7 @@ class ReportService:
         """The report's numbers (InfluxDB reads for both periods run concurrently)."""
         self.check_commune(commune)
         t0 = time.perf_counter()
+        await self.ensure_rollups()
         if refresh:
             await self.refresh(period)
         s = self.settings_for(period)

@@ -11,6 +11,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+Format = Literal["html", "xlsx", "csv"]
+FORMATS: tuple[Format, ...] = ("html", "xlsx", "csv")
+
 
 class ReportsConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -40,8 +43,8 @@ class ReportsConfig(BaseModel):
     monthly: bool = Field(
         True, description="Build last month's report on the 1st (local time), once across all workers."
     )
-    monthly_formats: list[Literal["html", "xlsx", "csv"]] = Field(
-        default_factory=lambda: ["html", "xlsx", "csv"], description="Files the monthly report is kept as."
+    monthly_formats: list[Format] = Field(
+        default_factory=lambda: list(FORMATS), description="Files the monthly report is kept as."
     )
     monthly_check_s: float = Field(
         600.0, gt=0, description="How often the monthly job looks whether a report is due."

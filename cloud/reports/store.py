@@ -74,9 +74,19 @@ class StoredReport:
     @classmethod
     def of(cls, r: Any) -> StoredReport:
         return cls(
-            r.id, r.kind, r.period, r.commune, r.first, r.last, r.origin, r.state,
-            r.claimed_at, r.done_at, json.loads(r.files or "[]"), r.error,
-        )  # fmt: skip
+            r.id,
+            r.kind,
+            r.period,
+            r.commune,
+            r.first,
+            r.last,
+            r.origin,
+            r.state,
+            r.claimed_at,
+            r.done_at,
+            json.loads(r.files or "[]"),
+            r.error,
+        )
 
 
 class ReportStore:
@@ -111,9 +121,18 @@ class ReportStore:
             try:
                 res = conn.execute(
                     insert(reports).values(
-                        kind=kind, period=period, commune=commune, first=first, last=last, origin=origin,
-                        state="building", holder=holder, claimed_at=now, files="[]", error="",
-                    )  # fmt: skip
+                        kind=kind,
+                        period=period,
+                        commune=commune,
+                        first=first,
+                        last=last,
+                        origin=origin,
+                        state="building",
+                        holder=holder,
+                        claimed_at=now,
+                        files="[]",
+                        error="",
+                    )
                 )
                 pk = res.inserted_primary_key
                 return int(pk[0]) if pk else None
@@ -157,7 +176,9 @@ class ReportStore:
 
     def fail(self, row_id: int, error: str) -> None:
         with self.engine.begin() as conn:
-            conn.execute(update(reports).where(reports.c.id == row_id).values(state="failed", error=error[:500]))
+            conn.execute(
+                update(reports).where(reports.c.id == row_id).values(state="failed", error=error[:500])
+            )
 
     def list(self, kind: str | None = None, limit: int = 200) -> list[StoredReport]:
         q = select(reports).order_by(reports.c.first.desc(), reports.c.id.desc()).limit(limit)

@@ -253,9 +253,7 @@ def _row(
     )
 
 
-def _series(
-    figs: dict[str, ApFigures], groups: dict[str, list[str]], period: Period, step_s: int
-) -> Series:
+def _series(figs: dict[str, ApFigures], groups: dict[str, list[str]], period: Period, step_s: int) -> Series:
     n = max(1, int(period.seconds) // step_s)
     step_ms = step_s * 1000
     per_ap: dict[str, list[float | None]] = {}
@@ -269,7 +267,8 @@ def _series(
                 c[i] += 1
         per_ap[ap] = [s[i] / c[i] if c[i] else None for i in range(n)]
     lines = {
-        name: [_sum_opt(per_ap[ap][i] for ap in members) for i in range(n)] for name, members in groups.items()
+        name: [_sum_opt(per_ap[ap][i] for ap in members) for i in range(n)]
+        for name, members in groups.items()
     }
     return Series(start=period.start, step_s=step_s, lines=lines)
 
@@ -310,9 +309,7 @@ def build(
     }
 
     def row(level: Level, id_: str, name: str, commune_id: str, site: str, ids: list[str]) -> Row:
-        return _row(
-            level, id_, name, commune_id, site, [cur[i] for i in ids], [prv[i] for i in ids], period
-        )
+        return _row(level, id_, name, commune_id, site, [cur[i] for i in ids], [prv[i] for i in ids], period)
 
     ids = [d.id for d in aps]
     communes = [c for c in inventory.communes if any(d.commune == c.id for d in aps)]
@@ -322,11 +319,12 @@ def build(
     total = row("all", "all", "all", "", "", ids)
     commune_rows = [row("commune", c.id, c.name or c.id, c.id, "", commune_members[c.id]) for c in communes]
     site_rows = [
-        row("site", s.id, s.name or s.id, s.commune, s.id, [d.id for d in aps if d.site == s.id]) for s in sites
+        row("site", s.id, s.name or s.id, s.commune, s.id, [d.id for d in aps if d.site == s.id])
+        for s in sites
     ]
     ap_rows = [row("ap", d.id, d.id, d.commune, d.site, [d.id]) for d in aps]
-    for r, d in zip(ap_rows, aps, strict=True):
-        r.name = f"{d.id} ({site_name.get(d.site, d.site)})"
+    for ap_row, d in zip(ap_rows, aps, strict=True):
+        ap_row.name = f"{d.id} ({site_name.get(d.site, d.site)})"
     heat = [[_sum_opt(cur[i].heat[w][h] for i in ids) for h in range(24)] for w in range(7)]
     return WifiReport(
         first=period.first,
@@ -338,7 +336,10 @@ def build(
         generated_at=generated_at,
         grain_s=settings.grain_s,
         gap_s=settings.gap_s,
-        opening_hours=(f"{opening[0] // 60:02d}:{opening[0] % 60:02d}", f"{opening[1] // 60:02d}:{opening[1] % 60:02d}"),
+        opening_hours=(
+            f"{opening[0] // 60:02d}:{opening[0] % 60:02d}",
+            f"{opening[1] // 60:02d}:{opening[1] % 60:02d}",
+        ),
         measured_until=period.local(max(period.start_ms, end)),
         total=total,
         communes=commune_rows,

@@ -150,7 +150,10 @@ async def fetch(influx: InfluxClient, db: str, start_ms: int, end_ms: int, commu
 
 
 def parse(
-    clients: list[dict[str, Any]], counters: list[dict[str, Any]], outages: list[dict[str, Any]], start_ms: int
+    clients: list[dict[str, Any]],
+    counters: list[dict[str, Any]],
+    outages: list[dict[str, Any]],
+    start_ms: int,
 ) -> PeriodData:
     aps: dict[str, ApData] = {}
     for s in clients:

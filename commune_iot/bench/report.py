@@ -107,7 +107,9 @@ def outage_lines(devices: list[Device], period: Period) -> list[str]:
         out.append(f"{series_key('outage', tags)} end_ms={float(end)!r},duration_s=7200.0 {start}")
         tags = {**tags, "scope": "node", "cause": "silent"}
         start += 5 * 86_400_000
-        out.append(f"{series_key('outage', tags)} end_ms={float(start + 3_600_000)!r},duration_s=3600.0 {start}")
+        out.append(
+            f"{series_key('outage', tags)} end_ms={float(start + 3_600_000)!r},duration_s=3600.0 {start}"
+        )
     return out
 
 

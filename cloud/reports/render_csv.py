@@ -1,0 +1,41 @@
+"""CSV export: one row per AP, village, commune and the total, machine-readable numbers.
+
+Numbers are written raw with a dot for decimals (so any tool parses them the same in
+either language); headers are in the report's language. The service adds a UTF-8 BOM so
+Excel opens Vietnamese text correctly.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime
+
+from cloud.reports.i18n import Lang, t
+from cloud.reports.table import COLUMNS, Value, row_name
+from cloud.reports.wifi_model import WifiReport
+
+
+def _cell(v: Value) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, datetime):
+        return v.strftime("%Y-%m-%d %H:%M")
+    if isinstance(v, float):
+        return repr(round(v, 6))
+    return str(v)
+
+
+def render_csv(report: WifiReport, lang: Lang) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\r\n")
+    w.writerow(
+        [t("level", lang), t("id", lang), t("name", lang), t("commune", lang), t("site", lang)]
+        + [c.label(lang) for c in COLUMNS]
+    )
+    for row in report.rows():
+        w.writerow(
+            [t(f"level_{row.level}", lang), row.id, row_name(row, lang), row.commune, row.site]
+            + [_cell(c.get(row)) for c in COLUMNS]
+        )
+    return buf.getvalue()
