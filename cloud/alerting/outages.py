@@ -1,7 +1,8 @@
 """Outages as data: InfluxDB points for Grafana annotations, and availability per device.
 
 Measurement ``outage``, one point per device and outage, at the outage's start:
-tags ``device``, ``node``, ``commune``, ``scope`` (node/commune/device), ``cause``;
+tags ``device``, ``node``, ``commune``, ``scope`` (node/commune/device), ``cause``, and for
+device alerts ``problem`` (``unreachable``, ``snmp_unreachable``, ...);
 fields ``end_ms`` (0 while ongoing), ``duration_s``, ``ongoing``, ``alert_id``, ``text``.
 The open writes the point and the resolve overwrites the same series and time, so a
 Grafana annotation query (``SELECT text, end_ms FROM outage WHERE $timeFilter``, with
@@ -54,6 +55,7 @@ def outage_lines(notice: Notice, inventory: Inventory, text: str) -> list[str]:
                 "commune": notice.commune,
                 "scope": notice.scope,
                 "cause": notice.cause,
+                "problem": notice.problem,  # device alerts: which (reports skip snmp_unreachable)
             },
             {
                 "end_ms": float(end_ms),

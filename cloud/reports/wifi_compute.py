@@ -22,7 +22,8 @@ definitions are repeated in ``docs/reports.md`` and in the report's footnotes.
   ``snmp_unreachable``, where the AP answers ping) are *down*; node- and commune-scope
   outages (its board or the commune's uplink was offline) are *unknown*; down time that
   falls within unknown time counts as unknown. Availability = (measured - unknown - down)
-  / (measured - unknown); measured = the period up to now. Groups add up the times.
+  / (measured - unknown); measured = the period up to now. Groups add up the times. An AP
+  with neither readings nor outage records in the period is *no data* and left out.
 """
 
 from __future__ import annotations
@@ -143,7 +144,8 @@ def ap_figures(
         rout = [(t, b, up.get(t)) for t, _, b in readings if b is not None]
         f.traffic_in += counters.total(rin, settings.gap_s)
         f.traffic_out += counters.total(rout, settings.gap_s)
-    _availability(f, records, start_ms, measured_end_ms)
+    if data.clients or data.counters or records:  # else "no data": left out of availability
+        _availability(f, records, start_ms, measured_end_ms)
     return f
 
 
