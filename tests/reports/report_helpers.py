@@ -173,3 +173,28 @@ def small_fleet_lines(inventory: Inventory, first: datetime, days: int, step_s: 
     period = Period(local_first, local_first + timedelta(days=days - 1), "Asia/Ho_Chi_Minh")
     devices = [d for d in inventory.devices if d.kind == "ap"]
     return [ln for batch in telemetry_lines(devices, period, step_s=step_s) for ln in batch]
+
+
+async def small_fleet_report(
+    influx_server: InfluxDB, db: str, inventory: Inventory, cfg: CloudConfig, days: int = 3
+) -> tuple[Any, Any]:
+    """Write ``days`` of 15-minute data for the 35 APs (1 Oct 2026 on), build its report.
+
+    Returns ``(service, report)``; the service's InfluxDB client stays open for the caller
+    (``await service.influx.aclose()``).
+    """
+    from datetime import date
+
+    from cloud.reports.period import Period
+    from cloud.reports.service import ReportService
+
+    influx = InfluxClient(influx_server.url, username=influx_server.username, password=influx_server.password)
+    await influx.create_database(db)
+    lines = small_fleet_lines(inventory, local(2026, 10, 1), days)
+    for i in range(0, len(lines), 20_000):
+        r = await influx.write(db, join(lines[i : i + 20_000]))
+        assert r.outcome is WriteOutcome.OK, r.error
+    svc = ReportService(influx, db, inventory, cfg.reports)
+    period = Period(date(2026, 10, 1), date(2026, 10, days), "Asia/Ho_Chi_Minh")
+    report = await svc.build(period, now=datetime(2026, 11, 28, tzinfo=UTC), refresh=True)
+    return svc, report
