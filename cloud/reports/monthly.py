@@ -46,6 +46,7 @@ class MonthlyJob:
         self.clock = clock or (lambda: datetime.now(ZoneInfo(self.tz)))
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
+        self.checked = asyncio.Event()  # set after each check (tests and health checks await it)
 
     async def run_once(self) -> int | None:
         """Build last month's report if nobody has; the stored row's id when this call built it."""
@@ -81,6 +82,7 @@ class MonthlyJob:
                 await self.run_once()
             except Exception as exc:  # SQL unreachable: try again next round
                 log.error("monthly report check failed (%s: %s)", type(exc).__name__, exc)
+            self.checked.set()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), self.check_s)
 
