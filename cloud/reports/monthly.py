@@ -34,6 +34,7 @@ class MonthlyJob:
         formats: Sequence[str] = ("html", "xlsx", "csv"),
         lang: Lang = "vi",
         check_s: float = 600.0,
+        hour: int = 0,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.service = service
@@ -42,6 +43,7 @@ class MonthlyJob:
         self.formats = list(formats)
         self.lang: Lang = lang
         self.check_s = check_s
+        self.hour = hour
         self.tz = service.cfg.timezone
         self.clock = clock or (lambda: datetime.now(ZoneInfo(self.tz)))
         self._task: asyncio.Task[None] | None = None
@@ -51,6 +53,9 @@ class MonthlyJob:
     async def run_once(self) -> int | None:
         """Build last month's report if nobody has; the stored row's id when this call built it."""
         now = self.clock()
+        local = now.astimezone(ZoneInfo(self.tz))
+        if local.day == 1 and local.hour < self.hour:
+            return None  # the month's last readings may still be on their way
         period = last_month(now, self.tz)
         row = await asyncio.to_thread(
             self.store.claim,

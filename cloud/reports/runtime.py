@@ -46,6 +46,7 @@ class ReportsRuntime:
                 formats=cfg.reports.monthly_formats,
                 lang=cfg.reports.language,
                 check_s=cfg.reports.monthly_check_s,
+                hour=cfg.reports.monthly_hour,
             )
         return cls(service, job)
 

@@ -19,7 +19,7 @@ from cloud.reports.period import Period
 from cloud.reports.settings import ReportsConfig
 from cloud.reports.store import ReportStore
 from cloud.reports.wifi_model import WifiReport
-from cloud.storage.influx import InfluxClient
+from cloud.storage.influx import InfluxClient, InfluxError
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +60,24 @@ class ReportService:
         )
 
     async def ensure_rollups(self) -> None:
-        """The rollup CQs exist (created once per process; again after a failure)."""
-        if not self._rollups_ready:
+        """The rollup CQs exist (created once per process; again after a failure).
+
+        Creating a CQ needs an InfluxDB admin; without one this logs what to do and the
+        reports still work from rollups made by ``refresh`` (which needs only write access).
+        """
+        if self._rollups_ready:
+            return
+        try:
             await wifi_query.ensure_rollups(self.influx, self.database, self.cfg.rollup_resample_h)
-            self._rollups_ready = True
+        except InfluxError as exc:
+            if "unreachable" in str(exc):
+                raise
+            log.warning(
+                "cannot create the report rollup continuous queries (%s); create them as an InfluxDB "
+                "admin (docs/reports.md) or build reports with refresh",
+                exc,
+            )
+        self._rollups_ready = True
 
     async def refresh(self, period: Period) -> None:
         """Re-aggregate the rollups of the period and the one before (late replays included)."""

@@ -43,6 +43,13 @@ class ReportsConfig(BaseModel):
     monthly: bool = Field(
         True, description="Build last month's report on the 1st (local time), once across all workers."
     )
+    monthly_hour: int = Field(
+        1,
+        ge=0,
+        le=23,
+        description="On the 1st, build no earlier than this local hour (boards' last readings of the "
+        "month arrive first); a cloud that was down on the 1st catches up at any hour.",
+    )
     monthly_formats: list[Format] = Field(
         default_factory=lambda: list(FORMATS), description="Files the monthly report is kept as."
     )

@@ -112,6 +112,10 @@ async def test_monthly_job_runs_once_across_workers(service: ReportService) -> N
     built = await asyncio.gather(*(j.run_once() for j in jobs))
     assert len([b for b in built if b is not None]) == 1  # one worker built it
     assert await jobs[0].run_once() is None  # and nobody builds it again
+    early = MonthlyJob(
+        service, service.store, "w", hour=1, clock=lambda: datetime(2026, 12, 1, 0, 30, tzinfo=TZ)
+    )
+    assert await early.run_once() is None and len(service.store.list()) == 1  # not before 01:00
     kept = service.store.list()
     assert [(k.period, k.state, k.origin, k.files) for k in kept] == [
         ("2026-10", "done", "monthly", ["csv", "html", "xlsx"])
