@@ -146,3 +146,33 @@ async def test_monthly_job_start_and_stop(service: ReportService) -> None:
     await asyncio.wait_for(job.checked.wait(), 60)
     await asyncio.wait_for(job.stop(), 5)
     assert [(k.period, k.state) for k in service.store.list()] == [("2026-11", "done")]
+
+
+async def test_reports_runtime_contract(tmp_path: Path, influx_server: InfluxDB, influx_db: str) -> None:
+    """What the lead wires into the cloud process: create, start (CQs + monthly task), stop."""
+    from cloud.reports.runtime import ReportsRuntime
+    from cloud.storage.influx import InfluxClient
+
+    cfg = load_config(
+        None,
+        influx={"database": influx_db},
+        reports={"output_dir": tmp_path / "reports", "monthly_check_s": 3600},
+    )
+    inventory = load_inventory(cfg.inventory)
+    engine = create_engine(f"sqlite:///{tmp_path / 'cloud.db'}")
+    async with InfluxClient(
+        influx_server.url, username=influx_server.username, password=influx_server.password
+    ) as influx:
+        reports = ReportsRuntime.create(cfg, influx, engine, inventory, holder="worker-1")
+        assert reports.job is not None and reports.service.store is not None
+        reports.job.clock = lambda: datetime(2026, 11, 15, 9, tzinfo=TZ)  # any day but the 1st's first hour
+        await reports.start()
+        await asyncio.wait_for(reports.job.checked.wait(), 60)  # last month built (empty data is fine)
+        await asyncio.wait_for(reports.stop(), 5)
+        cqs = await influx.query("SHOW CONTINUOUS QUERIES")
+        names = {v[0] for s in cqs if s["name"] == influx_db for v in s.get("values", [])}
+        assert names == {"cq_ap_15m", "cq_ap_if_15m"}
+        kept = reports.service.store.list()
+        assert len(kept) == 1 and kept[0].state == "done" and kept[0].origin == "monthly"
+        router = wifi_reports_router(reports.service, allow)
+        assert router.dependencies and router.dependencies[0].dependency is allow
