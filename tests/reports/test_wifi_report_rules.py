@@ -4,6 +4,7 @@ configuration; and the ``commune-iot report wifi`` command end to end."""
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -104,3 +105,16 @@ async def test_cli_report_wifi(tmp_path: Path, influx_server: InfluxDB, influx_d
     assert lines[0].startswith("Level,Id,Name") and lines[1].startswith("All,all,All")
     assert any(",tt-ap-01," in ln for ln in lines) and not any(",dr-ap-01," in ln for ln in lines)
     assert await asyncio.to_thread(cli, [*args, "--commune", "nowhere"]) == 2
+
+
+def test_bench_report_short_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``commune-iot bench report`` end to end on two days (the full month: see docs/reports.md)."""
+    from commune_iot.bench.report import main as bench
+
+    assert bench(run_dir=tmp_path, days=2) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    result = json.loads(out[-1])
+    assert result["aps"] == 35 and result["days"] == 2
+    assert result["points"] == 2 * (35 * 2 * 1440 * 2) + 2 * 10  # 2 periods, ap + ap_if, outages
+    assert 0 < result["build_s"] < 5
+    assert {"render_html_s", "render_xlsx_s", "render_csv_s", "rollup_refresh_s"} <= set(result)
