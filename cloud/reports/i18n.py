@@ -70,7 +70,8 @@ FOOTNOTES: dict[Lang, list[str]] = {
     "vi": [
         "Thời gian theo giờ Việt Nam ({tz}); kỳ báo cáo từ 00:00 ngày đầu đến 24:00 ngày cuối.",
         "Người dùng: trường clients của điểm phát (ap), lấy trung bình trong từng khoảng {grain} phút. "
-        "Khoảng không có số liệu không được tính (không nội suy qua khoảng trống).",
+        "Khoảng không có số liệu không được tính (không nội suy qua khoảng trống); khoảng có ít nhất "
+        "một số liệu được tính theo giá trị trung bình của nó.",
         "Người dùng cao nhất: giá trị khoảng {grain} phút lớn nhất; với thôn, xã, toàn bộ là tổng các điểm "
         "phát trong cùng khoảng. Thời điểm là đầu khoảng đó.",
         "Trung bình giờ mở cửa: trung bình các khoảng bắt đầu từ {open0} đến trước {open1}; với nhóm là tổng "
@@ -88,7 +89,8 @@ FOOTNOTES: dict[Lang, list[str]] = {
     "en": [
         "Times are Vietnam time ({tz}); the period runs from 00:00 of its first day to 24:00 of its last.",
         "Clients: field clients of measurement ap, averaged per {grain}-minute bucket. Buckets without "
-        "readings are left out (nothing is interpolated across a gap).",
+        "readings are left out (nothing is interpolated across a gap); a bucket with at least one "
+        "reading counts at its mean.",
         "Peak clients: the largest {grain}-minute bucket value; for a village, commune or all, the sum over "
         "the APs in the same bucket. Its time is the bucket's start.",
         "Average during opening hours: mean of the buckets starting from {open0} to before {open1}; for a "
