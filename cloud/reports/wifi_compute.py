@@ -327,6 +327,7 @@ def build(
     ap_rows = [row("ap", d.id, d.id, d.commune, d.site, [d.id]) for d in aps]
     for ap_row, d in zip(ap_rows, aps, strict=True):
         ap_row.name = f"{d.id} ({site_name.get(d.site, d.site)})"
+    lines = {"all": ids, **(commune_members if len(communes) > 1 else {})}  # one commune: just "all"
     heat = [[_sum_opt(cur[i].heat[w][h] for i in ids) for h in range(24)] for w in range(7)]
     return WifiReport(
         first=period.first,
@@ -347,6 +348,6 @@ def build(
         communes=commune_rows,
         sites=site_rows,
         aps=ap_rows,
-        series=_series(cur, {"all": ids, **commune_members}, period, settings.series_step_s),
+        series=_series(cur, lines, period, settings.series_step_s),
         heatmap=heat,
     )
