@@ -15,9 +15,11 @@ from pydantic import BaseModel, Field
 
 from cloud.auth.deps import SESSION_COOKIE, audit, client_ip, require, services
 from cloud.auth.principal import Principal
+from cloud.auth.roles import Perm
 from cloud.auth.users import User
 
 Caller = Annotated[Principal, Depends(require())]
+UsersAdmin = Annotated[Principal, Depends(require(Perm.USERS))]
 
 
 class LoginIn(BaseModel):
@@ -91,6 +93,15 @@ async def do_logout(request: Request, response: Response, p: Principal) -> None:
     audit(request, p, "logout", f"user:{p.username}")
 
 
+class UserOut(BaseModel):
+    username: str
+    display_name: str
+    roles: list[str]
+    communes: list[str]
+    disabled: bool
+    lang: str
+
+
 def session_router() -> APIRouter:
     r = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
@@ -110,5 +121,24 @@ def session_router() -> APIRouter:
     @r.get("/me", response_model=MeOut, summary="Who you are and what you may do")
     async def me(p: Caller) -> MeOut:
         return me_out(p)
+
+    @r.get(
+        "/users",
+        response_model=list[UserOut],
+        summary="All users (admins; manage them with commune-iot users)",
+    )
+    async def list_users(request: Request, _p: UsersAdmin) -> list[UserOut]:
+        rows = await asyncio.to_thread(services(request).users.all)
+        return [
+            UserOut(
+                username=u.username,
+                display_name=u.display_name,
+                roles=sorted(u.roles),
+                communes=sorted(u.communes),
+                disabled=u.disabled,
+                lang=u.lang,
+            )
+            for u in rows
+        ]
 
     return r

@@ -134,6 +134,9 @@ def test_roles_see_only_their_part(portal: Portal) -> None:
     assert tech.get("/api/v1/devices")[0] == 200
     assert police.get("/api/v1/devices")[0] == 403
     assert police.get("/api/v1/audit")[0] == 403
+    assert police.get("/api/v1/auth/users")[0] == 403
+    status, listed = portal.api("admin").get("/api/v1/auth/users")
+    assert status == 200 and {"ca-daron", "ca-tutra"} <= {u["username"] for u in listed}
     assert portal.api(None).get("/api/v1/events")[0] == 401
     status, me = police.get("/api/v1/auth/me")
     assert status == 200 and me["communes"] == ["da-ron"] and me["roles"] == ["police"]
