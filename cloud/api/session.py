@@ -11,6 +11,7 @@ import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel, Field
 
 from cloud.auth.deps import SESSION_COOKIE, audit, client_ip, require, services
@@ -52,24 +53,31 @@ def me_out(p: Principal) -> MeOut:
     )
 
 
+async def checked_user(request: Request, username: str, password: str) -> User:
+    """The user if not throttled and the password matches; every outcome is audited by name."""
+    svc = services(request)
+    ip = client_ip(request)
+    wait = await asyncio.to_thread(svc.users.throttled, username, ip)
+    if wait > 0:
+        audit(request, None, "login_throttled", f"user:{username[:64]}", actor=username[:64])
+        retry = str(int(wait) + 1)
+        raise HTTPException(429, f"too many failed logins; try again in {retry} s", {"Retry-After": retry})
+    user = await asyncio.to_thread(svc.users.authenticate, username, password, ip)
+    if user is None:
+        audit(request, None, "login_failed", f"user:{username[:64]}", actor=username[:64])
+        raise HTTPException(
+            401, "wrong user name or password, or the user is disabled", {"WWW-Authenticate": "Bearer"}
+        )
+    return user
+
+
 async def do_login(
     request: Request, response: Response, username: str, password: str
 ) -> tuple[User, str, str]:
     """Check throttling and credentials, open a session, set its cookie; audited either way."""
     svc = services(request)
     ip = client_ip(request)
-    wait = await asyncio.to_thread(svc.users.throttled, username, ip)
-    if wait > 0:
-        audit(request, None, "login_throttled", f"user:{username[:64]}", actor=username[:64])
-        raise HTTPException(
-            429,
-            f"too many failed logins; try again in {int(wait) + 1} s",
-            {"Retry-After": str(int(wait) + 1)},
-        )
-    user = await asyncio.to_thread(svc.users.authenticate, username, password, ip)
-    if user is None:
-        audit(request, None, "login_failed", f"user:{username[:64]}", actor=username[:64])
-        raise HTTPException(401, "wrong user name or password, or the user is disabled")
+    user = await checked_user(request, username, password)
     cookie, csrf = await asyncio.to_thread(
         svc.users.open_session, user, ip, request.headers.get("user-agent", "")
     )
@@ -93,6 +101,12 @@ async def do_logout(request: Request, response: Response, p: Principal) -> None:
     audit(request, p, "logout", f"user:{p.username}")
 
 
+class TokenOut(BaseModel):
+    access_token: str
+    token_type: str = "bearer"
+    expires_in: int = Field(description="Seconds until the token stops working.")
+
+
 class UserOut(BaseModel):
     username: str
     display_name: str
@@ -111,6 +125,17 @@ def session_router() -> APIRouter:
         p = services(request).users.session_principal(cookie)
         assert p is not None
         return me_out(p)
+
+    @r.post("/token", response_model=TokenOut, summary="OAuth2 password flow: a bearer token for scripts")
+    async def token(request: Request, form: Annotated[OAuth2PasswordRequestForm, Depends()]) -> TokenOut:
+        """Trades a user name and password for an API token that lasts one session length
+        (``web.session_ttl_h``); throttled and audited like a login."""
+        svc = services(request)
+        user = await checked_user(request, form.username, form.password)
+        ttl = int(svc.cfg.web.session_ttl_h * 3600)
+        value = await asyncio.to_thread(svc.users.create_token, user.username, "oauth2-password", ttl)
+        audit(request, None, "login", f"user:{user.username}", actor=user.username, detail={"via": "token"})
+        return TokenOut(access_token=value, expires_in=ttl)
 
     @r.post("/logout", status_code=204, summary="End this session")
     async def logout(request: Request, response: Response, p: Caller) -> Response:

@@ -85,6 +85,17 @@ def test_disabling_a_user_or_changing_the_password_ends_sessions_at_once(portal:
     assert re.search(r"ca-tam\s+DISABLED", listing)
 
 
+def test_scripts_trade_a_password_for_a_bearer_token(portal: Portal) -> None:
+    form = {"username": "ca-daron", "password": PASSWORDS["ca-daron"]}
+    r = httpx.post(f"{portal.url}/api/v1/auth/token", data=form)
+    assert r.status_code == 200 and r.json()["token_type"] == "bearer"
+    h = {"Authorization": f"Bearer {r.json()['access_token']}"}
+    page = httpx.get(f"{portal.url}/api/v1/events", headers=h).json()
+    assert page["total"] >= 6 and {e["commune"] for e in page["events"]} == {"da-ron"}
+    bad = httpx.post(f"{portal.url}/api/v1/auth/token", data={**form, "password": "wrong-password"})
+    assert bad.status_code == 401
+
+
 def test_revoked_token_is_refused(portal: Portal) -> None:
     token = _users_cli(portal, "token", "kythuat", "--name", "nagios").stdout.strip()
     h = {"Authorization": f"Bearer {token}"}
