@@ -167,6 +167,28 @@ class HttpConfig(_Section):
     port: int = Field(8000, ge=0, le=65535, description="Port of the HTTP API.")
 
 
+class WebConfig(_Section):
+    session_ttl_h: float = Field(12.0, gt=0, le=24 * 30, description="A login lasts this long.")
+    cookie_secure: bool = Field(
+        False,
+        description="Send the session cookie over HTTPS only. Turn on behind a TLS proxy; off only "
+        "for a loopback or LAN test setup.",
+    )
+    login_window_s: float = Field(900.0, gt=0, description="Login throttling window.")
+    login_max_per_user: int = Field(5, ge=1, description="Failed logins of one name in the window.")
+    login_max_per_ip: int = Field(20, ge=1, description="Failed logins from one address in the window.")
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses of reverse proxies whose X-Forwarded-For is believed (audit 'from where').",
+    )
+
+
+class EventsConfig(_Section):
+    retention_days: float = Field(30.0, gt=0, description="Events and snapshots older than this are deleted.")
+    retention_interval_s: float = Field(3600.0, gt=0, description="How often the retention job runs.")
+    exports_dir: Path = Field(Path("var/exports"), description="Evidence export ZIPs.")
+
+
 class CloudConfig(BaseSettings):
     """The whole cloud configuration; see cloud/sample.yaml for an annotated example."""
 
@@ -176,6 +198,10 @@ class CloudConfig(BaseSettings):
     influx: InfluxConfig = Field(default_factory=InfluxConfig, description="Time-series database.")
     sql: SqlConfig = Field(default_factory=SqlConfig, description="Device state and dead letters.")
     http: HttpConfig = Field(default_factory=HttpConfig, description="HTTP API.")
+    web: WebConfig = Field(default_factory=WebConfig, description="Web UI logins and sessions.")
+    events: EventsConfig = Field(
+        default_factory=EventsConfig, description="Police event log: retention and evidence exports."
+    )
     alerting: AlertingConfig = Field(
         default_factory=AlertingConfig, description="Outage detection, alert lifecycle, notifications."
     )
@@ -239,6 +265,7 @@ def load_config(path: Path | str | None = None, **overrides: Any) -> CloudConfig
         base = path.resolve().parent
         cfg.inventory = _resolve(base, cfg.inventory)
         cfg.snapshots_dir = _resolve(base, cfg.snapshots_dir)
+        cfg.events.exports_dir = _resolve(base, cfg.events.exports_dir)
         cfg.influx.spool_dir = _resolve(base, cfg.influx.spool_dir)
         cfg.reports.output_dir = _resolve(base, cfg.reports.output_dir)
         if cfg.sql.url.startswith("sqlite:///") and not cfg.sql.url.startswith("sqlite:////"):

@@ -289,6 +289,10 @@ def build_parser() -> argparse.ArgumentParser:
     bs.add_argument("--cycles", type=int, default=3, help="timed cycles of each size (default 3)")
     bs.add_argument("--run-dir", type=Path, default=None)
     bs.set_defaults(func=_bench_snmp)
+
+    from commune_iot import eventlog_cli
+
+    eventlog_cli.register(sub, bench_sub)
     return p
 
 

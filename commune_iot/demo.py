@@ -55,6 +55,49 @@ def _password(path: Path) -> str:
     return value
 
 
+#: Web UI users of the demo: (name, roles, communes, display name).
+DEMO_USERS = (
+    ("admin", "admin", "", "Quản trị hệ thống"),
+    ("ca-daron", "police", "da-ron", "Công an xã Đạ Ròn"),
+    ("ca-tutra", "police", "tu-tra", "Công an xã Tu Tra"),
+    ("mic", "mic", "", "Sở TT&TT Lâm Đồng"),
+    ("kythuat", "technician", "", "Kỹ thuật viên"),
+)
+
+
+def _demo_users(config_path: Path, secrets_file: Path) -> list[tuple[str, str]]:
+    """Web UI users with random passwords kept in the run dir (0600); kept across runs."""
+    from cloud.auth.roles import parse_roles
+    from cloud.auth.users import UserStore
+    from cloud.config import load_config
+    from cloud.storage.sql import SqlStore
+
+    known: dict[str, str] = {}
+    if secrets_file.exists():
+        for line in secrets_file.read_text().splitlines():
+            name, _, pw = line.partition(" ")
+            known[name] = pw
+    cfg = load_config(config_path)
+    sql = SqlStore(cfg.sql.url)
+    try:
+        users = UserStore(sql.engine)
+        for name, roles, communes, display in DEMO_USERS:
+            if users.by_name(name) is None:
+                known[name] = secrets.token_urlsafe(9)
+                users.add(
+                    name,
+                    known[name],
+                    parse_roles(roles),
+                    communes=frozenset(c for c in communes.split(",") if c),
+                    display_name=display,
+                )
+    finally:
+        sql.dispose()
+    secrets_file.write_text("".join(f"{n} {pw}\n" for n, pw in known.items()))
+    secrets_file.chmod(0o600)
+    return [(n, known.get(n, "(unchanged)")) for n, *_ in DEMO_USERS]
+
+
 def _summary(cloud: CloudProcess, agents: list[AgentProcess]) -> str:
     try:
         devices = cloud.get_json("/api/v1/devices")
@@ -106,6 +149,7 @@ def run_demo(*, run_dir: Path, port: int, devices: int | None = None, fresh: boo
                 http_port=port,
             ),
         )
+        logins = _demo_users(cloud.config_path, run_dir / "secrets" / "web-users.txt")
         log.info("starting the cloud service on http://127.0.0.1:%d", port)
         cloud.start(wait=60)
         log.info("starting %d simulated edge agents", len(chosen))
@@ -117,7 +161,11 @@ def run_demo(*, run_dir: Path, port: int, devices: int | None = None, fresh: boo
             f"""
 commune-iot demo is running ({len(chosen)} agents: cameras and access points of Da Ron, Tu Tra, Lac Xuan)
 
-  Devices and live status  http://127.0.0.1:{port}/api/v1/devices
+  Web UI (police event log) http://127.0.0.1:{port}/   log in as one of:
+{chr(10).join(f"      {n:<10} {pw}" for n, pw in logins)}
+                           (also in {run_dir}/secrets/web-users.txt)
+  Devices and live status  http://127.0.0.1:{port}/api/v1/devices  (needs a login or API token:
+                           commune-iot users --config {cloud.config_path} token admin)
   API documentation        http://127.0.0.1:{port}/docs
   Ingest metrics           http://127.0.0.1:{port}/metrics
   Readiness                http://127.0.0.1:{port}/readyz

@@ -163,6 +163,8 @@ class CloudProcess:
     port: int | None = None
     role: str = "serve"
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    #: Admin API token for ``get_json`` and friends (the API needs one); made on first start.
+    api_token: str | None = field(default=None, repr=False)
 
     @classmethod
     def write(
@@ -179,6 +181,8 @@ class CloudProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, wait: float = 30.0) -> CloudProcess:
+        if self.role == "serve" and self.api_token is None:
+            self.api_token = admin_token(self.config_path)
         argv = [sys.executable, "-m", "commune_iot", "cloud", self.role, "--config", str(self.config_path)]
         self.proc = _spawn(argv, self.log_path)
         if self.role == "serve" and wait:
@@ -200,13 +204,26 @@ class CloudProcess:
             time.sleep(0.1)
         raise RuntimeError(f"cloud service not healthy on {self.url} after {timeout:.0f} s")
 
+    def request(self, path: str, body: Any = None, method: str | None = None) -> urllib.request.Request:
+        """A request to the API carrying the admin token (JSON body when given)."""
+        headers = {"Authorization": f"Bearer {self.api_token}"} if self.api_token else {}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        return urllib.request.Request(f"{self.url}{path}", data=data, headers=headers, method=method)
+
     def get_json(self, path: str, timeout: float = 5.0) -> Any:
-        with urllib.request.urlopen(f"{self.url}{path}", timeout=timeout) as r:
+        with urllib.request.urlopen(self.request(path), timeout=timeout) as r:
+            return json.load(r)
+
+    def post_json(self, path: str, body: Any, timeout: float = 10.0) -> Any:
+        with urllib.request.urlopen(self.request(path, body, "POST"), timeout=timeout) as r:
             return json.load(r)
 
     def get_status(self, path: str, timeout: float = 5.0) -> int:
         try:
-            with urllib.request.urlopen(f"{self.url}{path}", timeout=timeout) as r:
+            with urllib.request.urlopen(self.request(path), timeout=timeout) as r:
                 return int(r.status)
         except urllib.error.HTTPError as exc:
             return int(exc.code)
@@ -222,6 +239,29 @@ class CloudProcess:
 
     def rss_mb(self) -> float | None:
         return rss_mb(self.proc.pid) if self.proc is not None else None
+
+
+def admin_token(config_path: Path, username: str = "fleet-admin") -> str:
+    """An API token of an admin user in the cloud's database (the user made when missing),
+    so local tools and tests can call the API like any script would."""
+    import secrets as _secrets
+
+    from cloud.auth.roles import Role
+    from cloud.auth.users import UserStore
+    from cloud.config import load_config
+    from cloud.storage.sql import SqlStore
+
+    cfg = load_config(config_path)
+    sql = SqlStore(cfg.sql.url, password=cfg.sql.password_value())
+    try:
+        users = UserStore(sql.engine)
+        if users.by_name(username) is None:
+            users.add(
+                username, _secrets.token_urlsafe(24), frozenset({Role.ADMIN}), display_name="Local tools"
+            )
+        return users.create_token(username, "local-tools")
+    finally:
+        sql.dispose()
 
 
 def rss_mb(pid: int) -> float | None:

@@ -30,3 +30,14 @@ def influx_query(server: InfluxDB, db: str, q: str) -> list[dict[str, Any]]:
         raise AssertionError(f"InfluxQL error for {q!r}: {result['error']}")
     series: list[dict[str, Any]] = result.get("series", [])
     return series
+
+
+def admin_headers(engine: Any, username: str = "test-admin") -> dict[str, str]:
+    """Authorization header of a fresh admin API token in the cloud's SQL database."""
+    from cloud.auth.roles import Role
+    from cloud.auth.users import UserStore
+
+    users = UserStore(engine)
+    if users.by_name(username) is None:
+        users.add(username, "test-password-123", frozenset({Role.ADMIN}))
+    return {"Authorization": f"Bearer {users.create_token(username, 'tests')}"}

@@ -1,23 +1,50 @@
-"""FastAPI application: health, readiness, the device list and Prometheus metrics.
+"""FastAPI application: the JSON API, the web UI, health, readiness and Prometheus metrics.
 
 The app's lifespan starts and stops the ingest runtime, so ``uvicorn`` (or a test's ASGI
-transport) running the app is the whole service.
+transport) running the app is the whole service. Everything under ``/api/v1`` and every
+page needs a login (session cookie) or an API token; only ``/healthz``, ``/readyz``,
+``/metrics`` and the login page are open.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlencode
 
-from fastapi import FastAPI, Query
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cloud.api.alerts import alerts_router
+from cloud.api.audit import audit_router
+from cloud.api.events import events_router
+from cloud.api.session import session_router
+from cloud.auth.deps import LoginRequired, require
+from cloud.auth.roles import Perm
+from cloud.events.retention import retention_loop
 from cloud.runtime import Runtime
+from cloud.web.pages import html_error, pages_router
+from cloud.web.services import WebServices
+
+#: Sent with every response. Styles may be inline (charts, timeline bars); scripts may not.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+    "script-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
 
 
 class DeviceOut(BaseModel):
@@ -64,13 +91,23 @@ def _ts(v: float | None) -> datetime | None:
 def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
     """The app; with ``manage_runtime`` its lifespan starts and stops ingest."""
 
+    web = WebServices.build(runtime.cfg, runtime.sql.engine, runtime.inventory, runtime.snapshots)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if manage_runtime:
             await runtime.start()
+        ev = runtime.cfg.events
+        retention = asyncio.create_task(
+            retention_loop(web.events, web.snapshots, web.audit, ev.retention_days, ev.retention_interval_s),
+            name="event-retention",
+        )
         try:
             yield
         finally:
+            retention.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await retention
             if manage_runtime:
                 await runtime.stop()
 
@@ -78,6 +115,37 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
         title="commune-iot cloud",
         description="Device status and telemetry ingest for the commune cameras and Wi-Fi access points.",
         lifespan=lifespan,
+    )
+    app.state.web = web
+    technician = [Depends(require(Perm.DEVICES))]
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next: Any) -> Response:
+        response: Response = await call_next(request)
+        for k, v in SECURITY_HEADERS.items():
+            response.headers.setdefault(k, v)
+        if request.url.path.startswith(("/api/", "/events", "/exports", "/audit", "/cameras", "/reports")):
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    @app.exception_handler(LoginRequired)
+    async def to_login(_request: Request, exc: LoginRequired) -> Response:
+        return RedirectResponse("/login?" + urlencode({"next": exc.next_url}), status_code=303)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if request.url.path.startswith("/api/") or request.url.path in {"/healthz", "/readyz", "/metrics"}:
+            return await http_exception_handler(request, exc)
+        if (
+            not isinstance(exc, HTTPException)
+            and exc.status_code == 404
+            and request.url.path.startswith("/static/")
+        ):
+            return await http_exception_handler(request, exc)
+        return await html_error(request, exc.status_code, str(exc.detail))
+
+    app.mount(
+        "/static", StaticFiles(directory=Path(__file__).parent.parent / "web" / "static"), name="static"
     )
 
     @app.get("/healthz", summary="Process alive")
@@ -91,7 +159,12 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
         body = Readiness(ready=ready, dependencies=deps)
         return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
 
-    @app.get("/api/v1/devices", response_model=list[DeviceOut], summary="Inventory merged with live status")
+    @app.get(
+        "/api/v1/devices",
+        response_model=list[DeviceOut],
+        summary="Inventory merged with live status",
+        dependencies=technician,
+    )
     async def devices(
         commune: str | None = Query(None, description="Only this commune id."),
         kind: str | None = Query(None, description="Only this kind (ap, camera)."),
@@ -109,7 +182,10 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
         ]
 
     @app.get(
-        "/api/v1/dead-letters", response_model=list[DeadLetterOut], summary="Refused messages, newest first"
+        "/api/v1/dead-letters",
+        response_model=list[DeadLetterOut],
+        summary="Refused messages, newest first",
+        dependencies=technician,
     )
     async def dead_letter_list(
         node: str | None = Query(None, description="Only this node (as guessed from the topic)."),
@@ -130,7 +206,11 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
         ]
 
     if runtime.alerting is not None:
-        app.include_router(alerts_router(runtime.alerting))
+        app.include_router(alerts_router(runtime.alerting), dependencies=technician)
+    app.include_router(session_router())
+    app.include_router(events_router())
+    app.include_router(audit_router())
+    app.include_router(pages_router())
 
     @app.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
     async def metrics() -> PlainTextResponse:

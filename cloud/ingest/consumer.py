@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
 from cloud.config import MqttConfig
+from cloud.events.store import EventRecord
 from cloud.ingest import framing
 from cloud.ingest.convert import Converted, Converter, Rejected
 from cloud.ingest.stats import Stats
@@ -49,7 +50,7 @@ from cloud.storage.sql import (
     SqlStore,
     StatusUpdate,
 )
-from wire import Status
+from wire import MotionEvent, Status
 from wire.topics import SEQUENCED, Channel
 
 log = logging.getLogger(__name__)
@@ -297,6 +298,26 @@ class IngestWorker:
                 time.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
+    def _event_record(self, res: Converted, msg: MotionEvent, at: float) -> EventRecord:
+        return EventRecord(
+            device=msg.device,
+            event_id=msg.event_id,
+            node=res.node,
+            commune=res.commune,
+            site=self.converter.device_site(res.node, msg.device),
+            phase=msg.phase,
+            start=msg.start.timestamp(),
+            end=msg.end.timestamp() if msg.end is not None else None,
+            msg_ts=msg.ts.timestamp(),
+            peak_area_pct=msg.peak_area_pct,
+            boxes=[b.model_dump() for b in msg.boxes],
+            zones=list(msg.zones),
+            score=msg.score,
+            frames=getattr(msg, "frames", None),
+            snapshot_sha256=msg.snapshot_sha256,
+            received_at=at,
+        )
+
     def _commit(self, batch: list[_Received]) -> None:
         lines: list[str] = []
         upd = BatchUpdate()
@@ -347,6 +368,8 @@ class IngestWorker:
                     )
                 )
             elif msg is not None and res.channel in SEQUENCED:
+                if isinstance(msg, MotionEvent):
+                    upd.events.append(self._event_record(res, msg, r.at))
                 node.messages += 1
                 ts = msg.ts.timestamp()
                 if node.last_msg_ts is None or ts >= node.last_msg_ts:

@@ -113,6 +113,10 @@ class Converter:
             return {"device": device, "site": n.site if n else UNKNOWN, "kind": UNKNOWN}
         return {"device": device, "site": d.site, "kind": d.kind}
 
+    def device_site(self, node: str, device: str) -> str:
+        """The device's site (village or spot), as tagged on its points."""
+        return self._device_tags(node, device)["site"]
+
     # ------------------------------------------------------------------ convert
     def convert(self, topic: str, payload: bytes, received_at: float | None = None) -> Converted | Rejected:
         parsed = self._parse(topic)

@@ -33,6 +33,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import make_url
 
+from cloud.events.store import EventRecord, upsert_events
+from cloud.events.store import metadata as events_metadata
 from cloud.storage.schema import ensure_schema
 
 metadata = MetaData()
@@ -150,14 +152,17 @@ class BatchUpdate:
     statuses: list[StatusUpdate] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
     snapshots: list[SnapshotRecord] = field(default_factory=list)
+    events: list[EventRecord] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.nodes or self.sessions or self.statuses or self.dead or self.snapshots)
+        return bool(
+            self.nodes or self.sessions or self.statuses or self.dead or self.snapshots or self.events
+        )
 
     @property
     def must_write_now(self) -> bool:
         """Rows that are acknowledged data (not just counters) and so cannot wait."""
-        return bool(self.statuses or self.dead or self.snapshots)
+        return bool(self.statuses or self.dead or self.snapshots or self.events)
 
     def merge(self, other: BatchUpdate) -> None:
         """Fold ``other`` into this one (counters added, newest values kept)."""
@@ -182,6 +187,7 @@ class BatchUpdate:
         self.statuses.extend(other.statuses)
         self.dead.extend(other.dead)
         self.snapshots.extend(other.snapshots)
+        self.events.extend(other.events)
 
 
 def _greatest(col: Any, new: Any) -> Any:
@@ -218,6 +224,7 @@ class SqlStore:
 
     def _create_schema(self) -> None:
         ensure_schema(self.engine, metadata)
+        ensure_schema(self.engine, events_metadata)
 
     def _insert(self, table: Table) -> Any:
         if self.dialect == "sqlite":
@@ -356,6 +363,8 @@ class SqlStore:
                         for s in batch.snapshots
                     ],
                 )
+            if batch.events:
+                upsert_events(conn, self._insert, batch.events)
 
     # ------------------------------------------------------------------ reads (API)
     def node_states(self) -> dict[str, dict[str, Any]]:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from support import admin_headers
 
 from cloud.alerting.engine import Cause, Change, Scope, Severity
 from cloud.api.app import create_app
@@ -27,7 +28,9 @@ async def api(tmp_path: Path) -> AsyncIterator[tuple[Runtime, httpx.AsyncClient]
     )
     rt = Runtime(cfg)
     app = create_app(rt, manage_runtime=False)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t", headers=admin_headers(rt.sql.engine)
+    ) as client:
         yield rt, client
     rt.journal.close()
     await rt.influx.aclose()

@@ -9,13 +9,11 @@ Only ``settle_s`` is shortened to 15 s (agents here reconnect within 10 s); see
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
 import sqlite3
 import time
-import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
@@ -40,14 +38,7 @@ LX = ["lx-ap-01", "lx-ap-02", "lx-ap-03", "lx-ap-04"]
 
 
 def _post(rig: OutageRig, path: str, body: dict[str, Any]) -> Any:
-    req = urllib.request.Request(
-        f"{rig.cloud.url}{path}",
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(req, timeout=10) as r:
-        return json.load(r)
+    return rig.cloud.post_json(path, body)
 
 
 def _kinds(sink: WebhookSink) -> list[tuple[str, str, str]]:

@@ -8,6 +8,7 @@ import json
 import httpx
 from cloud_helpers import count, encoded, eventually, health, metrics, motion, publish, topic
 from sqlalchemy import select
+from support import admin_headers
 
 from cloud.api.app import create_app
 from cloud.runtime import Runtime
@@ -92,7 +93,9 @@ async def test_garbage_dead_lettered_and_valid_traffic_unaffected(
     assert sum(runtime.stats.dead_lettered.values()) == len(garbage)
 
     app = create_app(runtime, manage_runtime=False)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as api:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t", headers=admin_headers(runtime.sql.engine)
+    ) as api:
         listed = (await api.get("/api/v1/dead-letters", params={"node": "dr-ap-02", "limit": 3})).json()
         assert [d["reason"] for d in listed] == [str(r["reason"]) for r in rows[::-1][:3]]
         assert listed[0]["preview"] == "GIF89a not a jpeg"

@@ -15,6 +15,7 @@ from cloud_helpers import (
     status,
     topic,
 )
+from support import admin_headers
 
 from cloud.api.app import create_app
 from cloud.runtime import Runtime
@@ -66,7 +67,9 @@ async def test_messages_queryable_with_tags_and_devices_online(
     assert ev[0]["values"][0][1:] == [3.0, False]
 
     app = create_app(runtime, manage_runtime=False)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as api:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t", headers=admin_headers(runtime.sql.engine)
+    ) as api:
 
         async def device_list() -> dict[str, dict[str, object]]:
             r = await api.get("/api/v1/devices")
@@ -121,7 +124,9 @@ async def test_metrics_healthz_and_broker_down_readiness(
     publish(mosquitto, [(topic("da-ron", "dr-ap-05", Channel.HEALTH), encoded(health("dr-ap-05", 1)))])
     publish(mosquitto, [(topic("da-ron", "dr-ap-05", Channel.HEALTH), b"garbage")])
     app = create_app(runtime, manage_runtime=False)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as api:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t", headers=admin_headers(runtime.sql.engine)
+    ) as api:
         assert (await api.get("/healthz")).json() == {"status": "ok"}
 
         async def metric_values() -> dict[str, float]:

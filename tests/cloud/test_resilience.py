@@ -8,6 +8,7 @@ import time
 import httpx
 import pytest
 from cloud_helpers import MakeConfig, count, encoded, eventually, health, publish, topic
+from support import admin_headers
 
 from cloud.api.app import create_app
 from cloud.config import CloudConfig
@@ -34,7 +35,9 @@ async def test_influx_outage_reported_and_nothing_lost(
     app = create_app(rt)
     async with (
         app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as api,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://t", headers=admin_headers(rt.sql.engine)
+        ) as api,
     ):
         assert rt.worker.wait_connected(10)
         publish(mosquitto, health_traffic(1, 50))

@@ -18,9 +18,10 @@ from commune_iot.localsvc import InfluxDB, Mosquitto, free_port
 from wire import Channel
 
 
-def _get(url: str) -> tuple[int, dict[str, object] | list[object]]:
+def _get(url: str, token: str = "") -> tuple[int, dict[str, object] | list[object]]:
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
     try:
-        with urllib.request.urlopen(url, timeout=2) as r:
+        with urllib.request.urlopen(req, timeout=2) as r:
             return r.status, json.load(r)
     except urllib.error.HTTPError as exc:
         return exc.code, json.load(exc)
@@ -45,7 +46,15 @@ def test_serve_runs_api_and_ingest(
         )
     )
     port = free_port()
-    env = dict(os.environ, CIOT_CLOUD_INFLUX__PASSWORD=influx_server.password)
+    env = dict(
+        os.environ, CIOT_CLOUD_INFLUX__PASSWORD=influx_server.password, CIOT_NEW_PASSWORD="ops-pass-2026"
+    )
+    # The operator's path: the first admin and a script token from the command line.
+    cli = [sys.executable, "-m", "commune_iot", "users", "--config", str(conf)]
+    subprocess.run([*cli, "add", "ops", "--role", "admin"], env=env, check=True, capture_output=True)
+    token = subprocess.run(
+        [*cli, "token", "ops", "--name", "test"], env=env, check=True, capture_output=True, text=True
+    ).stdout.strip()
     proc = subprocess.Popen(
         [sys.executable, "-m", "commune_iot", "cloud", "serve", "--config", str(conf), "--port", str(port)],
         env=env,
@@ -66,7 +75,9 @@ def test_serve_runs_api_and_ingest(
         while time.monotonic() < deadline and count(influx_server, influx_db, "health") < 1:
             time.sleep(0.1)
         assert count(influx_server, influx_db, "health") == 1
-        _, devices = _get(f"{base}/api/v1/devices?kind=ap&commune=tu-tra")
+        status, _ = _get(f"{base}/api/v1/devices")
+        assert status == 401  # no token, no data
+        _, devices = _get(f"{base}/api/v1/devices?kind=ap&commune=tu-tra", token)
         assert isinstance(devices, list) and len(devices) == 12
         assert (tmp_path / "cloud.db").exists()  # relative to the config file
     finally:

@@ -1,0 +1,378 @@
+"""JSON API of the police event log: events, snapshots, review, notes, timelines, exports.
+
+Scope is checked here on every call, not in the UI: an event outside the caller's
+communes is answered 404, exactly like a missing one, so ids cannot be probed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import FileResponse, Response
+from pydantic import BaseModel, Field
+
+from cloud.auth.deps import audit, require, services
+from cloud.auth.principal import Principal
+from cloud.auth.roles import Perm
+from cloud.events.evidence import ExportRecord
+from cloud.events.store import LOCAL_TZ, Event, EventFilter, Note, Page
+
+Police = Annotated[Principal, Depends(require(Perm.EVENTS))]
+
+
+class BoxOut(BaseModel):
+    x: float
+    y: float
+    w: float
+    h: float
+
+
+class NoteOut(BaseModel):
+    id: int
+    author: str
+    at: datetime
+    text: str
+
+
+class EventOut(BaseModel):
+    id: int = Field(description="Row id, used in URLs.")
+    event_id: str = Field(description="The camera agent's id of the event.")
+    device: str
+    commune: str
+    site: str
+    start: datetime
+    end: datetime | None = Field(description="Null while the event lasts.")
+    duration_s: float
+    peak_area_pct: float
+    boxes: list[BoxOut] = Field(description="Union bounding boxes, normalised 0..1.")
+    zones: list[str]
+    score: float | None
+    frames: int | None
+    snapshot_sha256: str | None
+    has_snapshot: bool
+    reviewed_by: str | None
+    reviewed_at: datetime | None
+    keep: bool = Field(description="Held past retention.")
+    exports: int = Field(description="Evidence exports that include it (kept while > 0).")
+
+
+class EventDetail(EventOut):
+    notes: list[NoteOut]
+    before: list[EventOut] = Field(description="Earlier events of the same camera.")
+    after: list[EventOut] = Field(description="Later events of the same camera.")
+
+
+class EventPage(BaseModel):
+    total: int
+    offset: int
+    limit: int
+    events: list[EventOut]
+
+
+class ReviewIn(BaseModel):
+    reviewed: bool = True
+
+
+class NoteIn(BaseModel):
+    text: str = Field(min_length=1, max_length=4000)
+
+
+class KeepIn(BaseModel):
+    keep: bool = True
+
+
+class ExportIn(BaseModel):
+    event_ids: list[int] = Field(min_length=1, max_length=500, description="Row ids of the events.")
+    reason: str = Field("", max_length=1000, description="Why (case number, request).")
+
+
+class ExportOut(BaseModel):
+    id: int
+    created_at: datetime
+    created_by: str
+    communes: list[str]
+    events: list[int]
+    reason: str
+    filename: str
+    sha256: str = Field(description="SHA-256 of the ZIP file as made.")
+    size: int
+
+
+def _dt(ts: float | None) -> datetime | None:
+    return datetime.fromtimestamp(ts, UTC) if ts is not None else None
+
+
+def event_out(ev: Event, request: Request) -> EventOut:
+    svc = services(request)
+    has = bool(ev.snapshot_sha256) and svc.snapshots.path_for(ev.snapshot_sha256 or "").exists()
+    return EventOut(
+        id=ev.id,
+        event_id=ev.event_id,
+        device=ev.device,
+        commune=ev.commune,
+        site=ev.site,
+        start=datetime.fromtimestamp(ev.start, UTC),
+        end=_dt(ev.end),
+        duration_s=round(ev.duration_s, 3),
+        peak_area_pct=ev.peak_area_pct,
+        boxes=[BoxOut(**b) for b in ev.boxes],
+        zones=ev.zones,
+        score=ev.score,
+        frames=ev.frames,
+        snapshot_sha256=ev.snapshot_sha256,
+        has_snapshot=has,
+        reviewed_by=ev.reviewed_by,
+        reviewed_at=_dt(ev.reviewed_at),
+        keep=ev.keep,
+        exports=ev.exports,
+    )
+
+
+def note_out(n: Note) -> NoteOut:
+    return NoteOut(id=n.id, author=n.author, at=datetime.fromtimestamp(n.at, UTC), text=n.text)
+
+
+def export_out(r: ExportRecord) -> ExportOut:
+    return ExportOut(
+        id=r.id,
+        created_at=datetime.fromtimestamp(r.created_at, UTC),
+        created_by=r.created_by,
+        communes=sorted(r.communes),
+        events=list(r.events),
+        reason=r.reason,
+        filename=r.filename,
+        sha256=r.sha256,
+        size=r.size,
+    )
+
+
+def _minutes(hhmm: str | None, name: str) -> int | None:
+    if not hhmm:
+        return None
+    try:
+        t = time.fromisoformat(hhmm)
+    except ValueError:
+        raise HTTPException(422, f"{name}: expected HH:MM, got {hhmm!r}") from None
+    return t.hour * 60 + t.minute
+
+
+def _local_day_start(d: date) -> float:
+    return datetime.combine(d, time(0), LOCAL_TZ).timestamp()
+
+
+def build_filter(
+    p: Principal,
+    *,
+    commune: str | None,
+    device: str | None,
+    site: str | None,
+    date_from: date | None,
+    date_to: date | None,
+    time_from: str | None,
+    time_to: str | None,
+    reviewed: bool | None,
+    min_duration_s: float | None,
+) -> EventFilter:
+    """Filters from request parameters; dates are local (Asia/Ho_Chi_Minh) and inclusive."""
+    return EventFilter(
+        communes=p.event_scope(),
+        commune=commune or None,
+        device=device or None,
+        site=site or None,
+        since=_local_day_start(date_from) if date_from else None,
+        until=_local_day_start(date_to + timedelta(days=1)) if date_to else None,
+        minute_from=_minutes(time_from, "time_from"),
+        minute_to=_minutes(time_to, "time_to"),
+        reviewed=reviewed,
+        min_duration_s=min_duration_s,
+    )
+
+
+async def get_event_or_404(request: Request, p: Principal, event_pk: int) -> Event:
+    ev = await asyncio.to_thread(services(request).events.get, event_pk, p.event_scope())
+    if ev is None:
+        raise HTTPException(404, f"no event {event_pk} in your communes")
+    return ev
+
+
+async def visible_export(request: Request, p: Principal, export_id: int) -> ExportRecord:
+    rec = await asyncio.to_thread(services(request).exports.get, export_id)
+    scope = p.event_scope()
+    if rec is None or (scope is not None and not rec.communes <= scope):
+        raise HTTPException(404, f"no export {export_id} in your communes")
+    return rec
+
+
+async def create_export(request: Request, p: Principal, ids: list[int], reason: str) -> ExportRecord:
+    svc = services(request)
+    wanted = list(dict.fromkeys(ids))
+    evs = await asyncio.to_thread(svc.events.get_many, wanted, p.event_scope())
+    if len(evs) != len(wanted):
+        missing = sorted(set(wanted) - {e.id for e in evs})
+        raise HTTPException(404, f"events not found in your communes: {', '.join(map(str, missing))}")
+    rec = await asyncio.to_thread(svc.exports.create, evs, p.username, reason=reason, names=svc.names())
+    audit(
+        request,
+        p,
+        "export_create",
+        f"export:{rec.id}",
+        commune=",".join(sorted(rec.communes)),
+        detail={"events": list(rec.events), "sha256": rec.sha256, "size": rec.size, "reason": reason},
+    )
+    return rec
+
+
+def events_router() -> APIRouter:
+    r = APIRouter(prefix="/api/v1", tags=["events"])
+
+    @r.get("/events", response_model=EventPage, summary="Motion events in your communes, newest first")
+    async def list_events(
+        request: Request,
+        p: Police,
+        commune: str | None = Query(None),
+        device: str | None = Query(None, description="Camera id."),
+        site: str | None = Query(None),
+        date_from: Annotated[date | None, Query(description="Local date, inclusive.")] = None,
+        date_to: Annotated[date | None, Query(description="Local date, inclusive.")] = None,
+        time_from: str | None = Query(None, description="Local time of day HH:MM (start >= it)."),
+        time_to: str | None = Query(None, description="Local time of day HH:MM (start < it); may wrap."),
+        reviewed: bool | None = Query(None),
+        min_duration_s: float | None = Query(None, ge=0),
+        offset: int = Query(0, ge=0, le=10_000_000),
+        limit: int = Query(50, ge=1, le=500),
+        order: Literal["desc", "asc"] = Query("desc"),
+    ) -> EventPage:
+        f = build_filter(
+            p,
+            commune=commune,
+            device=device,
+            site=site,
+            date_from=date_from,
+            date_to=date_to,
+            time_from=time_from,
+            time_to=time_to,
+            reviewed=reviewed,
+            min_duration_s=min_duration_s,
+        )
+        page: Page = await asyncio.to_thread(
+            services(request).events.search, f, offset=offset, limit=limit, order=order
+        )
+        audit(request, p, "event_list", detail={"filter": dict(request.query_params), "total": page.total})
+        return EventPage(
+            total=page.total,
+            offset=page.offset,
+            limit=page.limit,
+            events=[event_out(e, request) for e in page.events],
+        )
+
+    @r.get("/events/{event_pk}", response_model=EventDetail, summary="One event with notes and neighbours")
+    async def get_event(request: Request, p: Police, event_pk: int) -> EventDetail:
+        ev = await get_event_or_404(request, p, event_pk)
+        svc = services(request)
+        notes = await asyncio.to_thread(svc.events.notes_of, ev.id)
+        before, after = await asyncio.to_thread(svc.events.neighbours, ev)
+        audit(request, p, "event_view", f"event:{ev.id}", commune=ev.commune)
+        return EventDetail(
+            **event_out(ev, request).model_dump(),
+            notes=[note_out(n) for n in notes],
+            before=[event_out(e, request) for e in before],
+            after=[event_out(e, request) for e in after],
+        )
+
+    @r.get(
+        "/events/{event_pk}/snapshot",
+        response_class=Response,
+        responses={200: {"content": {"image/jpeg": {}}}, 404: {"description": "No event or no snapshot"}},
+        summary="The event's JPEG snapshot",
+    )
+    async def snapshot(request: Request, p: Police, event_pk: int, thumb: bool = False) -> Response:
+        ev = await get_event_or_404(request, p, event_pk)
+        svc = services(request)
+        path = svc.snapshots.path_for(ev.snapshot_sha256) if ev.snapshot_sha256 else None
+        if path is None or not path.exists():
+            raise HTTPException(404, "this event has no snapshot (not received, or deleted by retention)")
+        if not thumb:  # thumbnails are covered by the list view's audit entry
+            audit(request, p, "snapshot_view", f"event:{ev.id}", commune=ev.commune)
+        return FileResponse(
+            path,
+            media_type="image/jpeg",
+            headers={"Cache-Control": "private, max-age=3600", "X-Snapshot-SHA256": ev.snapshot_sha256 or ""},
+        )
+
+    @r.post("/events/{event_pk}/review", response_model=EventOut, summary="Mark reviewed (or not)")
+    async def review(request: Request, p: Police, event_pk: int, body: ReviewIn) -> EventOut:
+        ev = await get_event_or_404(request, p, event_pk)
+        svc = services(request)
+        await asyncio.to_thread(svc.events.set_reviewed, ev.id, p.username if body.reviewed else None)
+        audit(request, p, "review" if body.reviewed else "unreview", f"event:{ev.id}", commune=ev.commune)
+        return event_out(await get_event_or_404(request, p, event_pk), request)
+
+    @r.post("/events/{event_pk}/notes", response_model=NoteOut, status_code=201, summary="Add a note")
+    async def add_note(request: Request, p: Police, event_pk: int, body: NoteIn) -> NoteOut:
+        ev = await get_event_or_404(request, p, event_pk)
+        n = await asyncio.to_thread(services(request).events.add_note, ev.id, p.username, body.text)
+        audit(
+            request, p, "note", f"event:{ev.id}", commune=ev.commune, detail={"note": n.id, "text": body.text}
+        )
+        return note_out(n)
+
+    @r.post("/events/{event_pk}/keep", response_model=EventOut, summary="Hold past retention (or release)")
+    async def keep(request: Request, p: Police, event_pk: int, body: KeepIn) -> EventOut:
+        ev = await get_event_or_404(request, p, event_pk)
+        await asyncio.to_thread(services(request).events.set_keep, ev.id, body.keep)
+        audit(request, p, "keep" if body.keep else "unkeep", f"event:{ev.id}", commune=ev.commune)
+        return event_out(await get_event_or_404(request, p, event_pk), request)
+
+    @r.get("/cameras/{device}/timeline", response_model=list[EventOut], summary="A camera's events of a day")
+    async def timeline(
+        request: Request, p: Police, device: str, day: Annotated[date, Query(description="Local date.")]
+    ) -> list[EventOut]:
+        svc = services(request)
+        d = svc.inventory.device(device)
+        commune = d.commune if d is not None else None
+        if commune is None or not p.sees_commune(commune):
+            raise HTTPException(404, f"no camera {device} in your communes")
+        start = _local_day_start(day)
+        evs = await asyncio.to_thread(svc.events.day, device, start, start + 86400)
+        audit(
+            request, p, "timeline_view", f"camera:{device}", commune=commune, detail={"day": day.isoformat()}
+        )
+        return [event_out(e, request) for e in evs]
+
+    @r.post("/exports", response_model=ExportOut, status_code=201, summary="Export events as evidence (ZIP)")
+    async def new_export(request: Request, p: Police, body: ExportIn) -> ExportOut:
+        return export_out(await create_export(request, p, body.event_ids, body.reason))
+
+    @r.get("/exports", response_model=list[ExportOut], summary="Evidence exports in your communes")
+    async def list_exports(request: Request, p: Police) -> list[ExportOut]:
+        scope = p.event_scope()
+        recs = await asyncio.to_thread(services(request).exports.all)
+        return [export_out(x) for x in recs if scope is None or x.communes <= scope]
+
+    @r.get("/exports/{export_id}", response_model=ExportOut, summary="One export's record")
+    async def get_export(request: Request, p: Police, export_id: int) -> ExportOut:
+        return export_out(await visible_export(request, p, export_id))
+
+    @r.get(
+        "/exports/{export_id}/download",
+        response_class=Response,
+        responses={200: {"content": {"application/zip": {}}}},
+        summary="Download the export ZIP",
+    )
+    async def download_export(request: Request, p: Police, export_id: int) -> Response:
+        rec = await visible_export(request, p, export_id)
+        path = services(request).exports.path(rec)
+        if not path.exists():
+            raise HTTPException(410, f"export file {rec.filename} is gone from the server")
+        audit(request, p, "export_download", f"export:{rec.id}", commune=",".join(sorted(rec.communes)))
+        return FileResponse(
+            path,
+            media_type="application/zip",
+            filename=rec.filename,
+            headers={"X-Export-SHA256": rec.sha256},
+        )
+
+    return r

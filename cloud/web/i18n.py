@@ -1,0 +1,225 @@
+"""Interface text in Vietnamese (default) and English.
+
+Keys are short English phrases; a missing translation falls back to the key, so a
+forgotten string shows in English instead of breaking a page. Numbers and dates are
+formatted the Vietnamese way in ``vi`` (``1.234,5``; ``28/11/2026 19:05``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Final
+from zoneinfo import ZoneInfo
+
+LANGS: Final = ("vi", "en")
+DEFAULT_LANG: Final = "vi"
+LOCAL_TZ: Final = ZoneInfo("Asia/Ho_Chi_Minh")
+
+VI: Final[dict[str, str]] = {
+    "app": "Giám sát camera và Wi-Fi xã",
+    "events": "Sự kiện chuyển động",
+    "exports": "Trích xuất chứng cứ",
+    "audit": "Nhật ký truy cập",
+    "reports": "Báo cáo Wi-Fi",
+    "devices": "Thiết bị",
+    "login": "Đăng nhập",
+    "logout": "Đăng xuất",
+    "username": "Tên đăng nhập",
+    "password": "Mật khẩu",
+    "login_failed": "Sai tên đăng nhập hoặc mật khẩu, hoặc tài khoản đã bị khóa.",
+    "login_throttled": "Đăng nhập sai quá nhiều lần. Vui lòng thử lại sau {s} giây.",
+    "filters": "Bộ lọc",
+    "commune": "Xã",
+    "camera": "Camera",
+    "site": "Vị trí",
+    "all": "Tất cả",
+    "date_from": "Từ ngày",
+    "date_to": "Đến ngày",
+    "time_from": "Từ giờ",
+    "time_to": "Đến giờ",
+    "reviewed": "Đã xem xét",
+    "not_reviewed": "Chưa xem xét",
+    "min_duration": "Thời lượng tối thiểu (giây)",
+    "apply": "Lọc",
+    "clear": "Xóa lọc",
+    "start": "Bắt đầu",
+    "end": "Kết thúc",
+    "duration": "Thời lượng",
+    "area": "Diện tích lớn nhất",
+    "zones": "Vùng",
+    "frames": "Số khung hình",
+    "snapshot": "Ảnh chụp",
+    "no_snapshot": "Không có ảnh",
+    "status": "Trạng thái",
+    "ongoing": "đang diễn ra",
+    "results": "{n} sự kiện",
+    "page": "Trang {p}/{n}",
+    "prev": "‹ Trước",
+    "next": "Sau ›",
+    "export_selected": "Trích xuất các sự kiện đã chọn",
+    "reason": "Lý do (số hồ sơ, yêu cầu)",
+    "select_all": "Chọn tất cả",
+    "mark_reviewed": "Đánh dấu đã xem xét",
+    "mark_unreviewed": "Bỏ đánh dấu đã xem xét",
+    "reviewed_by": "Xem xét bởi {who} lúc {at}",
+    "add_note": "Thêm ghi chú",
+    "note": "Ghi chú",
+    "notes": "Ghi chú",
+    "no_notes": "Chưa có ghi chú.",
+    "keep": "Giữ lại (không tự xóa)",
+    "unkeep": "Bỏ giữ lại",
+    "kept": "Được giữ lại",
+    "before": "Sự kiện trước của camera này",
+    "after": "Sự kiện sau của camera này",
+    "timeline": "Dòng thời gian trong ngày",
+    "day": "Ngày",
+    "export": "Bản trích xuất",
+    "created_by": "Người trích xuất",
+    "created_at": "Thời điểm",
+    "download": "Tải tệp ZIP",
+    "sha256_of_zip": "SHA-256 của tệp ZIP",
+    "verify_hint": "Kiểm tra tính toàn vẹn: commune-iot evidence verify <tệp.zip>",
+    "no_events": "Không có sự kiện nào khớp bộ lọc.",
+    "no_exports": "Chưa có bản trích xuất nào.",
+    "actor": "Người thực hiện",
+    "action": "Hành động",
+    "target": "Đối tượng",
+    "from_where": "Từ địa chỉ",
+    "when": "Thời điểm",
+    "download_csv": "Tải CSV",
+    "chain_ok": "Chuỗi băm toàn vẹn ({n} bản ghi).",
+    "chain_bad": "Chuỗi băm bị phá vỡ tại bản ghi #{id}!",
+    "welcome": "Xin chào, {name}",
+    "home_hint": "Chọn một mục trong thanh điều hướng.",
+    "events_count": "Sự kiện",
+    "language": "Ngôn ngữ",
+    "seconds": "giây",
+    "yes": "Có",
+    "no": "Không",
+    "forbidden": "Bạn không có quyền xem trang này.",
+    "not_found": "Không tìm thấy.",
+    "back": "Quay lại",
+}
+
+EN: Final[dict[str, str]] = {
+    "app": "Commune cameras and Wi-Fi",
+    "events": "Motion events",
+    "exports": "Evidence exports",
+    "audit": "Audit trail",
+    "reports": "Wi-Fi reports",
+    "devices": "Devices",
+    "login": "Log in",
+    "logout": "Log out",
+    "username": "User name",
+    "password": "Password",
+    "login_failed": "Wrong user name or password, or the account is disabled.",
+    "login_throttled": "Too many failed logins. Try again in {s} seconds.",
+    "filters": "Filters",
+    "commune": "Commune",
+    "camera": "Camera",
+    "site": "Site",
+    "all": "All",
+    "date_from": "From date",
+    "date_to": "To date",
+    "time_from": "From time",
+    "time_to": "To time",
+    "reviewed": "Reviewed",
+    "not_reviewed": "Not reviewed",
+    "min_duration": "Minimum duration (s)",
+    "apply": "Filter",
+    "clear": "Clear",
+    "start": "Start",
+    "end": "End",
+    "duration": "Duration",
+    "area": "Peak area",
+    "zones": "Zones",
+    "frames": "Frames",
+    "snapshot": "Snapshot",
+    "no_snapshot": "No snapshot",
+    "status": "Status",
+    "ongoing": "ongoing",
+    "results": "{n} events",
+    "page": "Page {p}/{n}",
+    "prev": "‹ Previous",
+    "next": "Next ›",
+    "export_selected": "Export selected events",
+    "reason": "Reason (case number, request)",
+    "select_all": "Select all",
+    "mark_reviewed": "Mark reviewed",
+    "mark_unreviewed": "Mark not reviewed",
+    "reviewed_by": "Reviewed by {who} at {at}",
+    "add_note": "Add note",
+    "note": "Note",
+    "notes": "Notes",
+    "no_notes": "No notes yet.",
+    "keep": "Keep (exempt from deletion)",
+    "unkeep": "Stop keeping",
+    "kept": "Kept",
+    "before": "Earlier events of this camera",
+    "after": "Later events of this camera",
+    "timeline": "Timeline of the day",
+    "day": "Day",
+    "export": "Export",
+    "created_by": "Exported by",
+    "created_at": "At",
+    "download": "Download ZIP",
+    "sha256_of_zip": "SHA-256 of the ZIP file",
+    "verify_hint": "Check integrity: commune-iot evidence verify <file.zip>",
+    "no_events": "No events match the filters.",
+    "no_exports": "No exports yet.",
+    "actor": "Who",
+    "action": "Action",
+    "target": "Object",
+    "from_where": "From",
+    "when": "When",
+    "download_csv": "Download CSV",
+    "chain_ok": "Hash chain intact ({n} entries).",
+    "chain_bad": "Hash chain broken at entry #{id}!",
+    "welcome": "Hello, {name}",
+    "home_hint": "Pick a section in the navigation bar.",
+    "events_count": "Events",
+    "language": "Language",
+    "seconds": "s",
+    "yes": "Yes",
+    "no": "No",
+    "forbidden": "You may not see this page.",
+    "not_found": "Not found.",
+    "back": "Back",
+}
+
+_TABLES: Final = {"vi": VI, "en": EN}
+
+
+class Translator:
+    def __init__(self, lang: str) -> None:
+        self.lang = lang if lang in LANGS else DEFAULT_LANG
+        self._t = _TABLES[self.lang]
+
+    def __call__(self, key: str, **kw: object) -> str:
+        text = self._t.get(key, EN.get(key, key))
+        return text.format(**kw) if kw else text
+
+    def num(self, value: float | None, digits: int = 1) -> str:
+        if value is None:
+            return "—"
+        s = f"{value:,.{digits}f}"
+        if self.lang == "vi":
+            s = s.replace(",", "\0").replace(".", ",").replace("\0", ".")
+        return s
+
+    def dt(self, ts: float | None, seconds: bool = True) -> str:
+        if ts is None:
+            return "—"
+        d = datetime.fromtimestamp(ts, LOCAL_TZ)
+        fmt = "%d/%m/%Y %H:%M" if self.lang == "vi" else "%Y-%m-%d %H:%M"
+        return d.strftime(fmt + (":%S" if seconds else ""))
+
+    def duration(self, seconds: float) -> str:
+        s = round(seconds)
+        if s < 60:
+            return f"{s} {self('seconds')}"
+        m, sec = divmod(s, 60)
+        if m < 60:
+            return f"{m}:{sec:02d}"
+        h, m = divmod(m, 60)
+        return f"{h}:{m:02d}:{sec:02d}"

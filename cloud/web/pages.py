@@ -1,0 +1,325 @@
+"""Server-rendered pages of the web UI (Jinja2, a little JavaScript, no front-end build).
+
+Pages use the same scope checks and audit calls as the JSON API (``cloud.api.events``);
+writes are plain HTML form posts carrying the session's CSRF token, answered with a
+redirect (post/redirect/get), so the UI works on any phone browser.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from cloud.api.events import (
+    build_filter,
+    create_export,
+    get_event_or_404,
+    visible_export,
+)
+from cloud.api.session import do_login, do_logout
+from cloud.auth.deps import audit, optional_principal, require, services
+from cloud.auth.principal import Principal
+from cloud.auth.roles import Perm
+from cloud.events.store import LOCAL_TZ
+from cloud.web.i18n import DEFAULT_LANG, LANGS, Translator
+
+LANG_COOKIE = "ciot_lang"
+PAGE_SIZE = 25
+
+templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+
+Police = Annotated[Principal, Depends(require(Perm.EVENTS))]
+Admin = Annotated[Principal, Depends(require(Perm.AUDIT))]
+Anyone = Annotated[Principal, Depends(require())]
+
+
+def lang_of(request: Request, p: Principal | None) -> str:
+    q = request.query_params.get("lang")
+    if q in LANGS:
+        return q
+    c = request.cookies.get(LANG_COOKIE)
+    if c in LANGS:
+        return c
+    return p.lang if p is not None and p.lang in LANGS else DEFAULT_LANG
+
+
+def render(request: Request, name: str, p: Principal | None, status: int = 200, **ctx: Any) -> HTMLResponse:
+    lang = lang_of(request, p)
+    t = Translator(lang)
+    svc = services(request)
+    others = [(k, v) for k, v in request.query_params.multi_items() if k != "lang"]
+    resp = templates.TemplateResponse(
+        request,
+        name,
+        {
+            "t": t,
+            "lang": lang,
+            "user": p,
+            "Perm": Perm,
+            "names": svc.names(),
+            "csrf": p.csrf_token if p else "",
+            "path": request.url.path,
+            "lang_url": lambda code: request.url.path + "?" + urlencode([*others, ("lang", code)]),
+            **ctx,
+        },
+        status_code=status,
+    )
+    if request.query_params.get("lang") in LANGS:
+        resp.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, samesite="lax", path="/")
+    return resp
+
+
+def pages_router() -> APIRouter:
+    r = APIRouter(include_in_schema=False)
+
+    @r.get("/login")
+    async def login_page(request: Request, next: str = "/") -> Response:
+        return render(request, "login.html", None, next=_safe_next(next), error=None)
+
+    @r.post("/login")
+    async def login_post(
+        request: Request,
+        username: Annotated[str, Form(max_length=64)],
+        password: Annotated[str, Form(max_length=256)],
+        next: Annotated[str, Form()] = "/",
+    ) -> Response:
+        target = _safe_next(next)
+        resp = RedirectResponse(target, status_code=303)
+        try:
+            await do_login(request, resp, username, password)
+        except HTTPException as exc:
+            t = Translator(lang_of(request, None))
+            if exc.status_code == 429:
+                wait = (exc.headers or {}).get("Retry-After", "60")
+                msg = t("login_throttled", s=wait)
+            else:
+                msg = t("login_failed")
+            return render(request, "login.html", None, status=exc.status_code, next=target, error=msg)
+        return resp
+
+    @r.post("/logout")
+    async def logout_post(request: Request, p: Anyone) -> Response:
+        resp = RedirectResponse("/login", status_code=303)
+        await do_logout(request, resp, p)
+        return resp
+
+    @r.get("/")
+    async def home(request: Request, p: Anyone) -> Response:
+        if p.can(Perm.EVENTS):
+            return RedirectResponse("/events", status_code=303)
+        if p.can(Perm.REPORTS):
+            return RedirectResponse("/reports/wifi", status_code=303)
+        return render(request, "home.html", p)
+
+    @r.get("/events")
+    async def events_page(
+        request: Request,
+        p: Police,
+        commune: str = "",
+        device: str = "",
+        site: str = "",
+        date_from: str = "",
+        date_to: str = "",
+        time_from: str = "",
+        time_to: str = "",
+        reviewed: str = "",
+        min_duration_s: str = "",
+        page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+    ) -> Response:
+        try:
+            f = build_filter(
+                p,
+                commune=commune,
+                device=device,
+                site=site,
+                date_from=date.fromisoformat(date_from) if date_from else None,
+                date_to=date.fromisoformat(date_to) if date_to else None,
+                time_from=time_from,
+                time_to=time_to,
+                reviewed={"yes": True, "no": False}.get(reviewed),
+                min_duration_s=float(min_duration_s) if min_duration_s else None,
+            )
+        except ValueError as exc:
+            raise HTTPException(422, f"bad filter: {exc}") from None
+        svc = services(request)
+        result = await asyncio.to_thread(svc.events.search, f, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE)
+        audit(
+            request,
+            p,
+            "event_list",
+            detail={
+                "filter": dict(request.query_params),
+                "total": result.total,
+                "shown": [e.id for e in result.events],
+            },
+        )
+        scope = p.event_scope()
+        communes = [c for c in svc.inventory.communes if scope is None or c.id in scope]
+        cameras = [
+            d for d in svc.inventory.devices if d.kind == "camera" and (scope is None or d.commune in scope)
+        ]
+        params = {k: v for k, v in request.query_params.items() if k not in {"page", "lang"} and v}
+        pages = max(1, math.ceil(result.total / PAGE_SIZE))
+        return render(
+            request,
+            "events.html",
+            p,
+            result=result,
+            communes=communes,
+            cameras=cameras,
+            sites=sorted({d.site for d in cameras}),
+            f=dict(request.query_params),
+            page=page,
+            pages=pages,
+            page_url=lambda n: "/events?" + urlencode({**params, "page": n}),
+        )
+
+    @r.get("/events/{event_pk}")
+    async def event_page(request: Request, p: Police, event_pk: int) -> Response:
+        ev = await get_event_or_404(request, p, event_pk)
+        svc = services(request)
+        notes = await asyncio.to_thread(svc.events.notes_of, ev.id)
+        before, after = await asyncio.to_thread(svc.events.neighbours, ev)
+        audit(request, p, "event_view", f"event:{ev.id}", commune=ev.commune)
+        has_snapshot = bool(ev.snapshot_sha256) and svc.snapshots.path_for(ev.snapshot_sha256 or "").exists()
+        day = datetime.fromtimestamp(ev.start, LOCAL_TZ).date().isoformat()
+        return render(
+            request,
+            "event.html",
+            p,
+            ev=ev,
+            notes=notes,
+            before=before,
+            after=after,
+            has_snapshot=has_snapshot,
+            day=day,
+        )
+
+    @r.post("/events/{event_pk}/review")
+    async def review_post(
+        request: Request, p: Police, event_pk: int, reviewed: Annotated[str, Form()] = "yes"
+    ) -> Response:
+        ev = await get_event_or_404(request, p, event_pk)
+        on = reviewed == "yes"
+        await asyncio.to_thread(services(request).events.set_reviewed, ev.id, p.username if on else None)
+        audit(request, p, "review" if on else "unreview", f"event:{ev.id}", commune=ev.commune)
+        return RedirectResponse(f"/events/{ev.id}", status_code=303)
+
+    @r.post("/events/{event_pk}/notes")
+    async def note_post(
+        request: Request, p: Police, event_pk: int, text: Annotated[str, Form(min_length=1, max_length=4000)]
+    ) -> Response:
+        ev = await get_event_or_404(request, p, event_pk)
+        n = await asyncio.to_thread(services(request).events.add_note, ev.id, p.username, text)
+        audit(request, p, "note", f"event:{ev.id}", commune=ev.commune, detail={"note": n.id, "text": text})
+        return RedirectResponse(f"/events/{ev.id}", status_code=303)
+
+    @r.post("/events/{event_pk}/keep")
+    async def keep_post(
+        request: Request, p: Police, event_pk: int, keep: Annotated[str, Form()] = "yes"
+    ) -> Response:
+        ev = await get_event_or_404(request, p, event_pk)
+        on = keep == "yes"
+        await asyncio.to_thread(services(request).events.set_keep, ev.id, on)
+        audit(request, p, "keep" if on else "unkeep", f"event:{ev.id}", commune=ev.commune)
+        return RedirectResponse(f"/events/{ev.id}", status_code=303)
+
+    @r.get("/cameras/{device}/timeline")
+    async def timeline_page(request: Request, p: Police, device: str, day: str = "") -> Response:
+        svc = services(request)
+        d = svc.inventory.device(device)
+        if d is None or d.kind != "camera" or not p.sees_commune(d.commune):
+            raise HTTPException(404, f"no camera {device} in your communes")
+        try:
+            the_day = date.fromisoformat(day) if day else datetime.now(LOCAL_TZ).date()
+        except ValueError:
+            raise HTTPException(422, f"day: expected YYYY-MM-DD, got {day!r}") from None
+        start = datetime.combine(the_day, datetime.min.time(), LOCAL_TZ).timestamp()
+        evs = await asyncio.to_thread(svc.events.day, device, start, start + 86400)
+        audit(
+            request,
+            p,
+            "timeline_view",
+            f"camera:{device}",
+            commune=d.commune,
+            detail={"day": the_day.isoformat()},
+        )
+        bars = [
+            {
+                "ev": e,
+                "left": max(0.0, (e.start - start) / 864),
+                "width": max(
+                    0.15, (min(e.start + max(e.duration_s, 1), start + 86400) - max(e.start, start)) / 864
+                ),
+            }
+            for e in evs
+        ]
+        return render(
+            request,
+            "timeline.html",
+            p,
+            device=d,
+            day=the_day,
+            prev_day=(the_day - timedelta(days=1)).isoformat(),
+            next_day=(the_day + timedelta(days=1)).isoformat(),
+            bars=bars,
+        )
+
+    @r.post("/exports")
+    async def export_post(
+        request: Request,
+        p: Police,
+        event: Annotated[list[int] | None, Form()] = None,
+        reason: Annotated[str, Form(max_length=1000)] = "",
+    ) -> Response:
+        if not event:
+            raise HTTPException(422, "select at least one event to export")
+        rec = await create_export(request, p, event, reason)
+        return RedirectResponse(f"/exports/{rec.id}", status_code=303)
+
+    @r.get("/exports")
+    async def exports_page(request: Request, p: Police) -> Response:
+        scope = p.event_scope()
+        recs = await asyncio.to_thread(services(request).exports.all)
+        recs = [x for x in recs if scope is None or x.communes <= scope]
+        return render(request, "exports.html", p, exports=recs)
+
+    @r.get("/exports/{export_id}")
+    async def export_page(request: Request, p: Police, export_id: int) -> Response:
+        rec = await visible_export(request, p, export_id)
+        audit(request, p, "export_view", f"export:{rec.id}", commune=",".join(sorted(rec.communes)))
+        return render(request, "export.html", p, rec=rec)
+
+    @r.get("/audit")
+    async def audit_page(request: Request, p: Admin, actor: str = "", action: str = "") -> Response:
+        svc = services(request)
+        rows = await asyncio.to_thread(
+            svc.audit.entries, actor=actor or None, action=action or None, limit=500
+        )
+        n, bad = await asyncio.to_thread(svc.audit.verify)
+        audit(request, p, "audit_view", detail={"actor": actor, "action": action})
+        return render(
+            request, "audit.html", p, rows=rows, chain_rows=n, chain_bad=bad, actor=actor, action=action
+        )
+
+    return r
+
+
+def _safe_next(target: str) -> str:
+    """Only same-site paths: a login link must not bounce the user to another site."""
+    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+async def html_error(request: Request, status: int, detail: str) -> HTMLResponse:
+    p = await optional_principal(request)
+    return render(request, "error.html", p, status=status, status_code=status, detail=detail)

@@ -1,0 +1,243 @@
+"""``commune-iot users ...``, ``evidence verify`` and ``events retention``: the police event
+log's command line. Users are managed here (not over HTTP) so the first admin can be made
+on the server before anyone can log in; every change goes to the audit trail as ``cli``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cloud.audit.trail import AuditTrail
+    from cloud.auth.users import UserStore
+    from cloud.config import CloudConfig
+    from cloud.inventory import Inventory
+    from cloud.storage.sql import SqlStore
+
+
+def _stores(config: Path | None) -> tuple[CloudConfig, SqlStore, UserStore, AuditTrail]:
+    from cloud.audit.trail import AuditTrail
+    from cloud.auth.users import LoginLimits, UserStore
+    from cloud.config import load_config
+    from cloud.storage.sql import SqlStore
+
+    cfg = load_config(config)
+    sql = SqlStore(cfg.sql.url, password=cfg.sql.password_value(), busy_timeout_ms=cfg.sql.busy_timeout_ms)
+    w = cfg.web
+    users = UserStore(
+        sql.engine, limits=LoginLimits(w.login_window_s, w.login_max_per_user, w.login_max_per_ip)
+    )
+    return cfg, sql, users, AuditTrail(sql.engine)
+
+
+def _password(args: argparse.Namespace) -> str:
+    """From --password-file, $CIOT_NEW_PASSWORD, or asked twice on the terminal."""
+    if args.password_file:
+        return Path(args.password_file).read_text().strip()
+    env = os.environ.get("CIOT_NEW_PASSWORD")
+    if env:
+        return env
+    if not sys.stdin.isatty():
+        raise SystemExit("no terminal: give --password-file or $CIOT_NEW_PASSWORD")
+    first = getpass.getpass("New password: ")
+    if first != getpass.getpass("Again: "):
+        raise SystemExit("passwords differ")
+    return first
+
+
+def _users(args: argparse.Namespace) -> int:
+    from cloud.auth.roles import parse_roles
+    from cloud.auth.users import UserError
+
+    cfg, sql, users, audit = _stores(args.config)
+    actor = "cli:" + (os.environ.get("SUDO_USER") or os.environ.get("USER") or "root")
+    try:
+        if args.users_cmd == "add":
+            roles = parse_roles(args.role)
+            known = {c.id for c in _inventory(cfg).communes}
+            communes = frozenset(c for part in args.commune for c in part.split(",") if c)
+            unknown = communes - known
+            if unknown:
+                raise UserError(
+                    f"unknown commune(s) {', '.join(sorted(unknown))} (known: {', '.join(sorted(known))})"
+                )
+            u = users.add(
+                args.username,
+                _password(args),
+                roles,
+                communes=communes,
+                display_name=args.name or "",
+                lang=args.lang,
+            )
+            audit.record(
+                actor,
+                "user_add",
+                f"user:{u.username}",
+                detail={"roles": sorted(roles), "communes": sorted(communes)},
+            )
+            print(
+                f"user {u.username} added: roles {', '.join(sorted(u.roles))}"
+                + (f", communes {', '.join(sorted(u.communes))}" if u.communes else "")
+            )
+        elif args.users_cmd == "list":
+            rows = users.all()
+            if args.json:
+                print(
+                    json.dumps(
+                        [
+                            {
+                                "username": u.username,
+                                "display_name": u.display_name,
+                                "roles": sorted(u.roles),
+                                "communes": sorted(u.communes),
+                                "disabled": u.disabled,
+                            }
+                            for u in rows
+                        ],
+                        ensure_ascii=False,
+                    )
+                )
+            else:
+                for u in rows:
+                    state = "DISABLED" if u.disabled else "active"
+                    role_text = ",".join(sorted(u.roles))
+                    communes_text = ",".join(sorted(u.communes)) or "-"
+                    print(f"{u.username:<20} {state:<8} {role_text:<20} {communes_text:<20} {u.display_name}")
+        elif args.users_cmd in ("disable", "enable"):
+            users.set_disabled(args.username, args.users_cmd == "disable")
+            audit.record(actor, f"user_{args.users_cmd}", f"user:{args.username}")
+            print(
+                f"user {args.username} {args.users_cmd}d"
+                + (" (sessions ended)" if args.users_cmd == "disable" else "")
+            )
+        elif args.users_cmd == "set-password":
+            users.set_password(args.username, _password(args))
+            audit.record(actor, "user_password", f"user:{args.username}")
+            print(f"password of {args.username} changed; their sessions ended")
+        elif args.users_cmd == "token":
+            ttl = args.days * 86400 if args.days else None
+            token = users.create_token(args.username, args.name, ttl)
+            audit.record(
+                actor, "token_create", f"user:{args.username}", detail={"name": args.name, "days": args.days}
+            )
+            print(token)
+            print("(shown once: store it now; send it as 'Authorization: Bearer <token>')", file=sys.stderr)
+        elif args.users_cmd == "revoke-tokens":
+            n = users.revoke_tokens(args.username, args.name)
+            audit.record(
+                actor, "token_revoke", f"user:{args.username}", detail={"name": args.name, "revoked": n}
+            )
+            print(f"{n} token(s) of {args.username} revoked")
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        sql.dispose()
+    return 0
+
+
+def _inventory(cfg: CloudConfig) -> Inventory:
+    from cloud.inventory import load_inventory
+
+    return load_inventory(cfg.inventory)
+
+
+def _evidence_verify(args: argparse.Namespace) -> int:
+    from cloud.events.evidence import verify_export
+
+    v = verify_export(Path(args.file))
+    if args.json:
+        print(
+            json.dumps(
+                {"ok": v.ok, "sha256": v.sha256, "files": v.files, "events": v.events, "problems": v.problems}
+            )
+        )
+    else:
+        print(f"{args.file}: SHA-256 {v.sha256}")
+        print(f"  {v.files} files listed, {v.events} events")
+        for problem in v.problems:
+            print(f"  PROBLEM: {problem}")
+        print("  OK: every file matches its SHA-256" if v.ok else "  FAILED")
+    if args.expect_sha256 and args.expect_sha256.lower() != v.sha256:
+        print(f"  FAILED: the ZIP's SHA-256 is not the recorded {args.expect_sha256}", file=sys.stderr)
+        return 1
+    return 0 if v.ok else 1
+
+
+def _retention(args: argparse.Namespace) -> int:
+    from cloud.events.retention import run_retention
+    from cloud.events.store import EventStore
+    from cloud.storage.snapshots import SnapshotStore
+
+    cfg, sql, _users, audit = _stores(args.config)
+    try:
+        days = args.days if args.days is not None else cfg.events.retention_days
+        res = run_retention(EventStore(sql.engine), SnapshotStore(cfg.snapshots_dir), audit, days)
+        print(json.dumps({"events_deleted": res.events_deleted, "snapshots_deleted": res.snapshots_deleted}))
+    finally:
+        sql.dispose()
+    return 0
+
+
+def _bench_events(args: argparse.Namespace) -> int:
+    from commune_iot.bench.events import main
+
+    return int(main(events=args.events, requests=args.requests, run_dir=args.run_dir))
+
+
+def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    users = sub.add_parser("users", help="web UI users: add, list, disable, set-password, API tokens")
+    users.add_argument(
+        "--config", type=Path, default=None, help="cloud config YAML (default $CIOT_CLOUD_CONFIG)"
+    )
+    us = users.add_subparsers(dest="users_cmd", required=True)
+    add = us.add_parser("add", help="add a user (password asked, or --password-file / $CIOT_NEW_PASSWORD)")
+    add.add_argument("username")
+    add.add_argument("--role", required=True, help="admin, technician, police, mic; several comma-separated")
+    add.add_argument("--commune", action="append", default=[], help="police: commune id(s) they may see")
+    add.add_argument("--name", default="", help="display name, e.g. 'Công an xã Đạ Ròn'")
+    add.add_argument("--lang", choices=("vi", "en"), default="vi")
+    add.add_argument("--password-file", type=Path, default=None)
+    lst = us.add_parser("list", help="all users")
+    lst.add_argument("--json", action="store_true")
+    for name, text in (("disable", "lock a user out (sessions end at once)"), ("enable", "unlock a user")):
+        x = us.add_parser(name, help=text)
+        x.add_argument("username")
+    sp = us.add_parser("set-password", help="new password (the user's sessions end)")
+    sp.add_argument("username")
+    sp.add_argument("--password-file", type=Path, default=None)
+    tok = us.add_parser("token", help="new API token for scripts (printed once)")
+    tok.add_argument("username")
+    tok.add_argument("--name", default="script", help="what the token is for")
+    tok.add_argument("--days", type=float, default=None, help="expires after this many days")
+    rv = us.add_parser("revoke-tokens", help="revoke a user's API tokens")
+    rv.add_argument("username")
+    rv.add_argument("--name", default=None, help="only tokens with this name")
+    users.set_defaults(func=_users)
+
+    ev = sub.add_parser("evidence", help="evidence exports")
+    evs = ev.add_subparsers(dest="evidence_cmd", required=True)
+    ver = evs.add_parser("verify", help="check an export ZIP: every file against its SHA-256, the manifests")
+    ver.add_argument("file", type=Path)
+    ver.add_argument("--expect-sha256", default="", help="the ZIP's SHA-256 as recorded when it was made")
+    ver.add_argument("--json", action="store_true")
+    ver.set_defaults(func=_evidence_verify)
+
+    events = sub.add_parser("events", help="police event log maintenance")
+    es = events.add_subparsers(dest="events_cmd", required=True)
+    ret = es.add_parser("retention", help="delete old events now (kept and exported ones stay)")
+    ret.add_argument("--config", type=Path, default=None)
+    ret.add_argument("--days", type=float, default=None, help="default: events.retention_days")
+    ret.set_defaults(func=_retention)
+
+    be = bench_sub.add_parser("events", help="event list page latency with 100,000 events in the store")
+    be.add_argument("--events", type=int, default=100_000)
+    be.add_argument("--requests", type=int, default=50)
+    be.add_argument("--run-dir", type=Path, default=None)
+    be.set_defaults(func=_bench_events)
