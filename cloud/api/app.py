@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
@@ -28,9 +28,12 @@ from cloud.api.alerts import alerts_router
 from cloud.api.audit import audit_router
 from cloud.api.events import events_router
 from cloud.api.session import session_router
-from cloud.auth.deps import LoginRequired, require
+from cloud.auth.deps import LoginRequired, audit, require
+from cloud.auth.principal import Principal
 from cloud.auth.roles import Perm
 from cloud.events.retention import retention_loop
+from cloud.reports.router import wifi_reports_router
+from cloud.reports.runtime import ReportsRuntime
 from cloud.runtime import Runtime
 from cloud.web.pages import html_error, pages_router
 from cloud.web.services import WebServices
@@ -88,15 +91,28 @@ def _ts(v: float | None) -> datetime | None:
     return datetime.fromtimestamp(v, UTC) if v else None
 
 
+_mic = require(Perm.REPORTS)
+
+
+async def _audited_reports(request: Request, p: Annotated[Principal, Depends(_mic)]) -> Principal:
+    """MIC staff and admins only; every report view or download goes to the audit trail."""
+    audit(request, p, "report_view", request.url.path, detail={"query": dict(request.query_params)})
+    return p
+
+
 def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
     """The app; with ``manage_runtime`` its lifespan starts and stops ingest."""
 
     web = WebServices.build(runtime.cfg, runtime.sql.engine, runtime.inventory, runtime.snapshots)
+    reports = ReportsRuntime.create(
+        runtime.cfg, runtime.influx, runtime.sql.engine, runtime.inventory, holder=runtime.client_id
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if manage_runtime:
             await runtime.start()
+            await reports.start()
         ev = runtime.cfg.events
         retention = asyncio.create_task(
             retention_loop(web.events, web.snapshots, web.audit, ev.retention_days, ev.retention_interval_s),
@@ -109,6 +125,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
             with contextlib.suppress(asyncio.CancelledError):
                 await retention
             if manage_runtime:
+                await reports.stop()
                 await runtime.stop()
 
     app = FastAPI(
@@ -210,6 +227,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
     app.include_router(session_router())
     app.include_router(events_router())
     app.include_router(audit_router())
+    app.include_router(wifi_reports_router(reports.service, _audited_reports))
     app.include_router(pages_router())
 
     @app.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")

@@ -43,6 +43,8 @@ def tu_tra(portal: Portal) -> dict[str, Any]:
         "device": "tt-cam-01",
         "alert_id": 1,
         "window_id": 1,
+        "report_id": 1,
+        "fmt": "html",
     }
 
 
@@ -135,6 +137,15 @@ def test_roles_see_only_their_part(portal: Portal) -> None:
     assert police.get("/api/v1/devices")[0] == 403
     assert police.get("/api/v1/audit")[0] == 403
     assert police.get("/api/v1/auth/users")[0] == 403
+    # Wi-Fi reports: MIC staff (and admins), not police unless given the role.
+    assert police.get("/api/v1/reports/wifi?from=2026-11-01&to=2026-11-07")[0] == 403
+    assert police.get("/reports/wifi?from=2026-11-01&to=2026-11-07")[0] == 403
+    status, report = mic.get("/api/v1/reports/wifi?from=2026-11-01&to=2026-11-07")
+    assert status == 200, report
+    status, page = mic.get("/reports/wifi?from=2026-11-01&to=2026-11-07")
+    assert status == 200 and b"<svg" in page
+    _, entries = portal.api("admin").get("/api/v1/audit?actor=mic-lamdong&action=report_view")
+    assert len(entries) >= 2
     status, listed = portal.api("admin").get("/api/v1/auth/users")
     assert status == 200 and {"ca-daron", "ca-tutra"} <= {u["username"] for u in listed}
     assert portal.api(None).get("/api/v1/events")[0] == 401
