@@ -183,6 +183,10 @@ class MotionResult:
     score: float = 0.0  # 0..1: how far above its threshold the change is, on average
     recalibrated: bool = False  # a global change re-set the background on this frame
     mask: U8 | None = None  # the small foreground mask (for zone tests and debugging)
+    # On the frame where ``motion`` turns on: how many frames earlier the motion it confirms
+    # began (the first frame with blobs among the last start_window), so an event can start
+    # there (pre-roll); 0 otherwise.
+    onset: int = 0
 
 
 Box = tuple[int, int, int, int]  # x, y, w, h in detector pixels
@@ -472,10 +476,12 @@ class MotionDetector:
         mask: U8 | None = None,
     ) -> MotionResult:
         self._recent.append(raw)
+        onset = 0
         if raw:
             self._quiet = 0
             if not self._active and sum(self._recent) >= self.s.start_frames:
                 self._active = True
+                onset = len(self._recent) - 1 - list(self._recent).index(True)
         elif self._active:
             self._quiet += 1
             if self._quiet > self.s.hold_frames:
@@ -488,4 +494,5 @@ class MotionDetector:
             score,
             recalibrated=recalibrated,
             mask=mask,
+            onset=onset,
         )
