@@ -154,6 +154,9 @@ class MotionEvent(Envelope):
     score: float | None = Field(default=None, ge=0, le=1)
     snapshot_sha256: Sha256 | None = None
     snapshot_bytes: int | None = Field(default=None, ge=0, le=MAX_SNAPSHOT_BYTES)
+    # Frames the detector found motion in during the event so far (at its detect rate, pre-roll
+    # included). Optional: agents older than the field omit it.
+    frames: int | None = Field(default=None, ge=0)
 
 
 class HostState(_Model):

@@ -15,8 +15,8 @@ InfluxDB schema written here (every number a float, bools as bools):
   overwrite one point, and the final phase wins); tags device, node, commune, site, kind, and
   ``hour`` (local hour of the start, ``00``-``23``, Asia/Ho_Chi_Minh: an hour-of-day heatmap
   is a GROUP BY, which InfluxQL cannot compute from the timestamp);
-  fields peak_area_pct, duration_s, n_boxes, score, snapshot_sha256, event_id, phase,
-  seq, replay.
+  fields peak_area_pct, duration_s, n_boxes, frames (absent from older agents), score,
+  snapshot_sha256, event_id, phase, seq, replay.
 * ``status``: one point per birth/death at its ``ts``; tags node, commune, site, kind,
   known; fields online (1.0/0.0), reason.
 
@@ -165,6 +165,7 @@ class Converter:
                 "peak_area_pct": msg.peak_area_pct,
                 "duration_s": max(0.0, (end - msg.start).total_seconds()),
                 "n_boxes": len(msg.boxes),
+                "frames": msg.frames,
                 "score": msg.score,
                 "snapshot_sha256": msg.snapshot_sha256,
                 "event_id": msg.event_id,

@@ -19,6 +19,8 @@ from edge.collectors.snapshot import render
 from edge.collectors.village_day import activity, seeded_rng
 from wire import Box, Point
 
+SIM_DETECT_FPS = 5.0  # the real camera agent's default detect_fps
+
 
 class SimCameraOptions(CollectorOptions):
     interval_s: float = Field(
@@ -95,6 +97,7 @@ class SimCamera(Collector):
             "peak_area_pct": round(area, 2),
             "boxes": boxes,
             "score": round(rng.uniform(0.45, 0.99), 3),
+            "frames": round(duration * SIM_DETECT_FPS),  # motion all along, at the agent's detect rate
         }
         return event, render(event_id, boxes)
 

@@ -33,7 +33,9 @@ async def test_messages_queryable_with_tags_and_devices_online(
     for seq in range(1, 21):
         msgs.append((topic("da-ron", "dr-ap-01", Channel.HEALTH), encoded(health("dr-ap-01", seq))))
     msgs.append((topic("da-ron", "dr-ap-01", Channel.METRICS), encoded(metrics("dr-ap-01", 21))))
-    msgs.append((topic("tu-tra", "tt-cam-01", Channel.EVENT), encoded(motion("tt-cam-01", 5))))
+    msgs.append((topic("tu-tra", "tt-cam-01", Channel.EVENT), encoded(motion("tt-cam-01", 5))))  # no frames
+    counted = motion("tt-cam-02", 6).model_copy(update={"frames": 17})  # an agent that sends frames
+    msgs.append((topic("tu-tra", "tt-cam-02", Channel.EVENT), encoded(counted)))
     publish(mosquitto, msgs)
 
     await eventually(lambda: count(influx_server, influx_db, "health"), lambda n: n == 20, what="20 health")
@@ -60,11 +62,15 @@ async def test_messages_queryable_with_tags_and_devices_online(
         "site": "dr-thon-01",
         "kind": "ap",
     }
-    await eventually(lambda: count(influx_server, influx_db, "motion"), lambda n: n == 1, what="motion")
+    await eventually(lambda: count(influx_server, influx_db, "motion"), lambda n: n == 2, what="motion")
     ev = influx_query(
-        influx_server, influx_db, 'SELECT "duration_s", "replay" FROM "motion" WHERE "device"=\'tt-cam-01\''
+        influx_server,
+        influx_db,
+        'SELECT "duration_s", "replay", "frames" FROM "motion" WHERE "device"=\'tt-cam-01\'',
     )
-    assert ev[0]["values"][0][1:] == [3.0, False]
+    assert ev[0]["values"][0][1:] == [3.0, False, None]  # an older agent: no frames field
+    ev = influx_query(influx_server, influx_db, 'SELECT "frames" FROM "motion" WHERE "device"=\'tt-cam-02\'')
+    assert ev[0]["values"][0][1:] == [17.0]
 
     app = create_app(runtime, manage_runtime=False)
     async with httpx.AsyncClient(

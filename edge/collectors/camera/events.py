@@ -1,15 +1,20 @@
 """Motion frames -> events: start, bounded updates, end; best snapshot as a small JPEG.
 
-An event starts once motion has lasted ``min_duration_s`` (so a bird or a flicker that got past
-the detector's own hysteresis does not page anyone), ends after ``quiet_s`` without motion, and
-sends at most one ``update`` per ``update_s``. The snapshot is the frame with the largest moving
-area seen so far: it goes with ``start``, and with ``update``/``end`` only when a better frame
-came along (otherwise they repeat its hash, so the cloud links them to the bytes it already has).
+An event is sent once motion has lasted ``min_duration_s`` (so a bird or a flicker that got past
+the detector's own hysteresis does not page anyone), but its ``start`` is when the motion began:
+the first frame with moving blobs that the detector's start hysteresis confirmed (pre-roll), not
+the moment it was confirmed nor the moment the event was sent. It ends after ``quiet_s`` without
+motion, and sends at most one ``update`` per ``update_s``. ``frames`` counts the frames with
+motion in the event (pre-roll included), at the rate frames are fed. The snapshot is the frame
+with the largest moving area seen so far: it goes with ``start``, and with ``update``/``end``
+only when a better frame came along (otherwise they repeat its hash, so the cloud links them to
+the bytes it already has).
 """
 
 from __future__ import annotations
 
 import secrets
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +27,7 @@ from edge.collectors.camera.motion import Blob, MotionResult
 from wire.messages import MAX_SNAPSHOT_BYTES
 
 MAX_BOXES = 32
+PRE_ROLL_MAX = 64  # frames remembered for pre-roll (the detector's start_window is at most 50)
 
 
 @dataclass
@@ -78,8 +84,9 @@ def merge_boxes(boxes: list[Blob], new: list[Blob]) -> list[Blob]:
 @dataclass
 class _Event:
     event_id: str
-    start: float
+    start: float  # when the motion began (pre-roll included)
     last_motion: float
+    confirmed: float  # when the detector turned motion on: min_duration_s counts from here
     peak_area: float = 0.0
     boxes: list[Blob] = field(default_factory=list)
     zones: set[str] = field(default_factory=set)
@@ -107,6 +114,7 @@ class EventTracker:
         self._run = secrets.token_hex(3)  # ids stay unique across agent restarts
         self._count = 0
         self._ev: _Event | None = None
+        self._before: deque[tuple[float, bool]] = deque(maxlen=PRE_ROLL_MAX)  # (ts, blobs seen)
         self.events_started = 0
 
     @property
@@ -122,10 +130,15 @@ class EventTracker:
     ) -> list[Emission]:
         out: list[Emission] = []
         ev = self._ev
+        before = self._before
         if result.motion:
             if ev is None:
                 self._count += 1
-                ev = self._ev = _Event(f"{self.device[:40]}-{self._run}-{self._count}", ts, ts)
+                # Pre-roll: the frames the detector looked back over before it confirmed motion.
+                pre = list(before)[len(before) - min(result.onset, len(before)) :]
+                start = pre[0][0] if pre else ts
+                ev = self._ev = _Event(f"{self.device[:40]}-{self._run}-{self._count}", start, ts, ts)
+                ev.frames = sum(1 for _, seen in pre if seen)
             ev.last_motion = ts
             ev.frames += 1
             ev.peak_area = max(ev.peak_area, result.area)
@@ -143,7 +156,7 @@ class EventTracker:
                     else frame.copy()
                 )
                 ev.best_dirty = True
-            if not ev.started and ts - ev.start >= self.s.min_duration_s:
+            if not ev.started and ts - ev.confirmed >= self.s.min_duration_s:
                 ev.started = True
                 self.events_started += 1
                 ev.last_update = ts
@@ -158,6 +171,7 @@ class EventTracker:
             if ev.started:
                 out.append(self._emit(ev, "end", ev.last_motion))
             self._ev = None
+        before.append((ts, result.raw))
         return out
 
     def close(self, ts: float) -> list[Emission]:
@@ -186,6 +200,7 @@ class EventTracker:
             ],
             "zones": sorted(ev.zones)[:16],
             "score": round(min(1.0, max(0.0, ev.score)), 3),
+            "frames": ev.frames,
         }
         if end is not None:
             doc["end"] = _ts(end)

@@ -15,9 +15,16 @@ Why it looks like this (measured on ``../shared/testdata/video``, see ``commune-
   re-exposes) is not motion: the background is re-learnt from that frame, and nothing is
   reported while the model settles.
 - Changed pixels are cleaned with a morphological opening, grouped into connected blobs, and
-  only blobs of at least ``min_area`` count. A frame is "motion" when such blobs exist; a short
-  hysteresis (``start_frames`` of the last frames to start, ``hold_frames`` quiet to end) keeps
-  one-frame flickers out and keeps a slow walker from splitting into many events.
+  only blobs of at least ``min_area`` count. To start motion a blob also needs a *core* of
+  ``core`` x ``min_area`` pixels that changed in the previous frame too (a ripple or a leaf
+  flickers in place and has none that size); while motion is on it does not (hysteresis: a
+  walker at 7 fps barely overlaps himself from frame to frame, a person half hidden behind a car
+  is small and faint). The blob's area is its whole change, not only its core.
+- A blob on the frame's edge needs ``edge_area`` x ``min_area`` (an object entering counts once
+  it is well in), unless it continues a blob counted in the previous frame (one leaving).
+- A frame is "motion" when such blobs exist; a short hysteresis (``start_frames`` of the last
+  frames to start, ``hold_frames`` quiet to end) keeps one-frame flickers out and keeps a slow
+  walker from splitting into many events.
 """
 
 from __future__ import annotations
@@ -71,7 +78,8 @@ class MotionSettings(BaseModel):
         ge=1,
         le=20,
         description="A blob touching the frame's edge needs this many times min_area: an object "
-        "half out of view (a car entering, a branch poking in) only counts once it is well in.",
+        "half out of view (a car entering, a branch poking in) only counts once it is well in. "
+        "A blob continuing one counted in the previous frame (an object leaving) needs min_area.",
     )
     background_s: float = Field(
         default=4.0,
@@ -142,7 +150,16 @@ class MotionSettings(BaseModel):
         description="Neighbourhood (px, odd) whose largest learnt deviation a pixel uses: ripples move.",
     )
     persist: bool = Field(
-        default=True, description="A pixel counts only if it also changed in the previous frame (flicker)."
+        default=True,
+        description="A blob needs a core of pixels that also changed in the previous frame: flicker "
+        "(ripples, leaves, compression noise) has none worth the name, a real object has.",
+    )
+    core: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="Share of min_area a blob's persistent core must cover to start motion; while "
+        "motion is on none is needed (hysteresis: slow, small or half-hidden people keep counting).",
     )
 
 
@@ -166,6 +183,21 @@ class MotionResult:
     score: float = 0.0  # 0..1: how far above its threshold the change is, on average
     recalibrated: bool = False  # a global change re-set the background on this frame
     mask: U8 | None = None  # the small foreground mask (for zone tests and debugging)
+    # On the frame where ``motion`` turns on: how many frames earlier the motion it confirms
+    # began (the first frame with blobs among the last start_window), so an event can start
+    # there (pre-roll); 0 otherwise.
+    onset: int = 0
+
+
+Box = tuple[int, int, int, int]  # x, y, w, h in detector pixels
+
+
+def _touches(boxes: Sequence[Box], x: int, y: int, w: int, h: int, margin: int = 2) -> bool:
+    """Whether the box (x, y, w, h) meets one of ``boxes`` (pixel boxes), within ``margin`` px."""
+    return any(
+        x <= bx + bw + margin and bx <= x + w + margin and y <= by + bh + margin and by <= y + h + margin
+        for bx, by, bw, bh in boxes
+    )
 
 
 def to_luma(frame: npt.NDArray[Any], width: int) -> U8:
@@ -215,6 +247,7 @@ class MotionDetector:
         k = self.s.spread | 1
         self._spread_kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (k, k))
         self._prev_fg: U8 | None = None
+        self._boxes: list[Box] = []  # blobs counted in the last frame (px)
         self._prev_obj: U8 | None = None  # the previous frame's blobs (kept out of the gain field)
         self._learnt = 0  # frames learnt since the background was (re)started
         self._level = 0.0  # median frame/background brightness ratio of the previous frame
@@ -238,6 +271,7 @@ class MotionDetector:
         self._recent.clear()
         self._quiet = 0
         self._active = False
+        self._boxes = []
 
     def _start(self, luma: U8) -> None:
         h, w = luma.shape
@@ -300,6 +334,7 @@ class MotionDetector:
             self._start(luma)
             return MotionResult(False, False, 0.0, recalibrated=True)
         bg, dev, s = self._bg, self._dev, self.s
+        last_boxes, self._boxes = self._boxes, []
         cur = luma.astype(np.float32)
         gain, level = self._gain(cur, bg)
         step = abs(np.log(level / self._level)) if self._level > 0 else 0.0
@@ -316,6 +351,7 @@ class MotionDetector:
         self._prev_fg = fg_now
         if self._keep is not None:
             fg = cv2.bitwise_and(fg, self._keep)
+            fg_now = cv2.bitwise_and(fg_now, self._keep)
         total = float(fg.size)
         changed = cv2.countNonZero(fg) / total
         if s.shake_px > 0 and changed >= s.shake_check and changed < s.global_change:
@@ -331,6 +367,7 @@ class MotionDetector:
                 self._prev_fg = fg_now
                 if self._keep is not None:
                     fg = cv2.bitwise_and(fg, self._keep)
+                    fg_now = cv2.bitwise_and(fg_now, self._keep)
                 changed = cv2.countNonZero(fg) / total
 
         if changed >= s.global_change or step >= np.log1p(s.sudden_gain):
@@ -363,25 +400,37 @@ class MotionDetector:
             return self._finish(False, 0.0, [], 0.0, mask=fg)
         cv2.accumulateWeighted(diff, dev, a_dev, mask=quiet)
 
-        clean = cv2.morphologyEx(fg, cv2.MORPH_OPEN, self._kernel)
+        # Blobs are this frame's change, whole (a walker at 7 fps barely overlaps himself from one
+        # frame to the next: requiring every pixel to persist would leave little of him).
+        # Persistence decides whether motion starts: a blob needs a core of core x min_area
+        # that also changed in the previous frame (ripples and leaves flicker in place and have
+        # none that size). While motion is on, blobs of min_area go on with it (hysteresis).
+        clean = cv2.morphologyEx(fg_now, cv2.MORPH_OPEN, self._kernel)
         if cv2.countNonZero(clean) < s.min_area * total * 0.25:  # nothing that could make a blob
             return self._finish(False, 0.0, [], 0.0, mask=clean)
+        min_px = s.min_area * total
+        need_core = 0.0 if self._active or not s.persist else s.core * min_px
+        core = cv2.morphologyEx(fg, cv2.MORPH_OPEN, self._kernel) if need_core > 0 else None
         clean = cv2.dilate(clean, self._kernel, iterations=2)
         # Outer contours, not connected-component labelling: ~10x cheaper on a sparse mask.
         contours, _ = cv2.findContours(clean, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         h, w = clean.shape
-        min_px = s.min_area * total
         blobs: list[Blob] = []
         covered = 0.0
         for c in contours:
             x, y, bw, bh = cv2.boundingRect(c)
             at_edge = x == 0 or y == 0 or x + bw >= w or y + bh >= h
-            need = min_px * s.edge_area if at_edge else min_px
+            need = min_px * s.edge_area if at_edge and not _touches(last_boxes, x, y, bw, bh) else min_px
             if bw * bh < need:  # the box bounds the pixel count: too small either way
                 continue
             px = cv2.countNonZero(clean[y : y + bh, x : x + bw])
             if px < need:
                 continue
+            if core is not None:
+                held = cv2.countNonZero(core[y : y + bh, x : x + bw])
+                if held < need_core:
+                    continue  # no persistent core worth the name: flicker
+            self._boxes.append((x, y, bw, bh))
             covered += px
             blobs.append(Blob(x / w, y / h, bw / w, bh / h, px / total))
         score = 0.0
@@ -427,10 +476,12 @@ class MotionDetector:
         mask: U8 | None = None,
     ) -> MotionResult:
         self._recent.append(raw)
+        onset = 0
         if raw:
             self._quiet = 0
             if not self._active and sum(self._recent) >= self.s.start_frames:
                 self._active = True
+                onset = len(self._recent) - 1 - list(self._recent).index(True)
         elif self._active:
             self._quiet += 1
             if self._quiet > self.s.hold_frames:
@@ -443,4 +494,5 @@ class MotionDetector:
             score,
             recalibrated=recalibrated,
             mask=mask,
+            onset=onset,
         )

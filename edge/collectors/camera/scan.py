@@ -96,6 +96,7 @@ def _event(ev: dict[str, Any], jpeg: bytes | None, as_json: bool, out: TextIO) -
             "boxes": ev["boxes"],
             "zones": ev["zones"],
             "score": ev["score"],
+            "frames": ev["frames"],
             "snapshot_bytes": len(jpeg) if jpeg else None,
         }
         out.write(json.dumps(doc) + "\n")
@@ -103,7 +104,7 @@ def _event(ev: dict[str, Any], jpeg: bytes | None, as_json: bool, out: TextIO) -
         span = f"{start:8.2f}s" + (f" .. {end:8.2f}s" if end is not None else "")
         out.write(
             f"{ev['phase']:<6} {ev['event_id']}  {span}  peak {ev['peak_area_pct']:.2f} %  "
-            f"boxes {len(ev['boxes'])}  zones {','.join(ev['zones']) or '-'}\n"
+            f"frames {ev['frames']}  boxes {len(ev['boxes'])}  zones {','.join(ev['zones']) or '-'}\n"
         )
 
 
