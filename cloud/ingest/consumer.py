@@ -313,7 +313,7 @@ class IngestWorker:
             boxes=[b.model_dump() for b in msg.boxes],
             zones=list(msg.zones),
             score=msg.score,
-            frames=getattr(msg, "frames", None),
+            frames=msg.frames,
             snapshot_sha256=msg.snapshot_sha256,
             received_at=at,
         )
