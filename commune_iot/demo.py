@@ -161,7 +161,7 @@ def run_demo(*, run_dir: Path, port: int, devices: int | None = None, fresh: boo
             f"""
 commune-iot demo is running ({len(chosen)} agents: cameras and access points of Da Ron, Tu Tra, Lac Xuan)
 
-  Web UI (police event log) http://127.0.0.1:{port}/   log in as one of:
+  Web UI                   http://127.0.0.1:{port}/  (event log, reports) log in as:
 {chr(10).join(f"      {n:<10} {pw}" for n, pw in logins)}
                            (also in {run_dir}/secrets/web-users.txt)
   Devices and live status  http://127.0.0.1:{port}/api/v1/devices  (needs a login or API token:

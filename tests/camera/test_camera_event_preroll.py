@@ -107,6 +107,22 @@ def test_pre_roll_keeps_the_debounce_and_the_snapshot() -> None:
     assert first["frames"] == 1 + 5 and last["frames"] == 1 + 7  # pre-roll frame + motion frames
 
 
+def test_short_blips_seconds_apart_are_not_an_event() -> None:
+    """Motion must last min_duration_s without a break: two 0.25 s blips 3 s apart (a bird, a
+    leaf) send nothing, while one unbroken second of motion does."""
+    t = EventTracker("dr-cam-01", EventSettings(min_duration_s=1.0, quiet_s=5.0))
+    frame = np.zeros((240, 320, 3), np.uint8)
+    sent = []
+    for i in range(40):  # 4 fps for 10 s; blips at 1.0 s and 4.0 s
+        ts = 100 + i / 4
+        result = moving() if ts in (101.0, 104.0) else MotionResult(False, False, 0.0)
+        sent += t.feed(result, frame, ts)
+    assert sent == []
+    for i in range(6):  # 1.25 s of unbroken motion
+        sent += t.feed(moving(), frame, 110 + i / 4)
+    assert [e.event["phase"] for e in sent] == ["start"]
+
+
 def test_frames_is_optional_on_the_wire() -> None:
     old = {
         "v": 1,

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import PASSWORDS, Portal
+from web_portal import PASSWORDS, Portal
 
 TU_TRA_MARKERS = ("tu-tra", "tt-cam", "Tu Tra")
 

@@ -7,8 +7,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from conftest import Portal
 from web_helpers import camera_event, publish, replayed
+from web_portal import Portal
 
 from cloud.events.evidence import EvidenceExports
 from cloud.events.retention import run_retention

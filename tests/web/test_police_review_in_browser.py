@@ -9,7 +9,7 @@ import sys
 import zipfile
 
 from browser import chromium
-from conftest import PASSWORDS, Portal
+from web_portal import PASSWORDS, Portal
 
 from cloud.events.evidence import verify_export
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import httpx
-from conftest import PASSWORDS, Portal
+from web_portal import PASSWORDS, Portal
 
 
 def _users_cli(portal: Portal, *args: str, password: str | None = None) -> subprocess.CompletedProcess[str]:

@@ -1,7 +1,8 @@
 """Motion frames -> events: start, bounded updates, end; best snapshot as a small JPEG.
 
-An event is sent once motion has lasted ``min_duration_s`` (so a bird or a flicker that got past
-the detector's own hysteresis does not page anyone), but its ``start`` is when the motion began:
+An event is sent once motion has lasted ``min_duration_s`` without a break (so a bird or a
+flicker that got past the detector's own hysteresis does not page anyone; two short blips
+seconds apart are not joined into one), but its ``start`` is when the motion began:
 the first frame with moving blobs that the detector's start hysteresis confirmed (pre-roll), not
 the moment it was confirmed nor the moment the event was sent. It ends after ``quiet_s`` without
 motion, and sends at most one ``update`` per ``update_s``. ``frames`` counts the frames with
@@ -167,9 +168,12 @@ class EventTracker:
             if ev.started and ts - ev.start >= self.s.max_duration_s:
                 out.append(self._emit(ev, "end", ts))
                 self._ev = None
+        elif ev is not None and not ev.started:
+            # Motion must last min_duration_s without a break before it is an event: two
+            # short blips a few seconds apart (a bird, a leaf) are not one event.
+            self._ev = None
         elif ev is not None and ts - ev.last_motion >= self.s.quiet_s:
-            if ev.started:
-                out.append(self._emit(ev, "end", ev.last_motion))
+            out.append(self._emit(ev, "end", ev.last_motion))
             self._ev = None
         before.append((ts, result.raw))
         return out
