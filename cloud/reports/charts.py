@@ -84,13 +84,19 @@ def line_chart(
 
 
 def bar_chart(
-    bars: Sequence[tuple[str, float, str]], fmt: Callable[[float], str], *, width: int = 900, row_h: int = 18
+    bars: Sequence[tuple[str, float, str]],
+    fmt: Callable[[float], str],
+    *,
+    colours: dict[str, str] | None = None,
+    width: int = 900,
+    row_h: int = 18,
 ) -> str:
-    """Horizontal bars (label, value, group): one per village, coloured by commune."""
-    pad_l, pad_r, pad_t = 200, 70, 6
+    """Horizontal bars (label, value, group): one per village, coloured by commune (``colours``:
+    group -> colour, so the bars match the line chart's legend)."""
+    pad_l, pad_r, pad_t = 280, 70, 6
     height = pad_t * 2 + row_h * max(1, len(bars))
     top = _nice_max(max((v for _, v, _ in bars), default=0.0))
-    groups: dict[str, str] = {}
+    groups: dict[str, str] = dict(colours or {})
     out = [
         f'<svg class="chart" data-chart="village-bars" viewBox="0 0 {width} {height}" '
         f'role="img" xmlns="http://www.w3.org/2000/svg">'

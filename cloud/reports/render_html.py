@@ -79,8 +79,19 @@ def render_html(report: WifiReport, lang: Lang, inventory: Inventory, *, nav: st
             ticks.append((i, at.strftime("%d/%m") if lang == "vi" else at.strftime("%m-%d")))
     labels = {"all": t("all", lang), **commune_names}
     line = charts.line_chart(series.lines, labels, ticks, lambda v: number(v, lang, 0))
+    colours = {key: charts.PALETTE[i % len(charts.PALETTE)] for i, key in enumerate(series.lines)}
+    several = len({s.commune for s in report.sites}) > 1  # village names repeat across communes
     bars = charts.bar_chart(
-        [(s.name, s.metrics.client_hours, s.commune) for s in report.sites], lambda v: number(v, lang, 0)
+        [
+            (
+                f"{s.name} · {commune_names.get(s.commune, s.commune)}" if several else s.name,
+                s.metrics.client_hours,
+                s.commune,
+            )
+            for s in report.sites
+        ],
+        lambda v: number(v, lang, 0),
+        colours=colours,
     )
     heat = charts.heatmap(report.heatmap, t("weekdays", lang).split(","), lambda v: number(v, lang, 1))
     notes = footnotes(
