@@ -109,13 +109,28 @@ def wifi_reports_router(service: ReportService, require_reports: Callable[..., A
             q["commune"] = commune
         other: Lang = "en" if lang == "vi" else "vi"
         links = [
+            ("/", t("home", lang)),
             ("/reports", t("reports", lang)),
             ("/reports/wifi.xlsx?" + urlencode({**q, "lang": lang}), "XLSX"),
             ("/reports/wifi.csv?" + urlencode({**q, "lang": lang}), "CSV"),
             ("/reports/wifi?" + urlencode({**q, "lang": other}), other.upper()),
         ]
         inner = "".join(f'<a href="{escape(h)}">{escape(x)}</a>' for h, x in links)
-        return f'<nav class="report-nav">{inner}</nav>'
+        options = "".join(
+            f'<option value="{escape(c.id)}"{" selected" if c.id == commune else ""}>'
+            f"{escape(c.name or c.id)}</option>"
+            for c in service.inventory.communes
+        )
+        picker = (
+            '<form class="report-period" method="get" action="/reports/wifi">'
+            f'<label>{t("from", lang)} <input type="date" name="from" value="{q.get("from", "")}"></label> '
+            f'<label>{t("to", lang)} <input type="date" name="to" value="{q.get("to", "")}"></label> '
+            f'<label>{t("scope", lang)} <select name="commune"><option value="">{t("all_communes", lang)}'
+            f"</option>{options}</select></label> "
+            f'<input type="hidden" name="lang" value="{lang}">'
+            f'<button type="submit">{t("show", lang)}</button></form>'
+        )
+        return f'<nav class="report-nav">{inner}{picker}</nav>'
 
     @router.get("/reports/wifi", response_class=HTMLResponse, summary="Wi-Fi report page (printable)")
     async def wifi_page(
@@ -193,7 +208,8 @@ def wifi_reports_router(service: ReportService, require_reports: Callable[..., A
             )
         body = (
             f'<!DOCTYPE html><html lang="{lg}"><head><meta charset="utf-8"><title>{t("reports", lg)}</title>'
-            "</head><body>"
+            '<meta name="viewport" content="width=device-width, initial-scale=1"></head><body>'
+            f'<p><a href="/">{t("home", lg)}</a></p>'
             f"<h1>{t('reports', lg)}</h1>"
             f'<p><a href="/reports/wifi?lang={lg}">{t("title", lg)}</a></p>'
             f"<table><thead><tr><th>{t('period', lg)}</th><th>{t('scope', lg)}</th><th></th>"
