@@ -127,6 +127,7 @@ def test_police_officer_filters_reviews_notes_and_exports_evidence(portal: Porta
         ("snapshot_view", f"event:{target_id}"),
         ("review", f"event:{target_id}"),
         ("note", f"event:{target_id}"),
+        ("timeline_view", "camera:dr-cam-01"),
         ("export_create", ""),
         ("export_download", ""),
         ("logout", "user:ca-daron"),
