@@ -146,6 +146,8 @@ async def test_one_board_floods_58_others_unaffected(
     # ... and reported: log line, Prometheus, a sample dead letter, the alerting
     assert res["flood_reported"] and res["prometheus_has_counter"]
     assert res["flooding_problem"], res
-    assert res["sample_dead_letters"] and all(r.startswith("rate limited") for r in res["sample_dead_letters"])
+    assert res["sample_dead_letters"] and all(
+        r.startswith("rate limited") for r in res["sample_dead_letters"]
+    )
     flood_logs = [r.getMessage() for r in caplog.records if "is flooding" in r.getMessage()]
     assert flood_logs and flooder in flood_logs[0] and "msg/s" in flood_logs[0]
