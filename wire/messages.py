@@ -80,9 +80,7 @@ class WireError(ValueError):
 
 
 class _Model(BaseModel):
-    # strict: JSON true is not the number 1, "5" is not 5 (JSON keeps those types; a sender that
-    # mixes them up is found at once, in the dead letters)
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
 
 
 class Envelope(_Model):
@@ -227,7 +225,9 @@ def decode(channel: Channel, payload: bytes) -> Envelope:
     if len(payload) > MAX_JSON_BYTES:
         raise WireError(f"payload too large: {len(payload)} bytes > {MAX_JSON_BYTES}")
     try:
-        return model.model_validate_json(payload)
+        # strict: JSON true is not the number 1, "5" is not 5 (JSON keeps those types, so a
+        # sender that mixes them up is found at once, in the dead letters)
+        return model.model_validate_json(payload, strict=True)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         where = ".".join(str(p) for p in first["loc"]) or "payload"
