@@ -35,6 +35,8 @@ _REPLAY_FLAGS: Final = (b'"replay":true', b'"replay": true')
 _REPLAY_WINDOW_S: Final = 60.0
 #: Forget idle nodes beyond this many (a stranger's topics cannot grow memory without bound).
 _MAX_NODES: Final = 10_000
+#: Shortest time between two scans for reports.
+_SCAN_S: Final = 0.5
 
 
 @dataclass(slots=True)
@@ -70,6 +72,7 @@ class RateLimiter:
         self.cfg = cfg
         self.enabled = cfg.enabled
         self._buckets: dict[str, _Bucket] = {}
+        self._scanned_at = -1e18
 
     def _bucket(self, node: str, now: float) -> _Bucket:
         b = self._buckets.get(node)
@@ -123,8 +126,14 @@ class RateLimiter:
         return True
 
     def reports(self, now: float) -> list[FloodReport]:
-        """Nodes that started or go on flooding (once per interval each), or stopped."""
+        """Nodes that started or go on flooding (once per interval each), or stopped.
+
+        Scans every node, so it does so at most every half second (the caller may ask after
+        each commit)."""
         out: list[FloodReport] = []
+        if now - self._scanned_at < _SCAN_S:
+            return out
+        self._scanned_at = now
         interval = self.cfg.report_interval_s
         for node, b in self._buckets.items():
             span = now - b.window_start
