@@ -112,6 +112,49 @@ class MqttConfig(_Section):
         return self.client_id or f"ciot-cloud-{socket.gethostname()}-{role}"
 
 
+class RateLimitConfig(_Section):
+    """Per-node token buckets in the ingest worker (docs/protocol.md#rate-limits).
+
+    A board normally sends well under 1 message/s (health and metrics every 10 s, motion
+    events with snapshots). The live bucket allows 5/s sustained with an hour of normal
+    traffic as burst, so a cloud-side stall that makes the broker hand over an hour of a
+    board's messages at once is not mistaken for a flood. Messages flagged ``replay: true``
+    (an outbox emptied after an outage) may also draw on a second, much larger bucket sized
+    for several days of a board's data, so a replay is never dropped wholesale.
+    """
+
+    enabled: bool = Field(True, description="Throttle nodes that send more than their allowance.")
+    rate_per_s: float = Field(5.0, gt=0, description="Live messages per second a node may send, sustained.")
+    burst: int = Field(
+        3600, ge=1, description="Live messages a node may send at once above the rate (bucket size)."
+    )
+    replay_rate_per_s: float = Field(
+        200.0,
+        ge=0,
+        description="Extra allowance, per second, for messages flagged replay (and for snapshots of a "
+        "node that is replaying), once the live bucket is empty.",
+    )
+    replay_burst: int = Field(
+        100_000,
+        ge=0,
+        description="Size of the replay bucket: several days of one board's outbox (a day is ~20,000 "
+        "messages for a camera board).",
+    )
+    report_interval_s: float = Field(
+        60.0,
+        gt=0,
+        description="While a node is throttled: one log line, one sample dead letter and a refreshed "
+        "'flooding' alert per node per interval. A node is no longer flooding after one interval "
+        "without a throttled message.",
+    )
+
+
+class IngestConfig(_Section):
+    rate_limit: RateLimitConfig = Field(
+        default_factory=RateLimitConfig, description="Per-node rate limits (flood protection)."
+    )
+
+
 class InfluxConfig(_Section):
     url: str = Field("http://127.0.0.1:8086", description="InfluxDB 1.x base URL (v1 HTTP API).")
     database: str = Field("ciot", description="Database; created when missing.")
@@ -195,6 +238,7 @@ class CloudConfig(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid")
 
     mqtt: MqttConfig = Field(default_factory=MqttConfig, description="Broker connection.")
+    ingest: IngestConfig = Field(default_factory=IngestConfig, description="Ingest: per-node rate limits.")
     influx: InfluxConfig = Field(default_factory=InfluxConfig, description="Time-series database.")
     sql: SqlConfig = Field(default_factory=SqlConfig, description="Device state and dead letters.")
     http: HttpConfig = Field(default_factory=HttpConfig, description="HTTP API.")

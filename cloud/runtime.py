@@ -53,6 +53,7 @@ class Runtime:
             self.sql,
             self.snapshots,
             self.stats,
+            limits=cfg.ingest.rate_limit,
         )
         self.drainer = Drainer(cfg.influx, self.influx, self.journal, self.stats)
         # Alerting (issue 3): fed by the worker's observers hook, judged on its own task.

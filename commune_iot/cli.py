@@ -44,6 +44,12 @@ def _bench_ingest(args: argparse.Namespace) -> int:
     return main(messages=args.messages, workers=args.workers, run_dir=args.run_dir)
 
 
+def _bench_flood(args: argparse.Namespace) -> int:
+    from commune_iot.bench.flood import main
+
+    return main(seconds=args.seconds, rate=args.rate, interval_s=args.interval, run_dir=args.run_dir)
+
+
 def _bench_edge_memory(args: argparse.Namespace) -> int:
     from commune_iot.bench.memory import main
 
@@ -195,6 +201,14 @@ def build_parser() -> argparse.ArgumentParser:
     bi.add_argument("--workers", type=int, default=1)
     bi.add_argument("--run-dir", type=Path, default=None)
     bi.set_defaults(func=_bench_ingest)
+    bf = bench_sub.add_parser(
+        "flood", help="one board floods (rate-limited) while 58 keep their cadence: throttling, latency"
+    )
+    bf.add_argument("--seconds", type=float, default=10.0, help="how long the board floods")
+    bf.add_argument("--rate", type=float, default=10_000, help="flood target, messages/s")
+    bf.add_argument("--interval", type=float, default=1.0, help="normal boards' health+metrics interval, s")
+    bf.add_argument("--run-dir", type=Path, default=None)
+    bf.set_defaults(func=_bench_flood)
     bm = bench_sub.add_parser("edge-memory", help="RSS of an idle edge agent")
     bm.add_argument("--seconds", type=float, default=20.0)
     bm.add_argument("--run-dir", type=Path, default=None)

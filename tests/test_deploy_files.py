@@ -16,6 +16,8 @@ from cloud.config import CloudConfig
 
 REPO = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+#: Host paths that ``commune-iot provision`` creates before ``docker compose up`` (not in git).
+PROVISIONED = ("./var/broker", "./var/secrets/")
 
 
 def _services() -> dict[str, dict[str, Any]]:
@@ -31,6 +33,8 @@ def test_compose_has_the_cloud_side() -> None:
 def test_every_mounted_host_path_exists(name: str) -> None:
     for volume in _services()[name].get("volumes", []):
         source = volume.split(":")[0]
+        if source.startswith(PROVISIONED):
+            continue  # made by `commune-iot provision` (test_compose_runs_the_secure_broker)
         if source.startswith((".", "/")):
             assert (REPO / source).exists(), f"{name} mounts missing {source}"
         else:
@@ -58,14 +62,62 @@ def test_influxdb_image_serves_the_v1_api() -> None:
 
 
 def test_ports_are_published_on_loopback_only() -> None:
+    """Except the broker's TLS listener, which the boards reach over public networks."""
     for name, svc in _services().items():
         for port in svc.get("ports", []):
+            if name == "mosquitto" and port == "8883:8883":
+                continue
             assert port.startswith("127.0.0.1:"), f"{name} publishes {port} beyond loopback"
+
+
+def test_compose_runs_the_secure_broker() -> None:
+    mosq = _services()["mosquitto"]
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in mosq["volumes"]}
+    assert mounts["/mosquitto/config/mosquitto.conf"] == "./firmware_config/mosquitto/mosquitto-secure.conf"
+    conf = (REPO / "firmware_config/mosquitto/mosquitto-secure.conf").read_text()
+    # every file the secure config reads lives in the mounted auth directory
+    for key in ("password_file", "acl_file", "cafile", "certfile", "keyfile"):
+        (path,) = re.findall(rf"^{key}\s+(\S+)$", conf, flags=re.M)
+        assert path.startswith("/mosquitto/config/auth/"), (key, path)
+    assert mounts["/mosquitto/config/auth"] == "./var/broker"
+    assert "allow_anonymous false" in conf
+    # boards: TLS 8883 only; the plain authenticated 1883 is never published
+    assert mosq["ports"] == ["8883:8883"]
+
+
+def test_cloud_gets_its_mqtt_password_from_a_secret_file() -> None:
+    cloud = _services()["cloud"]
+    env = cloud["environment"]
+    user = env["CIOT_CLOUD_MQTT__USERNAME"]
+    assert user.startswith("ciot-cloud")  # the ACL's cloud users (commune_iot/provision)
+    assert "CIOT_CLOUD_MQTT__PASSWORD" not in env
+    assert cloud["secrets"] == ["mqtt_password"]
+    assert env["CIOT_CLOUD_MQTT__PASSWORD_FILE"] == "/run/secrets/mqtt_password"
+    # the file `commune-iot provision --cloud-user <user> --out var/secrets` writes
+    assert COMPOSE["secrets"]["mqtt_password"]["file"] == f"./var/secrets/{user}.password"
+
+
+def test_provision_writes_what_compose_mounts(tmp_path: Path) -> None:
+    """The documented commands, run for real, create exactly the files compose expects."""
+    from commune_iot.cli import main as cli
+
+    broker, secrets = tmp_path / "var/broker", tmp_path / "var/secrets"
+    assert cli(["provision", "--ca", "--host", "mqtt.example.vn", "--broker-dir", str(broker)]) == 0
+    user = _services()["cloud"]["environment"]["CIOT_CLOUD_MQTT__USERNAME"]
+    assert cli(["provision", "--cloud-user", user, "--broker-dir", str(broker), "--out", str(secrets)]) == 0
+    secret = COMPOSE["secrets"]["mqtt_password"]["file"]
+    assert (tmp_path / secret).read_text().strip()
+    conf = (REPO / "firmware_config/mosquitto/mosquitto-secure.conf").read_text()
+    for path in re.findall(r"^(?:password_file|acl_file|cafile|certfile|keyfile)\s+(\S+)$", conf, flags=re.M):
+        assert (broker / path.removeprefix("/mosquitto/config/auth/")).is_file(), path
 
 
 def test_secrets_come_from_the_environment() -> None:
     text = (REPO / "docker-compose.yml").read_text()
     for key in re.findall(r"(\w*PASSWORD\w*):\s*(\S+)", text):
+        if key[0].endswith("_FILE"):  # where a secret file is mounted, not a secret
+            assert key[1].startswith("/run/secrets/"), key
+            continue
         assert key[1].startswith("${") and ":?" in key[1], f"{key[0]} must be required from .env"
 
 
@@ -81,6 +133,8 @@ def test_cloud_environment_names_real_settings(monkeypatch: pytest.MonkeyPatch) 
         monkeypatch.setenv(key, value)
     cfg = CloudConfig()
     assert cfg.mqtt.url == "mqtt://mosquitto:1883"
+    assert cfg.mqtt.username == "ciot-cloud-1"
+    assert str(cfg.mqtt.password_file) == "/run/secrets/mqtt_password"
     assert cfg.influx.url == "http://influxdb:8086"
     assert cfg.influx.password_value() == "from-env-file"
     assert cfg.http.host == "0.0.0.0" and cfg.http.port == 8000

@@ -17,6 +17,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -57,6 +58,16 @@ EventId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 FieldValue = bool | int | float | Annotated[str, StringConstraints(max_length=256)]
 
 
+def _version(value: object) -> object:
+    if isinstance(value, bool):  # True == 1 in Python, so a Literal[1] alone would take it
+        raise ValueError("Input should be 1")
+    return value
+
+
+#: The schema version: the number 1 (not true, not 1.0 — strict mode refuses floats for it).
+Version = Annotated[Literal[1], BeforeValidator(_version)]
+
+
 def _utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
@@ -73,7 +84,7 @@ class _Model(BaseModel):
 
 
 class Envelope(_Model):
-    v: Literal[1] = SCHEMA_VERSION
+    v: Version = SCHEMA_VERSION
     node: Id
     session: SessionId
     seq: int = Field(ge=0, le=2**53)
@@ -170,7 +181,7 @@ class HostState(_Model):
     orderly stop publish ``online: false``.
     """
 
-    v: Literal[1] = SCHEMA_VERSION
+    v: Version = SCHEMA_VERSION
     worker: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,128}$")]
     online: bool
     ts: UtcDatetime
@@ -217,7 +228,9 @@ def decode(channel: Channel, payload: bytes) -> Envelope:
     if len(payload) > MAX_JSON_BYTES:
         raise WireError(f"payload too large: {len(payload)} bytes > {MAX_JSON_BYTES}")
     try:
-        return model.model_validate_json(payload)
+        # strict: JSON true is not the number 1, "5" is not 5 (JSON keeps those types, so a
+        # sender that mixes them up is found at once, in the dead letters)
+        return model.model_validate_json(payload, strict=True)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         where = ".".join(str(p) for p in first["loc"]) or "payload"
@@ -230,11 +243,82 @@ def is_sequenced(channel: Channel) -> bool:
 
 
 JPEG_MAGIC: Final = b"\xff\xd8\xff"
+#: Largest snapshot side and area the cloud accepts (a camera sends 640 px wide; 8K is absurd).
+MAX_SNAPSHOT_SIDE: Final = 8192
+MAX_SNAPSHOT_PIXELS: Final = 40_000_000
+#: Start-of-frame markers (baseline, extended, progressive, lossless; Huffman and arithmetic).
+_SOF: Final = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+_SOS: Final = 0xDA
 
 
-def check_snapshot(payload: bytes) -> None:
-    """Cheap structural check of a JPEG: start and end markers, size limit."""
+def jpeg_dimensions(payload: bytes) -> tuple[int, int]:
+    """(width, height) from the frame header; WireError unless the headers are a sane JPEG.
+
+    Walks the marker segments from SOI up to the first scan (SOS) in pure Python: every
+    segment length must stay inside the payload, exactly one frame header (SOF) with
+    8/12-bit precision, 1, 3 or 4 components and sane dimensions must come before the scan.
+    The entropy-coded data itself is not decoded (that would need a codec in the cloud);
+    the end marker is checked by ``check_snapshot``."""
+    n = len(payload)
+    if payload[:2] != b"\xff\xd8":
+        raise WireError("snapshot is not a JPEG (no SOI marker)")
+    pos = 2
+    size: tuple[int, int] | None = None
+    while True:
+        if pos >= n:
+            raise WireError("snapshot is not a JPEG: it ends before any image data (no SOS)")
+        if payload[pos] != 0xFF:
+            raise WireError(f"snapshot is not a JPEG: no marker at byte {pos}")
+        while pos < n and payload[pos] == 0xFF:  # fill bytes
+            pos += 1
+        if pos >= n:
+            raise WireError("snapshot is not a JPEG: truncated marker")
+        marker = payload[pos]
+        pos += 1
+        if marker in (0x00, 0xD8, 0xD9):
+            raise WireError(f"snapshot is not a JPEG: unexpected marker 0xff{marker:02x} at byte {pos - 2}")
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:
+            continue  # markers without a length
+        if pos + 2 > n:
+            raise WireError("snapshot is not a JPEG: truncated segment")
+        length = (payload[pos] << 8) | payload[pos + 1]
+        if length < 2 or pos + length > n:
+            raise WireError(f"snapshot is not a JPEG: segment 0xff{marker:02x} runs past the end")
+        body = payload[pos + 2 : pos + length]
+        pos += length
+        if marker in _SOF:
+            if size is not None:
+                raise WireError("snapshot is not a JPEG: more than one frame header")
+            if len(body) < 6:
+                raise WireError("snapshot is not a JPEG: short frame header")
+            precision, comps = body[0], body[5]
+            height, width = (body[1] << 8) | body[2], (body[3] << 8) | body[4]
+            if precision not in (8, 12) or comps not in (1, 3, 4) or len(body) != 6 + 3 * comps:
+                raise WireError("snapshot is not a JPEG: invalid frame header")
+            if not width or not height:
+                raise WireError(f"snapshot has an empty picture ({width}x{height})")
+            if (
+                width > MAX_SNAPSHOT_SIDE
+                or height > MAX_SNAPSHOT_SIDE
+                or width * height > MAX_SNAPSHOT_PIXELS
+            ):
+                raise WireError(
+                    f"snapshot dimensions {width}x{height} are absurd "
+                    f"(at most {MAX_SNAPSHOT_SIDE} px a side, "
+                    f"{MAX_SNAPSHOT_PIXELS:,} px)"
+                )
+            size = (width, height)
+        elif marker == _SOS:
+            if size is None:
+                raise WireError("snapshot is not a JPEG: image data before any frame header (SOF)")
+            return size
+
+
+def check_snapshot(payload: bytes) -> tuple[int, int]:
+    """Structural check of a JPEG: size limit, SOI/EOI markers, and its headers up to the
+    first scan (``jpeg_dimensions``). Returns (width, height)."""
     if len(payload) > MAX_SNAPSHOT_BYTES:
         raise WireError(f"snapshot too large: {len(payload)} bytes > {MAX_SNAPSHOT_BYTES}")
     if not payload.startswith(JPEG_MAGIC) or not payload.rstrip(b"\x00").endswith(b"\xff\xd9"):
         raise WireError("snapshot is not a JPEG (missing SOI/EOI markers)")
+    return jpeg_dimensions(payload)

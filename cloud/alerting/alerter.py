@@ -28,10 +28,12 @@ from cloud.alerting.engine import AlertEngine, Change, Severity, State
 from cloud.alerting.maintenance import Window, in_maintenance
 from cloud.alerting.settings import AlertingConfig
 from cloud.ingest.convert import Converted
+from cloud.ingest.ratelimit import FloodReport
 from cloud.inventory import Inventory
 from cloud.notify.messages import Notice
 from cloud.storage.alerts_sql import AlertRow, AlertStore
 from wire import Health, Metrics, Point, Status
+from wire.topics import valid_id
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,8 @@ PROBLEM_SEVERITY: dict[str, Severity] = {
     "snmp_unreachable": Severity.WARNING,
     "outbox_backlog": Severity.INFO,
     "clock_skew": Severity.INFO,
+    # the board sends more than its rate limit (ingest throttles it): a bug or tampering
+    "flooding": Severity.WARNING,
 }
 
 
@@ -192,6 +196,22 @@ class Alerter:
                 f"{skew:+.0f} s" if skewed else "",
                 PROBLEM_SEVERITY["clock_skew"],
             )
+
+    def flooding(self, reports: Iterable[FloodReport], at: float) -> None:
+        """Ingest throttles (or stopped throttling) these nodes: a ``flooding`` device problem."""
+        try:
+            with self._lock:
+                for rep in reports:
+                    if not valid_id(rep.node):
+                        continue
+                    detail = ""
+                    if rep.active:
+                        detail = f"{rep.rate_per_s:.0f} msg/s, {rep.dropped_total} throttled"
+                    self.engine.device_problem(
+                        rep.node, "flooding", rep.active, at, detail, PROBLEM_SEVERITY["flooding"]
+                    )
+        except Exception:
+            log.exception("alerting could not read a flood report; judgement continues")
 
     def broker(self, connected: bool, at: float) -> None:
         with self._lock:

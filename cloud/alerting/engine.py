@@ -508,6 +508,10 @@ class AlertEngine:
             return "unknown"
         return "down" if any(dev == device for dev, _ in self._problems) else "up"
 
+    def device_problems(self, device: str) -> dict[str, str]:
+        """The problems a device has right now (alerted or still in grace), with their detail."""
+        return {prob: p.detail for (dev, prob), p in self._problems.items() if dev == device}
+
     def last_seen(self, node: str) -> float | None:
         n = self._nodes.get(node)
         return n.last_seen if n is not None else None

@@ -36,6 +36,7 @@ class _Worker(Protocol):
     def connected(self) -> bool: ...
 
     observers: list[Any]
+    flood_observers: list[Any]
 
 
 class AlertRunner:
@@ -73,6 +74,7 @@ class AlertRunner:
         )
         self._task: asyncio.Task[None] | None = None
         worker.observers.append(self.observe)
+        worker.flood_observers.append(self.alerter.flooding)
 
     def notify_counts(self) -> dict[str, int]:
         """Notices to people since start, all channels together (self-monitoring)."""

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from cloud.alerting.maintenance import DEFAULT_TZ, Window
 from cloud.alerting.outages import availability
 from cloud.alerting.runner import AlertRunner
+from cloud.api.params import RowId
 from cloud.storage.alerts_sql import AlertRow
 
 #: Device problems that make a device unavailable (the others are warnings).
@@ -164,14 +165,14 @@ def alerts_router(runner: AlertRunner) -> APIRouter:
         return [_alert(x) for x in rows]
 
     @r.get("/alerts/{alert_id}", response_model=AlertOut)
-    async def get_alert(alert_id: int) -> AlertOut:
+    async def get_alert(alert_id: RowId) -> AlertOut:
         row = await asyncio.to_thread(store.get, alert_id)
         if row is None:
             raise HTTPException(404, f"no alert #{alert_id}")
         return _alert(row)
 
     @r.post("/alerts/{alert_id}/ack", response_model=AlertOut, summary="Acknowledge: reminders stop")
-    async def ack(alert_id: int, body: AckIn) -> AlertOut:
+    async def ack(alert_id: RowId, body: AckIn) -> AlertOut:
         row = await asyncio.to_thread(store.acknowledge, alert_id, body.by, time.time(), body.comment)
         if row is None:
             raise HTTPException(404, f"no alert #{alert_id}")
@@ -180,7 +181,7 @@ def alerts_router(runner: AlertRunner) -> APIRouter:
         return _alert(row)
 
     @r.post("/alerts/{alert_id}/silence", response_model=AlertOut, summary="No reminders for a while")
-    async def silence(alert_id: int, body: SilenceIn) -> AlertOut:
+    async def silence(alert_id: RowId, body: SilenceIn) -> AlertOut:
         row = await asyncio.to_thread(store.silence, alert_id, time.time() + body.for_s)
         if row is None:
             raise HTTPException(404, f"no alert #{alert_id}")
@@ -228,7 +229,7 @@ def alerts_router(runner: AlertRunner) -> APIRouter:
         return _window_out(saved)
 
     @r.delete("/maintenance/{window_id}", status_code=204)
-    async def delete_window(window_id: int) -> None:
+    async def delete_window(window_id: RowId) -> None:
         if not await asyncio.to_thread(store.delete_window, window_id):
             raise HTTPException(404, f"no maintenance window #{window_id}")
         runner.alerter.refresh_windows()

@@ -68,6 +68,9 @@ class DeviceOut(BaseModel):
     messages: int = Field(description="Data messages received from the node.")
     gaps: int = Field(description="Sequence numbers missing, summed over the node's sessions.")
     dead_letters: int = Field(description="Invalid messages from the node (dead-lettered).")
+    rate_limited: int = Field(
+        0, description="Messages over the node's rate limit: acknowledged, counted, not stored (flooding)."
+    )
 
 
 class DeadLetterOut(BaseModel):
@@ -265,4 +268,5 @@ def _device(
         messages=int(st.get("messages") or 0),
         gaps=int(st.get("gaps") or 0),
         dead_letters=int(st.get("dead_letters") or 0),
+        rate_limited=int(st.get("rate_limited") or 0),
     )

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
+from cloud.api.params import MAX_ROW_ID
 from cloud.audit.trail import Entry
 from cloud.auth.deps import audit, require, services
 from cloud.auth.principal import Principal
@@ -61,7 +62,9 @@ def audit_router() -> APIRouter:
         p: Admin,
         actor: str | None = Query(None),
         action: str | None = Query(None),
-        after_id: int | None = Query(None, ge=0, description="Only entries after this id (oldest first)."),
+        after_id: int | None = Query(
+            None, ge=0, le=MAX_ROW_ID, description="Only entries after this id (oldest first)."
+        ),
         limit: int = Query(200, ge=1, le=5000),
     ) -> list[AuditOut]:
         rows = await asyncio.to_thread(

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field
 
+from cloud.api.params import MAX_ROW_ID, RowId
 from cloud.auth.deps import audit, require, services
 from cloud.auth.principal import Principal
 from cloud.auth.roles import Perm
@@ -85,7 +86,9 @@ class KeepIn(BaseModel):
 
 
 class ExportIn(BaseModel):
-    event_ids: list[int] = Field(min_length=1, max_length=500, description="Row ids of the events.")
+    event_ids: list[Annotated[int, Field(ge=1, le=MAX_ROW_ID)]] = Field(
+        min_length=1, max_length=500, description="Row ids of the events."
+    )
     reason: str = Field("", max_length=1000, description="Why (case number, request).")
 
 
@@ -269,7 +272,7 @@ def events_router() -> APIRouter:
         )
 
     @r.get("/events/{event_pk}", response_model=EventDetail, summary="One event with notes and neighbours")
-    async def get_event(request: Request, p: Police, event_pk: int) -> EventDetail:
+    async def get_event(request: Request, p: Police, event_pk: RowId) -> EventDetail:
         ev = await get_event_or_404(request, p, event_pk)
         svc = services(request)
         notes = await asyncio.to_thread(svc.events.notes_of, ev.id)
@@ -288,7 +291,7 @@ def events_router() -> APIRouter:
         responses={200: {"content": {"image/jpeg": {}}}, 404: {"description": "No event or no snapshot"}},
         summary="The event's JPEG snapshot",
     )
-    async def snapshot(request: Request, p: Police, event_pk: int, thumb: bool = False) -> Response:
+    async def snapshot(request: Request, p: Police, event_pk: RowId, thumb: bool = False) -> Response:
         ev = await get_event_or_404(request, p, event_pk)
         svc = services(request)
         path = svc.snapshots.path_for(ev.snapshot_sha256) if ev.snapshot_sha256 else None
@@ -303,7 +306,7 @@ def events_router() -> APIRouter:
         )
 
     @r.post("/events/{event_pk}/review", response_model=EventOut, summary="Mark reviewed (or not)")
-    async def review(request: Request, p: Police, event_pk: int, body: ReviewIn) -> EventOut:
+    async def review(request: Request, p: Police, event_pk: RowId, body: ReviewIn) -> EventOut:
         ev = await get_event_or_404(request, p, event_pk)
         svc = services(request)
         await asyncio.to_thread(svc.events.set_reviewed, ev.id, p.username if body.reviewed else None)
@@ -311,7 +314,7 @@ def events_router() -> APIRouter:
         return event_out(await get_event_or_404(request, p, event_pk), request)
 
     @r.post("/events/{event_pk}/notes", response_model=NoteOut, status_code=201, summary="Add a note")
-    async def add_note(request: Request, p: Police, event_pk: int, body: NoteIn) -> NoteOut:
+    async def add_note(request: Request, p: Police, event_pk: RowId, body: NoteIn) -> NoteOut:
         ev = await get_event_or_404(request, p, event_pk)
         n = await asyncio.to_thread(services(request).events.add_note, ev.id, p.username, body.text)
         audit(
@@ -320,7 +323,7 @@ def events_router() -> APIRouter:
         return note_out(n)
 
     @r.post("/events/{event_pk}/keep", response_model=EventOut, summary="Hold past retention (or release)")
-    async def keep(request: Request, p: Police, event_pk: int, body: KeepIn) -> EventOut:
+    async def keep(request: Request, p: Police, event_pk: RowId, body: KeepIn) -> EventOut:
         ev = await get_event_or_404(request, p, event_pk)
         await asyncio.to_thread(services(request).events.set_keep, ev.id, body.keep)
         audit(request, p, "keep" if body.keep else "unkeep", f"event:{ev.id}", commune=ev.commune)
@@ -353,7 +356,7 @@ def events_router() -> APIRouter:
         return [export_out(x) for x in recs if scope is None or x.communes <= scope]
 
     @r.get("/exports/{export_id}", response_model=ExportOut, summary="One export's record")
-    async def get_export(request: Request, p: Police, export_id: int) -> ExportOut:
+    async def get_export(request: Request, p: Police, export_id: RowId) -> ExportOut:
         return export_out(await visible_export(request, p, export_id))
 
     @r.get(
@@ -362,7 +365,7 @@ def events_router() -> APIRouter:
         responses={200: {"content": {"application/zip": {}}}},
         summary="Download the export ZIP",
     )
-    async def download_export(request: Request, p: Police, export_id: int) -> Response:
+    async def download_export(request: Request, p: Police, export_id: RowId) -> Response:
         rec = await visible_export(request, p, export_id)
         path = services(request).exports.path(rec)
         if not path.exists():

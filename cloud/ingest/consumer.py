@@ -34,10 +34,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
-from cloud.config import MqttConfig
+from cloud.config import MqttConfig, RateLimitConfig
 from cloud.events.store import EventRecord
 from cloud.ingest import framing
 from cloud.ingest.convert import Converted, Converter, Rejected
+from cloud.ingest.ratelimit import FloodReport, RateLimiter, node_of
 from cloud.ingest.stats import Stats
 from cloud.storage.journal import Journal
 from cloud.storage.snapshots import SnapshotStore
@@ -51,7 +52,7 @@ from cloud.storage.sql import (
     StatusUpdate,
 )
 from wire import MotionEvent, Status
-from wire.topics import SEQUENCED, Channel
+from wire.topics import SEQUENCED, Channel, valid_id
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,7 @@ class IngestWorker:
         stats: Stats,
         *,
         state_flush_interval_s: float = 1.0,
+        limits: RateLimitConfig | None = None,
     ) -> None:
         self.cfg = cfg
         self.state_flush_interval_s = state_flush_interval_s
@@ -100,6 +102,10 @@ class IngestWorker:
         self._topics: dict[bytes, str] = {}
         # Alerting (issue 3): called after each commit with what was heard and when; must not raise.
         self.observers: list[Callable[[list[tuple[Converted, float]]], None]] = []
+        # Per-node rate limits (issue 9), applied before any JSON is parsed.
+        self.limiter = RateLimiter(limits or RateLimitConfig())
+        #: called with nodes that start, go on or stop flooding; must not raise
+        self.flood_observers: list[Callable[[list[FloodReport], float], None]] = []
 
     # ------------------------------------------------------------------ receiver process
     @property
@@ -318,13 +324,84 @@ class IngestWorker:
             received_at=at,
         )
 
+    def _node_delta(self, nodes: dict[str, NodeDelta], node: str, topic: str) -> NodeDelta:
+        d = nodes.get(node)
+        if d is None:
+            parts = topic.split("/")
+            commune = parts[2][:64] if len(parts) > 2 else ""
+            known = self.converter.inventory.node(node) is not None
+            d = nodes[node] = NodeDelta(commune, known)
+        return d
+
+    def _throttled(self, r: _Received, node: str, upd: BatchUpdate) -> None:
+        """A message over its node's allowance: counted (SQL, Prometheus), acknowledged, not stored."""
+        self.stats.count_rate_limited(node if valid_id(node) else "_invalid")
+        if valid_id(node):
+            d = self._node_delta(upd.nodes, node, r.topic)
+            d.rate_limited += 1
+            d.last_seen = max(d.last_seen, r.at)
+        if self.limiter.take_sample(node):
+            cfg = self.limiter.cfg
+            upd.dead.append(
+                DeadLetter(
+                    r.topic,
+                    node or None,
+                    f"rate limited: node {node or '?'} is over its allowance of {cfg.rate_per_s:g} msg/s "
+                    f"(burst {cfg.burst}); this is a sample, the other throttled messages are counted "
+                    "(nodes.rate_limited), acknowledged and not stored",
+                    r.payload,
+                    r.at,
+                )
+            )
+
+    def _report_floods(self, now: float) -> None:
+        reports = self.limiter.reports(now)
+        if not reports:
+            return
+        self.stats.flooding_nodes = len(self.limiter.flooding())
+        cfg = self.limiter.cfg
+        for rep in reports:
+            if rep.active:
+                log.warning(
+                    "node %s is flooding: %.0f msg/s over the last %.0f s, %d throttled (%d since it began; "
+                    "allowance %g msg/s, burst %d). Throttled messages are acknowledged and counted, "
+                    "not stored; other boards are unaffected. Check the board (agent bug or tampering).",
+                    rep.node or "?",
+                    rep.rate_per_s,
+                    rep.interval_s,
+                    rep.dropped,
+                    rep.dropped_total,
+                    cfg.rate_per_s,
+                    cfg.burst,
+                    extra={"node": rep.node, "rate": round(rep.rate_per_s, 1), "throttled": rep.dropped},
+                )
+            else:
+                log.info(
+                    "node %s no longer floods (%.1f msg/s now); %d messages were throttled",
+                    rep.node or "?",
+                    rep.rate_per_s,
+                    rep.dropped_total,
+                    extra={"node": rep.node, "throttled": rep.dropped_total},
+                )
+        for observe in self.flood_observers:
+            try:
+                observe(reports, now)
+            except Exception:
+                log.exception("a flood observer failed; ingest continues")
+
     def _commit(self, batch: list[_Received]) -> None:
         lines: list[str] = []
         upd = BatchUpdate()
         nodes = upd.nodes
         convert = self.converter.convert
         heard: list[tuple[Converted, float]] = []
+        limiter = self.limiter if self.limiter.enabled else None
         for r in batch:
+            if limiter is not None:
+                sender = node_of(r.topic)
+                if not limiter.admit(sender, r.payload, "/snapshot/" in r.topic, r.at):
+                    self._throttled(r, sender, upd)
+                    continue
             try:
                 res = convert(r.topic, r.payload, r.at)
             except Exception as exc:  # a bug must not wedge the worker on one message
@@ -333,12 +410,7 @@ class IngestWorker:
             if isinstance(res, Rejected):
                 upd.dead.append(DeadLetter(r.topic, res.node_guess, res.reason, r.payload, r.at))
                 if res.node_guess:
-                    d = nodes.get(res.node_guess)
-                    if d is None:
-                        parts = r.topic.split("/")
-                        commune = parts[2][:64] if len(parts) > 2 else ""
-                        known = self.converter.inventory.node(res.node_guess) is not None
-                        d = nodes[res.node_guess] = NodeDelta(commune, known)
+                    d = self._node_delta(nodes, res.node_guess, r.topic)
                     d.dead_letters += 1
                     d.last_seen = max(d.last_seen, r.at)
                 continue
@@ -405,3 +477,5 @@ class IngestWorker:
             )
         self.stats.committed += len(batch)
         self.stats.commit_batches += 1
+        if limiter is not None:
+            self._report_floods(time.time())

@@ -27,6 +27,7 @@ timestamp as the original so that it overwrites instead of duplicating.
 from __future__ import annotations
 
 import functools
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
@@ -42,6 +43,11 @@ _HEALTH_FIELDS: Final = tuple(
     f for f in Health.model_fields if f not in {"v", "node", "session", "seq", "ts", "replay"}
 )
 UNKNOWN: Final = "unknown"
+#: Plausible edge timestamps: not before the project existed (a board whose clock was never
+#: set says 1970), not more than a day ahead of the cloud (a wrong clock, or a forged stamp
+#: that would sit in every "last value" query for years). Outside: dead-lettered with why.
+EARLIEST_TS: Final = datetime(2020, 1, 1, tzinfo=UTC).timestamp()
+MAX_AHEAD_S: Final = 86_400.0
 LOCAL_TZ: Final = ZoneInfo("Asia/Ho_Chi_Minh")  # the province's time, for hour-of-day tags
 
 
@@ -134,10 +140,15 @@ class Converter:
             return Rejected(str(exc), t.node)
         if msg.node != t.node:
             return Rejected(f"payload node {msg.node!r} differs from topic node {t.node!r}", t.node)
+        implausible = _implausible_time(msg, received_at)
+        if implausible:
+            return Rejected(implausible, t.node)
         try:
             lines = self._lines(t, nt, msg, received_at)
         except LineError as exc:
             return Rejected(f"cannot store: {exc}", t.node)
+        except OverflowError:  # an integer beyond any float (InfluxDB stores numbers as floats)
+            return Rejected("cannot store: a number is too large for a float", t.node)
         return Converted(t.node, nt.commune, nt.known, t.channel, lines, msg)
 
     def _lines(self, t: Topic, nt: _NodeTags, msg: Envelope, received_at: float | None) -> list[str]:
@@ -192,6 +203,25 @@ class Converter:
         tags["node"] = node
         tags["commune"] = commune
         return series_key(measurement, tags)
+
+
+def _implausible_time(msg: Envelope, received_at: float | None) -> str | None:
+    """Why a timestamp of ``msg`` cannot be right, else None."""
+    latest = (received_at if received_at is not None else time.time()) + MAX_AHEAD_S
+    stamps: list[tuple[str, datetime]] = [("ts", msg.ts)]
+    if isinstance(msg, Metrics):
+        stamps += [(f"points.{i}.ts", p.ts) for i, p in enumerate(msg.points) if p.ts is not None]
+    elif isinstance(msg, MotionEvent):
+        stamps.append(("start", msg.start))
+        if msg.end is not None:
+            stamps.append(("end", msg.end))
+    for where, dt in stamps:
+        at = dt.timestamp()
+        if at < EARLIEST_TS:
+            return f"{where}: {dt.isoformat()} is before 2020 (board clock not set?)"
+        if at > latest:
+            return f"{where}: {dt.isoformat()} is more than a day ahead of the cloud's clock"
+    return None
 
 
 def _guess_node(topic: str) -> str | None:

@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 
 #: Upper bounds (seconds) of the InfluxDB write-latency histogram.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+#: Per-node label values of the rate-limit counter; more nodes are summed under OTHER_NODES.
+MAX_NODE_LABELS = 256
+OTHER_NODES = "_other"
 
 
 @dataclass
@@ -26,6 +29,16 @@ class Stats:
     write_latency_sum: float = 0.0
     write_latency_count: int = 0
     commit_batches: int = 0
+    rate_limited: Counter[str] = field(default_factory=Counter)  # by node (at most MAX_NODE_LABELS)
+    rate_limited_total: int = 0
+    flooding_nodes: int = 0  # nodes throttled within their report interval
+
+    def count_rate_limited(self, node: str) -> None:
+        self.rate_limited_total += 1
+        if node in self.rate_limited or len(self.rate_limited) < MAX_NODE_LABELS:
+            self.rate_limited[node] += 1
+        else:
+            self.rate_limited[OTHER_NODES] += 1
 
     def observe_write(self, seconds: float) -> None:
         for i, bound in enumerate(LATENCY_BUCKETS):
@@ -64,6 +77,19 @@ def render(
         "counter",
         "Invalid messages stored in the dead-letter table.",
         dl or [('{channel="health"}', 0.0)],
+    )
+    rl = [(f'{{node="{k}"}}', float(v)) for k, v in sorted(stats.rate_limited.items())]
+    metric(
+        "ciot_messages_rate_limited_total",
+        "counter",
+        "Messages over their node's rate limit: acknowledged, counted, not stored.",
+        rl or [('{node="_none"}', 0.0)],
+    )
+    metric(
+        "ciot_nodes_flooding",
+        "gauge",
+        "Nodes throttled within the last report interval.",
+        [("", float(stats.flooding_nodes))],
     )
     metric(
         "ciot_points_written_total", "counter", "Lines accepted by InfluxDB.", [("", stats.points_written)]

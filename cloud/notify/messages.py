@@ -85,6 +85,7 @@ _PROBLEM = {
         "snmp_unreachable": "không trả lời SNMP (vẫn ping được)",
         "clock_skew": "lệch đồng hồ",
         "outbox_backlog": "hàng đợi gửi bị dồn",
+        "flooding": "gửi dữ liệu dồn dập bất thường (bị giới hạn tốc độ)",
     },
     "en": {
         "stream_down": "stream down",
@@ -94,6 +95,7 @@ _PROBLEM = {
         "snmp_unreachable": "not answering SNMP (still answers ping)",
         "clock_skew": "clock skew",
         "outbox_backlog": "outbox backlog",
+        "flooding": "flooding the cloud (rate limited)",
     },
 }
 _WORDS = {

@@ -55,6 +55,8 @@ nodes = Table(
     Column("last_seen", Float),  # cloud receive time of the newest message, epoch seconds
     Column("messages", Integer, nullable=False, default=0),
     Column("dead_letters", Integer, nullable=False, default=0),
+    # messages over the node's rate limit: acknowledged, counted, not stored (issue 9)
+    Column("rate_limited", Integer, nullable=False, default=0, server_default="0"),
 )
 
 node_sessions = Table(
@@ -99,6 +101,7 @@ class NodeDelta:
     known: bool
     messages: int = 0
     dead_letters: int = 0
+    rate_limited: int = 0
     last_seen: float = 0.0
     last_msg_ts: float | None = None
     session: str | None = None
@@ -173,6 +176,7 @@ class BatchUpdate:
                 continue
             mine.messages += d.messages
             mine.dead_letters += d.dead_letters
+            mine.rate_limited += d.rate_limited
             mine.last_seen = max(mine.last_seen, d.last_seen)
             if d.last_msg_ts is not None and (mine.last_msg_ts is None or d.last_msg_ts >= mine.last_msg_ts):
                 mine.last_msg_ts, mine.session, mine.last_seq = d.last_msg_ts, d.session, d.last_seq
@@ -251,6 +255,7 @@ class SqlStore:
                     set_={
                         "messages": nodes.c.messages + ex.messages,
                         "dead_letters": nodes.c.dead_letters + ex.dead_letters,
+                        "rate_limited": nodes.c.rate_limited + ex.rate_limited,
                         "last_seen": _greatest(nodes.c.last_seen, ex.last_seen),
                         "last_msg_ts": case(
                             (ex.last_msg_ts.is_(None), nodes.c.last_msg_ts),
@@ -271,6 +276,7 @@ class SqlStore:
                             "known": int(d.known),
                             "messages": d.messages,
                             "dead_letters": d.dead_letters,
+                            "rate_limited": d.rate_limited,
                             "last_seen": d.last_seen,
                             "last_msg_ts": d.last_msg_ts,
                             "session": d.session,
@@ -331,6 +337,7 @@ class SqlStore:
                         "session": st.session,
                         "messages": 0,
                         "dead_letters": 0,
+                        "rate_limited": 0,
                     },
                 )
             if batch.dead:

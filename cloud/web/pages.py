@@ -24,6 +24,7 @@ from cloud.api.events import (
     get_event_or_404,
     visible_export,
 )
+from cloud.api.params import RowId
 from cloud.api.session import do_login, do_logout
 from cloud.auth.deps import audit, optional_principal, require, services
 from cloud.auth.principal import Principal
@@ -183,7 +184,7 @@ def pages_router() -> APIRouter:
         )
 
     @r.get("/events/{event_pk}")
-    async def event_page(request: Request, p: Police, event_pk: int) -> Response:
+    async def event_page(request: Request, p: Police, event_pk: RowId) -> Response:
         ev = await get_event_or_404(request, p, event_pk)
         svc = services(request)
         notes = await asyncio.to_thread(svc.events.notes_of, ev.id)
@@ -205,7 +206,7 @@ def pages_router() -> APIRouter:
 
     @r.post("/events/{event_pk}/review")
     async def review_post(
-        request: Request, p: Police, event_pk: int, reviewed: Annotated[str, Form()] = "yes"
+        request: Request, p: Police, event_pk: RowId, reviewed: Annotated[str, Form()] = "yes"
     ) -> Response:
         ev = await get_event_or_404(request, p, event_pk)
         on = reviewed == "yes"
@@ -215,7 +216,10 @@ def pages_router() -> APIRouter:
 
     @r.post("/events/{event_pk}/notes")
     async def note_post(
-        request: Request, p: Police, event_pk: int, text: Annotated[str, Form(min_length=1, max_length=4000)]
+        request: Request,
+        p: Police,
+        event_pk: RowId,
+        text: Annotated[str, Form(min_length=1, max_length=4000)],
     ) -> Response:
         ev = await get_event_or_404(request, p, event_pk)
         n = await asyncio.to_thread(services(request).events.add_note, ev.id, p.username, text)
@@ -224,7 +228,7 @@ def pages_router() -> APIRouter:
 
     @r.post("/events/{event_pk}/keep")
     async def keep_post(
-        request: Request, p: Police, event_pk: int, keep: Annotated[str, Form()] = "yes"
+        request: Request, p: Police, event_pk: RowId, keep: Annotated[str, Form()] = "yes"
     ) -> Response:
         ev = await get_event_or_404(request, p, event_pk)
         on = keep == "yes"
@@ -293,7 +297,7 @@ def pages_router() -> APIRouter:
         return render(request, "exports.html", p, exports=recs)
 
     @r.get("/exports/{export_id}")
-    async def export_page(request: Request, p: Police, export_id: int) -> Response:
+    async def export_page(request: Request, p: Police, export_id: RowId) -> Response:
         rec = await visible_export(request, p, export_id)
         audit(request, p, "export_view", f"export:{rec.id}", commune=",".join(sorted(rec.communes)))
         return render(request, "export.html", p, rec=rec)
