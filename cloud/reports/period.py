@@ -11,6 +11,10 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+EARLIEST = date(2000, 1, 1)
+LATEST = date(2100, 12, 31)
+STORABLE = (date(1700, 1, 1), date(2250, 12, 31))
+
 
 @dataclass(frozen=True, slots=True)
 class Period:
@@ -23,6 +27,16 @@ class Period:
     def __post_init__(self) -> None:
         if self.last < self.first:
             raise ValueError(f"the range ends ({self.last}) before it starts ({self.first})")
+        # InfluxDB stores nanoseconds since 1970 in 64 bits (1677-2262).
+        if self.first < STORABLE[0] or self.last > STORABLE[1]:
+            raise ValueError(f"{self.first} to {self.last} is outside what InfluxDB can store")
+
+    def check_supported(self) -> Period:
+        """A range someone asked for: dates far from the network's life are a typo, answered
+        as such (the previous period of a report may reach before EARLIEST; that is fine)."""
+        if self.first < EARLIEST or self.last > LATEST:
+            raise ValueError(f"reports cover {EARLIEST} to {LATEST}; got {self.first} to {self.last}")
+        return self
 
     @property
     def zone(self) -> ZoneInfo:
@@ -95,7 +109,7 @@ def parse_range(first: str, last: str | None, tz: str) -> Period:
     """``--from``/``--to`` (ISO dates, ``--to`` inclusive); ``2026-11`` alone means that month."""
     if len(first) == 7 and last is None:
         y, m = first.split("-")
-        return month_of(date(int(y), int(m), 1), tz)
+        return month_of(date(int(y), int(m), 1), tz).check_supported()
     d0 = date.fromisoformat(first)
     d1 = date.fromisoformat(last) if last else d0
-    return Period(d0, d1, tz)
+    return Period(d0, d1, tz).check_supported()

@@ -24,6 +24,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from pydantic import BaseModel, Field
 
+from cloud.api.params import RowId
 from cloud.reports.i18n import Lang, t
 from cloud.reports.period import Period, last_month
 from cloud.reports.service import MEDIA, ReportService, UnknownCommune
@@ -81,7 +82,7 @@ def wifi_reports_router(service: ReportService, require_reports: Callable[..., A
                 raise HTTPException(422, "give 'from' with 'to'")
             return last_month(datetime.now().astimezone(), tz)
         try:
-            p = Period(first, last or first, tz)
+            p = Period(first, last or first, tz).check_supported()
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from None
         if p.days > 400:
@@ -218,7 +219,7 @@ def wifi_reports_router(service: ReportService, require_reports: Callable[..., A
         return HTMLResponse(body)
 
     @router.get("/reports/{report_id}.{fmt}", summary="A kept report's file", response_class=Response)
-    async def stored_file(report_id: int, fmt: Literal["html", "xlsx", "csv", "json"]) -> Response:
+    async def stored_file(report_id: RowId, fmt: Literal["html", "xlsx", "csv", "json"]) -> Response:
         store = service.store
         s = await asyncio.to_thread(store.get, report_id) if store is not None else None
         path = store.file(s, fmt) if store is not None and s is not None else None

@@ -59,6 +59,11 @@ def test_periods_in_local_time() -> None:
     assert last_month(datetime(2026, 11, 30, 17, 30, tzinfo=UTC), p.tz).key == "2026-11"
     with pytest.raises(ValueError):
         Period(date(2026, 11, 2), date(2026, 11, 1), p.tz)
+    with pytest.raises(ValueError, match="reports cover 2000-01-01 to 2100-12-31"):
+        Period(date(1917, 11, 10), date(1917, 11, 10), p.tz).check_supported()  # a typo
+    with pytest.raises(ValueError, match="outside what InfluxDB can store"):
+        Period(date(1417, 11, 10), date(1417, 11, 10), p.tz)
+    assert Period(date(2000, 1, 1), date(2000, 1, 1), p.tz).check_supported().previous().first.year == 1999
 
 
 def test_vietnamese_numbers() -> None:
