@@ -133,7 +133,8 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
 
     app = FastAPI(
         title="commune-iot cloud",
-        description="Device status and telemetry ingest for the commune cameras and Wi-Fi access points.",
+        description="Device status, alerts, the police event log and Wi-Fi reports for the commune cameras "
+        "and Wi-Fi access points. Every /api/v1 route needs a login or an API token (Bearer).",
         lifespan=lifespan,
     )
     app.state.web = web
