@@ -108,9 +108,13 @@ def _dt(ts: float | None) -> datetime | None:
     return datetime.fromtimestamp(ts, UTC) if ts is not None else None
 
 
+def has_snapshot(request: Request, ev: Event) -> bool:
+    sha = ev.snapshot_sha256
+    return bool(sha) and services(request).snapshots.path_for(sha or "").exists()
+
+
 def event_out(ev: Event, request: Request) -> EventOut:
-    svc = services(request)
-    has = bool(ev.snapshot_sha256) and svc.snapshots.path_for(ev.snapshot_sha256 or "").exists()
+    has = has_snapshot(request, ev)
     return EventOut(
         id=ev.id,
         event_id=ev.event_id,
@@ -207,6 +211,23 @@ async def visible_export(request: Request, p: Principal, export_id: int) -> Expo
     if rec is None or (scope is not None and not rec.communes <= scope):
         raise HTTPException(404, f"no export {export_id} in your communes")
     return rec
+
+
+async def review_event(request: Request, p: Principal, ev: Event, on: bool) -> None:
+    """Mark reviewed by the caller (or back to unreviewed); the API and the page share it."""
+    await asyncio.to_thread(services(request).events.set_reviewed, ev.id, p.username if on else None)
+    audit(request, p, "review" if on else "unreview", f"event:{ev.id}", commune=ev.commune)
+
+
+async def note_event(request: Request, p: Principal, ev: Event, text: str) -> Note:
+    n = await asyncio.to_thread(services(request).events.add_note, ev.id, p.username, text)
+    audit(request, p, "note", f"event:{ev.id}", commune=ev.commune, detail={"note": n.id, "text": text})
+    return n
+
+
+async def keep_event(request: Request, p: Principal, ev: Event, on: bool) -> None:
+    await asyncio.to_thread(services(request).events.set_keep, ev.id, on)
+    audit(request, p, "keep" if on else "unkeep", f"event:{ev.id}", commune=ev.commune)
 
 
 async def create_export(request: Request, p: Principal, ids: list[int], reason: str) -> ExportRecord:
@@ -308,25 +329,18 @@ def events_router() -> APIRouter:
     @r.post("/events/{event_pk}/review", response_model=EventOut, summary="Mark reviewed (or not)")
     async def review(request: Request, p: Police, event_pk: RowId, body: ReviewIn) -> EventOut:
         ev = await get_event_or_404(request, p, event_pk)
-        svc = services(request)
-        await asyncio.to_thread(svc.events.set_reviewed, ev.id, p.username if body.reviewed else None)
-        audit(request, p, "review" if body.reviewed else "unreview", f"event:{ev.id}", commune=ev.commune)
+        await review_event(request, p, ev, body.reviewed)
         return event_out(await get_event_or_404(request, p, event_pk), request)
 
     @r.post("/events/{event_pk}/notes", response_model=NoteOut, status_code=201, summary="Add a note")
     async def add_note(request: Request, p: Police, event_pk: RowId, body: NoteIn) -> NoteOut:
         ev = await get_event_or_404(request, p, event_pk)
-        n = await asyncio.to_thread(services(request).events.add_note, ev.id, p.username, body.text)
-        audit(
-            request, p, "note", f"event:{ev.id}", commune=ev.commune, detail={"note": n.id, "text": body.text}
-        )
-        return note_out(n)
+        return note_out(await note_event(request, p, ev, body.text))
 
     @r.post("/events/{event_pk}/keep", response_model=EventOut, summary="Hold past retention (or release)")
     async def keep(request: Request, p: Police, event_pk: RowId, body: KeepIn) -> EventOut:
         ev = await get_event_or_404(request, p, event_pk)
-        await asyncio.to_thread(services(request).events.set_keep, ev.id, body.keep)
-        audit(request, p, "keep" if body.keep else "unkeep", f"event:{ev.id}", commune=ev.commune)
+        await keep_event(request, p, ev, body.keep)
         return event_out(await get_event_or_404(request, p, event_pk), request)
 
     @r.get("/cameras/{device}/timeline", response_model=list[EventOut], summary="A camera's events of a day")

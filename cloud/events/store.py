@@ -43,6 +43,8 @@ from sqlalchemy import (
 )
 
 from cloud.storage.schema import ensure_schema
+from cloud.storage.sqlexpr import greatest as _greatest
+from cloud.storage.sqlexpr import least as _least
 
 LOCAL_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 
@@ -139,14 +141,6 @@ class EventRecord:
             "messages": 1,
             "received_at": self.received_at,
         }
-
-
-def _greatest(a: Any, b: Any) -> Any:
-    return case((a.is_(None), b), (b.is_(None), a), (a >= b, a), else_=b)
-
-
-def _least(a: Any, b: Any) -> Any:
-    return case((a <= b, a), else_=b)
 
 
 def upsert_events(conn: Connection, insert: Callable[[Table], Any], records: Sequence[EventRecord]) -> None:

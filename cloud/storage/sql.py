@@ -36,6 +36,8 @@ from sqlalchemy.engine import make_url
 from cloud.events.store import EventRecord, upsert_events
 from cloud.events.store import metadata as events_metadata
 from cloud.storage.schema import ensure_schema
+from cloud.storage.sqlexpr import greatest as _greatest
+from cloud.storage.sqlexpr import least as _least
 
 metadata = MetaData()
 
@@ -192,14 +194,6 @@ class BatchUpdate:
         self.dead.extend(other.dead)
         self.snapshots.extend(other.snapshots)
         self.events.extend(other.events)
-
-
-def _greatest(col: Any, new: Any) -> Any:
-    return case((col.is_(None), new), (new > col, new), else_=col)
-
-
-def _least(col: Any, new: Any) -> Any:
-    return case((new < col, new), else_=col)
 
 
 class SqlStore:

@@ -22,6 +22,10 @@ from cloud.api.events import (
     build_filter,
     create_export,
     get_event_or_404,
+    has_snapshot,
+    keep_event,
+    note_event,
+    review_event,
     visible_export,
 )
 from cloud.api.params import RowId
@@ -190,7 +194,6 @@ def pages_router() -> APIRouter:
         notes = await asyncio.to_thread(svc.events.notes_of, ev.id)
         before, after = await asyncio.to_thread(svc.events.neighbours, ev)
         audit(request, p, "event_view", f"event:{ev.id}", commune=ev.commune)
-        has_snapshot = bool(ev.snapshot_sha256) and svc.snapshots.path_for(ev.snapshot_sha256 or "").exists()
         day = datetime.fromtimestamp(ev.start, LOCAL_TZ).date().isoformat()
         return render(
             request,
@@ -200,7 +203,7 @@ def pages_router() -> APIRouter:
             notes=notes,
             before=before,
             after=after,
-            has_snapshot=has_snapshot,
+            has_snapshot=has_snapshot(request, ev),
             day=day,
         )
 
@@ -209,9 +212,7 @@ def pages_router() -> APIRouter:
         request: Request, p: Police, event_pk: RowId, reviewed: Annotated[str, Form()] = "yes"
     ) -> Response:
         ev = await get_event_or_404(request, p, event_pk)
-        on = reviewed == "yes"
-        await asyncio.to_thread(services(request).events.set_reviewed, ev.id, p.username if on else None)
-        audit(request, p, "review" if on else "unreview", f"event:{ev.id}", commune=ev.commune)
+        await review_event(request, p, ev, reviewed == "yes")
         return RedirectResponse(f"/events/{ev.id}", status_code=303)
 
     @r.post("/events/{event_pk}/notes")
@@ -222,8 +223,7 @@ def pages_router() -> APIRouter:
         text: Annotated[str, Form(min_length=1, max_length=4000)],
     ) -> Response:
         ev = await get_event_or_404(request, p, event_pk)
-        n = await asyncio.to_thread(services(request).events.add_note, ev.id, p.username, text)
-        audit(request, p, "note", f"event:{ev.id}", commune=ev.commune, detail={"note": n.id, "text": text})
+        await note_event(request, p, ev, text)
         return RedirectResponse(f"/events/{ev.id}", status_code=303)
 
     @r.post("/events/{event_pk}/keep")
@@ -231,9 +231,7 @@ def pages_router() -> APIRouter:
         request: Request, p: Police, event_pk: RowId, keep: Annotated[str, Form()] = "yes"
     ) -> Response:
         ev = await get_event_or_404(request, p, event_pk)
-        on = keep == "yes"
-        await asyncio.to_thread(services(request).events.set_keep, ev.id, on)
-        audit(request, p, "keep" if on else "unkeep", f"event:{ev.id}", commune=ev.commune)
+        await keep_event(request, p, ev, keep == "yes")
         return RedirectResponse(f"/events/{ev.id}", status_code=303)
 
     @r.get("/cameras/{device}/timeline")
