@@ -70,19 +70,21 @@ def _bench_uplink(args: argparse.Namespace) -> int:
 
 def _provision(args: argparse.Namespace) -> int:
     from commune_iot.provision import main as prov
+    from commune_iot.provision.broker import command_reload
     from commune_iot.provision.bundle import ROOT
 
     inventory = args.inventory or ROOT / "firmware_config" / "inventory.yaml"
+    reload = command_reload(args.reload) if args.reload else None
     if args.ca:
-        return prov.init_ca(args.broker_dir, args.host)
+        return prov.init_ca(args.broker_dir, args.host, reload)
     if args.cloud_user:
-        return prov.cloud_user(args.cloud_user, args.broker_dir, args.out, inventory)
+        return prov.cloud_user(args.cloud_user, args.broker_dir, args.out, inventory, reload)
     if not args.device:
         print("provision: give a DEVICE_ID (or --ca, --cloud-user NAME)", file=sys.stderr)
         return 2
     if args.revoke:
-        return prov.revoke(args.device, args.broker_dir, inventory)
-    return prov.board(args.device, args.broker_dir, args.out, args.broker_url, inventory)
+        return prov.revoke(args.device, args.broker_dir, inventory, reload)
+    return prov.board(args.device, args.broker_dir, args.out, args.broker_url, inventory, reload)
 
 
 def _grafana_export(args: argparse.Namespace) -> int:
@@ -240,6 +242,12 @@ def build_parser() -> argparse.ArgumentParser:
     prov.add_argument("--out", type=Path, default=Path("var/bundles"), help="where bundles are written")
     prov.add_argument("--broker-url", default="", help="what boards dial, e.g. mqtts://mqtt.example.vn:8883")
     prov.add_argument("--inventory", type=Path, default=None)
+    prov.add_argument(
+        "--reload",
+        default="",
+        metavar="COMMAND",
+        help="run COMMAND once the files are replaced, e.g. 'docker compose kill -s HUP mosquitto'",
+    )
     prov.set_defaults(func=_provision)
 
     graf = sub.add_parser("grafana", help="Grafana dashboards (built from commune_iot/grafana/dashboards.py)")

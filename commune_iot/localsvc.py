@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
+import re
 import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -22,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from commune_iot import __version__
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 class ServiceError(RuntimeError):
@@ -161,6 +166,97 @@ class Mosquitto(_Server):
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
             return True
         return False
+
+
+#: Mosquitto started as root drops to this user before it opens any file but its config
+#: (Debian's package creates it; the compose image's ``mosquitto`` is uid/gid 1883).
+BROKER_USER = "mosquitto"
+
+
+def broker_account() -> pwd.struct_passwd | None:
+    """Who a broker started by this process runs as: ``mosquitto`` for root, else us (None)."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        return pwd.getpwnam(BROKER_USER)
+    except KeyError:
+        raise ServiceError(f"no user {BROKER_USER!r}: install it with: apt-get install mosquitto") from None
+
+
+@contextlib.contextmanager
+def broker_home(prefix: str = "ciot-broker-") -> Iterator[Path]:
+    """A fresh directory the broker's own user can reach, removed afterwards (pytest's and
+    other private temporary directories are 0700 under root: the broker could open nothing)."""
+    home = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        home.chmod(0o711)  # others may pass through, not list
+        yield home
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+class SecureMosquitto(Mosquitto):
+    """The hardened broker as shipped (firmware_config/mosquitto/mosquitto-secure.conf) and
+    run as production runs it: started as root, Mosquitto drops to user ``mosquitto``, as
+    Debian's package and the compose image do, and reads its auth directory as that user.
+    Only the container paths, the ports and the log destination are rewritten.
+
+    ``home`` must be reachable by that user (``broker_home``). ``auth`` is laid out the way
+    the README has the operator make it (``install -d -o "$USER" -g 1883 -m 2750``): the
+    operator's, the broker's group, set-group-ID so new files get that group.
+    """
+
+    SHIPPED = REPO / "firmware_config" / "mosquitto" / "mosquitto-secure.conf"
+
+    def __init__(self, home: Path) -> None:
+        super().__init__(home)
+        self.tls_port = free_port()
+        self.auth = home / "auth"
+        self.bundles = home / "bundles"
+        self.data = home / "data"
+        self.auth.mkdir(exist_ok=True)
+        account = broker_account()
+        if account is not None:
+            os.chown(self.auth, -1, account.pw_gid)
+        self.auth.chmod(0o2750)
+
+    @property
+    def tls_url(self) -> str:
+        return f"mqtts://127.0.0.1:{self.tls_port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.data / "mosquitto.log"  # written by the broker's user, line by line
+
+    def start(self) -> SecureMosquitto:
+        self.data.mkdir(exist_ok=True)
+        self.log_path.touch()
+        account = broker_account()
+        if account is not None:
+            for path in (self.data, self.log_path):
+                os.chown(path, account.pw_uid, account.pw_gid)
+        conf = self.SHIPPED.read_text(encoding="utf-8")
+        conf = conf.replace("/mosquitto/config/auth", str(self.auth))
+        conf = conf.replace("/mosquitto/data/", f"{self.data}/")
+        conf = re.sub(r"^log_dest stdout$", f"log_dest file {self.log_path}", conf, flags=re.M)
+        conf = re.sub(r"^listener 8883$", f"listener {self.tls_port} 127.0.0.1", conf, flags=re.M)
+        conf = re.sub(r"^listener 1883$", f"listener {self.port} 127.0.0.1", conf, flags=re.M)
+        self.conf_path.write_text(conf, encoding="utf-8")  # read before the broker drops root
+        self._spawn([self.binary, "-c", str(self.conf_path)])
+        self.wait_ready()
+        return self
+
+    def reload(self) -> None:
+        """SIGHUP: Mosquitto reads passwd, acl and its TLS files again."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGHUP)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def connections(self, client_id: str) -> int:
+        """How many times ``client_id`` was let in (its first connection and every reconnect)."""
+        return len(re.findall(rf"New client connected from \S+ as {re.escape(client_id)} \(", self.log()))
 
 
 INFLUXDB_CONF = """\

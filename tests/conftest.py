@@ -7,12 +7,14 @@ broker or database on loopback, started on a free port with its own data directo
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support import CLOUD_USER, provision
 
-from commune_iot.localsvc import InfluxDB, Mosquitto
+from commune_iot.localsvc import InfluxDB, Mosquitto, SecureMosquitto, broker_home
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
@@ -51,3 +53,20 @@ def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
     broker.start()
     yield broker
     broker.kill()
+
+
+@pytest.fixture
+def secure_broker(tmp_path: Path) -> Iterator[SecureMosquitto]:
+    """The shipped hardened broker, run unprivileged as in production (its own user when the
+    tests run as root), with a CA for 127.0.0.1 and the cloud user ``CLOUD_USER`` provisioned
+    as the README says. Not started: a test provisions its boards, then starts it."""
+    with broker_home() as home:
+        broker = SecureMosquitto(home)
+        provision(broker, "--ca", "--host", "127.0.0.1")
+        provision(broker, "--cloud-user", CLOUD_USER)
+        try:
+            yield broker
+        finally:
+            broker.kill()
+            if broker.log_path.exists():  # the home goes: keep the log with the test's files
+                shutil.copyfile(broker.log_path, tmp_path / "mosquitto.log")

@@ -9,7 +9,7 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from commune_iot.localsvc import InfluxDB
+from commune_iot.localsvc import InfluxDB, SecureMosquitto
 
 
 def influx_query(server: InfluxDB, db: str, q: str) -> list[dict[str, Any]]:
@@ -41,3 +41,24 @@ def admin_headers(engine: Any, username: str = "test-admin") -> dict[str, str]:
     if users.by_name(username) is None:
         users.add(username, "test-password-123", frozenset({Role.ADMIN}))
     return {"Authorization": f"Bearer {users.create_token(username, 'tests')}"}
+
+
+#: The cloud's broker user in tests on the hardened broker (``secure_broker``).
+CLOUD_USER = "ciot-cloud-test"
+
+
+def provision(broker: SecureMosquitto, *args: str) -> None:
+    """``commune-iot provision ARGS`` for ``broker``: its auth directory, bundles beside it."""
+    from commune_iot.cli import main as cli
+
+    argv = ["provision", *args, "--broker-dir", str(broker.auth), "--out", str(broker.bundles)]
+    if args and not args[0].startswith("-"):  # a board: it dials the TLS listener
+        argv += ["--broker-url", broker.tls_url]
+    assert cli(argv) == 0, argv
+
+
+def broker_password(broker: SecureMosquitto, user: str) -> str:
+    """The password ``provision`` wrote into the bundle of board ``user`` (or the cloud's)."""
+    bundle = broker.bundles / user / "mqtt.password"
+    path = bundle if bundle.exists() else broker.bundles / f"{user}.password"
+    return path.read_text(encoding="utf-8").strip()

@@ -10,7 +10,13 @@ file and the inventory on every change, so it never drifts from the users that e
 * a board may read only its own command topic and the cloud's presence topics;
 * the cloud ingest user reads all telemetry and writes presence and commands.
 
-Mosquitto reads both files at start and again on SIGHUP.
+Mosquitto reads both files at start and again on SIGHUP, as its own user: ``files`` replaces
+them keeping who may read them. At a SIGHUP Mosquitto 2.0 also checks every connected client
+against the new password file and disconnects those no longer in it (measured with 2.0.11), so
+a revoked board is dropped at the reload, not at its next reconnect.
+
+``add_board``, ``revoke_board`` and ``add_cloud_user`` are the whole job (files, then reload)
+for the command line and for anything else that provisions, such as the cloud.
 """
 
 from __future__ import annotations
@@ -18,10 +24,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import os
 import secrets
+import shlex
+import subprocess
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 
+from commune_iot.provision import files
+from commune_iot.provision.files import ProvisionError
 from wire.topics import HOST_STATE_FILTER, HOST_STATE_PREFIX, PREFIX, Channel
 
 CLOUD_PREFIX = "ciot-cloud"
@@ -49,70 +59,128 @@ class BrokerFiles:
         self.acl = directory / "acl"
 
     def users(self) -> dict[str, str]:
-        if not self.passwd.exists():
-            return {}
         out = {}
-        for raw in self.passwd.read_text(encoding="utf-8").splitlines():
+        for raw in (files.read_text(self.passwd) or "").splitlines():
             if raw.strip() and not raw.startswith("#"):
                 user, _, hashed = raw.partition(":")
                 out[user] = hashed
         return out
 
-    def set_user(self, user: str, password: str) -> None:
-        users = self.users()
-        users[user] = hash_password(password)
-        self._write_passwd(users)
+    def change(
+        self,
+        communes: Mapping[str, str],
+        *,
+        passwords: Mapping[str, str] | None = None,
+        remove: Collection[str] = (),
+    ) -> list[str]:
+        """Give users new ``passwords``, ``remove`` others and regenerate the ACL: both files
+        are replaced together or not at all. Returns the users that were removed.
 
-    def remove_user(self, user: str) -> bool:
-        users = self.users()
-        if users.pop(user, None) is None:
-            return False
-        self._write_passwd(users)
-        return True
+        ``communes``: board user (node id) -> its commune (see ``acl_text``).
+        """
+        if not passwords and not self.dir.is_dir():
+            return []
+        self.dir.mkdir(mode=0o750, parents=True, exist_ok=True)
+        with files.locked(self.dir):
+            users = self.users()
+            removed = [u for u in remove if users.pop(u, None) is not None]
+            if not removed and not passwords:
+                return []
+            users |= {u: hash_password(p) for u, p in (passwords or {}).items()}
+            passwd = "".join(f"{u}:{h}\n" for u, h in sorted(users.items()))
+            acl = acl_text(users, communes)
+            files.replace(self.dir, {self.passwd.name: passwd.encode(), self.acl.name: acl.encode()})
+        return removed
 
-    def _write_passwd(self, users: dict[str, str]) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        body = "".join(f"{u}:{h}\n" for u, h in sorted(users.items()))
-        _write_private(self.passwd, body)
 
-    def write_acl(self, communes: dict[str, str]) -> None:
-        """``communes``: board user (node id) -> its commune; every other user is skipped
-        unless it is a cloud user (``ciot-cloud...``)."""
-        lines = [
-            "# Managed by `commune-iot provision`: regenerated on every change; do not edit.",
-            "# Boards write only their own topics and read only their own commands.",
-            "",
-        ]
-        for user in sorted(self.users()):
-            if user.startswith(CLOUD_PREFIX):
-                lines += [
-                    f"user {user}",
-                    f"topic read {PREFIX}/#",
-                    f"topic readwrite {HOST_STATE_PREFIX}/#",
-                    f"topic write {PREFIX}/+/+/{Channel.CMD.value}",
-                    "",
-                ]
-                continue
-            commune = communes.get(user)
-            if commune is None:
-                continue  # a user without a board in the inventory gets no topic at all
-            base = f"{PREFIX}/{commune}/{user}"
-            writes = [Channel.STATUS, Channel.HEALTH, Channel.METRICS, Channel.EVENT]
-            lines.append(f"user {user}")
-            lines += [f"topic write {base}/{ch.value}" for ch in writes]
+def acl_text(users: Collection[str], communes: Mapping[str, str]) -> str:
+    """The ACL for ``users``: a board (a user in ``communes``) gets its own topics, a cloud
+    user (``ciot-cloud...``) the cloud's, any other user nothing at all."""
+    lines = [
+        "# Managed by `commune-iot provision`: regenerated on every change; do not edit.",
+        "# Boards write only their own topics and read only their own commands.",
+        "",
+    ]
+    for user in sorted(users):
+        if user.startswith(CLOUD_PREFIX):
             lines += [
-                f"topic write {base}/{Channel.SNAPSHOT.value}/+",
-                f"topic read {base}/{Channel.CMD.value}",
-                f"topic read {HOST_STATE_FILTER}",
+                f"user {user}",
+                f"topic read {PREFIX}/#",
+                f"topic readwrite {HOST_STATE_PREFIX}/#",
+                f"topic write {PREFIX}/+/+/{Channel.CMD.value}",
                 "",
             ]
-        _write_private(self.acl, "\n".join(lines) + "\n")
+            continue
+        commune = communes.get(user)
+        if commune is None:
+            continue  # a user without a board in the inventory gets no topic at all
+        base = f"{PREFIX}/{commune}/{user}"
+        writes = [Channel.STATUS, Channel.HEALTH, Channel.METRICS, Channel.EVENT]
+        lines.append(f"user {user}")
+        lines += [f"topic write {base}/{ch.value}" for ch in writes]
+        lines += [
+            f"topic write {base}/{Channel.SNAPSHOT.value}/+",
+            f"topic read {base}/{Channel.CMD.value}",
+            f"topic read {HOST_STATE_FILTER}",
+            "",
+        ]
+    return "\n".join(lines) + "\n"
 
 
-def _write_private(path: Path, body: str) -> None:
-    """Replace a secret file atomically, readable by its owner only (the broker's user)."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(body)
-    os.replace(tmp, path)
+#: Makes the running broker read its files again (SIGHUP); raises ProvisionError when it cannot.
+Reload = Callable[[], None]
+
+
+def command_reload(command: str) -> Reload:
+    """A reload that runs ``command`` (no shell), e.g. ``docker compose kill -s HUP mosquitto``."""
+
+    def reload() -> None:
+        argv = shlex.split(command)
+        try:
+            res = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            why = str(exc)
+        else:
+            if res.returncode == 0:
+                return
+            why = f"exit {res.returncode}: {(res.stderr or res.stdout).strip()[-300:]}"
+        raise ProvisionError(f"the broker files are updated but `{command}` failed ({why}): reload by hand")
+
+    return reload
+
+
+def add_board(broker_dir: Path, node: str, communes: Mapping[str, str], reload: Reload | None = None) -> str:
+    """New credentials for board ``node`` (any it had stop working at the reload); returns
+    its password, which is stored nowhere else: it goes into the board's bundle."""
+    if node not in communes:
+        raise ProvisionError(f"{node!r} is not a board of the inventory: it would get no topic")
+    password = secrets.token_urlsafe(24)
+    BrokerFiles(broker_dir).change(communes, passwords={node: password})
+    if reload is not None:
+        reload()
+    return password
+
+
+def revoke_board(
+    broker_dir: Path, node: str, communes: Mapping[str, str], reload: Reload | None = None
+) -> bool:
+    """Remove ``node``'s credentials; at the reload the broker drops it if connected. False
+    when it had none (nothing changed, no reload)."""
+    if not BrokerFiles(broker_dir).change(communes, remove=[node]):
+        return False
+    if reload is not None:
+        reload()
+    return True
+
+
+def add_cloud_user(
+    broker_dir: Path, name: str, communes: Mapping[str, str], reload: Reload | None = None
+) -> str:
+    """New credentials for a cloud ingest worker (``ciot-cloud...``); returns its password."""
+    if not name.startswith(CLOUD_PREFIX):
+        raise ProvisionError(f"cloud users are named {CLOUD_PREFIX}..., not {name!r}")
+    password = secrets.token_urlsafe(24)
+    BrokerFiles(broker_dir).change(communes, passwords={name: password})
+    if reload is not None:
+        reload()
+    return password

@@ -52,7 +52,7 @@ def write(
     devices: list[str],
     broker_url: str,
     password: str,
-    ca: Path,
+    ca_pem: str,
 ) -> Path:
     d = out / node
     d.mkdir(parents=True, exist_ok=True)
@@ -65,7 +65,7 @@ def write(
     fd = os.open(d / "mqtt.password", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(password + "\n")
-    shutil.copyfile(ca, d / "ca.crt")
+    (d / "ca.crt").write_text(ca_pem, encoding="utf-8")
     shutil.copyfile(UNIT, d / UNIT.name)
     (d / "INSTALL.sh").write_text(INSTALL.format(node=node, etc=ETC), encoding="utf-8")
     return d

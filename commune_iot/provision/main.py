@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import secrets
 import sys
 from pathlib import Path
 
 from cloud.inventory import Inventory, load_inventory
-from commune_iot.provision import bundle, ca
-from commune_iot.provision.broker import CLOUD_PREFIX, BrokerFiles
+from commune_iot.provision import broker, bundle, ca
+from commune_iot.provision.broker import Reload
+from commune_iot.provision.files import ProvisionError, read_text, replace
 
 RELOAD = (
-    "reload the broker to apply: `docker compose kill -s HUP mosquitto` (or `systemctl reload mosquitto`)"
+    "reload the broker to apply: `docker compose kill -s HUP mosquitto` (or `systemctl reload mosquitto`),"
+    " or give --reload COMMAND next time"
 )
 
 
@@ -19,7 +20,23 @@ def _communes(inv: Inventory) -> dict[str, str]:
     return {n.id: n.commune for n in inv.nodes}
 
 
-def board(node_or_device: str, broker_dir: Path, out: Path, broker_url: str, inventory: Path) -> int:
+def _fail(exc: Exception) -> int:
+    print(f"provision: {exc}", file=sys.stderr)
+    return 1
+
+
+def _applied(reload: Reload | None) -> str:
+    return "the broker reloaded" if reload is not None else RELOAD
+
+
+def board(
+    node_or_device: str,
+    broker_dir: Path,
+    out: Path,
+    broker_url: str,
+    inventory: Path,
+    reload: Reload | None = None,
+) -> int:
     inv = load_inventory(inventory)
     node = inv.node(node_or_device)
     if node is None:
@@ -33,55 +50,54 @@ def board(node_or_device: str, broker_dir: Path, out: Path, broker_url: str, inv
     if not broker_url.startswith("mqtts://"):
         print("provision: --broker-url must be mqtts://HOST:8883 (boards speak TLS only)", file=sys.stderr)
         return 2
-    ca_crt = broker_dir / "ca.crt"
-    if not ca_crt.exists():
-        print(
-            f"provision: no CA in {broker_dir}: run `commune-iot provision --ca --host HOST` first",
-            file=sys.stderr,
-        )
-        return 2
-    files = BrokerFiles(broker_dir)
-    password = secrets.token_urlsafe(24)
-    files.set_user(node.id, password)
-    files.write_acl(_communes(inv))
+    try:
+        ca_pem = read_text(broker_dir / "ca.crt")
+        if ca_pem is None:
+            print(
+                f"provision: no CA in {broker_dir}: run `commune-iot provision --ca --host HOST` first",
+                file=sys.stderr,
+            )
+            return 2
+        password = broker.add_board(broker_dir, node.id, _communes(inv), reload)
+    except ProvisionError as exc:
+        return _fail(exc)
     devices = [d.id for d in inv.devices_of(node.id)]
-    where = bundle.write(out, node.id, node.commune, node.site, devices, broker_url, password, ca_crt)
-    print(f"board {node.id} ({node.commune}): credentials added to {files.passwd} and {files.acl}")
-    print(f"install bundle: {where} (see INSTALL.sh there); {RELOAD}")
+    where = bundle.write(out, node.id, node.commune, node.site, devices, broker_url, password, ca_pem)
+    print(f"board {node.id} ({node.commune}): credentials added to {broker_dir}/passwd and acl")
+    print(f"install bundle: {where} (see INSTALL.sh there); {_applied(reload)}")
     return 0
 
 
-def revoke(node: str, broker_dir: Path, inventory: Path) -> int:
-    files = BrokerFiles(broker_dir)
-    if not files.remove_user(node):
-        print(f"provision: no broker user {node!r} in {files.passwd}", file=sys.stderr)
-        return 1
-    files.write_acl(_communes(load_inventory(inventory)))
-    print(f"board {node} revoked: it can no longer connect once the broker reloads; {RELOAD}")
+def revoke(node: str, broker_dir: Path, inventory: Path, reload: Reload | None = None) -> int:
+    try:
+        if not broker.revoke_board(broker_dir, node, _communes(load_inventory(inventory)), reload):
+            print(f"provision: no broker user {node!r} in {broker_dir}/passwd", file=sys.stderr)
+            return 1
+    except ProvisionError as exc:
+        return _fail(exc)
+    print(f"board {node} revoked: the broker drops it and refuses it once reloaded; {_applied(reload)}")
     return 0
 
 
-def cloud_user(name: str, broker_dir: Path, out: Path, inventory: Path) -> int:
-    if not name.startswith(CLOUD_PREFIX):
-        print(f"provision: cloud users are named {CLOUD_PREFIX}..., not {name!r}", file=sys.stderr)
-        return 2
-    files = BrokerFiles(broker_dir)
-    password = secrets.token_urlsafe(24)
-    files.set_user(name, password)
-    files.write_acl(_communes(load_inventory(inventory)))
-    out.mkdir(parents=True, exist_ok=True)
+def cloud_user(name: str, broker_dir: Path, out: Path, inventory: Path, reload: Reload | None = None) -> int:
     secret = out / f"{name}.password"
-    secret.write_text(password + "\n", encoding="utf-8")
-    secret.chmod(0o600)
-    print(f"cloud user {name}: password in {secret} (set mqtt.username and mqtt.password_file); {RELOAD}")
+    try:
+        password = broker.add_cloud_user(broker_dir, name, _communes(load_inventory(inventory)), reload)
+        out.mkdir(parents=True, exist_ok=True)
+        replace(out, {secret.name: (password + "\n").encode()}, owner_only={secret.name})
+    except ProvisionError as exc:
+        return _fail(exc)
+    print(f"cloud user {name}: password in {secret} (mqtt.username, mqtt.password_file); {_applied(reload)}")
     return 0
 
 
-def init_ca(broker_dir: Path, hosts: list[str]) -> int:
+def init_ca(broker_dir: Path, hosts: list[str], reload: Reload | None = None) -> int:
+    """The CA when there is none, and a new server certificate (Mosquitto 2.0 reloads it on SIGHUP)."""
     try:
         made = ca.create(broker_dir, hosts)
-    except ca.CaError as exc:
-        print(f"provision: {exc}", file=sys.stderr)
-        return 1
+        if reload is not None:
+            reload()
+    except (ca.CaError, ProvisionError) as exc:
+        return _fail(exc)
     print("created " + ", ".join(str(p) for p in made) + f" for {', '.join(hosts)}")
     return 0

@@ -1,89 +1,24 @@
-"""A production-like broker: passwords and TLS. The agent connects with the password from
-the environment over mqtts://, and says what to fix when credentials or the CA are wrong."""
+"""A production-like broker: the shipped hardened configuration, run unprivileged, with files
+made by ``commune-iot provision``. The agent connects with the password from the environment
+over mqtts://, and says what to fix when credentials or the CA are wrong."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from edge_helpers import AgentProcess, Recorder, agent_config, has_status
+from support import CLOUD_USER, broker_password, provision
 
-from commune_iot.localsvc import Mosquitto, free_port
+from commune_iot.localsvc import SecureMosquitto
 
-USER, PASSWORD = "dr-cam-01", "correct horse battery staple"
-
-
-class SecureMosquitto(Mosquitto):
-    """Mosquitto with a password file on a plain listener and a TLS listener."""
-
-    def __init__(self, run_dir: Path) -> None:
-        super().__init__(run_dir)
-        self.tls_port = free_port()
-
-    def start(self) -> SecureMosquitto:
-        d = self.run_dir
-        d.mkdir(parents=True, exist_ok=True)
-        ssl = ["openssl"]
-        ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-
-        def run(*args: str) -> None:
-            subprocess.run(args, check=True, capture_output=True, cwd=d)
-
-        run(
-            *ssl,
-            "req",
-            "-x509",
-            *ec,
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=t-ca",
-        )
-        run(*ssl, "req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
-        (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
-        run(
-            *ssl,
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.crt",
-            "-days",
-            "2",
-            "-extfile",
-            "san.ext",
-        )
-        run("mosquitto_passwd", "-c", "-b", "passwd", USER, PASSWORD)
-        user_line = "user root\n" if os.geteuid() == 0 else ""
-        self.conf_path.write_text(
-            f"{user_line}allow_anonymous false\npassword_file {d}/passwd\n"
-            f"listener {self.port} 127.0.0.1\n"
-            f"listener {self.tls_port} 127.0.0.1\ncafile {d}/ca.crt\ncertfile {d}/server.crt\n"
-            f"keyfile {d}/server.key\nlog_dest stdout\n"
-        )
-        self._spawn([self.binary, "-c", str(self.conf_path)])
-        self.wait_ready()
-        return self
+USER = "dr-cam-01"
 
 
 @pytest.fixture
-def secure_broker(tmp_path: Path) -> Iterator[SecureMosquitto]:
-    broker = SecureMosquitto(tmp_path / "mqtt").start()
-    yield broker
-    broker.kill()
+def broker(secure_broker: SecureMosquitto) -> SecureMosquitto:
+    provision(secure_broker, USER)
+    return secure_broker.start()
 
 
 def _config(tmp_path: Path, url: str, name: str, **broker: object) -> Path:
@@ -97,11 +32,12 @@ def _config(tmp_path: Path, url: str, name: str, **broker: object) -> Path:
 
 
 def test_wrong_password_is_reported_then_tls_with_env_password_works(
-    secure_broker: SecureMosquitto, tmp_path: Path
+    broker: SecureMosquitto, tmp_path: Path
 ) -> None:
-    ca = secure_broker.run_dir / "ca.crt"
+    ca = broker.auth / "ca.crt"
+    password = broker_password(broker, USER)
     refused = AgentProcess(
-        _config(tmp_path, secure_broker.url, "a", username=USER),
+        _config(tmp_path, broker.url, "a", username=USER),
         tmp_path / "a.log",
         env={"CIOT_EDGE_BROKER__PASSWORD": "wrong"},
     )
@@ -113,7 +49,7 @@ def test_wrong_password_is_reported_then_tls_with_env_password_works(
         refused.close()
 
     untrusted = AgentProcess(
-        _config(tmp_path, f"mqtts://127.0.0.1:{secure_broker.tls_port}", "b", username=USER),
+        _config(tmp_path, broker.tls_url, "b", username=USER),
         tmp_path / "b.log",
     )
     try:
@@ -122,11 +58,11 @@ def test_wrong_password_is_reported_then_tls_with_env_password_works(
     finally:
         untrusted.close()
 
-    rec = Recorder(secure_broker.port, auth=(USER, PASSWORD))
+    rec = Recorder(broker.port, auth=(CLOUD_USER, broker_password(broker, CLOUD_USER)))
     good = AgentProcess(
-        _config(tmp_path, f"mqtts://127.0.0.1:{secure_broker.tls_port}", "c", username=USER, ca_file=str(ca)),
+        _config(tmp_path, broker.tls_url, "c", username=USER, ca_file=str(ca)),
         tmp_path / "c.log",
-        env={"CIOT_EDGE_BROKER__PASSWORD": PASSWORD},
+        env={"CIOT_EDGE_BROKER__PASSWORD": password},
     )
     try:
         rec.wait_for(has_status("online", "birth"), 15, "birth over TLS")
@@ -136,4 +72,4 @@ def test_wrong_password_is_reported_then_tls_with_env_password_works(
     finally:
         good.close()
         rec.close()
-    assert PASSWORD not in good.log()
+    assert password not in good.log()

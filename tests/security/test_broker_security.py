@@ -2,82 +2,41 @@
 files made by ``commune-iot provision``, on a real Mosquitto: strangers are refused, a board
 can speak only for itself, and a revoked board cannot come back.
 
-The configuration is used as shipped; only its container paths and ports are rewritten to
-this test's directory and free ports.
+The configuration is used as shipped (only its container paths, ports and log destination
+are rewritten) and the broker runs as production runs it: as its own unprivileged user, reading
+files laid out as the README says (``secure_broker`` in tests/conftest.py).
 """
 
 from __future__ import annotations
 
 import os
-import re
-import signal
 import ssl
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
+from support import CLOUD_USER, broker_password, provision
 
 from commune_iot.cli import main as cli
-from commune_iot.localsvc import Mosquitto, free_port
+from commune_iot.localsvc import SecureMosquitto, broker_account
 
-ROOT = Path(__file__).resolve().parents[2]
-SHIPPED = ROOT / "firmware_config" / "mosquitto" / "mosquitto-secure.conf"
-BOARD_A, BOARD_B, CLOUD = "dr-cam-01", "dr-cam-02", "ciot-cloud-test"
-
-
-class ShippedBroker(Mosquitto):
-    def __init__(self, run_dir: Path) -> None:
-        super().__init__(run_dir)
-        self.tls_port = free_port()
-        self.auth = run_dir / "auth"
-
-    def start(self) -> ShippedBroker:
-        conf = SHIPPED.read_text(encoding="utf-8")
-        conf = conf.replace("/mosquitto/config/auth", str(self.auth)).replace(
-            "/mosquitto/data/", f"{self.run_dir}/data/"
-        )
-        conf = re.sub(r"^listener 8883$", f"listener {self.tls_port} 127.0.0.1", conf, flags=re.M)
-        conf = re.sub(r"^listener 1883$", f"listener {self.port} 127.0.0.1", conf, flags=re.M)
-        if os.geteuid() == 0:
-            conf = "user root\n" + conf
-        (self.run_dir / "data").mkdir(parents=True, exist_ok=True)
-        self.conf_path.write_text(conf, encoding="utf-8")
-        self._spawn([self.binary, "-c", str(self.conf_path)])
-        self.wait_ready()
-        return self
-
-    def reload(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGHUP)
-
-
-def _password(path: Path) -> str:
-    return path.read_text(encoding="utf-8").strip()
+BOARD_A, BOARD_B, CLOUD = "dr-cam-01", "dr-cam-02", CLOUD_USER
 
 
 @pytest.fixture
-def broker(tmp_path: Path) -> Iterator[ShippedBroker]:
-    b = ShippedBroker(tmp_path / "mqtt")
-    auth, out = str(b.auth), str(tmp_path / "bundles")
-    assert cli(["provision", "--ca", "--host", "127.0.0.1", "--broker-dir", auth]) == 0
-    assert cli(["provision", "--cloud-user", CLOUD, "--broker-dir", auth, "--out", out]) == 0
+def broker(secure_broker: SecureMosquitto) -> SecureMosquitto:
     for board in (BOARD_A, BOARD_B):
-        url = f"mqtts://127.0.0.1:{b.tls_port}"
-        assert cli(["provision", board, "--broker-dir", auth, "--out", out, "--broker-url", url]) == 0
-    b.start()
-    yield b
-    b.kill()
+        provision(secure_broker, board)
+    return secure_broker.start()
 
 
 class Client:
     """A paho MQTT v5 client that waits for what the broker answered."""
 
-    def __init__(self, broker: ShippedBroker, user: str | None, password: str | None, *, tls: bool) -> None:
+    def __init__(self, broker: SecureMosquitto, user: str | None, password: str | None, *, tls: bool) -> None:
         self.c = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=f"t-{user}-{os.urandom(3).hex()}", protocol=mqtt.MQTTv5
         )
@@ -135,15 +94,15 @@ class Client:
         self.c.loop_stop()
 
 
-def _board(broker: ShippedBroker, tmp: Path, name: str) -> Client:
-    return Client(broker, name, _password(tmp / "bundles" / name / "mqtt.password"), tls=True)
+def _board(broker: SecureMosquitto, name: str) -> Client:
+    return Client(broker, name, broker_password(broker, name), tls=True)
 
 
-def _cloud(broker: ShippedBroker, tmp: Path) -> Client:
-    return Client(broker, CLOUD, _password(tmp / "bundles" / f"{CLOUD}.password"), tls=False)
+def _cloud(broker: SecureMosquitto) -> Client:
+    return Client(broker, CLOUD, broker_password(broker, CLOUD), tls=False)
 
 
-def test_strangers_wrong_passwords_and_plain_text_are_refused(broker: ShippedBroker, tmp_path: Path) -> None:
+def test_strangers_wrong_passwords_and_plain_text_are_refused(broker: SecureMosquitto) -> None:
     anonymous = Client(broker, None, None, tls=True)
     wrong = Client(broker, BOARD_A, "guess", tls=True)
     try:
@@ -157,11 +116,11 @@ def test_strangers_wrong_passwords_and_plain_text_are_refused(broker: ShippedBro
         wrong.close()
     plain_on_tls = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
     with pytest.raises((OSError, mqtt.WebsocketConnectionError, ssl.SSLError)):
-        plain_on_tls.username_pw_set(BOARD_A, _password(tmp_path / "bundles" / BOARD_A / "mqtt.password"))
+        plain_on_tls.username_pw_set(BOARD_A, broker_password(broker, BOARD_A))
         plain_on_tls.connect("127.0.0.1", broker.tls_port, keepalive=5)
         rc = plain_on_tls.loop(timeout=5)  # the TLS listener never answers MQTT in clear
         raise OSError(f"no CONNACK over plain TCP (loop rc {rc})")
-    good = _board(broker, tmp_path, BOARD_A)
+    good = _board(broker, BOARD_A)
     try:
         assert good.accepted()
     finally:
@@ -169,10 +128,10 @@ def test_strangers_wrong_passwords_and_plain_text_are_refused(broker: ShippedBro
 
 
 def test_a_board_speaks_only_for_itself_and_reads_only_its_commands(
-    broker: ShippedBroker, tmp_path: Path
+    broker: SecureMosquitto,
 ) -> None:
-    cloud = _cloud(broker, tmp_path)
-    a = _board(broker, tmp_path, BOARD_A)
+    cloud = _cloud(broker)
+    a = _board(broker, BOARD_A)
     try:
         assert cloud.accepted() and a.accepted()
         assert [r.is_failure for r in cloud.subscribe("ciot/v1/#")] == [False]
@@ -194,7 +153,7 @@ def test_a_board_speaks_only_for_itself_and_reads_only_its_commands(
         a.subscribe(mine)
         cloud.publish(f"ciot/v1/da-ron/{BOARD_B}/cmd", b"reboot")
         cloud.publish(f"ciot/v1/da-ron/{BOARD_B}/snapshot/ev-1", b"\xff\xd8\xff")
-        b = _board(broker, tmp_path, BOARD_B)
+        b = _board(broker, BOARD_B)
         assert b.accepted()
         b.publish(f"ciot/v1/da-ron/{BOARD_B}/snapshot/ev-2", b"\xff\xd8\xff")
         b.publish(f"ciot/v1/da-ron/{BOARD_B}/health", b"{}")
@@ -204,7 +163,7 @@ def test_a_board_speaks_only_for_itself_and_reads_only_its_commands(
     finally:
         a.close()
         cloud.close()
-    late = _cloud(broker, tmp_path)  # nobody left a retained status on B's topic
+    late = _cloud(broker)  # nobody left a retained status on B's topic
     try:
         assert late.accepted()
         late.subscribe(f"ciot/v1/da-ron/{BOARD_B}/status")
@@ -216,36 +175,46 @@ def test_a_board_speaks_only_for_itself_and_reads_only_its_commands(
         late.close()
 
 
-def test_a_revoked_board_cannot_connect_again(broker: ShippedBroker, tmp_path: Path) -> None:
-    b = _board(broker, tmp_path, BOARD_B)
+def test_a_revoked_board_cannot_connect_again(broker: SecureMosquitto) -> None:
+    b = _board(broker, BOARD_B)
     assert b.accepted()
     b.close()
     assert cli(["provision", BOARD_B, "--revoke", "--broker-dir", str(broker.auth)]) == 0
     broker.reload()
     for _ in range(50):  # the reload is asynchronous: the first attempt may still be let in
-        again = _board(broker, tmp_path, BOARD_B)
+        again = _board(broker, BOARD_B)
         refused = not again.accepted()
         again.close()
         if refused:
             break
     assert refused, "a revoked board still connects"
-    other = _board(broker, tmp_path, BOARD_A)
+    other = _board(broker, BOARD_A)
     try:
         assert other.accepted()  # the others are untouched
     finally:
         other.close()
 
 
-def test_bundle_secrets_are_private_and_the_acl_lists_only_real_boards(
-    broker: ShippedBroker, tmp_path: Path
+def test_files_are_readable_by_the_broker_only_and_the_acl_lists_only_real_boards(
+    broker: SecureMosquitto,
 ) -> None:
-    bundle = tmp_path / "bundles" / BOARD_A
+    """Laid out as the README says: the operator's files, the broker's group, nobody else;
+    the CA's key stays the operator's (the broker never reads it)."""
+    account = broker_account()
+    group = account.pw_gid if account is not None else os.getegid()
+    for name in ("passwd", "acl", "server.key", "server.crt", "ca.crt"):
+        st = (broker.auth / name).stat()
+        assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (os.geteuid(), group, 0o640), name
+    ca_key = (broker.auth / "ca.key").stat()
+    assert (ca_key.st_uid, ca_key.st_mode & 0o777) == (os.geteuid(), 0o600)
+    assert sorted(p.name for p in broker.auth.iterdir()) == [
+        "acl", "ca.crt", "ca.key", "passwd", "server.crt", "server.key"
+    ]  # fmt: skip
+    bundle = broker.bundles / BOARD_A
     assert (bundle / "mqtt.password").stat().st_mode & 0o077 == 0
-    assert (broker.auth / "passwd").stat().st_mode & 0o077 == 0
-    assert (broker.auth / "server.key").stat().st_mode & 0o077 == 0
     acl = (broker.auth / "acl").read_text()
     assert f"user {BOARD_A}\ntopic write ciot/v1/da-ron/{BOARD_A}/status\n" in acl
-    assert _password(bundle / "mqtt.password") not in (broker.auth / "passwd").read_text()
+    assert broker_password(broker, BOARD_A) not in (broker.auth / "passwd").read_text()
     assert (
         cli(
             ["provision", "no-such-board", "--broker-dir", str(broker.auth), "--broker-url", "mqtts://x:8883"]
