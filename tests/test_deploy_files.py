@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -97,9 +98,31 @@ def test_cloud_gets_its_mqtt_password_from_a_secret_file() -> None:
     assert COMPOSE["secrets"]["mqtt_password"]["file"] == f"./var/secrets/{user}.password"
 
 
+def _broker_dir_line() -> str:
+    """The one command that makes ``var/broker``, the same in every document that prints it."""
+    docs = [REPO / "README.md", REPO / "firmware_config/mosquitto/README.md", REPO / "docker-compose.yml"]
+    lines = {
+        re.sub(r"^#\s*", "", line).split("   #")[0].strip()
+        for doc in docs
+        for line in doc.read_text().splitlines()
+        if "install -d" in line
+    }
+    assert len(lines) == 1, lines
+    return lines.pop()
+
+
 def test_provision_writes_what_compose_mounts(tmp_path: Path) -> None:
-    """The documented commands, run for real, create exactly the files compose expects."""
+    """The documented commands, run for real, create exactly the files compose expects, each
+    readable by the broker's user in the image (uid/gid 1883: through the group) and by no
+    one else; the CA's key not even by the broker."""
     from commune_iot.cli import main as cli
+
+    make_dir = _broker_dir_line()
+    assert make_dir == 'mkdir -p var && sudo install -d -o "$USER" -g 1883 -m 2750 var/broker'
+    if os.geteuid() != 0:
+        pytest.skip("makes a directory of group 1883 (CI runs as root)")
+    env = dict(os.environ, USER="root")
+    subprocess.run(["sh", "-c", make_dir.replace("sudo ", "")], cwd=tmp_path, env=env, check=True)
 
     broker, secrets = tmp_path / "var/broker", tmp_path / "var/secrets"
     assert cli(["provision", "--ca", "--host", "mqtt.example.vn", "--broker-dir", str(broker)]) == 0
@@ -107,9 +130,12 @@ def test_provision_writes_what_compose_mounts(tmp_path: Path) -> None:
     assert cli(["provision", "--cloud-user", user, "--broker-dir", str(broker), "--out", str(secrets)]) == 0
     secret = COMPOSE["secrets"]["mqtt_password"]["file"]
     assert (tmp_path / secret).read_text().strip()
+    assert (tmp_path / secret).stat().st_mode & 0o077 == 0
     conf = (REPO / "firmware_config/mosquitto/mosquitto-secure.conf").read_text()
     for path in re.findall(r"^(?:password_file|acl_file|cafile|certfile|keyfile)\s+(\S+)$", conf, flags=re.M):
-        assert (broker / path.removeprefix("/mosquitto/config/auth/")).is_file(), path
+        st = (broker / path.removeprefix("/mosquitto/config/auth/")).stat()
+        assert (st.st_gid, st.st_mode & 0o777) == (1883, 0o640), path
+    assert (broker / "ca.key").stat().st_mode & 0o777 == 0o600
 
 
 def test_secrets_come_from_the_environment() -> None:

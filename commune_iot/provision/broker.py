@@ -15,8 +15,8 @@ them keeping who may read them. At a SIGHUP Mosquitto 2.0 also checks every conn
 against the new password file and disconnects those no longer in it (measured with 2.0.11), so
 a revoked board is dropped at the reload, not at its next reconnect.
 
-``add_board``, ``revoke_board`` and ``add_cloud_user`` are the whole job (files, then reload)
-for the command line and for anything else that provisions, such as the cloud.
+``add_board``, ``revoke_board`` and ``add_cloud_user`` do the whole job (both files, then the
+reload) for the command line and for anything else that provisions, such as the cloud.
 """
 
 from __future__ import annotations
@@ -149,16 +149,21 @@ def command_reload(command: str) -> Reload:
     return reload
 
 
-def add_board(broker_dir: Path, node: str, communes: Mapping[str, str], reload: Reload | None = None) -> str:
-    """New credentials for board ``node`` (any it had stop working at the reload); returns
-    its password, which is stored nowhere else: it goes into the board's bundle."""
+def new_password() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def add_board(
+    broker_dir: Path, node: str, password: str, communes: Mapping[str, str], reload: Reload | None = None
+) -> None:
+    """Give board ``node`` the ``password`` (from ``new_password``; the one it had stops
+    working at the reload) and its topics. The caller keeps the password for the board's
+    bundle, so a failed reload loses nothing: the files are right, reload again."""
     if node not in communes:
         raise ProvisionError(f"{node!r} is not a board of the inventory: it would get no topic")
-    password = secrets.token_urlsafe(24)
     BrokerFiles(broker_dir).change(communes, passwords={node: password})
     if reload is not None:
         reload()
-    return password
 
 
 def revoke_board(
@@ -174,13 +179,11 @@ def revoke_board(
 
 
 def add_cloud_user(
-    broker_dir: Path, name: str, communes: Mapping[str, str], reload: Reload | None = None
-) -> str:
-    """New credentials for a cloud ingest worker (``ciot-cloud...``); returns its password."""
+    broker_dir: Path, name: str, password: str, communes: Mapping[str, str], reload: Reload | None = None
+) -> None:
+    """Give a cloud ingest worker's user (``ciot-cloud...``) the ``password``."""
     if not name.startswith(CLOUD_PREFIX):
         raise ProvisionError(f"cloud users are named {CLOUD_PREFIX}..., not {name!r}")
-    password = secrets.token_urlsafe(24)
     BrokerFiles(broker_dir).change(communes, passwords={name: password})
     if reload is not None:
         reload()
-    return password

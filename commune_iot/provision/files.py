@@ -25,7 +25,7 @@ from pathlib import Path
 
 
 class ProvisionError(RuntimeError):
-    """What could not be done and how to do it; nothing was changed."""
+    """What could not be done and what to do about it (the text says whether anything changed)."""
 
 
 @dataclass(frozen=True)

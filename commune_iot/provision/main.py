@@ -11,8 +11,8 @@ from commune_iot.provision.broker import Reload
 from commune_iot.provision.files import ProvisionError, read_text, replace
 
 RELOAD = (
-    "reload the broker to apply: `docker compose kill -s HUP mosquitto` (or `systemctl reload mosquitto`),"
-    " or give --reload COMMAND next time"
+    "if the broker runs, reload it to apply: `docker compose kill -s HUP mosquitto`"
+    " (or `systemctl reload mosquitto`), or add --reload COMMAND"
 )
 
 
@@ -25,8 +25,17 @@ def _fail(exc: Exception) -> int:
     return 1
 
 
-def _applied(reload: Reload | None) -> str:
-    return "the broker reloaded" if reload is not None else RELOAD
+def _reload(reload: Reload | None) -> int:
+    """Last step of every change: the files are right by now, whatever the reload does."""
+    if reload is None:
+        print(RELOAD)
+        return 0
+    try:
+        reload()
+    except ProvisionError as exc:
+        return _fail(exc)
+    print("broker reloaded")
+    return 0
 
 
 def board(
@@ -50,6 +59,7 @@ def board(
     if not broker_url.startswith("mqtts://"):
         print("provision: --broker-url must be mqtts://HOST:8883 (boards speak TLS only)", file=sys.stderr)
         return 2
+    password = broker.new_password()
     try:
         ca_pem = read_text(broker_dir / "ca.crt")
         if ca_pem is None:
@@ -58,46 +68,45 @@ def board(
                 file=sys.stderr,
             )
             return 2
-        password = broker.add_board(broker_dir, node.id, _communes(inv), reload)
+        broker.add_board(broker_dir, node.id, password, _communes(inv))
     except ProvisionError as exc:
         return _fail(exc)
     devices = [d.id for d in inv.devices_of(node.id)]
     where = bundle.write(out, node.id, node.commune, node.site, devices, broker_url, password, ca_pem)
     print(f"board {node.id} ({node.commune}): credentials added to {broker_dir}/passwd and acl")
-    print(f"install bundle: {where} (see INSTALL.sh there); {_applied(reload)}")
-    return 0
+    print(f"install bundle: {where} (see INSTALL.sh there)")
+    return _reload(reload)
 
 
 def revoke(node: str, broker_dir: Path, inventory: Path, reload: Reload | None = None) -> int:
     try:
-        if not broker.revoke_board(broker_dir, node, _communes(load_inventory(inventory)), reload):
+        if not broker.revoke_board(broker_dir, node, _communes(load_inventory(inventory))):
             print(f"provision: no broker user {node!r} in {broker_dir}/passwd", file=sys.stderr)
             return 1
     except ProvisionError as exc:
         return _fail(exc)
-    print(f"board {node} revoked: the broker drops it and refuses it once reloaded; {_applied(reload)}")
-    return 0
+    print(f"board {node} revoked: once reloaded, the broker drops it if connected and refuses it")
+    return _reload(reload)
 
 
 def cloud_user(name: str, broker_dir: Path, out: Path, inventory: Path, reload: Reload | None = None) -> int:
     secret = out / f"{name}.password"
+    password = broker.new_password()
     try:
-        password = broker.add_cloud_user(broker_dir, name, _communes(load_inventory(inventory)), reload)
+        broker.add_cloud_user(broker_dir, name, password, _communes(load_inventory(inventory)))
         out.mkdir(parents=True, exist_ok=True)
         replace(out, {secret.name: (password + "\n").encode()}, owner_only={secret.name})
     except ProvisionError as exc:
         return _fail(exc)
-    print(f"cloud user {name}: password in {secret} (mqtt.username, mqtt.password_file); {_applied(reload)}")
-    return 0
+    print(f"cloud user {name}: password in {secret} (set mqtt.username and mqtt.password_file)")
+    return _reload(reload)
 
 
 def init_ca(broker_dir: Path, hosts: list[str], reload: Reload | None = None) -> int:
     """The CA when there is none, and a new server certificate (Mosquitto 2.0 reloads it on SIGHUP)."""
     try:
         made = ca.create(broker_dir, hosts)
-        if reload is not None:
-            reload()
     except (ca.CaError, ProvisionError) as exc:
         return _fail(exc)
     print("created " + ", ".join(str(p) for p in made) + f" for {', '.join(hosts)}")
-    return 0
+    return _reload(reload)

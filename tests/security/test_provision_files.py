@@ -104,3 +104,19 @@ def test_a_user_who_cannot_keep_the_owners_is_refused_and_nothing_changes(layout
         assert "run provision as root (sudo)" in res.stderr and "nothing was changed" in res.stderr
         assert "Traceback" not in res.stderr
         assert _state(auth) == before
+
+
+def test_a_failed_reload_keeps_the_change_and_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The files are right before the reload runs: the bundle is written all the same (its
+    password is in passwd), and the operator is told to reload by hand."""
+    auth, out = tmp_path / "broker", tmp_path / "out"
+    _provision(auth, "--ca", "--host", "127.0.0.1")
+    argv = ["provision", "dr-cam-03", "--broker-dir", str(auth), "--out", str(out)]
+    argv += ["--broker-url", "mqtts://127.0.0.1:8883", "--reload", "false"]
+    assert cli(argv) == 1
+    err = capsys.readouterr().err
+    assert "the broker files are updated but `false` failed (exit 1" in err and "reload by hand" in err
+    assert (out / "dr-cam-03" / "mqtt.password").is_file()
+    assert (auth / "passwd").read_text().startswith("dr-cam-03:")
