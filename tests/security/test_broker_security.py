@@ -10,8 +10,10 @@ files laid out as the README says (``secure_broker`` in tests/conftest.py).
 from __future__ import annotations
 
 import os
+import socket
 import ssl
 import threading
+import time
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -193,6 +195,41 @@ def test_a_revoked_board_cannot_connect_again(broker: SecureMosquitto) -> None:
         assert other.accepted()  # the others are untouched
     finally:
         other.close()
+
+
+def test_a_new_server_certificate_is_served_after_the_reload(broker: SecureMosquitto) -> None:
+    """``provision --ca`` again (another host name, or a renewal) with ``--reload``: Mosquitto
+    reads the new certificate and key, as its own user, and the connected boards stay."""
+    assert broker.proc is not None
+    a = _board(broker, BOARD_A)
+    ctx = ssl.create_default_context(cafile=str(broker.auth / "ca.crt"))
+
+    def handshake(name: str) -> None:
+        with (
+            socket.create_connection(("127.0.0.1", broker.tls_port), 5) as raw,
+            ctx.wrap_socket(raw, server_hostname=name),
+        ):
+            pass
+
+    try:
+        assert a.accepted()
+        with pytest.raises(ssl.SSLCertVerificationError):
+            handshake("localhost")  # not yet a name of the broker's
+        hup = f"kill -HUP {broker.proc.pid}"
+        args = ["--ca", "--host", "127.0.0.1", "--host", "localhost", "--broker-dir", str(broker.auth)]
+        assert cli(["provision", *args, "--reload", hup]) == 0
+        deadline = time.monotonic() + 10
+        while True:  # the reload is asynchronous
+            try:
+                handshake("localhost")
+                break
+            except ssl.SSLCertVerificationError:
+                assert time.monotonic() < deadline, "the broker still serves the old certificate"
+                time.sleep(0.1)
+        assert a.c.is_connected()
+        assert "Error: " not in broker.log()  # e.g. "Error: Unable to load server key file"
+    finally:
+        a.close()
 
 
 def test_files_are_readable_by_the_broker_only_and_the_acl_lists_only_real_boards(
