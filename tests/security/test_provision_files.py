@@ -76,6 +76,42 @@ def _as_nobody(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @needs_root
+def test_the_readme_layout_works_for_an_operator_who_is_not_root() -> None:
+    """The README's directory (the operator's, the broker's group, set-group-ID) lets an
+    operator who is not in the broker's group provision, add and revoke without sudo, and
+    every file stays readable by the broker's group."""
+    nobody = pwd.getpwnam("nobody")
+    account = broker_account()
+    assert account is not None
+    with broker_home() as home:
+        var = home / "var"
+        var.mkdir()
+        os.chown(var, nobody.pw_uid, nobody.pw_gid)
+        auth = var / "broker"  # install -d -o "$USER" -g 1883 -m 2750 var/broker
+        auth.mkdir()
+        os.chown(auth, nobody.pw_uid, account.pw_gid)
+        auth.chmod(0o2750)
+        out = ["--out", str(var / "bundles")]
+        url = ["--broker-url", "mqtts://127.0.0.1:8883"]
+        for args in (
+            ["--ca", "--host", "127.0.0.1"],
+            ["--cloud-user", "ciot-cloud-1", "--out", str(var / "secrets")],
+            ["dr-cam-01", *out, *url],
+            ["dr-cam-02", *out, *url],
+            ["dr-cam-02", "--revoke"],
+        ):
+            res = _as_nobody(*args, "--broker-dir", str(auth))
+            assert res.returncode == 0, res
+        state = _state(auth)
+        assert sorted(state) == ["acl", "ca.crt", "ca.key", "passwd", "server.crt", "server.key"]
+        for name, (uid, gid, mode, _) in state.items():
+            assert (uid, gid) == (nobody.pw_uid, account.pw_gid), name
+            assert mode == (0o600 if name == "ca.key" else 0o640), name
+        users = {line.split(":")[0] for line in state["passwd"][3].decode().splitlines()}
+        assert users == {"ciot-cloud-1", "dr-cam-01"}
+
+
+@needs_root
 @pytest.mark.parametrize("layout", ["operator-only directory", "someone else's acl"])
 def test_a_user_who_cannot_keep_the_owners_is_refused_and_nothing_changes(layout: str) -> None:
     nobody = pwd.getpwnam("nobody")
