@@ -161,9 +161,7 @@ def add_board(
     bundle, so a failed reload loses nothing: the files are right, reload again."""
     if node not in communes:
         raise ProvisionError(f"{node!r} is not a board of the inventory: it would get no topic")
-    BrokerFiles(broker_dir).change(communes, passwords={node: password})
-    if reload is not None:
-        reload()
+    _set_password(broker_dir, node, password, communes, reload)
 
 
 def revoke_board(
@@ -184,6 +182,12 @@ def add_cloud_user(
     """Give a cloud ingest worker's user (``ciot-cloud...``) the ``password``."""
     if not name.startswith(CLOUD_PREFIX):
         raise ProvisionError(f"cloud users are named {CLOUD_PREFIX}..., not {name!r}")
-    BrokerFiles(broker_dir).change(communes, passwords={name: password})
+    _set_password(broker_dir, name, password, communes, reload)
+
+
+def _set_password(
+    broker_dir: Path, user: str, password: str, communes: Mapping[str, str], reload: Reload | None
+) -> None:
+    BrokerFiles(broker_dir).change(communes, passwords={user: password})
     if reload is not None:
         reload()

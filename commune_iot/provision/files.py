@@ -57,7 +57,7 @@ def _refused(what: str, hint: str = "") -> ProvisionError:
     return ProvisionError(f"{what}: {how}{hint}; nothing was changed")
 
 
-def wanted(path: Path, *, owner_only: bool = False) -> Ownership:
+def _wanted(path: Path, *, owner_only: bool = False) -> Ownership:
     """What ``path`` must look like after it is replaced.
 
     ``owner_only``: a new file that only the user running the command may read (the CA's
@@ -83,7 +83,7 @@ def read_text(path: Path) -> str | None:
     except FileNotFoundError:
         return None
     except PermissionError:
-        raise _refused(f"cannot read {path} ({wanted(path).describe()})") from None
+        raise _refused(f"cannot read {path} ({_wanted(path).describe()})") from None
 
 
 @contextlib.contextmanager
@@ -121,7 +121,7 @@ def replace(directory: Path, contents: Mapping[str, bytes], *, owner_only: Colle
 
 def _stage(path: Path, body: bytes, *, owner_only: bool) -> Path:
     """A complete copy of the new ``path`` beside it, with the owner, group and mode it must have."""
-    want = wanted(path, owner_only=owner_only)
+    want = _wanted(path, owner_only=owner_only)
     try:
         fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except PermissionError:
