@@ -22,7 +22,8 @@ TEST_APT_PACKAGES+=(gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gi gstr
 TEST_APT_PACKAGES+=(chromium)
 # Debian enables and starts these packages' own services; the demo and the tests never use
 # them (they run their own instances on free loopback ports), so the ones installed here
-# are stopped and disabled again: no database or agent of ours left listening after a demo.
+# are stopped and disabled again: no unused broker or database (InfluxDB: every interface, no
+# password) left listening after a demo.
 SYSTEM_SERVICES=(mosquitto influxdb snmpd)
 VENV=${CIOT_VENV:-.venv}
 

@@ -20,9 +20,10 @@ BARE = re.compile(r"(^|[;&|(]\s*|\$\()commune-iot ")
 
 def _commands() -> list[str]:
     """Every line of a fenced shell block and every inline code span, without comments."""
-    blocks = re.findall(r"^```sh\n(.*?)^```", README, flags=re.M | re.S)
-    lines = [line.strip() for block in blocks for line in block.splitlines()]
-    return [c.split(" # ")[0] for c in lines + re.findall(r"`([^`\n]+)`", README)]
+    fenced = re.compile(r"^```(?:sh)?\n(.*?)^```", flags=re.M | re.S)
+    lines = [line.strip() for block in fenced.findall(README) for line in block.splitlines()]
+    spans = [re.sub(r"\s*\n\s*", " ", c) for c in re.findall(r"`([^`]+)`", fenced.sub("", README))]
+    return [c.split(" # ")[0] for c in lines + spans]
 
 
 def test_no_bare_commune_iot_command() -> None:
