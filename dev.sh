@@ -1,20 +1,30 @@
 #!/usr/bin/env bash
 # The README's two commands. On a fresh Debian/Ubuntu machine (root, or a user with sudo):
-#   ./dev.sh demo   set up everything, then run broker, database, cloud and 59 simulated agents
-#   ./dev.sh test   set up everything, then run the linters, the type checker and the test-suite
+#   ./dev.sh demo   set up what the demo needs, then run broker, database, cloud and 59 simulated agents
+#   ./dev.sh test   set up what the tests need, then run the linters, the type checker and the test-suite
+#   ./dev.sh setup  set up what the tests need, run nothing
 # Setup is idempotent: apt packages only when missing, the virtualenv only when pyproject changes.
 set -euo pipefail
 cd "$(dirname "$0")"
 
-APT_PACKAGES=(mosquitto mosquitto-clients influxdb)
-# The AP agent's tests: a real net-snmp agent, its tools, and ping for the second opinion.
-APT_PACKAGES+=(snmpd snmp iputils-ping)
-# The camera agent's RTSP tests: a loopback gst-rtsp-server run by the system python3
-# (H.264 parse/payload from plugins-base/-good/-bad, x264enc from -ugly for test clips).
-APT_PACKAGES+=(gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-base
+# What the demo needs: the broker and its clients (the banner's mosquitto_sub), InfluxDB 1.x and
+# its shell (the banner's `influx` query; Debian ships the shell in a package of its own), and
+# curl for the banner's API call.
+APT_PACKAGES=(mosquitto mosquitto-clients influxdb influxdb-client curl)
+# What the test-suite needs on top (`./dev.sh test` and `./dev.sh setup`):
+# the AP agent's tests: a real net-snmp agent, its tools, and ping for the second opinion;
+TEST_APT_PACKAGES=(snmpd snmp iputils-ping)
+# the camera agent's RTSP tests: a loopback gst-rtsp-server run by the system python3
+# (H.264 parse/payload from plugins-base/-good/-bad, x264enc from -ugly for test clips);
+TEST_APT_PACKAGES+=(gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-base
   gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav)
-# The web UI's browser tests drive Debian's chromium (only `./dev.sh test` installs it).
-TEST_APT_PACKAGES=(chromium)
+# the web UI's browser tests drive Debian's chromium.
+TEST_APT_PACKAGES+=(chromium)
+# Debian enables and starts these packages' own services; the demo and the tests never use
+# them (they run their own instances on free loopback ports), so the ones installed here
+# are stopped and disabled again: no unused broker or database (InfluxDB: every interface, no
+# password) left listening after a demo.
+SYSTEM_SERVICES=(mosquitto influxdb snmpd)
 VENV=${CIOT_VENV:-.venv}
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
@@ -37,9 +47,26 @@ setup_system() {
     say "installing system packages: ${missing[*]}"
     as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    disable_services "${missing[@]}"
   fi
-  # Debian starts the packaged services; ours run their own instances on free ports,
-  # so the system ones are left alone (not stopped, not used).
+}
+
+# Stop and disable the system services of packages this script has just installed (a service
+# that was there before is someone else's and is left alone).
+disable_services() {
+  local services=() pkg svc
+  for pkg in "$@"; do
+    for svc in "${SYSTEM_SERVICES[@]}"; do
+      [ "$pkg" = "$svc" ] && services+=("$svc")
+    done
+  done
+  [ ${#services[@]} -gt 0 ] && command -v systemctl >/dev/null || return 0
+  say "disabling the system services Debian enabled for ${services[*]} (the demo and tests run their own)"
+  if [ -d /run/systemd/system ]; then
+    as_root systemctl disable --now -q "${services[@]}" || true
+  else
+    as_root systemctl disable -q "${services[@]}" 2>/dev/null || true  # no systemd running: not at boot
+  fi
 }
 
 setup_python() {
@@ -78,7 +105,7 @@ case "$cmd" in
     exec "$VENV/bin/pytest" -q "$@"
     ;;
   setup)
-    setup_system
+    setup_system "${TEST_APT_PACKAGES[@]}"
     setup_python
     ;;
   *)

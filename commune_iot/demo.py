@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import secrets
+import shlex
 import shutil
 import signal
 import socket
+import sys
 import time
 from pathlib import Path
 from types import FrameType
+from typing import TextIO
 
 from commune_iot import logs
 from commune_iot.fleet import AgentProcess, CloudProcess, cloud_config, edge_config, load_devices
@@ -36,7 +40,10 @@ def _raise_stop(signum: int, frame: FrameType | None) -> None:
 
 
 def _port_free(port: int) -> bool:
+    """Free for the cloud to listen on. Bound as uvicorn binds (SO_REUSEADDR), so the
+    TIME-WAIT connections of a run that just stopped do not count; a listener does."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
@@ -55,17 +62,17 @@ def _password(path: Path) -> str:
     return value
 
 
-#: Web UI users of the demo: (name, roles, communes, display name).
+#: Web UI users of the demo: (name, roles, communes, display name, what the role sees).
 DEMO_USERS = (
-    ("admin", "admin", "", "Quản trị hệ thống"),
-    ("ca-daron", "police", "da-ron", "Công an xã Đạ Ròn"),
-    ("ca-tutra", "police", "tu-tra", "Công an xã Tu Tra"),
-    ("mic", "mic", "", "Sở TT&TT Lâm Đồng"),
-    ("kythuat", "technician", "", "Kỹ thuật viên"),
+    ("admin", "admin", "", "Quản trị hệ thống", "everything, the audit trail"),
+    ("ca-daron", "police", "da-ron", "Công an xã Đạ Ròn", "police: motion events of Da Ron"),
+    ("ca-tutra", "police", "tu-tra", "Công an xã Tu Tra", "police: motion events of Tu Tra"),
+    ("mic", "mic", "", "Sở TT&TT Lâm Đồng", "Wi-Fi reports"),
+    ("kythuat", "technician", "", "Kỹ thuật viên", "devices and alerts (the JSON API)"),
 )
 
 
-def _demo_users(config_path: Path, secrets_file: Path) -> list[tuple[str, str]]:
+def _demo_users(config_path: Path, secrets_file: Path) -> list[tuple[str, str, str]]:
     """Web UI users with random passwords kept in the run dir (0600); kept across runs."""
     from cloud.auth.roles import parse_roles
     from cloud.auth.users import UserStore
@@ -81,7 +88,7 @@ def _demo_users(config_path: Path, secrets_file: Path) -> list[tuple[str, str]]:
     sql = SqlStore(cfg.sql.url)
     try:
         users = UserStore(sql.engine)
-        for name, roles, communes, display in DEMO_USERS:
+        for name, roles, communes, display, _ in DEMO_USERS:
             if users.by_name(name) is None:
                 known[name] = secrets.token_urlsafe(9)
                 users.add(
@@ -95,7 +102,78 @@ def _demo_users(config_path: Path, secrets_file: Path) -> list[tuple[str, str]]:
         sql.dispose()
     secrets_file.write_text("".join(f"{n} {pw}\n" for n, pw in known.items()))
     secrets_file.chmod(0o600)
-    return [(n, known.get(n, "(unchanged)")) for n, *_ in DEMO_USERS]
+    return [(n, known.get(n, "(unchanged)"), sees) for n, *_, sees in DEMO_USERS]
+
+
+class _Console:
+    """The demo's own output. A closed pipe (``demo | tee log`` and the Ctrl-C that also
+    stopped tee) or a hung-up terminal must not end the demo halfway through stopping its
+    children: output then moves to stderr, and when that is gone too, nowhere."""
+
+    def __init__(self) -> None:
+        self.streams: list[TextIO] = [sys.stdout, sys.stderr]
+
+    def say(self, text: str) -> None:
+        while self.streams:
+            stream = self.streams[0]
+            try:
+                print(text, file=stream, flush=True)
+                return
+            except (OSError, ValueError):
+                self.streams.pop(0)
+                with contextlib.suppress(OSError, ValueError):  # so the exit-time flush fails neither
+                    os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+
+
+def _cli() -> str:
+    """``commune-iot`` as the user's shell finds it: the virtualenv is not on its PATH."""
+    script = Path(sys.executable).parent / "commune-iot"
+    if not script.exists():
+        return f"{shlex.quote(sys.executable)} -m commune_iot"
+    with contextlib.suppress(ValueError):
+        return shlex.quote(str(script.relative_to(Path.cwd())))
+    return shlex.quote(str(script))
+
+
+def banner(
+    *,
+    agents: int,
+    port: int,
+    mqtt_port: int,
+    influx_port: int,
+    run_dir: Path,
+    cloud_config_path: Path,
+    password_file: Path,
+    logins: list[tuple[str, str, str]],
+) -> str:
+    """Where to look. Every command in it works as printed from the directory the demo was
+    started in (``tests/test_demo.py`` runs them)."""
+    url = f"http://127.0.0.1:{port}"
+    q = shlex.quote
+    token = f"$({_cli()} users --config {q(str(cloud_config_path))} token kythuat)"
+    influx = (
+        f"influx -host 127.0.0.1 -port {influx_port} -username {INFLUX_USER}"
+        f' -password "$(cat {q(str(password_file))})" -database {INFLUX_DB}'
+        " -execute 'SELECT count(seq) AS heartbeats FROM health GROUP BY commune'"
+    )
+    users = "\n".join(f"      {n:<10} {pw:<14} {sees}" for n, pw, sees in logins)
+    return f"""
+commune-iot demo is running ({agents} agents: cameras and access points of Da Ron, Tu Tra, Lac Xuan)
+
+  Web UI         {url}/  log in as (passwords also in {q(str(run_dir / "secrets" / "web-users.txt"))}):
+{users}
+  Devices        {url}/api/v1/devices  (technician or admin: log in above first, or send a token)
+  Alerts         {url}/api/v1/alerts
+  With a token   curl -sS -H "Authorization: Bearer {token}" {url}/api/v1/devices
+  API docs       {url}/docs
+  Readiness      {url}/readyz  (no login)
+  Metrics        {url}/metrics  (no login)
+  MQTT traffic   mosquitto_sub -h 127.0.0.1 -p {mqtt_port} -v -t 'ciot/v1/#'
+  Time series    {influx}
+  Logs           {q(str(run_dir / "cloud.log"))}, {q(str(run_dir / "agents"))}/<node>/agent.log
+
+Ctrl-C stops everything.
+"""
 
 
 def _summary(cloud: CloudProcess, agents: list[AgentProcess]) -> str:
@@ -117,6 +195,7 @@ def _summary(cloud: CloudProcess, agents: list[AgentProcess]) -> str:
 
 def run_demo(*, run_dir: Path, port: int, devices: int | None = None, fresh: bool = False) -> int:
     logs.setup()
+    out = _Console()
     run_dir = run_dir.resolve()
     if fresh and run_dir.exists():
         shutil.rmtree(run_dir)
@@ -128,7 +207,11 @@ def run_demo(*, run_dir: Path, port: int, devices: int | None = None, fresh: boo
     password_file = run_dir / "secrets" / "influx.password"
     password = _password(password_file)
 
+    # Ctrl-C even when started where SIGINT is ignored (a background job of a script);
+    # a closed terminal (SIGHUP) or SIGTERM stop it the same orderly way.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _raise_stop)
+    signal.signal(signal.SIGHUP, _raise_stop)
     mosq = Mosquitto(run_dir / "mosquitto")
     influx = InfluxDB(run_dir / "influxdb", username=INFLUX_USER, password=password)
     cloud: CloudProcess | None = None
@@ -157,46 +240,39 @@ def run_demo(*, run_dir: Path, port: int, devices: int | None = None, fresh: boo
             cfg = edge_config(dev, mosq.url, run_dir / "agents" / dev["node"])
             agents.append(AgentProcess.write(run_dir, cfg).start())
             time.sleep(0.05)  # spread the 59 interpreter start-ups a little
-        print(
-            f"""
-commune-iot demo is running ({len(chosen)} agents: cameras and access points of Da Ron, Tu Tra, Lac Xuan)
-
-  Web UI                   http://127.0.0.1:{port}/  (event log, reports) log in as:
-{chr(10).join(f"      {n:<10} {pw}" for n, pw in logins)}
-                           (also in {run_dir}/secrets/web-users.txt)
-  Devices and live status  http://127.0.0.1:{port}/api/v1/devices  (needs a login or API token:
-                           commune-iot users --config {cloud.config_path} token admin)
-  API documentation        http://127.0.0.1:{port}/docs
-  Ingest metrics           http://127.0.0.1:{port}/metrics
-  Readiness                http://127.0.0.1:{port}/readyz
-  Raw MQTT traffic         mosquitto_sub -p {mosq.port} -v -t 'ciot/v1/#'
-  Time series (InfluxQL)   influx -port {influx.port} -database {INFLUX_DB} -username {INFLUX_USER} \\
-                             -password "$(cat {password_file})" -execute 'SELECT count(*) FROM health'
-  Logs                     {run_dir}/cloud.log, {run_dir}/agents/<node>/agent.log
-
-Ctrl-C stops everything.
-""",
-            flush=True,
+        out.say(
+            banner(
+                agents=len(chosen),
+                port=port,
+                mqtt_port=mosq.port,
+                influx_port=influx.port,
+                run_dir=run_dir,
+                cloud_config_path=cloud.config_path,
+                password_file=password_file,
+                logins=logins,
+            )
         )
         while True:
             time.sleep(10)
-            print(time.strftime("%H:%M:%S"), _summary(cloud, agents), flush=True)
+            out.say(f"{time.strftime('%H:%M:%S')} {_summary(cloud, agents)}")
     except (KeyboardInterrupt, _Stop):
-        print("\nstopping: agents first (they publish an orderly 'offline'), then cloud, broker, database")
+        out.say("\nstopping: the cloud first (an orderly stop of the fleet is no outage to judge), then the")
+        out.say("agents (their orderly 'offline' waits in the broker for the next run), broker, database")
     except ServiceError as exc:
         log.error("%s", exc)
         return 1
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not leave orphans
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)  # a second Ctrl-C must not leave orphans
+        if cloud is not None:
+            cloud.stop()
         for agent in agents:
             agent.terminate()
         for agent in agents:
             agent.wait(15)
-        if cloud is not None:
-            cloud.stop()
         with contextlib.suppress(Exception):
             mosq.stop()
         with contextlib.suppress(Exception):
             influx.stop()
-    print(f"stopped; data kept in {run_dir} (use --fresh to start empty)")
+    out.say(f"stopped; data kept in {run_dir} (use --fresh to start empty)")
     return 0

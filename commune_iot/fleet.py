@@ -21,6 +21,8 @@ from typing import Any
 
 import yaml
 
+from commune_iot.localsvc import spawn
+
 REPO = Path(__file__).resolve().parent.parent
 INVENTORY = REPO / "firmware_config" / "inventory.yaml"
 
@@ -63,19 +65,6 @@ def edge_config(
     }
 
 
-def _spawn(argv: list[str], log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("ab") as log:
-        return subprocess.Popen(
-            argv,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # Ctrl-C in the terminal reaches the demo only; it stops these in order
-            env=env,
-        )
-
-
 @dataclass
 class AgentProcess:
     """One simulated edge agent (``python -m edge``) with its own config, outbox and log."""
@@ -95,7 +84,7 @@ class AgentProcess:
         return cls(node, path, node_dir / "agent.log")
 
     def start(self) -> AgentProcess:
-        self.proc = _spawn([sys.executable, "-m", "edge", "--config", str(self.config_path)], self.log_path)
+        self.proc = spawn([sys.executable, "-m", "edge", "--config", str(self.config_path)], self.log_path)
         return self
 
     @property
@@ -184,7 +173,7 @@ class CloudProcess:
         if self.role == "serve" and self.api_token is None:
             self.api_token = admin_token(self.config_path)
         argv = [sys.executable, "-m", "commune_iot", "cloud", self.role, "--config", str(self.config_path)]
-        self.proc = _spawn(argv, self.log_path)
+        self.proc = spawn(argv, self.log_path)
         if self.role == "serve" and wait:
             self.wait_healthy(wait)
         return self

@@ -8,6 +8,7 @@ under a run directory and a free port; nothing touches the system's own instance
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import pwd
 import re
@@ -15,12 +16,14 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +40,47 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that has the kernel send the child SIGTERM when we die, however we die.
+
+    The kernel ties this to the *thread* that forked, not the process, so it is set only
+    for children started by the main thread (a worker thread ending would stop its
+    children). Between fork and ``prctl`` the parent may already be gone: then the child
+    exits instead of running unwatched.
+    """
+    if sys.platform != "linux" or threading.current_thread() is not threading.main_thread():
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up here: the child only calls it
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return preexec
+
+
+def spawn(argv: list[str], log_path: Path, *, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Start a local server or agent: output to its log, its own session (a terminal's Ctrl-C
+    reaches only us, and we stop our children in order), and a SIGTERM from the kernel when
+    we die without stopping it (``kill -9``, a crash), so nothing of ours runs on unowned."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env=env,
+            preexec_fn=_die_with_parent(),
+        )
 
 
 def _need(binary: str, package: str) -> str:
@@ -58,13 +102,8 @@ class _Server:
     def log_path(self) -> Path:
         return self.run_dir / f"{self.name}.log"
 
-    def _spawn(self, argv: list[str]) -> None:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
-        )
-        log.close()
+    def _spawn(self, argv: list[str], env: dict[str, str] | None = None) -> None:
+        self.proc = spawn(argv, self.log_path, env=env)
 
     def _ready(self) -> bool:
         raise NotImplementedError
@@ -321,17 +360,7 @@ class InfluxDB(_Server):
         auth = "true" if self.username else "false"
         conf.write_text(INFLUXDB_CONF.format(port=self.port, rpc_port=self.rpc_port, data=data, auth=auth))
         env = dict(os.environ, INFLUXDB_DATA_QUERY_LOG_ENABLED="false")
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [self.binary, "-config", str(conf)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            env=env,
-        )
-        log.close()
+        self._spawn([self.binary, "-config", str(conf)], env)
         self.wait_ready()
         if self.username:
             self._create_admin()

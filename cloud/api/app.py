@@ -85,9 +85,7 @@ class DeadLetterOut(BaseModel):
 
 class Readiness(BaseModel):
     ready: bool
-    dependencies: dict[str, str | None] = Field(
-        description="Dependency -> null when up, else why it is down."
-    )
+    dependencies: dict[str, str] = Field(description='Dependency -> "ok" when up, else why it is down.')
 
 
 def _ts(v: float | None) -> datetime | None:
@@ -177,7 +175,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
     async def readyz() -> JSONResponse:
         deps = await runtime.readiness()
         ready = all(v is None for v in deps.values())
-        body = Readiness(ready=ready, dependencies=deps)
+        body = Readiness(ready=ready, dependencies={k: "ok" if v is None else v for k, v in deps.items()})
         return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
 
     @app.get(

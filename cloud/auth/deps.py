@@ -17,7 +17,7 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from cloud.auth.principal import Principal
-from cloud.auth.roles import Perm
+from cloud.auth.roles import Perm, roles_with
 
 if TYPE_CHECKING:
     from cloud.web.services import WebServices
@@ -27,6 +27,11 @@ SESSION_COOKIE = "ciot_session"
 #: endpoint); the header itself is read in :func:`optional_principal`.
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+#: What an anonymous caller of the JSON API (often a browser on a URL from the docs) needs to know.
+NOT_LOGGED_IN = (
+    "not logged in: log in at /login (this browser then sends its session cookie) or send "
+    "'Authorization: Bearer <API token>' (commune-iot users token NAME)"
+)
 
 
 class LoginRequired(Exception):
@@ -99,10 +104,11 @@ def require(perm: Perm | None = None) -> Callable[[Request], Awaitable[Principal
                 raise LoginRequired(
                     str(request.url.path) + (f"?{request.url.query}" if request.url.query else "")
                 )
-            raise HTTPException(401, "log in or send an API token", {"WWW-Authenticate": "Bearer"})
+            raise HTTPException(401, NOT_LOGGED_IN, {"WWW-Authenticate": "Bearer"})
         await _check_csrf(request, p)
         if perm is not None and not p.can(perm):
-            raise HTTPException(403, f"your role does not allow this ({perm.value})")
+            who = " or ".join(r.value for r in roles_with(perm))
+            raise HTTPException(403, f"your role does not allow this ({perm.value}: {who} only)")
         return p
 
     return dep

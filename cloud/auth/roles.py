@@ -34,6 +34,11 @@ PERMISSIONS: Final[dict[Role, frozenset[Perm]]] = {
 }
 
 
+def roles_with(perm: Perm) -> list[Role]:
+    """The roles that grant ``perm`` (for a 403 that says who may)."""
+    return [role for role, perms in PERMISSIONS.items() if perm in perms]
+
+
 def parse_roles(text: str) -> frozenset[Role]:
     """``"police,mic"`` -> roles; unknown names are an error, not silently dropped."""
     out: set[Role] = set()
