@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
 
 SecretFile = Annotated[Path | None, BeforeValidator(lambda v: None if v == "" else v)]
 
@@ -46,14 +46,41 @@ class WebhookConfig(_Section):
 class SmtpConfig(_Section):
     name: str = Field("email", description="Name in logs.")
     host: str = Field(description="SMTP server.")
-    port: int = Field(587, ge=1, le=65535, description="SMTP port.")
-    starttls: bool = Field(True, description="Upgrade to TLS with STARTTLS before logging in.")
+    port: int = Field(587, ge=1, le=65535, description="SMTP port: 587 (STARTTLS), 465 (implicit TLS), 25.")
+    tls: Literal["starttls", "implicit", "none"] | None = Field(
+        None,
+        description="starttls: a plain connection upgraded with STARTTLS before logging in (port 587); "
+        "implicit: TLS from the first byte, 'SMTPS' (port 465, which many providers require); none: no "
+        "encryption (a relay on the same host or LAN only). Default: implicit on port 465, else starttls.",
+    )
+    starttls: bool | None = Field(
+        None, description="Old spelling of tls: true is tls: starttls, false is tls: none."
+    )
+    ca_file: Path | None = Field(
+        None,
+        description="PEM file of the CA certificate(s) to trust for the server instead of the system's "
+        "(a private CA, a self-signed relay). The certificate and its host name are always checked.",
+    )
     username: str = Field("", description="Login; empty: no authentication.")
     password: SecretStr | None = Field(None, description="SMTP password (prefer password_file).")
     password_file: SecretFile = Field(None, description="File holding the SMTP password.")
     sender: str = Field(description="From address, e.g. canh-bao@xa-tutra.vn.")
     recipients: list[str] = Field(min_length=1, description="To addresses.")
     retry: RetryConfig = Field(default_factory=RetryConfig, description="Retries and queue.")
+
+    @model_validator(mode="after")
+    def _one_tls_setting(self) -> SmtpConfig:
+        if self.starttls is not None and self.tls is not None:
+            raise ValueError("give tls only: starttls is its old spelling")
+        return self
+
+    @property
+    def tls_mode(self) -> Literal["starttls", "implicit", "none"]:
+        if self.tls is not None:
+            return self.tls
+        if self.starttls is not None:
+            return "starttls" if self.starttls else "none"
+        return "implicit" if self.port == 465 else "starttls"
 
     def password_value(self) -> str:
         return secret_value(self.password, self.password_file)
