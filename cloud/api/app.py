@@ -88,6 +88,11 @@ class Readiness(BaseModel):
     dependencies: dict[str, str | None] = Field(
         description="Dependency -> null when up, else why it is down."
     )
+    notifiers: dict[str, str | None] = Field(
+        default_factory=dict,
+        description="Alert channel -> null while it can send, else why not and what to do (e.g. Zalo's "
+        "refresh token refused). Does not make the cloud unready: it still ingests and judges.",
+    )
 
 
 def _ts(v: float | None) -> datetime | None:
@@ -177,7 +182,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
     async def readyz() -> JSONResponse:
         deps = await runtime.readiness()
         ready = all(v is None for v in deps.values())
-        body = Readiness(ready=ready, dependencies=deps)
+        body = Readiness(ready=ready, dependencies=deps, notifiers=runtime.channel_problems())
         return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
 
     @app.get(
