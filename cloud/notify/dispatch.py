@@ -27,7 +27,7 @@ POLL_S = 5.0
 
 
 def _about(notice: Notice) -> str:
-    """ "alert #12", or "channel:zalo" for a notice about an alert channel itself."""
+    """For logs: alert #12, or the key (channel:zalo) of a notice about an alert channel itself."""
     return f"alert #{notice.alert_id}" if notice.alert_id else notice.key
 
 

@@ -72,6 +72,8 @@ class SmtpConfig(_Section):
     def _one_tls_setting(self) -> SmtpConfig:
         if self.starttls is not None and self.tls is not None:
             raise ValueError("give tls only: starttls is its old spelling")
+        if self.ca_file is not None and not self.ca_file.is_file():
+            raise ValueError(f"ca_file {self.ca_file} is not a file")
         return self
 
     @property

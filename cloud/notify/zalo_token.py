@@ -91,6 +91,7 @@ class ZaloToken:
         self._row: TokenRow | None = None
         self._lock = asyncio.Lock()
         self._refused: tuple[int, float] | None = None  # (generation, monotonic time) Zalo refused
+        self._inflight: asyncio.Task[TokenRow] | None = None  # a renewal, shielded from cancellation
         self._task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ for the notifier
@@ -122,6 +123,9 @@ class ZaloToken:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._inflight is not None and not self._inflight.done():  # store its answer before exiting
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(self._inflight), self.hold_s)
 
     # ------------------------------------------------------------------ renewal
     def _good(self, row: TokenRow, now: float, rejected: str | None) -> bool:
@@ -157,10 +161,16 @@ class ZaloToken:
         return None
 
     async def _renew(self, rejected: str | None) -> TokenRow:
+        """Claim and renew, or wait for the worker that does. A renewal runs as its own task: a
+        sender cancelled mid-way (the dispatcher's timeout, a stop) must not lose Zalo's answer,
+        which carries the only valid refresh token."""
         async with self._lock:
             loop = asyncio.get_running_loop()
             deadline = loop.time() + self.hold_s + 5.0
             while True:
+                if self._inflight is not None and not self._inflight.done():  # its caller was cancelled
+                    with contextlib.suppress(SendError):
+                        await asyncio.shield(self._inflight)
                 row = await self._current()
                 now = time.time()
                 if self._good(row, now, rejected):  # renewed meanwhile (another worker, a waiter here)
@@ -175,16 +185,22 @@ class ZaloToken:
                 if await asyncio.to_thread(
                     self.store.claim, self.name, row.generation, self.holder, now, self.hold_s
                 ):
-                    return await self._refresh(row)
+                    self._inflight = task = asyncio.create_task(
+                        self._refresh(row), name=f"zalo-renew-{self.name}"
+                    )
+                    task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved, logged
+                    return await asyncio.shield(task)
 
     async def _refresh(self, row: TokenRow) -> TokenRow:
         """Spend the claimed row's refresh token; store the new pair before anything else."""
         form = {"app_id": self.cfg.app_id, "grant_type": "refresh_token", "refresh_token": row.refresh_token}
         try:
-            resp = await self.client.post(
-                self.cfg.oauth_url, data=form, headers={"secret_key": self.cfg.app_secret_value()}
-            )
-        except (httpx.HTTPError, OSError) as exc:
+            secret = self.cfg.app_secret_value()
+        except OSError as exc:
+            raise await self._failed(row, None, f"cannot read app_secret_file ({exc.strerror})") from None
+        try:
+            resp = await self.client.post(self.cfg.oauth_url, data=form, headers={"secret_key": secret})
+        except httpx.HTTPError as exc:
             raise await self._failed(row, None, f"{type(exc).__name__} from {self.cfg.oauth_url}") from None
         body = _answer(resp)
         access, refresh = body.get("access_token"), body.get("refresh_token")
@@ -295,8 +311,8 @@ class ZaloToken:
                 row = await self._current()
                 if not self._good(row, time.time(), None) and not self._held_back(row):
                     row = await self._renew(None)
-                left = row.expires_at - self.cfg.refresh_before_s - time.time()
-                delay = min(delay, max(1.0, left)) if row.access_token else delay
+                if self._good(row, time.time(), None):  # sleep until its renewal is due
+                    delay = min(delay, max(1.0, row.expires_at - self.cfg.refresh_before_s - time.time()))
             except SendError:
                 delay = min(delay, 30.0)  # logged where it failed
             except Exception as exc:  # SQL briefly unavailable

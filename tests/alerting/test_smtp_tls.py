@@ -185,3 +185,5 @@ def test_tls_setting_is_validated_and_465_means_implicit() -> None:
         SmtpConfig(**base, tls="ssl")
     with pytest.raises(ValidationError, match="give tls only"):
         SmtpConfig(**base, tls="implicit", starttls=True)
+    with pytest.raises(ValidationError, match=r"ca_file /nonexistent/ca\.pem is not a file"):
+        SmtpConfig(**base, ca_file="/nonexistent/ca.pem")

@@ -119,6 +119,31 @@ async def test_two_workers_renewing_at_once_spend_the_refresh_token_once(tmp_pat
     assert got[0] == got[1] and again[0] == again[1] != got[0]
 
 
+async def test_a_sender_cancelled_mid_renewal_loses_neither_the_answer_nor_the_refresh_token(
+    tmp_path: Path,
+) -> None:
+    """The dispatcher gives up an attempt after its timeout (and a stop cancels it): Zalo has
+    spent the refresh token by then, so its answer must still be stored, and used."""
+    with zalo_standin(oauth_delay_s=1.0) as zalo:
+        seed, first = _seed(tmp_path, zalo)
+        async with httpx.AsyncClient(timeout=5.0) as client:
+            token = ZaloToken(
+                _cfg(zalo, seed),
+                OAuthTokenStore(SqlStore(f"sqlite:///{tmp_path / 'c.db'}").engine),
+                "w",
+                client,
+            )
+            sender = asyncio.create_task(token.get())
+            await asyncio.to_thread(zalo.wait, lambda z: z.server.requests, 10, "the renewal request")
+            sender.cancel()  # while Zalo is still answering
+            with pytest.raises(asyncio.CancelledError):
+                await sender
+            got = await token.get()
+            await token.aclose()
+    assert zalo.refreshes == [(first, True)]
+    assert zalo.remaining == {got: 3}
+
+
 async def test_the_token_is_renewed_before_it_expires_while_nothing_is_sent(tmp_path: Path) -> None:
     with zalo_standin(expires_in="4") as zalo:
         seed, first = _seed(tmp_path, zalo)
