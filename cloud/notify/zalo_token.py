@@ -145,7 +145,9 @@ class ZaloToken:
             seed = self.cfg.refresh_token_value()
         except OSError as exc:
             raise SendError(f"cannot read the Zalo refresh_token_file ({exc.strerror})") from None
-        row = await asyncio.to_thread(self.store.seed, self.name, seed, time.time())
+        if not seed.strip():
+            raise SendError("no Zalo refresh token configured (refresh_token_file is empty)")
+        row = await asyncio.to_thread(self.store.seed, self.name, seed.strip())
         self._row = row
         self.problem = self._describe(row.problem, row.problem_detail)
         return row

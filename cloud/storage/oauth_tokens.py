@@ -105,7 +105,7 @@ class OAuthTokenStore:
         row = conn.execute(query.with_for_update() if lock else query).one_or_none()
         return TokenRow(**row._mapping) if row is not None else None
 
-    def seed(self, name: str, refresh_token: str, now: float) -> TokenRow:
+    def seed(self, name: str, refresh_token: str) -> TokenRow:
         """Take the configured refresh token unless this one was taken before.
 
         A token seen before (same SHA-256) is spent or rotated already and is ignored; a
@@ -121,7 +121,10 @@ class OAuthTokenStore:
             "claimed_by": "",
             "claimed_until": 0.0,
         }
-        if self.load(name) is None:
+        row = self.load(name)
+        if row is not None and row.seed_sha256 == digest:
+            return row  # the usual case: a read, no write
+        if row is None:
             try:
                 with self.engine.begin() as conn:
                     conn.execute(oauth_tokens.insert().values(name=name, generation=1, **fresh))
