@@ -135,6 +135,19 @@ class Runtime:
             influx = self.drainer.last_error  # answers /ping but refuses writes (auth, 5xx)
         return {"mqtt": broker, "influxdb": influx}
 
+    def channel_problems(self) -> dict[str, str | None]:
+        """Each alert channel -> None while it can send, else why not (Zalo's token refused)."""
+        return self.alerting.people.problems() if self.alerting is not None else {}
+
+    def _channel_metrics(self) -> list[str]:
+        name = "ciot_notifier_problem"
+        out = [
+            f"# HELP {name} 1 while the alert channel cannot send (see /readyz for why).",
+            f"# TYPE {name} gauge",
+        ]
+        out += [f'{name}{{notifier="{n}"}} {int(p is not None)}' for n, p in self.channel_problems().items()]
+        return out
+
     def metrics_text(self) -> str:
         return render(
             self.stats,
@@ -142,4 +155,5 @@ class Runtime:
             spool_bytes=self.journal.depth_bytes,
             lag_s=self.journal.lag_s(),
             broker_connected=self.worker.connected,
+            extra=self._channel_metrics,
         )

@@ -14,6 +14,8 @@ import time
 from collections.abc import Iterable
 from typing import Any, Protocol
 
+from sqlalchemy import Connection
+
 from cloud.alerting.alerter import LEASE, Alerter, StepResult
 from cloud.alerting.outages import OutageRecorder
 from cloud.alerting.states import state_lines
@@ -21,11 +23,13 @@ from cloud.config import CloudConfig
 from cloud.ingest.convert import Converted
 from cloud.inventory import Inventory
 from cloud.notify.dispatch import Dispatcher
-from cloud.notify.registry import build_notifiers
+from cloud.notify.messages import Notice
+from cloud.notify.registry import CloudLinks, build_notifiers
 from cloud.storage.alerts_sql import AlertStore
 from cloud.storage.influx import InfluxClient, WriteOutcome
 from cloud.storage.lineproto import join
 from cloud.storage.notice_outbox import SqlNoticeQueue
+from cloud.storage.oauth_tokens import OAuthTokenStore
 from cloud.storage.sql import SqlStore
 
 log = logging.getLogger(__name__)
@@ -37,6 +41,25 @@ class _Worker(Protocol):
 
     observers: list[Any]
     flood_observers: list[Any]
+
+
+class _ChannelTrouble:
+    """A channel that cannot send (Zalo's token refused) is announced on the other channels,
+    through the durable notice outbox like any alert."""
+
+    def __init__(self, runner: AlertRunner) -> None:
+        self.runner = runner
+
+    def queue(self, conn: Connection, channel: str, notice: Notice) -> None:
+        others = [n for n in self.runner.people.names if n != channel]
+        if not others:
+            log.error(
+                "no other alert channel to tell that %s cannot send: add one (webhook, e-mail)", channel
+            )
+        SqlNoticeQueue.add(conn, others, notice, notice.at)
+
+    def wake(self) -> None:
+        self.runner.people.wake()
 
 
 class AlertRunner:
@@ -59,7 +82,8 @@ class AlertRunner:
         scaled_out = bool(cfg.mqtt.share_group)
         lang = self.cfg.language
         self.queue = SqlNoticeQueue(sql.engine)
-        self.people = Dispatcher(build_notifiers(self.cfg.notify, lang), inventory, lang, self.queue)
+        links = CloudLinks(OAuthTokenStore(sql.engine), holder, _ChannelTrouble(self))
+        self.people = Dispatcher(build_notifiers(self.cfg.notify, lang, links), inventory, lang, self.queue)
         recorder = OutageRecorder(influx, cfg.influx.database, inventory)
         self.outages = Dispatcher([recorder], inventory, lang, self.queue)
         channels = {"people": self.people.names, "records": self.outages.names}
@@ -83,6 +107,7 @@ class AlertRunner:
             "sent": sum(c.sent for c in stats),
             "failed_attempts": sum(c.failed_attempts for c in stats),
             "given_up": sum(c.given_up for c in stats),
+            "problems": sum(p is not None for p in self.people.problems().values()),
         }
 
     def observe(self, items: Iterable[tuple[Converted, float]]) -> None:

@@ -86,6 +86,11 @@ class DeadLetterOut(BaseModel):
 class Readiness(BaseModel):
     ready: bool
     dependencies: dict[str, str] = Field(description='Dependency -> "ok" when up, else why it is down.')
+    notifiers: dict[str, str] = Field(
+        default_factory=dict,
+        description="Alert channel -> \"ok\" while it can send, else why not and what to do (e.g. Zalo's "
+        "refresh token refused). Does not make the cloud unready: it still ingests and judges.",
+    )
 
 
 def _ts(v: float | None) -> datetime | None:
@@ -175,7 +180,11 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
     async def readyz() -> JSONResponse:
         deps = await runtime.readiness()
         ready = all(v is None for v in deps.values())
-        body = Readiness(ready=ready, dependencies={k: "ok" if v is None else v for k, v in deps.items()})
+        body = Readiness(
+            ready=ready,
+            dependencies={k: "ok" if v is None else v for k, v in deps.items()},
+            notifiers={k: "ok" if v is None else v for k, v in runtime.channel_problems().items()},
+        )
         return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
 
     @app.get(

@@ -7,6 +7,9 @@ call to its service (as Uptime Kuma's notification providers are).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import Protocol
+
+from sqlalchemy import Connection
 
 from cloud.notify.messages import Message, Notice
 from cloud.notify.settings import RetryConfig
@@ -20,6 +23,16 @@ class SendError(Exception):
         self.permanent = permanent
 
 
+class ChannelTrouble(Protocol):
+    """How a channel that cannot send (Zalo's token refused) tells the other channels."""
+
+    def queue(self, conn: Connection, channel: str, notice: Notice) -> None:
+        """Queue ``notice`` for every channel but ``channel``, inside the caller's transaction."""
+
+    def wake(self) -> None:
+        """Deliver what was queued (after the commit)."""
+
+
 class Notifier(ABC):
     #: Channel type, for logs and metrics: webhook, email, telegram, zalo.
     kind: str = ""
@@ -31,6 +44,15 @@ class Notifier(ABC):
     @abstractmethod
     async def send(self, notice: Notice, message: Message) -> None:
         """Deliver one notice; raise ``SendError`` (or any exception) when it did not arrive."""
+
+    def start(self) -> None:
+        """Start the channel's own background work (token renewal); the dispatcher calls it."""
+        return None
+
+    @property
+    def problem(self) -> str | None:
+        """Why the channel cannot send now (readiness, metrics); None while it can."""
+        return None
 
     async def aclose(self) -> None:
         """Release connections; the dispatcher calls it on stop."""

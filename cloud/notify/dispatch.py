@@ -26,6 +26,11 @@ log = logging.getLogger(__name__)
 POLL_S = 5.0
 
 
+def _about(notice: Notice) -> str:
+    """For logs: alert #12, or the key (channel:zalo) of a notice about an alert channel itself."""
+    return f"alert #{notice.alert_id}" if notice.alert_id else notice.key
+
+
 @dataclass(slots=True)
 class ChannelStats:
     sent: int = 0
@@ -70,10 +75,15 @@ class Dispatcher:
                 c.stats.dropped = self.queue.dropped.get(c.notifier.name, 0)
         return {c.notifier.name: c.stats for c in self._channels}
 
+    def problems(self) -> dict[str, str | None]:
+        """Each channel -> None while it can send, else why not (readiness, metrics)."""
+        return {c.notifier.name: c.notifier.problem for c in self._channels}
+
     def start(self) -> None:
         self._stopping = False
         for c in self._channels:
             if c.task is None:
+                c.notifier.start()
                 c.task = asyncio.create_task(self._run(c), name=f"notify-{c.notifier.name}")
 
     def submit(self, notice: Notice) -> None:
@@ -157,10 +167,10 @@ class Dispatcher:
             if permanent or attempt >= retry.attempts:
                 c.stats.given_up += 1
                 log.error(
-                    "notifier %s gave up the %s notice of alert #%d after %d attempt(s): %s",
+                    "notifier %s gave up the %s notice of %s after %d attempt(s): %s",
                     n.name,
                     notice.kind,
-                    notice.alert_id,
+                    _about(notice),
                     attempt,
                     c.stats.last_error,
                     extra=where,
@@ -179,7 +189,5 @@ class Dispatcher:
             await self.queue.settle(n.name, item, "retry", now, next_at=now + delay, error=c.stats.last_error)
             return
         c.stats.sent += 1
-        log.info(
-            "notifier %s sent the %s notice of alert #%d", n.name, notice.kind, notice.alert_id, extra=where
-        )
+        log.info("notifier %s sent the %s notice of %s", n.name, notice.kind, _about(notice), extra=where)
         await self.queue.settle(n.name, item, "sent", time.time())

@@ -23,9 +23,9 @@ class Notice:
     """One message about one alert: it opened, it is still unacknowledged, or it resolved."""
 
     kind: Literal["open", "reminder", "resolve"]
-    alert_id: int
+    alert_id: int  # 0: about an alert channel itself, not an alert
     key: str
-    scope: str  # node | commune | device
+    scope: str  # node | commune | device | channel
     subject: str
     commune: str
     cause: str
@@ -44,6 +44,27 @@ class Notice:
         return asdict(self)
 
 
+def channel_notice(
+    kind: Literal["open", "resolve"], channel: str, problem: str, detail: str, since: float, at: float
+) -> Notice:
+    """A notice to the other channels that this one cannot send (or can again)."""
+    return Notice(
+        kind,
+        0,
+        f"channel:{channel}",
+        "channel",
+        channel,
+        "",
+        "channel",
+        "critical",
+        since,
+        at,
+        duration_s=max(0.0, at - since) if kind == "resolve" else 0.0,
+        problem=problem,
+        detail=detail,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Message:
     title: str
@@ -54,6 +75,7 @@ _KIND = {
     "vi": {"camera": "Camera", "ap": "Điểm phát Wi-Fi", "": "Thiết bị"},
     "en": {"camera": "Camera", "ap": "Wi-Fi access point", "": "Device"},
 }
+_CHANNEL = {"vi": "Kênh cảnh báo", "en": "Alert channel"}
 _HEAD = {
     "vi": {"open": "🔴 CẢNH BÁO", "reminder": "⏰ NHẮC LẠI", "resolve": "✅ ĐÃ KHÔI PHỤC"},
     "en": {"open": "🔴 ALERT", "reminder": "⏰ REMINDER", "resolve": "✅ RESOLVED"},
@@ -66,6 +88,7 @@ _CAUSE = {
         "flapping": "kết nối chập chờn: {flaps} lần mất",
         "device": "sự cố thiết bị: {problem}",
         "uplink": "mất đường truyền hoặc mất điện tại {commune}: {down} trên {total} điểm mất tín hiệu",
+        "channel": "không gửi được tin: {problem}",
     },
     "en": {
         "will": "lost its connection to the server",
@@ -74,6 +97,7 @@ _CAUSE = {
         "flapping": "connection flapping: {flaps} outages",
         "device": "device problem: {problem}",
         "uplink": "uplink or power outage in {commune}: {down} of {total} sites silent",
+        "channel": "cannot send: {problem}",
     },
 }
 _PROBLEM = {
@@ -86,6 +110,8 @@ _PROBLEM = {
         "clock_skew": "lệch đồng hồ",
         "outbox_backlog": "hàng đợi gửi bị dồn",
         "flooding": "gửi dữ liệu dồn dập bất thường (bị giới hạn tốc độ)",
+        "token_refused": "Zalo từ chối mã làm mới (refresh token)",
+        "token_unrenewed": "không gia hạn được mã truy cập Zalo và mã cũ đã hết hạn",
     },
     "en": {
         "stream_down": "stream down",
@@ -96,6 +122,23 @@ _PROBLEM = {
         "clock_skew": "clock skew",
         "outbox_backlog": "outbox backlog",
         "flooding": "flooding the cloud (rate limited)",
+        "token_refused": "Zalo refused the refresh token",
+        "token_unrenewed": "cannot renew the Zalo access token and the old one has expired",
+    },
+}
+#: What a technician does about a channel's problem (the cloud's log says it in full).
+_FIX = {
+    "vi": {
+        "token_refused": "Cần làm: cấp quyền lại cho ứng dụng Zalo của OA (trang Zalo for Developers) "
+        "rồi ghi refresh token mới vào cấu hình của kênh (refresh_token_file).",
+        "token_unrenewed": "Cần làm: kiểm tra đường truyền từ máy chủ cloud tới dịch vụ OAuth của Zalo; "
+        "xem nhật ký của cloud.",
+    },
+    "en": {
+        "token_refused": "To do: re-authorise the OA's Zalo app (Zalo for Developers) and put the new "
+        "refresh token in the channel's configuration (refresh_token_file).",
+        "token_unrenewed": "To do: check the cloud server's connection to Zalo's OAuth service; see the "
+        "cloud's log.",
     },
 }
 _WORDS = {
@@ -131,6 +174,8 @@ def _local(ts: float) -> str:
 
 def _place(notice: Notice, inventory: Inventory, lang: Language) -> tuple[str, str]:
     """(what, where): e.g. ("Camera dr-cam-01", "Nhà văn hóa thôn 1, Đạ Ròn")."""
+    if notice.scope == "channel":
+        return f"{_CHANNEL[lang]} {notice.subject}", ""
     commune = next((c for c in inventory.communes if c.id == notice.commune), None)
     commune_name = (commune.name if commune is not None else "") or notice.commune
     if notice.scope == "commune":
@@ -172,5 +217,9 @@ def render(notice: Notice, inventory: Inventory, lang: Language = "vi") -> Messa
         lines.append(words["after"].format(d=duration_text(notice.duration_s, lang)).capitalize())
     if notice.flaps and notice.cause != "flapping":
         lines.append(words["flaps"].format(n=notice.flaps).capitalize())
-    lines.append(f"#{notice.alert_id}")
+    fix = _FIX[lang].get(notice.problem) if notice.scope == "channel" and notice.kind == "open" else None
+    if fix:
+        lines.append(fix)
+    if notice.alert_id:
+        lines.append(f"#{notice.alert_id}")
     return Message(title=title, text="\n".join(lines))

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
 
 SecretFile = Annotated[Path | None, BeforeValidator(lambda v: None if v == "" else v)]
 
@@ -46,14 +46,43 @@ class WebhookConfig(_Section):
 class SmtpConfig(_Section):
     name: str = Field("email", description="Name in logs.")
     host: str = Field(description="SMTP server.")
-    port: int = Field(587, ge=1, le=65535, description="SMTP port.")
-    starttls: bool = Field(True, description="Upgrade to TLS with STARTTLS before logging in.")
+    port: int = Field(587, ge=1, le=65535, description="SMTP port: 587 (STARTTLS), 465 (implicit TLS), 25.")
+    tls: Literal["starttls", "implicit", "none"] | None = Field(
+        None,
+        description="starttls: a plain connection upgraded with STARTTLS before logging in (port 587); "
+        "implicit: TLS from the first byte, 'SMTPS' (port 465, which many providers require); none: no "
+        "encryption (a relay on the same host or LAN only). Default: implicit on port 465, else starttls.",
+    )
+    starttls: bool | None = Field(
+        None, description="Old spelling of tls: true is tls: starttls, false is tls: none."
+    )
+    ca_file: Path | None = Field(
+        None,
+        description="PEM file of the CA certificate(s) to trust for the server instead of the system's "
+        "(a private CA, a self-signed relay). The certificate and its host name are always checked.",
+    )
     username: str = Field("", description="Login; empty: no authentication.")
     password: SecretStr | None = Field(None, description="SMTP password (prefer password_file).")
     password_file: SecretFile = Field(None, description="File holding the SMTP password.")
     sender: str = Field(description="From address, e.g. canh-bao@xa-tutra.vn.")
     recipients: list[str] = Field(min_length=1, description="To addresses.")
     retry: RetryConfig = Field(default_factory=RetryConfig, description="Retries and queue.")
+
+    @model_validator(mode="after")
+    def _one_tls_setting(self) -> SmtpConfig:
+        if self.starttls is not None and self.tls is not None:
+            raise ValueError("give tls only: starttls is its old spelling")
+        if self.ca_file is not None and not self.ca_file.is_file():
+            raise ValueError(f"ca_file {self.ca_file} is not a file")
+        return self
+
+    @property
+    def tls_mode(self) -> Literal["starttls", "implicit", "none"]:
+        if self.tls is not None:
+            return self.tls
+        if self.starttls is not None:
+            return "starttls" if self.starttls else "none"
+        return "implicit" if self.port == 465 else "starttls"
 
     def password_value(self) -> str:
         return secret_value(self.password, self.password_file)
@@ -74,15 +103,73 @@ class TelegramConfig(_Section):
 
 
 class ZaloConfig(_Section):
-    name: str = Field("zalo", description="Name in logs.")
+    """A Zalo Official Account that messages its followers, renewing its own access token.
+
+    Zalo's OA access token lasts about 25 hours; a new one comes only from the refresh token
+    (single-use, valid about 3 months), which the cloud rotates and keeps in SQL.
+    """
+
+    name: str = Field("zalo", description="Name in logs; also the key of its tokens in SQL.")
     base_url: str = Field("https://openapi.zalo.me", description="Zalo OA Open API base URL.")
-    access_token: SecretStr | None = Field(None, description="OA access token (prefer access_token_file).")
-    access_token_file: SecretFile = Field(None, description="File holding the OA access token.")
+    oauth_url: str = Field(
+        "https://oauth.zaloapp.com/v4/oa/access_token",
+        description="Zalo OAuth v4 endpoint that turns a refresh token into a new token pair.",
+    )
+    app_id: str = Field(description="ID of the Zalo app the OA authorised (Zalo for Developers console).")
+    app_secret: SecretStr | None = Field(None, description="The app's secret key (prefer app_secret_file).")
+    app_secret_file: SecretFile = Field(None, description="File holding the app's secret key.")
+    refresh_token: SecretStr | None = Field(
+        None, description="Refresh token issued when the OA authorised the app (prefer refresh_token_file)."
+    )
+    refresh_token_file: SecretFile = Field(
+        None,
+        description="File holding that refresh token. Taken once: the cloud then keeps the rotated tokens "
+        "in SQL (table oauth_tokens). After re-authorising, write the new refresh token here: it is "
+        "taken at the next check, no restart needed.",
+    )
+    refresh_before_s: float = Field(
+        3600.0, gt=0, description="Renew the access token when less than this is left of its life."
+    )
+    check_s: float = Field(
+        300.0,
+        gt=0,
+        description="How often the stored token is looked at: due renewals (also when no alert is sent, so "
+        "the 3-month refresh token never lapses), other workers' renewals, a new refresh_token_file.",
+    )
     user_ids: list[str] = Field(min_length=1, description="Zalo user ids (followers of the OA) to message.")
     retry: RetryConfig = Field(default_factory=RetryConfig, description="Retries and queue.")
 
-    def token_value(self) -> str:
-        return secret_value(self.access_token, self.access_token_file)
+    @model_validator(mode="before")
+    @classmethod
+    def _no_fixed_token(cls, data: object) -> object:
+        if isinstance(data, dict) and ({"access_token", "access_token_file"} & data.keys()):
+            raise ValueError(
+                "a fixed Zalo access_token stops working within about 25 h: give app_id, app_secret_file "
+                "and refresh_token_file instead, and the cloud renews it (cloud/notify/README.md)"
+            )
+        return data
+
+    @model_validator(mode="after")
+    def _credentials(self) -> ZaloConfig:
+        if self.app_secret is None and self.app_secret_file is None:
+            raise ValueError("zalo needs app_secret_file (or app_secret): the app's secret key")
+        if self.refresh_token is None and self.refresh_token_file is None:
+            raise ValueError("zalo needs refresh_token_file (or refresh_token), from authorising the app")
+        return self
+
+    def app_secret_value(self) -> str:
+        return secret_value(self.app_secret, self.app_secret_file)
+
+    def refresh_token_value(self) -> str:
+        """The configured refresh token, read afresh (a technician may have replaced the file)."""
+        return secret_value(self.refresh_token, self.refresh_token_file)
+
+    @property
+    def refresh_token_source(self) -> str:
+        """Where a technician puts a new refresh token, for log lines and notices."""
+        if self.refresh_token_file is not None:
+            return f"the file {self.refresh_token_file} (taken within {self.check_s:.0f} s, no restart)"
+        return "refresh_token of this notifier in the cloud config (then restart the cloud)"
 
 
 class NotifyConfig(_Section):
