@@ -166,6 +166,9 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
     http = runtime.cfg.http
     technician = [Depends(require(Perm.DEVICES))]
     app.add_exception_handler(RequestValidationError, validation_error)
+    # Just inside the security headers: an oversized request is refused before routing or a login
+    # check (outside them, its error raised while reading would reach FastAPI in an ExceptionGroup).
+    app.add_middleware(BodyLimit, max_bytes=http.max_body_bytes, max_auth_bytes=http.max_auth_body_bytes)
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next: Any) -> Response:
@@ -175,9 +178,6 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
         if request.url.path.startswith(("/api/", "/events", "/exports", "/audit", "/cameras", "/reports")):
             response.headers.setdefault("Cache-Control", "no-store")
         return response
-
-    # Added last, so it is the outermost layer: an oversized request is refused before anything else.
-    app.add_middleware(BodyLimit, max_bytes=http.max_body_bytes, max_auth_bytes=http.max_auth_body_bytes)
 
     @app.exception_handler(LoginRequired)
     async def to_login(_request: Request, exc: LoginRequired) -> Response:

@@ -1,6 +1,6 @@
 """Request size limits and validation replies that never echo what was sent.
 
-:class:`BodyLimit` is the outermost layer of the app: a declared ``Content-Length`` over
+:class:`BodyLimit` wraps the app before routing: a declared ``Content-Length`` over
 the limit is answered 413 before routing, authentication or reading a byte of the body;
 a body without one (chunked) is counted as it arrives and cut off at the limit. The
 login and token routes, open to anyone, get a much smaller limit. So one anonymous

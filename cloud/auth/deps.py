@@ -54,7 +54,9 @@ def client_ip(request: Request) -> str:
 
 
 def _is_page(request: Request) -> bool:
-    return not request.url.path.startswith("/api/")
+    """A page (anonymous: redirect to the login) rather than a machine route (anonymous: 401)."""
+    path = request.url.path
+    return not path.startswith("/api/") and path not in ("/metrics", "/openapi.json")
 
 
 async def optional_principal(request: Request) -> Principal | None:
