@@ -11,6 +11,7 @@ alone: a spreadsheet reads them as numbers, not formulas, and tools keep parsing
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Final
 
 _TRIGGERS: Final = ("=", "+", "-", "@", "\t", "\r")
@@ -24,5 +25,5 @@ def safe_cell(value: object) -> object:
     return value
 
 
-def safe_row(values: list[object]) -> list[object]:
+def safe_row(values: Sequence[object]) -> list[object]:
     return [safe_cell(v) for v in values]
