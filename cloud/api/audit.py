@@ -53,7 +53,7 @@ def audit_out(e: Entry) -> AuditOut:
     )
 
 
-def _day_bounds(date_from: date | None, date_to: date | None) -> tuple[float | None, float | None]:
+def day_bounds(date_from: date | None, date_to: date | None) -> tuple[float | None, float | None]:
     """Local (Asia/Ho_Chi_Minh) dates, inclusive, as the trail's since/until."""
 
     def midnight(d: date) -> float:
@@ -88,7 +88,7 @@ def audit_router() -> APIRouter:
         ),
         limit: int = Query(200, ge=1, le=5000),
     ) -> list[AuditOut]:
-        since, until = _day_bounds(date_from, date_to)
+        since, until = day_bounds(date_from, date_to)
         rows = await asyncio.to_thread(
             services(request).audit.entries,
             actor=actor,
@@ -120,7 +120,7 @@ def audit_router() -> APIRouter:
     ) -> Response:
         """Oldest first; times local ISO 8601; cells a spreadsheet would run as formulas are neutralised."""
         svc = services(request)
-        since, until = _day_bounds(date_from, date_to)
+        since, until = day_bounds(date_from, date_to)
         rows = await asyncio.to_thread(
             svc.audit.entries,
             actor=actor,

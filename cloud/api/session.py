@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel, Field
 
+from cloud.audit.refusals import Refusal
 from cloud.auth.deps import SESSION_COOKIE, audit, client_ip, require, services
 from cloud.auth.principal import Principal
 from cloud.auth.roles import Perm
@@ -88,8 +89,21 @@ def check_login_origin(request: Request) -> None:
         foreign = origin == "null" or urlsplit(origin).netloc != host
     else:
         foreign = False
-    if foreign:
-        audit(request, None, "login_refused", detail={"why": "cross-site", "origin": origin, "site": site})
+    if foreign:  # audited as a refusal: rate-limited, since anyone can send these
+        services(request).refusals.record(
+            Refusal(
+                actor="anonymous",
+                ip=client_ip(request),
+                user_agent=request.headers.get("user-agent", ""),
+                method=request.method,
+                route=request.url.path,
+                path=request.url.path,
+                target="login",
+                status=403,
+                outcome="cross_site",
+                query={"origin": origin or "", "sec-fetch-site": site or ""},
+            )
+        )
         raise HTTPException(403, "a login must be sent from this site's own login page")
 
 

@@ -113,7 +113,6 @@ VI: Final[dict[str, str]] = {
     "act_login": "Đăng nhập",
     "act_login_failed": "Đăng nhập sai",
     "act_login_throttled": "Đăng nhập bị tạm chặn",
-    "act_login_refused": "Đăng nhập từ trang khác bị từ chối",
     "act_logout": "Đăng xuất",
     "act_event_list": "Xem danh sách sự kiện",
     "act_event_view": "Xem sự kiện",
@@ -173,6 +172,7 @@ VI: Final[dict[str, str]] = {
     "outcome_csrf": "thiếu/sai mã CSRF",
     "outcome_forbidden": "không được phép",
     "outcome_not_found": "không tìm thấy",
+    "outcome_cross_site": "gửi từ trang web khác",
 }
 
 EN: Final[dict[str, str]] = {

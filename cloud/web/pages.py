@@ -18,6 +18,7 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
+from cloud.api.audit import day_bounds
 from cloud.api.events import (
     build_filter,
     camera_day,
@@ -307,9 +308,11 @@ def pages_router() -> APIRouter:
         before_id: Annotated[int | None, Query(ge=1, le=MAX_ROW_ID)] = None,
     ) -> Response:
         try:
-            since = _local_midnight(date.fromisoformat(date_from)) if date_from else None
-            until = _local_midnight(date.fromisoformat(date_to) + timedelta(days=1)) if date_to else None
-        except ValueError:
+            since, until = day_bounds(
+                date.fromisoformat(date_from) if date_from else None,
+                date.fromisoformat(date_to) if date_to else None,
+            )
+        except (ValueError, OverflowError):
             raise HTTPException(422, "dates: expected YYYY-MM-DD") from None
         svc = services(request)
         filters: dict[str, Any] = {
@@ -345,10 +348,6 @@ def pages_router() -> APIRouter:
         )
 
     return r
-
-
-def _local_midnight(d: date) -> float:
-    return datetime.combine(d, datetime.min.time(), LOCAL_TZ).timestamp()
 
 
 def _safe_next(target: str) -> str:

@@ -227,6 +227,8 @@ def test_login_from_another_site_is_refused(portal: Portal) -> None:
         headers={"Sec-Fetch-Site": "same-site"},
     )
     assert r.status_code == 403
+    _, rows = portal.api("admin").get("/api/v1/audit?actor=anonymous&action=access_denied")
+    assert rows and rows[0]["detail"]["outcome"] == "cross_site"  # audited, rate-limited like refusals
 
 
 def test_language_links_stay_on_the_page_and_open_routes_are_the_documented_ones(portal: Portal) -> None:
