@@ -208,6 +208,26 @@ class SqlConfig(_Section):
 class HttpConfig(_Section):
     host: str = Field("127.0.0.1", description="Address the HTTP API listens on.")
     port: int = Field(8000, ge=0, le=65535, description="Port of the HTTP API.")
+    max_body_bytes: int = Field(
+        1_000_000,
+        ge=1024,
+        description="Largest request body; a larger one is answered 413 before it is read "
+        "(the biggest legitimate body, an export of 500 events, is a few kB).",
+    )
+    max_auth_body_bytes: int = Field(
+        16_384, ge=1024, description="Largest request body of the login and token routes (no account needed)."
+    )
+    public_metrics: bool = Field(
+        False,
+        description="Serve /metrics without a login. Off: it needs a technician's or an admin's "
+        "login or API token (Prometheus: authorization.credentials_file). Turn on only when the port "
+        "is reachable from a trusted monitoring network alone.",
+    )
+    public_docs: bool = Field(
+        True,
+        description="Serve /docs and /openapi.json without a login. They describe the routes, never "
+        "data; off: they need a login too.",
+    )
 
 
 class WebConfig(_Section):
@@ -220,6 +240,21 @@ class WebConfig(_Section):
     login_window_s: float = Field(900.0, gt=0, description="Login throttling window.")
     login_max_per_user: int = Field(5, ge=1, description="Failed logins of one name in the window.")
     login_max_per_ip: int = Field(20, ge=1, description="Failed logins from one address in the window.")
+    login_backoff_s: float = Field(
+        30.0,
+        gt=0,
+        description="After login_max_per_user failures of a name, each further attempt waits this long, "
+        "doubled per failure, capped at login_window_s. Addresses the user logged in from before are "
+        "judged on their own failures, so strangers cannot lock the user out.",
+    )
+    refusal_window_s: float = Field(
+        600.0,
+        gt=0,
+        description="Audit: identical refused requests within this long are one row plus a count.",
+    )
+    refusal_max_rows: int = Field(
+        100, ge=1, description="Audit: refusal rows per user per window; further ones are counted."
+    )
     trusted_proxies: list[str] = Field(
         default_factory=list,
         description="Addresses of reverse proxies whose X-Forwarded-For is believed (audit 'from where').",
@@ -230,6 +265,12 @@ class EventsConfig(_Section):
     retention_days: float = Field(30.0, gt=0, description="Events and snapshots older than this are deleted.")
     retention_interval_s: float = Field(3600.0, gt=0, description="How often the retention job runs.")
     exports_dir: Path = Field(Path("var/exports"), description="Evidence export ZIPs.")
+    signing_key_file: Path = Field(
+        Path("var/keys/evidence-ed25519.pem"),
+        description="Private Ed25519 key that signs evidence exports; created (mode 0600) on first use, "
+        "kept out of the database. Earlier public keys stay beside it in a 'retired' folder "
+        "(commune-iot evidence rotate-key).",
+    )
 
 
 class CloudConfig(BaseSettings):
@@ -310,6 +351,7 @@ def load_config(path: Path | str | None = None, **overrides: Any) -> CloudConfig
         cfg.inventory = _resolve(base, cfg.inventory)
         cfg.snapshots_dir = _resolve(base, cfg.snapshots_dir)
         cfg.events.exports_dir = _resolve(base, cfg.events.exports_dir)
+        cfg.events.signing_key_file = _resolve(base, cfg.events.signing_key_file)
         cfg.influx.spool_dir = _resolve(base, cfg.influx.spool_dir)
         cfg.reports.output_dir = _resolve(base, cfg.reports.output_dir)
         if cfg.sql.url.startswith("sqlite:///") and not cfg.sql.url.startswith("sqlite:////"):

@@ -167,7 +167,7 @@ commune-iot demo is running ({agents} agents: cameras and access points of Da Ro
   With a token   curl -sS -H "Authorization: Bearer {token}" {url}/api/v1/devices
   API docs       {url}/docs
   Readiness      {url}/readyz  (no login)
-  Metrics        {url}/metrics  (no login)
+  Metrics        {url}/metrics  (log in as admin or kythuat, or send the token as above)
   MQTT traffic   mosquitto_sub -h 127.0.0.1 -p {mqtt_port} -v -t 'ciot/v1/#'
   Time series    {influx}
   Logs           {q(str(run_dir / "cloud.log"))}, {q(str(run_dir / "agents"))}/<node>/agent.log

@@ -1,5 +1,5 @@
-"""``commune-iot users ...``, ``evidence verify`` and ``events retention``: the police event
-log's command line. Users are managed here (not over HTTP) so the first admin can be made
+"""``commune-iot users ...``, ``evidence verify|rotate-key`` and ``events retention``: the police
+event log's command line. Users are managed here (not over HTTP) so the first admin can be made
 on the server before anyone can log in; every change goes to the audit trail as ``cli``.
 """
 
@@ -23,17 +23,13 @@ if TYPE_CHECKING:
 
 def _stores(config: Path | None) -> tuple[CloudConfig, SqlStore, UserStore, AuditTrail]:
     from cloud.audit.trail import AuditTrail
-    from cloud.auth.users import LoginLimits, UserStore
     from cloud.config import load_config
     from cloud.storage.sql import SqlStore
+    from cloud.web.services import user_store
 
     cfg = load_config(config)
     sql = SqlStore(cfg.sql.url, password=cfg.sql.password_value(), busy_timeout_ms=cfg.sql.busy_timeout_ms)
-    w = cfg.web
-    users = UserStore(
-        sql.engine, limits=LoginLimits(w.login_window_s, w.login_max_per_user, w.login_max_per_ip)
-    )
-    return cfg, sql, users, AuditTrail(sql.engine)
+    return cfg, sql, user_store(cfg, sql.engine), AuditTrail(sql.engine)
 
 
 def _password(args: argparse.Namespace) -> str:
@@ -110,16 +106,18 @@ def _users(args: argparse.Namespace) -> int:
                     communes_text = ",".join(sorted(u.communes)) or "-"
                     print(f"{u.username:<20} {state:<8} {role_text:<20} {communes_text:<20} {u.display_name}")
         elif args.users_cmd in ("disable", "enable"):
-            users.set_disabled(args.username, args.users_cmd == "disable")
-            audit.record(actor, f"user_{args.users_cmd}", f"user:{args.username}")
+            n = users.set_disabled(args.username, args.users_cmd == "disable")
+            audit.record(
+                actor, f"user_{args.users_cmd}", f"user:{args.username}", detail={"tokens_revoked": n}
+            )
             print(
                 f"user {args.username} {args.users_cmd}d"
-                + (" (sessions ended)" if args.users_cmd == "disable" else "")
+                + (f" (sessions ended, {n} API token(s) revoked)" if args.users_cmd == "disable" else "")
             )
         elif args.users_cmd == "set-password":
-            users.set_password(args.username, _password(args))
-            audit.record(actor, "user_password", f"user:{args.username}")
-            print(f"password of {args.username} changed; their sessions ended")
+            n = users.set_password(args.username, _password(args))
+            audit.record(actor, "user_password", f"user:{args.username}", detail={"tokens_revoked": n})
+            print(f"password of {args.username} changed; their sessions ended, {n} API token(s) revoked")
         elif args.users_cmd == "token":
             ttl = args.days * 86400 if args.days else None
             token = users.create_token(args.username, args.name, ttl)
@@ -151,11 +149,20 @@ def _inventory(cfg: CloudConfig) -> Inventory:
 def _evidence_verify(args: argparse.Namespace) -> int:
     from cloud.events.evidence import verify_export
 
-    v = verify_export(Path(args.file))
+    v = verify_export(Path(args.file), args.trusted_fingerprint, allow_unsigned=args.allow_unsigned)
+    expect_ok = not args.expect_sha256 or args.expect_sha256.lower() == v.sha256
     if args.json:
         print(
             json.dumps(
-                {"ok": v.ok, "sha256": v.sha256, "files": v.files, "events": v.events, "problems": v.problems}
+                {
+                    "ok": v.ok and expect_ok,
+                    "sha256": v.sha256,
+                    "files": v.files,
+                    "events": v.events,
+                    "key_fingerprint": v.key_fingerprint,
+                    "trusted": v.trusted,
+                    "problems": v.problems,
+                }
             )
         )
     else:
@@ -163,11 +170,57 @@ def _evidence_verify(args: argparse.Namespace) -> int:
         print(f"  {v.files} files listed, {v.events} events")
         for problem in v.problems:
             print(f"  PROBLEM: {problem}")
-        print("  OK: every file matches its SHA-256" if v.ok else "  FAILED")
-    if args.expect_sha256 and args.expect_sha256.lower() != v.sha256:
+        if v.key_fingerprint:
+            print(f"  signed with Ed25519 key {v.key_fingerprint}")
+            if v.trusted:
+                print("  that key is one of the trusted fingerprints given")
+            elif v.trusted is None:
+                print(
+                    "  compare that fingerprint with the one the server publishes (its export page), "
+                    "or pass --trusted-fingerprint"
+                )
+        if v.ok:
+            print(
+                "  OK: every file matches its SHA-256"
+                + (" and is unchanged since the holder of that key signed it" if v.key_fingerprint else "")
+            )
+            print(
+                "  (a signature proves integrity since signing by whoever holds the key; it does not "
+                "prove the content true)"
+            )
+        else:
+            print("  FAILED")
+    if not expect_ok:
         print(f"  FAILED: the ZIP's SHA-256 is not the recorded {args.expect_sha256}", file=sys.stderr)
         return 1
     return 0 if v.ok else 1
+
+
+def _rotate_key(args: argparse.Namespace) -> int:
+    from cloud.audit.trail import AuditTrail
+    from cloud.config import load_config
+    from cloud.events.signing import EvidenceSigner
+    from cloud.storage.sql import SqlStore
+
+    cfg = load_config(args.config)
+    old, new = EvidenceSigner(cfg.events.signing_key_file).rotate()
+    sql = SqlStore(cfg.sql.url, password=cfg.sql.password_value(), busy_timeout_ms=cfg.sql.busy_timeout_ms)
+    try:
+        actor = "cli:" + (os.environ.get("SUDO_USER") or os.environ.get("USER") or "root")
+        AuditTrail(sql.engine).record(
+            actor,
+            "evidence_key_rotate",
+            detail={"old": old.fingerprint if old else None, "new": new.fingerprint},
+        )
+    finally:
+        sql.dispose()
+    if old:
+        print(
+            f"retired key {old.fingerprint} (its public key stays in "
+            f"{cfg.events.signing_key_file.parent / 'retired'})"
+        )
+    print(f"new signing key {new.fingerprint}")
+    return 0
 
 
 def _retention(args: argparse.Namespace) -> int:
@@ -223,11 +276,32 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
 
     ev = sub.add_parser("evidence", help="evidence exports")
     evs = ev.add_subparsers(dest="evidence_cmd", required=True)
-    ver = evs.add_parser("verify", help="check an export ZIP: every file against its SHA-256, the manifests")
+    ver = evs.add_parser(
+        "verify",
+        help="check an export ZIP offline: its signature, every file against what was signed and "
+        "SHA256SUMS, the manifests",
+    )
     ver.add_argument("file", type=Path)
+    ver.add_argument(
+        "--trusted-fingerprint",
+        action="append",
+        default=[],
+        metavar="FP",
+        help="the server's signing key fingerprint (export page); the ZIP must be signed by one of these",
+    )
     ver.add_argument("--expect-sha256", default="", help="the ZIP's SHA-256 as recorded when it was made")
+    ver.add_argument(
+        "--allow-unsigned", action="store_true", help="accept an export made before exports were signed"
+    )
     ver.add_argument("--json", action="store_true")
     ver.set_defaults(func=_evidence_verify)
+    rot = evs.add_parser(
+        "rotate-key", help="new signing key; the old public key is kept so earlier exports still verify"
+    )
+    rot.add_argument(
+        "--config", type=Path, default=None, help="cloud config YAML (default $CIOT_CLOUD_CONFIG)"
+    )
+    rot.set_defaults(func=_rotate_key)
 
     events = sub.add_parser("events", help="police event log maintenance")
     es = events.add_subparsers(dest="events_cmd", required=True)

@@ -1,5 +1,9 @@
 """HTTP routes of alerting: list and filter alerts, acknowledge, silence, maintenance windows,
-a live summary per commune, and availability per device."""
+a live summary per commune, and availability per device.
+
+Who acknowledges, silences or plans maintenance is the logged-in user (never a name in the
+request), and each of these actions is a row of the audit trail.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +12,19 @@ import time
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
 from cloud.alerting.maintenance import DEFAULT_TZ, Window
 from cloud.alerting.outages import availability
 from cloud.alerting.runner import AlertRunner
 from cloud.api.params import RowId
+from cloud.auth.deps import audit, require
+from cloud.auth.principal import Principal
+from cloud.auth.roles import Perm
 from cloud.storage.alerts_sql import AlertRow
+
+Technician = Annotated[Principal, Depends(require(Perm.DEVICES))]
 
 #: Device problems that make a device unavailable (the others are warnings).
 _DOWN_PROBLEMS = frozenset({"stream_down", "frozen", "unreachable"})
@@ -50,8 +59,7 @@ class AlertOut(BaseModel):
 
 
 class AckIn(BaseModel):
-    by: str = Field(min_length=1, max_length=128, description="Who takes it, e.g. a technician's name.")
-    comment: str = Field("", max_length=2000)
+    comment: str = Field("", max_length=2000, description="E.g. who goes and when; the acknowledger is you.")
 
 
 class SilenceIn(BaseModel):
@@ -172,19 +180,35 @@ def alerts_router(runner: AlertRunner) -> APIRouter:
         return _alert(row)
 
     @r.post("/alerts/{alert_id}/ack", response_model=AlertOut, summary="Acknowledge: reminders stop")
-    async def ack(alert_id: RowId, body: AckIn) -> AlertOut:
-        row = await asyncio.to_thread(store.acknowledge, alert_id, body.by, time.time(), body.comment)
+    async def ack(request: Request, p: Technician, alert_id: RowId, body: AckIn) -> AlertOut:
+        row = await asyncio.to_thread(store.acknowledge, alert_id, p.username, time.time(), body.comment)
         if row is None:
             raise HTTPException(404, f"no alert #{alert_id}")
-        if row.acked_by != body.by:
+        if row.acked_by != p.username:
             raise HTTPException(409, f"alert #{alert_id} is {row.state}, acknowledged by {row.acked_by}")
+        audit(
+            request,
+            p,
+            "alert_ack",
+            f"alert:{alert_id}",
+            commune=row.commune,
+            detail={"key": row.key, "comment": body.comment},
+        )
         return _alert(row)
 
     @r.post("/alerts/{alert_id}/silence", response_model=AlertOut, summary="No reminders for a while")
-    async def silence(alert_id: RowId, body: SilenceIn) -> AlertOut:
+    async def silence(request: Request, p: Technician, alert_id: RowId, body: SilenceIn) -> AlertOut:
         row = await asyncio.to_thread(store.silence, alert_id, time.time() + body.for_s)
         if row is None:
             raise HTTPException(404, f"no alert #{alert_id}")
+        audit(
+            request,
+            p,
+            "alert_silence",
+            f"alert:{alert_id}",
+            commune=row.commune,
+            detail={"key": row.key, "for_s": body.for_s},
+        )
         return _alert(row)
 
     @r.get("/communes/summary", response_model=list[CommuneSummary], summary="Live status per commune")
@@ -208,7 +232,7 @@ def alerts_router(runner: AlertRunner) -> APIRouter:
         return [_window_out(w) for w in await asyncio.to_thread(store.windows, time.time())]
 
     @r.post("/maintenance", response_model=WindowOut, status_code=201, summary="Add a maintenance window")
-    async def add_window(body: WindowIn) -> WindowOut:
+    async def add_window(request: Request, p: Technician, body: WindowIn) -> WindowOut:
         if body.weekdays and (not body.local_start or body.duration_s <= 0):
             raise HTTPException(422, "a recurring window needs local_start and duration_s")
         if not body.weekdays and body.ends_at is None:
@@ -226,13 +250,18 @@ def alerts_router(runner: AlertRunner) -> APIRouter:
         )
         saved = await asyncio.to_thread(store.add_window, w)
         runner.alerter.refresh_windows()
-        return _window_out(saved)
+        out = _window_out(saved)
+        audit(request, p, "maintenance_add", f"maintenance:{saved.id}", detail=out.model_dump(mode="json"))
+        return out
 
     @r.delete("/maintenance/{window_id}", status_code=204)
-    async def delete_window(window_id: RowId) -> None:
-        if not await asyncio.to_thread(store.delete_window, window_id):
+    async def delete_window(request: Request, p: Technician, window_id: RowId) -> None:
+        gone = next((w for w in await asyncio.to_thread(store.windows) if w.id == window_id), None)
+        if gone is None or not await asyncio.to_thread(store.delete_window, window_id):
             raise HTTPException(404, f"no maintenance window #{window_id}")
         runner.alerter.refresh_windows()
+        what = _window_out(gone).model_dump(mode="json")
+        audit(request, p, "maintenance_delete", f"maintenance:{window_id}", detail=what)
 
     @r.get("/availability", response_model=AvailabilityOut, summary="Availability of one device")
     async def device_availability(

@@ -2,14 +2,18 @@
 
 The app's lifespan starts and stops the ingest runtime, so ``uvicorn`` (or a test's ASGI
 transport) running the app is the whole service. Everything under ``/api/v1`` and every
-page needs a login (session cookie) or an API token; only ``/healthz``, ``/readyz``,
-``/metrics`` and the login page are open.
+page needs a login (session cookie) or an API token. Open without one: the login page,
+``/healthz`` and ``/readyz`` (an orchestrator or load balancer probes them; they say up or
+down, and which dependency is down), and, unless ``http.public_docs`` is off, ``/docs``
+and ``/openapi.json`` (the routes, never data). ``/metrics`` needs a technician's or
+admin's login or token unless ``http.public_metrics`` is on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -17,9 +21,11 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
+import swagger_ui_bundle
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exception_handlers import http_exception_handler
-from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -27,8 +33,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from cloud.api.alerts import alerts_router
 from cloud.api.audit import audit_router
 from cloud.api.events import events_router
+from cloud.api.limits import BodyLimit, validation_error
 from cloud.api.session import session_router
-from cloud.auth.deps import LoginRequired, audit, require
+from cloud.auth.deps import LoginRequired, audit, audit_refusal, require
 from cloud.auth.principal import Principal
 from cloud.auth.roles import Perm
 from cloud.events.retention import retention_loop
@@ -37,6 +44,8 @@ from cloud.reports.runtime import ReportsRuntime
 from cloud.runtime import Runtime
 from cloud.web.pages import html_error, pages_router
 from cloud.web.services import WebServices
+
+log = logging.getLogger(__name__)
 
 #: Sent with every response. Styles may be inline (charts, timeline bars); scripts may not.
 SECURITY_HEADERS = {
@@ -93,6 +102,16 @@ class Readiness(BaseModel):
     )
 
 
+#: /docs: Swagger UI from the swagger-ui-bundle package (no CDN, so the CSP holds and it works
+#: offline), started by a script file rather than an inline one.
+_DOCS_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>commune-iot cloud API</title>
+<link rel="stylesheet" href="/docs-assets/swagger-ui.css"></head>
+<body><div id="swagger-ui"></div>
+<script src="/docs-assets/swagger-ui-bundle.js"></script>
+<script src="/static/docs.js"></script></body></html>"""
+
+
 def _ts(v: float | None) -> datetime | None:
     return datetime.fromtimestamp(v, UTC) if v else None
 
@@ -124,12 +143,15 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
             retention_loop(web.events, web.snapshots, web.audit, ev.retention_days, ev.retention_interval_s),
             name="event-retention",
         )
+        refusals = asyncio.create_task(_flush_refusals(web), name="refusal-counts")
         try:
             yield
         finally:
-            retention.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await retention
+            for task in (retention, refusals):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await asyncio.to_thread(web.refusals.close)
             if manage_runtime:
                 await reports.stop()
                 await runtime.stop()
@@ -139,9 +161,17 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
         description="Device status, alerts, the police event log and Wi-Fi reports for the commune cameras "
         "and Wi-Fi access points. Every /api/v1 route needs a login or an API token (Bearer).",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
     )
     app.state.web = web
+    http = runtime.cfg.http
     technician = [Depends(require(Perm.DEVICES))]
+    app.add_exception_handler(RequestValidationError, validation_error)
+    # Just inside the security headers: an oversized request is refused before routing or a login
+    # check (outside them, its error raised while reading would reach FastAPI in an ExceptionGroup).
+    app.add_middleware(BodyLimit, max_bytes=http.max_body_bytes, max_auth_bytes=http.max_auth_body_bytes)
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next: Any) -> Response:
@@ -158,6 +188,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        audit_refusal(request, exc.status_code)
         if request.url.path.startswith("/api/") or request.url.path in {"/healthz", "/readyz", "/metrics"}:
             return await http_exception_handler(request, exc)
         if (
@@ -171,6 +202,18 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
     app.mount(
         "/static", StaticFiles(directory=Path(__file__).parent.parent / "web" / "static"), name="static"
     )
+    app.mount(
+        "/docs-assets", StaticFiles(directory=str(swagger_ui_bundle.swagger_ui_path)), name="docs-assets"
+    )
+    docs_guard = [] if http.public_docs else [Depends(require())]
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=docs_guard)
+    async def openapi_schema() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=docs_guard)
+    async def docs() -> HTMLResponse:
+        return HTMLResponse(_DOCS_PAGE)
 
     @app.get("/healthz", summary="Process alive")
     async def healthz() -> dict[str, str]:
@@ -241,11 +284,26 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
     app.include_router(wifi_reports_router(reports.service, _audited_reports))
     app.include_router(pages_router())
 
-    @app.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
+    @app.get(
+        "/metrics",
+        response_class=PlainTextResponse,
+        summary="Prometheus metrics (technicians and admins, unless http.public_metrics)",
+        dependencies=[] if http.public_metrics else technician,
+    )
     async def metrics() -> PlainTextResponse:
         return PlainTextResponse(runtime.metrics_text(), media_type="text/plain; version=0.0.4")
 
     return app
+
+
+async def _flush_refusals(web: WebServices, every_s: float = 15.0) -> None:
+    """Write the counts of refusal windows that have closed (see cloud.audit.refusals)."""
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            await asyncio.to_thread(web.refusals.flush)
+        except Exception:
+            log.exception("could not write refused-request counts to the audit trail; retrying")
 
 
 def _device(

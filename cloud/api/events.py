@@ -15,11 +15,13 @@ from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field
 
 from cloud.api.params import MAX_ROW_ID, RowId
-from cloud.auth.deps import audit, require, services
+from cloud.auth.deps import audit, note_refusal, require, services
 from cloud.auth.principal import Principal
 from cloud.auth.roles import Perm
 from cloud.events.evidence import ExportRecord
 from cloud.events.store import LOCAL_TZ, Event, EventFilter, Note, Page
+from cloud.inventory import Device
+from cloud.storage.thumbnails import thumbnail
 
 Police = Annotated[Principal, Depends(require(Perm.EVENTS))]
 
@@ -102,6 +104,19 @@ class ExportOut(BaseModel):
     filename: str
     sha256: str = Field(description="SHA-256 of the ZIP file as made.")
     size: int
+    key_fingerprint: str | None = Field(
+        description="Fingerprint of the Ed25519 key that signed it (null: made before exports were signed)."
+    )
+
+
+class SigningKeyOut(BaseModel):
+    fingerprint: str = Field(description="SHA-256 of the raw 32-byte Ed25519 public key, hex.")
+    public_key_pem: str
+
+
+class SigningKeysOut(BaseModel):
+    current: SigningKeyOut = Field(description="The key that signs new exports.")
+    retired: list[SigningKeyOut] = Field(description="Earlier keys (exports they signed still verify).")
 
 
 def _dt(ts: float | None) -> datetime | None:
@@ -153,6 +168,7 @@ def export_out(r: ExportRecord) -> ExportOut:
         filename=r.filename,
         sha256=r.sha256,
         size=r.size,
+        key_fingerprint=r.key_fingerprint,
     )
 
 
@@ -199,8 +215,14 @@ def build_filter(
 
 
 async def get_event_or_404(request: Request, p: Principal, event_pk: int) -> Event:
-    ev = await asyncio.to_thread(services(request).events.get, event_pk, p.event_scope())
+    svc = services(request)
+    ev = await asyncio.to_thread(svc.events.get, event_pk, p.event_scope())
     if ev is None:
+        # The caller gets the same 404 either way; the audit trail learns which it was.
+        other = (
+            await asyncio.to_thread(svc.events.get, event_pk, None) if p.event_scope() is not None else None
+        )
+        note_refusal(request, f"event:{event_pk}", other.commune if other else None)
         raise HTTPException(404, f"no event {event_pk} in your communes")
     return ev
 
@@ -209,8 +231,31 @@ async def visible_export(request: Request, p: Principal, export_id: int) -> Expo
     rec = await asyncio.to_thread(services(request).exports.get, export_id)
     scope = p.event_scope()
     if rec is None or (scope is not None and not rec.communes <= scope):
+        note_refusal(request, f"export:{export_id}", ",".join(sorted(rec.communes)) if rec else None)
         raise HTTPException(404, f"no export {export_id} in your communes")
     return rec
+
+
+def visible_camera(request: Request, p: Principal, device: str) -> Device:
+    """A camera in the caller's communes; anything else (an access point too) is 404, for the
+    API and the page alike."""
+    d = services(request).inventory.device(device)
+    if d is None or d.kind != "camera" or not p.sees_commune(d.commune):
+        other = d.commune if d is not None and d.kind == "camera" else None
+        note_refusal(request, f"camera:{device[:100]}", other)
+        raise HTTPException(404, f"no camera {device} in your communes")
+    return d
+
+
+async def camera_day(
+    request: Request, p: Principal, device: str, day: date
+) -> tuple[Device, float, list[Event]]:
+    """A camera's events of one local day (timeline), audited; the API and the page share it."""
+    d = visible_camera(request, p, device)
+    start = _local_day_start(day)
+    evs = await asyncio.to_thread(services(request).events.day, device, start, start + 86400)
+    audit(request, p, "timeline_view", f"camera:{device}", commune=d.commune, detail={"day": day.isoformat()})
+    return d, start, evs
 
 
 async def review_event(request: Request, p: Principal, ev: Event, on: bool) -> None:
@@ -284,7 +329,16 @@ def events_router() -> APIRouter:
         page: Page = await asyncio.to_thread(
             services(request).events.search, f, offset=offset, limit=limit, order=order
         )
-        audit(request, p, "event_list", detail={"filter": dict(request.query_params), "total": page.total})
+        audit(
+            request,
+            p,
+            "event_list",
+            detail={
+                "filter": dict(request.query_params),
+                "total": page.total,
+                "shown": [e.id for e in page.events],
+            },
+        )
         return EventPage(
             total=page.total,
             offset=page.offset,
@@ -312,18 +366,33 @@ def events_router() -> APIRouter:
         responses={200: {"content": {"image/jpeg": {}}}, 404: {"description": "No event or no snapshot"}},
         summary="The event's JPEG snapshot",
     )
-    async def snapshot(request: Request, p: Police, event_pk: RowId, thumb: bool = False) -> Response:
+    async def snapshot(
+        request: Request,
+        p: Police,
+        event_pk: RowId,
+        thumb: Annotated[
+            bool, Query(description="A 240 px thumbnail (covered by the list's audit entry) instead.")
+        ] = False,
+    ) -> Response:
         ev = await get_event_or_404(request, p, event_pk)
         svc = services(request)
-        path = svc.snapshots.path_for(ev.snapshot_sha256) if ev.snapshot_sha256 else None
+        sha = ev.snapshot_sha256 or ""
+        path = svc.snapshots.path_for(sha) if sha else None
         if path is None or not path.exists():
             raise HTTPException(404, "this event has no snapshot (not received, or deleted by retention)")
-        if not thumb:  # thumbnails are covered by the list view's audit entry
+        if thumb:
+            try:
+                path = await asyncio.to_thread(thumbnail, svc.snapshots, sha)
+            except OSError:
+                path = None
+            if path is None:
+                raise HTTPException(404, "this event's snapshot cannot be read as an image")
+        else:
             audit(request, p, "snapshot_view", f"event:{ev.id}", commune=ev.commune)
         return FileResponse(
             path,
             media_type="image/jpeg",
-            headers={"Cache-Control": "private, max-age=3600", "X-Snapshot-SHA256": ev.snapshot_sha256 or ""},
+            headers={"Cache-Control": "no-store", "X-Snapshot-SHA256": sha},
         )
 
     @r.post("/events/{event_pk}/review", response_model=EventOut, summary="Mark reviewed (or not)")
@@ -347,16 +416,7 @@ def events_router() -> APIRouter:
     async def timeline(
         request: Request, p: Police, device: str, day: Annotated[date, Query(description="Local date.")]
     ) -> list[EventOut]:
-        svc = services(request)
-        d = svc.inventory.device(device)
-        commune = d.commune if d is not None else None
-        if commune is None or not p.sees_commune(commune):
-            raise HTTPException(404, f"no camera {device} in your communes")
-        start = _local_day_start(day)
-        evs = await asyncio.to_thread(svc.events.day, device, start, start + 86400)
-        audit(
-            request, p, "timeline_view", f"camera:{device}", commune=commune, detail={"day": day.isoformat()}
-        )
+        _d, _start, evs = await camera_day(request, p, device, day)
         return [event_out(e, request) for e in evs]
 
     @r.post("/exports", response_model=ExportOut, status_code=201, summary="Export events as evidence (ZIP)")
@@ -369,9 +429,25 @@ def events_router() -> APIRouter:
         recs = await asyncio.to_thread(services(request).exports.all)
         return [export_out(x) for x in recs if scope is None or x.communes <= scope]
 
+    @r.get(
+        "/exports/keys",
+        response_model=SigningKeysOut,
+        summary="The server's public keys that sign evidence exports (compare with a ZIP's)",
+    )
+    async def signing_keys(request: Request, _p: Police) -> SigningKeysOut:
+        signer = services(request).exports.signer
+        current = await asyncio.to_thread(signer.current)
+        retired = await asyncio.to_thread(signer.retired)
+        return SigningKeysOut(
+            current=SigningKeyOut(fingerprint=current.fingerprint, public_key_pem=current.pem),
+            retired=[SigningKeyOut(fingerprint=k.fingerprint, public_key_pem=k.pem) for k in retired],
+        )
+
     @r.get("/exports/{export_id}", response_model=ExportOut, summary="One export's record")
     async def get_export(request: Request, p: Police, export_id: RowId) -> ExportOut:
-        return export_out(await visible_export(request, p, export_id))
+        rec = await visible_export(request, p, export_id)
+        audit(request, p, "export_view", f"export:{rec.id}", commune=",".join(sorted(rec.communes)))
+        return export_out(rec)
 
     @r.get(
         "/exports/{export_id}/download",

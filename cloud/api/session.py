@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel, Field
 
+from cloud.audit.refusals import Refusal
 from cloud.auth.deps import SESSION_COOKIE, audit, client_ip, require, services
 from cloud.auth.principal import Principal
 from cloud.auth.roles import Perm
@@ -71,12 +73,47 @@ async def checked_user(request: Request, username: str, password: str) -> User:
     return user
 
 
+def check_login_origin(request: Request) -> None:
+    """Refuse a login posted from another site (login CSRF: a page elsewhere logging the
+    victim's browser into the attacker's account). Browsers say where a request comes from
+    (``Sec-Fetch-Site``, ``Origin``); a script that sends neither is not a browser."""
+    site = request.headers.get("sec-fetch-site")
+    origin = request.headers.get("origin")
+    if site is not None:  # set by the browser itself, never by a page's script
+        foreign = site not in ("same-origin", "none")
+    elif origin is not None:  # older browsers: compare with the host the browser addressed
+        host = request.headers.get("host", "")
+        peer = request.client.host if request.client else ""
+        if peer in services(request).cfg.web.trusted_proxies:
+            host = request.headers.get("x-forwarded-host", host).split(",")[0].strip()
+        foreign = origin == "null" or urlsplit(origin).netloc != host
+    else:
+        foreign = False
+    if foreign:  # audited as a refusal: rate-limited, since anyone can send these
+        services(request).refusals.record(
+            Refusal(
+                actor="anonymous",
+                ip=client_ip(request),
+                user_agent=request.headers.get("user-agent", ""),
+                method=request.method,
+                route=request.url.path,
+                path=request.url.path,
+                target="login",
+                status=403,
+                outcome="cross_site",
+                query={"origin": origin or "", "sec-fetch-site": site or ""},
+            )
+        )
+        raise HTTPException(403, "a login must be sent from this site's own login page")
+
+
 async def do_login(
     request: Request, response: Response, username: str, password: str
 ) -> tuple[User, str, str]:
-    """Check throttling and credentials, open a session, set its cookie; audited either way."""
+    """Check the origin, throttling and credentials, open a session, set its cookie; audited."""
     svc = services(request)
     ip = client_ip(request)
+    check_login_origin(request)
     user = await checked_user(request, username, password)
     cookie, csrf = await asyncio.to_thread(
         svc.users.open_session, user, ip, request.headers.get("user-agent", "")

@@ -5,6 +5,9 @@ row edited or deleted behind the application's back breaks the chain at that row
 (:meth:`AuditTrail.verify` finds it). On SQLite, triggers also refuse UPDATE and DELETE
 outright; on PostgreSQL, grant the application's role INSERT and SELECT only. Entries
 are written by the one HTTP process (``cloud serve``), which serialises the chain.
+
+Rows of hash version 2 (column ``v``) also cover the user agent; rows written before it
+(version 1, every field but the user agent) keep verifying as they were written.
 """
 
 from __future__ import annotations
@@ -16,11 +19,17 @@ import json
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, Final
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import Column, Engine, Float, Integer, MetaData, String, Table, Text, select, text
+from sqlalchemy import Column, Engine, Float, Integer, MetaData, String, Table, Text, func, select, text
 
+from cloud.csvcells import safe_row
 from cloud.storage.schema import ensure_schema
+
+#: Times in the CSV export: the province's, as ISO 8601 with the offset.
+LOCAL_TZ: Final = ZoneInfo("Asia/Ho_Chi_Minh")
 
 metadata = MetaData()
 
@@ -38,7 +47,10 @@ audit = Table(
     Column("user_agent", String(256), nullable=False, default=""),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
+    # How ``hash`` was computed: 1 = without the user agent (rows before it was covered), 2 = with it.
+    Column("v", Integer, nullable=False, server_default="1"),
 )
+HASH_VERSION: Final = 2
 
 _GENESIS = "0" * 64
 
@@ -80,9 +92,21 @@ class Entry:
 
 
 def _digest(
-    prev: str, at: float, actor: str, action: str, target: str, commune: str, detail: str, ip: str
+    v: int,
+    prev: str,
+    at: float,
+    actor: str,
+    action: str,
+    target: str,
+    commune: str,
+    detail: str,
+    ip: str,
+    user_agent: str,
 ) -> str:
-    body = json.dumps([prev, repr(at), actor, action, target, commune, detail, ip], ensure_ascii=False)
+    fields: list[str] = [prev, repr(at), actor, action, target, commune, detail, ip]
+    if v >= 2:  # version 2 also covers the user agent, and says so in what it hashes
+        fields = ["v2", *fields, user_agent]
+    body = json.dumps(fields, ensure_ascii=False)
     return hashlib.sha256(body.encode()).hexdigest()
 
 
@@ -111,26 +135,30 @@ class AuditTrail:
         """Append one entry (one transaction: read the chain's head, insert the next link)."""
         at = time.time()
         d = json.dumps(detail or {}, ensure_ascii=False, sort_keys=True, default=str)
+        # Cut to the columns' sizes first: the hash covers what is stored.
+        actor, action, target = actor[:64], action[:32], target[:128]
+        commune, ip, user_agent = commune[:64], ip[:64], user_agent[:256]
         with self._lock, self.engine.begin() as conn:
             head = conn.execute(select(audit.c.hash).order_by(audit.c.id.desc()).limit(1)).scalar()
             prev = head or _GENESIS
-            h = _digest(prev, at, actor, action, target, commune, d, ip)
+            h = _digest(HASH_VERSION, prev, at, actor, action, target, commune, d, ip, user_agent)
             row = {
                 "at": at,
-                "actor": actor[:64],
-                "action": action[:32],
-                "target": target[:128],
-                "commune": commune[:64],
+                "actor": actor,
+                "action": action,
+                "target": target,
+                "commune": commune,
                 "detail": d,
-                "ip": ip[:64],
-                "user_agent": user_agent[:256],
+                "ip": ip,
+                "user_agent": user_agent,
                 "prev_hash": prev,
                 "hash": h,
+                "v": HASH_VERSION,
             }
             res = conn.execute(audit.insert().values(**row))
             pk = res.inserted_primary_key
             assert pk is not None
-        return Entry(int(pk[0]), at, actor, action, target, commune, detail or {}, ip, user_agent, prev, h)
+        return Entry(int(pk[0]), at, actor, action, target, commune, json.loads(d), ip, user_agent, prev, h)
 
     def entries(
         self,
@@ -140,24 +168,37 @@ class AuditTrail:
         since: float | None = None,
         until: float | None = None,
         after_id: int | None = None,
+        before_id: int | None = None,
         limit: int = 200,
         newest_first: bool = True,
     ) -> list[Entry]:
+        """Entries matching the filters; ``after_id`` / ``before_id`` page by id (keyset paging)."""
         c = audit.c
-        q = select(audit)
-        if actor:
-            q = q.where(c.actor == actor)
-        if action:
-            q = q.where(c.action == action)
-        if since is not None:
-            q = q.where(c.at >= since)
-        if until is not None:
-            q = q.where(c.at < until)
+        q = select(audit).where(*_filters(actor, action, since, until))
         if after_id is not None:
             q = q.where(c.id > after_id)
+        if before_id is not None:
+            q = q.where(c.id < before_id)
         q = q.order_by(c.id.desc() if newest_first else c.id.asc()).limit(limit)
         with self.engine.connect() as conn:
             return [_entry(r) for r in conn.execute(q)]
+
+    def count(
+        self,
+        *,
+        actor: str | None = None,
+        action: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> int:
+        q = select(func.count()).select_from(audit).where(*_filters(actor, action, since, until))
+        with self.engine.connect() as conn:
+            return int(conn.execute(q).scalar_one())
+
+    def actions(self) -> list[str]:
+        """Every action code present, for the audit page's filter."""
+        with self.engine.connect() as conn:
+            return list(conn.execute(select(audit.c.action).distinct().order_by(audit.c.action)).scalars())
 
     def verify(self) -> tuple[int, int | None]:
         """(rows checked, id of the first row whose hash or link is wrong, or None)."""
@@ -166,33 +207,52 @@ class AuditTrail:
         with self.engine.connect() as conn:
             for r in conn.execute(select(audit).order_by(audit.c.id)):
                 n += 1
-                want = _digest(prev, r.at, r.actor, r.action, r.target, r.commune, r.detail, r.ip)
+                want = _digest(
+                    r.v, prev, r.at, r.actor, r.action, r.target, r.commune, r.detail, r.ip, r.user_agent
+                )
                 if r.prev_hash != prev or r.hash != want:
                     return n, int(r.id)
                 prev = r.hash
         return n, None
 
     def to_csv(self, entries: list[Entry]) -> str:
+        """Times as local ISO 8601 (``2026-11-20T13:00:05.123+07:00``); cells neutralised for spreadsheets."""
         buf = io.StringIO()
         w = csv.writer(buf)
         w.writerow(FIELDS)
         for e in entries:
             w.writerow(
-                [
-                    e.id,
-                    f"{e.at:.3f}",
-                    e.actor,
-                    e.action,
-                    e.target,
-                    e.commune,
-                    json.dumps(e.detail, ensure_ascii=False, sort_keys=True),
-                    e.ip,
-                    e.user_agent,
-                    e.prev_hash,
-                    e.hash,
-                ]
+                safe_row(
+                    [
+                        e.id,
+                        datetime.fromtimestamp(e.at, LOCAL_TZ).isoformat(timespec="milliseconds"),
+                        e.actor,
+                        e.action,
+                        e.target,
+                        e.commune,
+                        json.dumps(e.detail, ensure_ascii=False, sort_keys=True),
+                        e.ip,
+                        e.user_agent,
+                        e.prev_hash,
+                        e.hash,
+                    ]
+                )
             )
         return buf.getvalue()
+
+
+def _filters(actor: str | None, action: str | None, since: float | None, until: float | None) -> list[Any]:
+    c = audit.c
+    out: list[Any] = []
+    if actor:
+        out.append(c.actor == actor)
+    if action:
+        out.append(c.action == action)
+    if since is not None:
+        out.append(c.at >= since)
+    if until is not None:
+        out.append(c.at < until)
+    return out
 
 
 def _entry(r: Any) -> Entry:

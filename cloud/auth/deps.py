@@ -14,8 +14,10 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from fastapi import Depends, HTTPException, Request
+from fastapi.routing import APIRoute
 from fastapi.security import OAuth2PasswordBearer
 
+from cloud.audit.refusals import Refusal
 from cloud.auth.principal import Principal
 from cloud.auth.roles import Perm, roles_with
 
@@ -57,7 +59,9 @@ def client_ip(request: Request) -> str:
 
 
 def _is_page(request: Request) -> bool:
-    return not request.url.path.startswith("/api/")
+    """A page (anonymous: redirect to the login) rather than a machine route (anonymous: 401)."""
+    path = request.url.path
+    return not path.startswith("/api/") and path not in ("/metrics", "/openapi.json")
 
 
 async def optional_principal(request: Request) -> Principal | None:
@@ -91,6 +95,7 @@ async def _check_csrf(request: Request, p: Principal) -> None:
         value = form.get("csrf_token", "")
         sent = value if isinstance(value, str) else ""
     if not p.csrf_token or not hmac.compare_digest(sent, p.csrf_token):
+        request.state.refusal_outcome = "csrf"
         raise HTTPException(403, "missing or wrong CSRF token; reload the page and try again")
 
 
@@ -107,6 +112,7 @@ def require(perm: Perm | None = None) -> Callable[[Request], Awaitable[Principal
             raise HTTPException(401, NOT_LOGGED_IN, {"WWW-Authenticate": "Bearer"})
         await _check_csrf(request, p)
         if perm is not None and not p.can(perm):
+            request.state.refusal_outcome = "role"
             who = " or ".join(r.value for r in roles_with(perm))
             raise HTTPException(403, f"your role does not allow this ({perm.value}: {who} only)")
         return p
@@ -133,4 +139,41 @@ def audit(
         detail=({"via": p.via} if p else {}) | (detail or {}),
         ip=client_ip(request),
         user_agent=request.headers.get("user-agent", ""),
+    )
+
+
+def note_refusal(request: Request, target: str, owner_commune: str | None) -> None:
+    """Before a 404 on a protected object: which object, and whether it exists in a commune
+    the caller may not see (``out_of_scope``) or not at all (``missing``), for the audit."""
+    request.state.refusal_target = target
+    request.state.refusal_commune = owner_commune or ""
+    request.state.refusal_outcome = "out_of_scope" if owner_commune else "missing"
+
+
+def audit_refusal(request: Request, status: int) -> None:
+    """A 403, or a 404 of a route, answered to a logged-in caller goes to the audit trail
+    (rate-limited: see :mod:`cloud.audit.refusals`). Unknown paths and anonymous callers do not."""
+    p: Principal | None = getattr(request.state, "principal", None)
+    route = request.scope.get("route")
+    if p is None or status not in (403, 404) or not isinstance(route, APIRoute):
+        return
+    st = request.state
+    params = request.path_params
+    target = getattr(st, "refusal_target", "") or (
+        ",".join(f"{k}={v}" for k, v in sorted(params.items()))[:128] if params else route.path
+    )
+    services(request).refusals.record(
+        Refusal(
+            actor=p.username,
+            ip=client_ip(request),
+            user_agent=request.headers.get("user-agent", ""),
+            method=request.method,
+            route=route.path,
+            path=request.url.path,
+            target=target,
+            status=status,
+            outcome=getattr(st, "refusal_outcome", "") or ("forbidden" if status == 403 else "not_found"),
+            commune=getattr(st, "refusal_commune", ""),
+            query=dict(request.query_params),
+        )
     )

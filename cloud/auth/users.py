@@ -2,11 +2,18 @@
 
 Secrets are never stored: a session cookie and an API token are random 256-bit strings
 of which only the SHA-256 is kept, so a copy of the database lets nobody log in. A
-disabled user's sessions and tokens stop working at once (checked on every request).
+disabled user's sessions and tokens stop working at once (checked on every request);
+disabling a user or changing the password also ends the sessions and revokes the API
+tokens for good, so neither re-enabling nor the old password brings them back.
+
+Failed logins slow down the name under attack progressively, but an address the user
+has logged in from before is judged on its own failures only: a stranger who knows the
+name cannot lock the user out of their usual place.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import secrets
 import time
@@ -94,6 +101,14 @@ login_failures = Table(
     Column("ip", String(64), nullable=False, index=True),
 )
 
+login_addresses = Table(
+    "login_addresses",
+    metadata,
+    Column("username", String(64), primary_key=True),
+    Column("ip", String(64), primary_key=True),
+    Column("last_ok", Float, nullable=False),
+)
+
 TOKEN_PREFIX = "ciot_"
 
 
@@ -129,8 +144,9 @@ class User:
 @dataclass(frozen=True, slots=True)
 class LoginLimits:
     window_s: float = 900.0
-    per_user: int = 5  # failures of one username in the window before it is locked
-    per_ip: int = 20  # failures from one address in the window
+    per_user: int = 5  # failures of one name in the window before each attempt must wait
+    per_ip: int = 20  # failures from one address in the window before it is locked out
+    backoff_s: float = 30.0  # the first wait; doubled per further failure, capped at window_s
 
 
 def _sha(value: str) -> str:
@@ -208,16 +224,20 @@ class UserStore:
             raise UserError(f"no user {username!r}")
         return u
 
-    def set_disabled(self, username: str, disabled: bool = True) -> User:
+    def set_disabled(self, username: str, disabled: bool = True) -> int:
+        """Disable (sessions end, API tokens revoked: re-enabling revives none) or enable.
+
+        Returns the number of tokens revoked."""
         u = self._need(username)
         with self.engine.begin() as conn:
             conn.execute(update(users).where(users.c.id == u.id).values(disabled=int(disabled)))
-            if disabled:
-                conn.execute(delete(sessions).where(sessions.c.user_id == u.id))
-        return self._need(username)
+            if not disabled:
+                return 0
+            return _end_logins(conn, u.id)
 
-    def set_password(self, username: str, password: str) -> None:
-        """New password; every session of the user ends (a stolen cookie dies with the old one)."""
+    def set_password(self, username: str, password: str) -> int:
+        """New password; every session ends and every API token is revoked (whoever stole the old
+        password keeps nothing). Returns the number of tokens revoked."""
         u = self._need(username)
         try:
             check_policy(password)
@@ -229,7 +249,7 @@ class UserStore:
                 .where(users.c.id == u.id)
                 .values(password_hash=hash_password(password), password_changed_at=time.time())
             )
-            conn.execute(delete(sessions).where(sessions.c.user_id == u.id))
+            return _end_logins(conn, u.id)
 
     def set_lang(self, user_id: int, lang: str) -> None:
         with self.engine.begin() as conn:
@@ -237,20 +257,28 @@ class UserStore:
 
     # ------------------------------------------------------------------ login
     def throttled(self, username: str, ip: str, now: float | None = None) -> float:
-        """Seconds until a login for ``username`` from ``ip`` may be tried again; 0: allowed."""
+        """Seconds until a login for ``username`` from ``ip`` may be tried again; 0: allowed.
+
+        From an address the user logged in from before, only that address's failures for the
+        name count; from anywhere else, all failures of the name do."""
         now = time.time() if now is None else now
-        since = now - self.limits.window_s
-        f = login_failures.c
+        lim = self.limits
+        since = now - lim.window_s
+        f, k = login_failures.c, login_addresses.c
+        username, ip = username[:64], ip[:64]
         with self.engine.connect() as conn:
-            by_user = conn.execute(
-                select(func.count(), func.min(f.at)).where(f.username == username, f.at >= since)
-            ).one()
+            known = conn.execute(select(k.last_ok).where(k.username == username, k.ip == ip)).first()
+            by_user_q = select(func.count(), func.max(f.at)).where(f.username == username, f.at >= since)
+            if known is not None:
+                by_user_q = by_user_q.where(f.ip == ip)
+            by_user = conn.execute(by_user_q).one()
             by_ip = conn.execute(select(func.count(), func.min(f.at)).where(f.ip == ip, f.at >= since)).one()
         waits = [0.0]
-        if by_user[0] >= self.limits.per_user:
-            waits.append(by_user[1] + self.limits.window_s - now)
-        if by_ip[0] >= self.limits.per_ip:
-            waits.append(by_ip[1] + self.limits.window_s - now)
+        if by_user[0] >= lim.per_user:
+            delay = min(lim.window_s, lim.backoff_s * 2 ** min(by_user[0] - lim.per_user, 30))
+            waits.append(by_user[1] + delay - now)
+        if by_ip[0] >= lim.per_ip:
+            waits.append(by_ip[1] + lim.window_s - now)
         return max(waits)
 
     def authenticate(self, username: str, password: str, ip: str) -> User | None:
@@ -258,20 +286,29 @@ class UserStore:
         with self.engine.connect() as conn:
             r = conn.execute(select(users).where(users.c.username == username)).first()
         ok = verify_password(r.password_hash if r is not None else DUMMY_HASH, password)
+        now = time.time()
         if r is None or not ok or r.disabled:
             with self.engine.begin() as conn:
-                conn.execute(
-                    login_failures.insert().values(at=time.time(), username=username[:64], ip=ip[:64])
-                )
-                conn.execute(delete(login_failures).where(login_failures.c.at < time.time() - 86400))
+                conn.execute(login_failures.insert().values(at=now, username=username[:64], ip=ip[:64]))
+                conn.execute(delete(login_failures).where(login_failures.c.at < now - 86400))
             return None
         if needs_rehash(r.password_hash):
             with self.engine.begin() as conn:
                 conn.execute(
                     update(users).where(users.c.id == r.id).values(password_hash=hash_password(password))
                 )
-        with self.engine.begin() as conn:  # a success clears this name's failures
-            conn.execute(delete(login_failures).where(login_failures.c.username == username))
+        f, k = login_failures.c, login_addresses.c
+        with self.engine.begin() as conn:
+            # A success clears this address's failures for the name (not a stranger's elsewhere)
+            # and makes the address one the user is known to log in from.
+            conn.execute(delete(login_failures).where(f.username == r.username, f.ip == ip[:64]))
+            seen = conn.execute(
+                update(login_addresses).where(k.username == r.username, k.ip == ip[:64]).values(last_ok=now)
+            )
+        if not seen.rowcount:
+            # (a concurrent login from the same place may have recorded it: that is as good)
+            with contextlib.suppress(IntegrityError), self.engine.begin() as conn:
+                conn.execute(login_addresses.insert().values(username=r.username, ip=ip[:64], last_ok=now))
         return User.from_row(r)
 
     # ------------------------------------------------------------------ sessions
@@ -361,6 +398,15 @@ class UserStore:
             with self.engine.begin() as conn:
                 conn.execute(update(tokens).where(tokens.c.id == r.token_id).values(last_used=now))
         return _principal(User.from_row(r), "token")
+
+
+def _end_logins(conn: Any, user_id: int) -> int:
+    """End every session of the user and revoke every token; the number of tokens revoked."""
+    conn.execute(delete(sessions).where(sessions.c.user_id == user_id))
+    res = conn.execute(
+        update(tokens).where(tokens.c.user_id == user_id, tokens.c.revoked == 0).values(revoked=1)
+    )
+    return int(res.rowcount or 0)
 
 
 def _principal(u: User, via: Any, *, session_id: str | None = None, csrf: str | None = None) -> Principal:

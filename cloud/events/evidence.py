@@ -1,12 +1,19 @@
 """Evidence exports: selected events as a ZIP a court or an inspector can check on their own.
 
 The ZIP holds the snapshots, ``manifest.json`` and ``manifest.csv`` (every field of every
-event, with the snapshot's SHA-256 and the notes), ``summary.html`` (a printable page)
-and ``SHA256SUMS`` (``sha256sum -c`` format, covering every other file). The SHA-256 of
-the ZIP itself is recorded in SQL and in the audit trail when it is made, so a copy
-handed over can be matched to the record. ``commune-iot evidence verify FILE`` checks a
-ZIP without the cloud: every listed file present and unchanged, every snapshot's hash
-equal to the one the camera computed, and the two manifests agreeing.
+event, with the snapshot's SHA-256 and the notes), ``summary.html`` (a printable page),
+``VERIFY.txt`` (how to check it, what that proves) and ``SHA256SUMS`` (``sha256sum -c``
+format, covering every other file). ``signature/`` holds the server's Ed25519 signature:
+``statement.json`` lists the SHA-256 of every file (``SHA256SUMS`` and the manifests
+included) and is signed byte for byte (``statement.json.sig``, raw 64 bytes) with the key
+whose public half is ``public-key.pem`` (see :mod:`cloud.events.signing`).
+
+``commune-iot evidence verify FILE`` checks a ZIP without the cloud: the signature, every
+file against what was signed and against ``SHA256SUMS``, every snapshot's hash equal to
+the one the camera computed, and the two manifests agreeing. A valid signature proves the
+files are unchanged since the holder of that key signed them; which key is the server's is
+learnt from the export page (or ``--trusted-fingerprint``), and nothing proves the
+content true. The SHA-256 of the ZIP itself is also recorded in SQL and in the audit trail.
 """
 
 from __future__ import annotations
@@ -25,11 +32,22 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Column, Engine, Float, ForeignKey, Integer, MetaData, String, Table, Text, select
 
+from cloud.csvcells import safe_cell
+from cloud.events.signing import EvidenceSigner, fingerprint, normalise_fingerprint
 from cloud.events.store import LOCAL_TZ, Event, EventStore, Note
 from cloud.storage.schema import ensure_schema
 from cloud.storage.snapshots import SnapshotStore
+
+SIG_DIR = "signature/"
+STATEMENT = SIG_DIR + "statement.json"
+SIGNATURE = SIG_DIR + "statement.json.sig"
+PUBLIC_KEY = SIG_DIR + "public-key.pem"
+STATEMENT_FORMAT = "commune-iot evidence statement 1"
 
 metadata = MetaData()
 
@@ -45,6 +63,7 @@ exports = Table(
     Column("filename", String(128), nullable=False),
     Column("sha256", String(64), nullable=False),
     Column("size", Integer, nullable=False),
+    Column("key_fingerprint", String(64)),  # of the key that signed it (none before signing existed)
 )
 
 export_events = Table(
@@ -88,6 +107,7 @@ class ExportRecord:
     filename: str
     sha256: str
     size: int
+    key_fingerprint: str | None = None
 
 
 def _utc(ts: float | None) -> str:
@@ -129,7 +149,7 @@ def _csv(rows: list[dict[str, Any]]) -> bytes:
     w = csv.DictWriter(buf, fieldnames=list(MANIFEST_FIELDS))
     w.writeheader()
     for r in rows:
-        w.writerow({k: r[k] for k in MANIFEST_FIELDS})
+        w.writerow({k: safe_cell(r[k]) for k in MANIFEST_FIELDS})
     return ("\ufeff" + buf.getvalue()).encode()  # BOM: Excel opens Vietnamese text right
 
 
@@ -154,8 +174,10 @@ code {{ font-size: 7pt; word-break: break-all }}</style></head><body>
 <h1>Trích xuất chứng cứ / Evidence export #{meta["export_id"]}</h1>
 <p>Người trích xuất / Exported by: <b>{e(meta["created_by"])}</b> —
 Thời gian / At: {e(meta["created_local"])}<br>Lý do / Reason: {e(meta["reason"] or "—")}<br>
-Số sự kiện / Events: {len(rows)}. Kiểm tra tính toàn vẹn / Verify: <code>commune-iot evidence verify</code>
-(tệp SHA256SUMS, manifest.json, manifest.csv).</p>
+Số sự kiện / Events: {len(rows)}. Kiểm tra tính toàn vẹn / Verify:
+<code>commune-iot evidence verify &lt;tệp.zip&gt; --trusted-fingerprint {meta["key_fingerprint"]}</code>
+(chữ ký Ed25519 trong thư mục signature/, SHA256SUMS, manifest.json, manifest.csv; xem VERIFY.txt).<br>
+Khóa ký / Signing key: <code>{meta["key_fingerprint"]}</code></p>
 <table><tr><th>#</th><th>Xã / Commune</th><th>Camera</th><th>Bắt đầu / Start</th>
 <th>Thời lượng / Duration</th><th>Diện tích / Area</th><th>Ảnh, SHA-256</th><th>Ghi chú / Notes</th></tr>
 {trs}</table></body></html>"""
@@ -165,11 +187,14 @@ Số sự kiện / Events: {len(rows)}. Kiểm tra tính toàn vẹn / Verify: <
 class EvidenceExports:
     """Builds, records and serves evidence ZIPs (files under ``root``, records in SQL)."""
 
-    def __init__(self, engine: Engine, store: EventStore, snapshots: SnapshotStore, root: Path) -> None:
+    def __init__(
+        self, engine: Engine, store: EventStore, snapshots: SnapshotStore, root: Path, signer: EvidenceSigner
+    ) -> None:
         self.engine = engine
         self.store = store
         self.snapshots = snapshots
         self.root = root
+        self.signer = signer
         self.root.mkdir(parents=True, exist_ok=True)
         ensure_schema(engine, metadata)
 
@@ -201,7 +226,7 @@ class EvidenceExports:
             pk = res.inserted_primary_key
             assert pk is not None
             export_id = int(pk[0])
-            data = self._zip(export_id, events, created_by, now, reason, names or {})
+            data, key_fp = self._zip(export_id, events, created_by, now, reason, names or {})
             sha = hashlib.sha256(data).hexdigest()
             filename = f"bang-chung-{export_id}-{datetime.fromtimestamp(now, LOCAL_TZ):%Y%m%d-%H%M%S}.zip"
             path = self.root / filename
@@ -214,7 +239,7 @@ class EvidenceExports:
             conn.execute(
                 exports.update()
                 .where(exports.c.id == export_id)
-                .values(filename=filename, sha256=sha, size=len(data))
+                .values(filename=filename, sha256=sha, size=len(data), key_fingerprint=key_fp)
             )
             conn.execute(export_events.insert(), [{"export": export_id, "event": e.id} for e in events])
             self.store.mark_exported(conn, [e.id for e in events])
@@ -230,8 +255,10 @@ class EvidenceExports:
         now: float,
         reason: str,
         names: dict[str, str],
-    ) -> bytes:
+    ) -> tuple[bytes, str]:
+        """The ZIP's bytes and the fingerprint of the key that signed it."""
         rows = [manifest_row(e, self.store.notes_of(e.id)) for e in events]
+        key = self.signer.current()
         meta = {
             "export_id": export_id,
             "created_by": created_by,
@@ -239,6 +266,7 @@ class EvidenceExports:
             "created_local": _local(now),
             "reason": reason,
             "tool": "commune-iot",
+            "key_fingerprint": key.fingerprint,
         }
         files: dict[str, bytes] = {}
         for ev, row in zip(events, rows, strict=True):
@@ -253,16 +281,33 @@ class EvidenceExports:
         ).encode()
         files["manifest.csv"] = _csv(rows)
         files["summary.html"] = _summary(meta, rows, names)
-        sums = "".join(f"{hashlib.sha256(b).hexdigest()}  {name}\n" for name, b in sorted(files.items()))
+        files["VERIFY.txt"] = _verify_text(key.fingerprint).encode()
+        files["SHA256SUMS"] = "".join(
+            f"{hashlib.sha256(b).hexdigest()}  {name}\n" for name, b in sorted(files.items())
+        ).encode()
+        statement = {
+            "format": STATEMENT_FORMAT,
+            "export_id": export_id,
+            "created_utc": meta["created_utc"],
+            "created_by": created_by,
+            "key_fingerprint": key.fingerprint,
+            "files": {name: hashlib.sha256(b).hexdigest() for name, b in sorted(files.items())},
+        }
+        signed = (json.dumps(statement, ensure_ascii=False, indent=2, sort_keys=True) + "\n").encode()
+        signature, signer_key = self.signer.sign(signed)
+        if signer_key.fingerprint != key.fingerprint:  # rotated between the two reads: sign again
+            return self._zip(export_id, events, created_by, now, reason, names)
+        files[STATEMENT] = signed
+        files[SIGNATURE] = signature
+        files[PUBLIC_KEY] = key.pem.encode()
+        stamp = datetime.fromtimestamp(now, LOCAL_TZ).timetuple()[:6]
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
             for name, b in sorted(files.items()):
-                info = zipfile.ZipInfo(name, datetime.fromtimestamp(now, LOCAL_TZ).timetuple()[:6])
+                info = zipfile.ZipInfo(name, stamp)
                 info.compress_type = zipfile.ZIP_STORED if name.endswith(".jpg") else zipfile.ZIP_DEFLATED
                 z.writestr(info, b)
-            stamp = datetime.fromtimestamp(now, LOCAL_TZ).timetuple()[:6]
-            z.writestr(zipfile.ZipInfo("SHA256SUMS", stamp), sums)
-        return buf.getvalue()
+        return buf.getvalue(), key.fingerprint
 
     def get(self, export_id: int) -> ExportRecord | None:
         with self.engine.connect() as conn:
@@ -289,7 +334,37 @@ def _record(r: Any) -> ExportRecord:
         filename=r.filename,
         sha256=r.sha256,
         size=r.size,
+        key_fingerprint=r.key_fingerprint,
     )
+
+
+def _verify_text(fp: str) -> str:
+    return f"""Kiểm tra bản trích xuất chứng cứ này / How to check this evidence export
+==========================================================================
+
+commune-iot evidence verify <tệp.zip> --trusted-fingerprint {fp}
+
+Lệnh kiểm tra chữ ký Ed25519 trong thư mục signature/, từng tệp so với danh sách đã ký
+(signature/statement.json) và với SHA256SUMS, ảnh so với mã băm camera đã tính, và hai tệp
+manifest khớp nhau. Không cần mạng, không cần máy chủ.
+
+The command checks the Ed25519 signature in signature/, every file against the signed list
+(signature/statement.json) and SHA256SUMS, every snapshot against the hash the camera
+computed, and that the two manifests agree. No network and no server are needed.
+
+Without commune-iot (OpenSSL 3):
+  openssl pkeyutl -verify -pubin -inkey signature/public-key.pem -rawin \\
+      -in signature/statement.json -sigfile signature/statement.json.sig
+  then compare the SHA-256 of every file with signature/statement.json (sha256sum -c SHA256SUMS).
+
+Chữ ký chứng minh / A valid signature proves: mọi tệp không thay đổi kể từ khi người giữ
+khóa ký (vân tay / fingerprint {fp}) ký chúng / every file is unchanged since the holder
+of that key signed it.
+Chữ ký KHÔNG chứng minh / It does NOT prove: nội dung là sự thật, hay khóa đó là của máy chủ:
+đối chiếu vân tay với vân tay máy chủ công bố (trang trích xuất) / that the content is true,
+nor that the key is the server's: compare the fingerprint with the one the server publishes
+(its export page).
+"""
 
 
 def record_dict(rec: ExportRecord) -> dict[str, Any]:
@@ -306,10 +381,14 @@ class Verification:
     files: int
     events: int
     problems: list[str]
+    #: Fingerprint of the key whose valid signature covers the files; None: not validly signed.
+    key_fingerprint: str | None = None
+    #: The key is among the trusted fingerprints given (None: none were given).
+    trusted: bool | None = None
 
 
-def verify_export(path: Path) -> Verification:
-    """Check an export ZIP on its own (see the module docstring)."""
+def verify_export(path: Path, trusted: Sequence[str] = (), *, allow_unsigned: bool = False) -> Verification:
+    """Check an export ZIP on its own (see the module docstring); every problem names its file."""
     data = path.read_bytes()
     sha = hashlib.sha256(data).hexdigest()
     problems: list[str] = []
@@ -318,20 +397,23 @@ def verify_export(path: Path) -> Verification:
     except zipfile.BadZipFile as exc:
         return Verification(False, sha, 0, 0, [f"not a ZIP file: {exc}"])
     names = set(z.namelist())
-    if "SHA256SUMS" not in names:
-        return Verification(False, sha, 0, 0, ["SHA256SUMS missing"])
+    key_fp, signed = _check_signature(z, names, problems, allow_unsigned)
     listed: dict[str, str] = {}
-    for line in z.read("SHA256SUMS").decode("utf-8", "replace").splitlines():
-        if line.strip():
-            digest, _, name = line.partition("  ")
-            listed[name] = digest
+    if "SHA256SUMS" not in names:
+        problems.append("SHA256SUMS: missing")
+    else:
+        for line in z.read("SHA256SUMS").decode("utf-8", "replace").splitlines():
+            if line.strip():
+                digest, _, name = line.partition("  ")
+                listed[name] = digest
     for name, digest in sorted(listed.items()):
         if name not in names:
             problems.append(f"{name}: listed in SHA256SUMS but missing")
         elif hashlib.sha256(z.read(name)).hexdigest() != digest:
             problems.append(f"{name}: content changed (SHA-256 differs from SHA256SUMS)")
-    for name in sorted(names - set(listed) - {"SHA256SUMS"}):
-        problems.append(f"{name}: not listed in SHA256SUMS")
+    for name in sorted(names - set(listed) - {"SHA256SUMS"} - set(signed)):
+        if not name.startswith(SIG_DIR):
+            problems.append(f"{name}: not listed in SHA256SUMS")
     n_events = 0
     try:
         manifest = json.loads(z.read("manifest.json"))
@@ -340,13 +422,66 @@ def verify_export(path: Path) -> Verification:
         for r in rows:
             f = r.get("snapshot_file") or ""
             if f and f in names and hashlib.sha256(z.read(f)).hexdigest() != r.get("snapshot_sha256"):
-                problems.append(f"event {r.get('id')}: snapshot does not match the camera's SHA-256")
+                problems.append(f"{f}: event {r.get('id')}'s snapshot does not match the camera's SHA-256")
         text = z.read("manifest.csv").decode("utf-8-sig")
         csv_rows = list(csv.DictReader(io.StringIO(text)))
         if [str(r["id"]) for r in rows] != [r["id"] for r in csv_rows] or [
             r["snapshot_sha256"] for r in rows
         ] != [r["snapshot_sha256"] for r in csv_rows]:
-            problems.append("manifest.csv and manifest.json disagree")
+            problems.append("manifest.csv: disagrees with manifest.json")
     except (KeyError, ValueError, TypeError) as exc:
-        problems.append(f"manifest unreadable: {exc}")
-    return Verification(not problems, sha, len(listed), n_events, problems)
+        problems.append(f"manifest.json / manifest.csv: unreadable: {exc}")
+    is_trusted = None
+    if trusted:
+        is_trusted = key_fp is not None and key_fp in {normalise_fingerprint(t) for t in trusted}
+        if key_fp is not None and not is_trusted:
+            problems.append(
+                f"{PUBLIC_KEY}: signed by key {key_fp}, which is not one of the trusted fingerprints given"
+            )
+    return Verification(not problems, sha, len(listed), n_events, problems, key_fp, is_trusted)
+
+
+def _check_signature(
+    z: zipfile.ZipFile, names: set[str], problems: list[str], allow_unsigned: bool
+) -> tuple[str | None, dict[str, str]]:
+    """(fingerprint of the key whose signature holds, the signed file list); problems appended."""
+    missing = [n for n in (STATEMENT, SIGNATURE, PUBLIC_KEY) if n not in names]
+    if missing:
+        if not (allow_unsigned and len(missing) == 3):
+            problems.append(f"{', '.join(missing)}: missing (the export is not signed)")
+        return None, {}
+    statement = z.read(STATEMENT)
+    try:
+        key = serialization.load_pem_public_key(z.read(PUBLIC_KEY))
+    except ValueError:
+        problems.append(f"{PUBLIC_KEY}: not a public key")
+        return None, {}
+    if not isinstance(key, Ed25519PublicKey):
+        problems.append(f"{PUBLIC_KEY}: not an Ed25519 key")
+        return None, {}
+    try:
+        key.verify(z.read(SIGNATURE), statement)
+    except InvalidSignature:
+        problems.append(
+            f"{SIGNATURE}: the signature does not match {STATEMENT} with {PUBLIC_KEY} "
+            "(one of the three was changed)"
+        )
+        return None, {}
+    fp = fingerprint(key)
+    try:
+        st = json.loads(statement)
+        files: dict[str, str] = dict(st["files"])
+        if st.get("key_fingerprint") != fp:
+            problems.append(f"{PUBLIC_KEY}: not the key the statement names")
+    except (KeyError, ValueError, TypeError) as exc:
+        problems.append(f"{STATEMENT}: unreadable: {exc}")
+        return None, {}
+    for name, digest in sorted(files.items()):
+        if name not in names:
+            problems.append(f"{name}: signed but missing")
+        elif hashlib.sha256(z.read(name)).hexdigest() != digest:
+            problems.append(f"{name}: changed since it was signed (SHA-256 differs from {STATEMENT})")
+    for name in sorted(names - set(files)):
+        if not name.startswith(SIG_DIR):
+            problems.append(f"{name}: not covered by the signature")
+    return fp, files

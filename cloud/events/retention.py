@@ -48,9 +48,7 @@ def run_retention(
         for sha in {s for _, s in expired if s}:
             if store.snapshot_in_use(sha):
                 continue
-            path = snapshots.path_for(sha)
-            if path.exists():
-                path.unlink()
+            if snapshots.delete(sha):
                 snaps_deleted += 1
             with store.engine.begin() as conn:
                 conn.execute(delete(snapshot_rows).where(snapshot_rows.c.sha256 == sha))

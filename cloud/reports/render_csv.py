@@ -2,7 +2,8 @@
 
 Numbers are written raw with a dot for decimals (so any tool parses them the same in
 either language); headers are in the report's language. The service adds a UTF-8 BOM so
-Excel opens Vietnamese text correctly.
+Excel opens Vietnamese text correctly. Text a spreadsheet would run as a formula (a name
+starting with ``=``, say) is neutralised (:mod:`cloud.csvcells`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import csv
 import io
 from datetime import datetime
 
+from cloud.csvcells import safe_row
 from cloud.reports.i18n import Lang, t
 from cloud.reports.table import COLUMNS, Value, row_name
 from cloud.reports.wifi_model import WifiReport
@@ -35,7 +37,9 @@ def render_csv(report: WifiReport, lang: Lang) -> str:
     )
     for row in report.rows():
         w.writerow(
-            [t(f"level_{row.level}", lang), row.id, row_name(row, lang), row.commune, row.site]
-            + [_cell(c.get(row)) for c in COLUMNS]
+            safe_row(
+                [t(f"level_{row.level}", lang), row.id, row_name(row, lang), row.commune, row.site]
+                + [_cell(c.get(row)) for c in COLUMNS]
+            )
         )
     return buf.getvalue()

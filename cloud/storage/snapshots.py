@@ -19,6 +19,19 @@ class SnapshotStore:
     def path_for(self, sha256: str) -> Path:
         return self.root / sha256[:2] / sha256[2:4] / f"{sha256}.jpg"
 
+    def thumb_path_for(self, sha256: str) -> Path:
+        """Where the snapshot's thumbnail is kept once made (see :mod:`cloud.storage.thumbnails`)."""
+        return self.root / "thumbs" / sha256[:2] / sha256[2:4] / f"{sha256}.jpg"
+
+    def delete(self, sha256: str) -> bool:
+        """Remove the snapshot and its thumbnail; True when the snapshot was there."""
+        self.thumb_path_for(sha256).unlink(missing_ok=True)
+        path = self.path_for(sha256)
+        if not path.exists():
+            return False
+        path.unlink(missing_ok=True)
+        return True
+
     def put(self, data: bytes) -> str:
         """Store durably (write, fsync, rename) and return the SHA-256 hex digest."""
         sha = hashlib.sha256(data).hexdigest()

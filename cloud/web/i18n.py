@@ -78,7 +78,6 @@ VI: Final[dict[str, str]] = {
     "created_at": "Thời điểm",
     "download": "Tải tệp ZIP",
     "sha256_of_zip": "SHA-256 của tệp ZIP",
-    "verify_hint": "Kiểm tra tính toàn vẹn: commune-iot evidence verify <tệp.zip>",
     "no_events": "Không có sự kiện nào khớp bộ lọc.",
     "no_exports": "Chưa có bản trích xuất nào.",
     "actor": "Người thực hiện",
@@ -99,6 +98,81 @@ VI: Final[dict[str, str]] = {
     "forbidden": "Bạn không có quyền xem trang này.",
     "not_found": "Không tìm thấy.",
     "back": "Quay lại",
+    "login_cross_site": "Đăng nhập phải gửi từ chính trang đăng nhập của hệ thống này.",
+    "audit_total": "{n} bản ghi khớp bộ lọc",
+    "detail": "Chi tiết",
+    "older": "Cũ hơn ›",
+    "newest": "‹ Mới nhất",
+    "signing_key": "Khóa ký của máy chủ (Ed25519)",
+    "signed_by_key": "Ký bởi khóa",
+    "unsigned": "Không ký (tạo trước khi có chữ ký)",
+    "retired_keys": "Khóa ký trước đây (bản trích xuất cũ vẫn kiểm tra được)",
+    "verify_signed_hint": "Kiểm tra ngoại tuyến, kể cả chữ ký: commune-iot evidence verify <tệp.zip> "
+    "--trusted-fingerprint <vân tay>. Chữ ký chứng minh tệp không bị sửa kể từ khi máy chủ ký; "
+    "không chứng minh nội dung là sự thật.",
+    "act_login": "Đăng nhập",
+    "act_login_failed": "Đăng nhập sai",
+    "act_login_throttled": "Đăng nhập bị tạm chặn",
+    "act_logout": "Đăng xuất",
+    "act_event_list": "Xem danh sách sự kiện",
+    "act_event_view": "Xem sự kiện",
+    "act_snapshot_view": "Xem ảnh đầy đủ",
+    "act_review": "Đánh dấu đã xem xét",
+    "act_unreview": "Bỏ đánh dấu đã xem xét",
+    "act_note": "Thêm ghi chú",
+    "act_keep": "Giữ lại sự kiện",
+    "act_unkeep": "Bỏ giữ lại sự kiện",
+    "act_timeline_view": "Xem dòng thời gian",
+    "act_export_create": "Tạo bản trích xuất",
+    "act_export_view": "Xem bản trích xuất",
+    "act_export_download": "Tải bản trích xuất",
+    "act_audit_view": "Xem nhật ký truy cập",
+    "act_audit_export": "Tải nhật ký truy cập",
+    "act_report_view": "Xem báo cáo Wi-Fi",
+    "act_retention": "Tự động xóa dữ liệu cũ",
+    "act_user_add": "Thêm người dùng",
+    "act_user_disable": "Khóa người dùng",
+    "act_user_enable": "Mở khóa người dùng",
+    "act_user_password": "Đổi mật khẩu",
+    "act_token_create": "Tạo mã API",
+    "act_token_revoke": "Thu hồi mã API",
+    "act_access_denied": "Truy cập bị từ chối",
+    "act_access_denied_repeat": "Truy cập bị từ chối (lặp lại)",
+    "act_access_denied_more": "Truy cập bị từ chối (nhiều đối tượng)",
+    "act_alert_ack": "Nhận xử lý cảnh báo",
+    "act_alert_silence": "Tạm tắt nhắc cảnh báo",
+    "act_maintenance_add": "Thêm lịch bảo trì",
+    "act_maintenance_delete": "Xóa lịch bảo trì",
+    "act_evidence_key_rotate": "Đổi khóa ký chứng cứ",
+    "dk_filter": "bộ lọc",
+    "dk_total": "tổng",
+    "dk_shown": "đã hiển thị",
+    "dk_events": "sự kiện",
+    "dk_reason": "lý do",
+    "dk_size": "kích thước",
+    "dk_day": "ngày",
+    "dk_note": "ghi chú",
+    "dk_text": "nội dung",
+    "dk_method": "phương thức",
+    "dk_route": "đường dẫn",
+    "dk_path": "địa chỉ",
+    "dk_status": "mã",
+    "dk_outcome": "lý do từ chối",
+    "dk_query": "tham số",
+    "dk_first": "bản ghi đầu",
+    "dk_repeats": "số lần lặp",
+    "dk_refusals": "số lần từ chối",
+    "dk_comment": "ghi chú",
+    "dk_rows": "số dòng",
+    "dk_roles": "vai trò",
+    "dk_communes": "xã",
+    "outcome_out_of_scope": "đối tượng thuộc xã khác",
+    "outcome_missing": "không tồn tại",
+    "outcome_role": "vai trò không được phép",
+    "outcome_csrf": "thiếu/sai mã CSRF",
+    "outcome_forbidden": "không được phép",
+    "outcome_not_found": "không tìm thấy",
+    "outcome_cross_site": "gửi từ trang web khác",
 }
 
 EN: Final[dict[str, str]] = {
@@ -164,7 +238,6 @@ EN: Final[dict[str, str]] = {
     "created_at": "At",
     "download": "Download ZIP",
     "sha256_of_zip": "SHA-256 of the ZIP file",
-    "verify_hint": "Check integrity: commune-iot evidence verify <file.zip>",
     "no_events": "No events match the filters.",
     "no_exports": "No exports yet.",
     "actor": "Who",
@@ -185,6 +258,25 @@ EN: Final[dict[str, str]] = {
     "forbidden": "You may not see this page.",
     "not_found": "Not found.",
     "back": "Back",
+    "login_cross_site": "A login must be sent from this system's own login page.",
+    "audit_total": "{n} entries match the filters",
+    "detail": "Detail",
+    "older": "Older ›",
+    "newest": "‹ Newest",
+    "signing_key": "The server's signing key (Ed25519)",
+    "signed_by_key": "Signed by key",
+    "unsigned": "Not signed (made before signing existed)",
+    "retired_keys": "Earlier signing keys (older exports still verify)",
+    "verify_signed_hint": "Check offline, signature included: commune-iot evidence verify <file.zip> "
+    "--trusted-fingerprint <fingerprint>. The signature proves the files are unchanged since the server "
+    "signed them; it does not prove the content true.",
+    "act_access_denied": "Access refused",
+    "act_access_denied_repeat": "Access refused (repeated)",
+    "act_access_denied_more": "Access refused (many objects)",
+    "outcome_out_of_scope": "object of another commune",
+    "outcome_missing": "does not exist",
+    "outcome_role": "role not allowed",
+    "outcome_csrf": "missing or wrong CSRF token",
 }
 
 _TABLES: Final = {"vi": VI, "en": EN}
@@ -198,6 +290,14 @@ class Translator:
     def __call__(self, key: str, **kw: object) -> str:
         text = self._t.get(key, EN.get(key, key))
         return text.format(**kw) if kw else text
+
+    def optional(self, key: str, default: str) -> str:
+        """The translation of ``key`` if there is one, else ``default`` (e.g. a raw code)."""
+        return self._t.get(key, EN.get(key, default))
+
+    def action(self, code: str) -> str:
+        """An audit action code as words (the code itself when unknown)."""
+        return self.optional(f"act_{code}", code)
 
     def num(self, value: float | None, digits: int = 1) -> str:
         if value is None:

@@ -18,8 +18,10 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
+from cloud.api.audit import day_bounds
 from cloud.api.events import (
     build_filter,
+    camera_day,
     create_export,
     get_event_or_404,
     has_snapshot,
@@ -28,16 +30,18 @@ from cloud.api.events import (
     review_event,
     visible_export,
 )
-from cloud.api.params import RowId
+from cloud.api.params import MAX_ROW_ID, RowId
 from cloud.api.session import do_login, do_logout
 from cloud.auth.deps import audit, optional_principal, require, services
 from cloud.auth.principal import Principal
 from cloud.auth.roles import Perm
 from cloud.events.store import LOCAL_TZ
+from cloud.web.auditview import describe
 from cloud.web.i18n import DEFAULT_LANG, LANGS, Translator
 
 LANG_COOKIE = "ciot_lang"
 PAGE_SIZE = 25
+AUDIT_PAGE_SIZE = 100
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
@@ -72,7 +76,8 @@ def render(request: Request, name: str, p: Principal | None, status: int = 200, 
             "names": svc.names(),
             "csrf": p.csrf_token if p else "",
             "path": request.url.path,
-            "lang_url": lambda code: request.url.path + "?" + urlencode([*others, ("lang", code)]),
+            # Query only: resolved against the page itself, never another host (a path like //x/).
+            "lang_url": lambda code: "?" + urlencode([*others, ("lang", code)]),
             **ctx,
         },
         status_code=status,
@@ -105,6 +110,8 @@ def pages_router() -> APIRouter:
             if exc.status_code == 429:
                 wait = (exc.headers or {}).get("Retry-After", "60")
                 msg = t("login_throttled", s=wait)
+            elif exc.status_code == 403:
+                msg = t("login_cross_site")
             else:
                 msg = t("login_failed")
             return render(request, "login.html", None, status=exc.status_code, next=target, error=msg)
@@ -236,24 +243,11 @@ def pages_router() -> APIRouter:
 
     @r.get("/cameras/{device}/timeline")
     async def timeline_page(request: Request, p: Police, device: str, day: str = "") -> Response:
-        svc = services(request)
-        d = svc.inventory.device(device)
-        if d is None or d.kind != "camera" or not p.sees_commune(d.commune):
-            raise HTTPException(404, f"no camera {device} in your communes")
         try:
             the_day = date.fromisoformat(day) if day else datetime.now(LOCAL_TZ).date()
         except ValueError:
             raise HTTPException(422, f"day: expected YYYY-MM-DD, got {day!r}") from None
-        start = datetime.combine(the_day, datetime.min.time(), LOCAL_TZ).timestamp()
-        evs = await asyncio.to_thread(svc.events.day, device, start, start + 86400)
-        audit(
-            request,
-            p,
-            "timeline_view",
-            f"camera:{device}",
-            commune=d.commune,
-            detail={"day": the_day.isoformat()},
-        )
+        d, start, evs = await camera_day(request, p, device, the_day)
         bars = [
             {
                 "ev": e,
@@ -298,18 +292,59 @@ def pages_router() -> APIRouter:
     async def export_page(request: Request, p: Police, export_id: RowId) -> Response:
         rec = await visible_export(request, p, export_id)
         audit(request, p, "export_view", f"export:{rec.id}", commune=",".join(sorted(rec.communes)))
-        return render(request, "export.html", p, rec=rec)
+        signer = services(request).exports.signer
+        current = await asyncio.to_thread(signer.current)
+        retired = await asyncio.to_thread(signer.retired)
+        return render(request, "export.html", p, rec=rec, key=current, retired_keys=retired)
 
     @r.get("/audit")
-    async def audit_page(request: Request, p: Admin, actor: str = "", action: str = "") -> Response:
+    async def audit_page(
+        request: Request,
+        p: Admin,
+        actor: str = "",
+        action: str = "",
+        date_from: str = "",
+        date_to: str = "",
+        before_id: Annotated[int | None, Query(ge=1, le=MAX_ROW_ID)] = None,
+    ) -> Response:
+        try:
+            since, until = day_bounds(
+                date.fromisoformat(date_from) if date_from else None,
+                date.fromisoformat(date_to) if date_to else None,
+            )
+        except (ValueError, OverflowError):
+            raise HTTPException(422, "dates: expected YYYY-MM-DD") from None
         svc = services(request)
+        filters: dict[str, Any] = {
+            "actor": actor or None,
+            "action": action or None,
+            "since": since,
+            "until": until,
+        }
         rows = await asyncio.to_thread(
-            svc.audit.entries, actor=actor or None, action=action or None, limit=500
+            svc.audit.entries, **filters, before_id=before_id, limit=AUDIT_PAGE_SIZE + 1
         )
+        more = len(rows) > AUDIT_PAGE_SIZE
+        rows = rows[:AUDIT_PAGE_SIZE]
+        total = await asyncio.to_thread(svc.audit.count, **filters)
+        actions = await asyncio.to_thread(svc.audit.actions)
         n, bad = await asyncio.to_thread(svc.audit.verify)
-        audit(request, p, "audit_view", detail={"actor": actor, "action": action})
+        audit(request, p, "audit_view", detail={k: v for k, v in request.query_params.items() if v})
+        params = {k: v for k, v in request.query_params.items() if k not in {"before_id", "lang"} and v}
+        t = Translator(lang_of(request, p))
         return render(
-            request, "audit.html", p, rows=rows, chain_rows=n, chain_bad=bad, actor=actor, action=action
+            request,
+            "audit.html",
+            p,
+            rows=[(e, describe(e.detail, t)) for e in rows],
+            total=total,
+            chain_rows=n,
+            chain_bad=bad,
+            f={"actor": actor, "action": action, "date_from": date_from, "date_to": date_to},
+            actions=actions,
+            older_url="/audit?" + urlencode({**params, "before_id": rows[-1].id}) if more else None,
+            newest_url=("/audit?" + urlencode(params)) if before_id else None,
+            csv_url="/api/v1/audit/export.csv?" + urlencode(params),
         )
 
     return r

@@ -6,13 +6,25 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
+from cloud.audit.refusals import RefusalLog
 from cloud.audit.trail import AuditTrail
 from cloud.auth.users import LoginLimits, UserStore
 from cloud.config import CloudConfig
 from cloud.events.evidence import EvidenceExports
+from cloud.events.signing import EvidenceSigner
 from cloud.events.store import EventStore
 from cloud.inventory import Inventory
 from cloud.storage.snapshots import SnapshotStore
+
+
+def user_store(cfg: CloudConfig, engine: Engine) -> UserStore:
+    """Users with the configured session length and login throttling (the app and the CLI)."""
+    w = cfg.web
+    return UserStore(
+        engine,
+        session_ttl_s=w.session_ttl_h * 3600,
+        limits=LoginLimits(w.login_window_s, w.login_max_per_user, w.login_max_per_ip, w.login_backoff_s),
+    )
 
 
 @dataclass
@@ -21,6 +33,7 @@ class WebServices:
     inventory: Inventory
     users: UserStore
     audit: AuditTrail
+    refusals: RefusalLog
     events: EventStore
     exports: EvidenceExports
     snapshots: SnapshotStore
@@ -29,20 +42,17 @@ class WebServices:
     def build(
         cls, cfg: CloudConfig, engine: Engine, inventory: Inventory, snapshots: SnapshotStore
     ) -> WebServices:
-        w = cfg.web
-        users = UserStore(
-            engine,
-            session_ttl_s=w.session_ttl_h * 3600,
-            limits=LoginLimits(w.login_window_s, w.login_max_per_user, w.login_max_per_ip),
-        )
         events = EventStore(engine)
+        trail = AuditTrail(engine)
+        signer = EvidenceSigner(cfg.events.signing_key_file)
         return cls(
             cfg=cfg,
             inventory=inventory,
-            users=users,
-            audit=AuditTrail(engine),
+            users=user_store(cfg, engine),
+            audit=trail,
+            refusals=RefusalLog(trail, window_s=cfg.web.refusal_window_s, max_rows=cfg.web.refusal_max_rows),
             events=events,
-            exports=EvidenceExports(engine, events, snapshots, cfg.events.exports_dir),
+            exports=EvidenceExports(engine, events, snapshots, cfg.events.exports_dir, signer),
             snapshots=snapshots,
         )
 

@@ -55,15 +55,16 @@ async def test_list_filter_ack_and_silence(api: tuple[Runtime, httpx.AsyncClient
     assert [x["subject"] for x in r.json()] == ["dr-ap-01"]
     r = await client.get("/api/v1/alerts", params={"state": "active"})
     assert len(r.json()) == 2
-    r = await client.post(f"/api/v1/alerts/{a}/ack", json={"by": "Lan", "comment": "đã gọi nhà mạng"})
+    lan = admin_headers(rt.sql.engine, "lan")
+    r = await client.post(f"/api/v1/alerts/{a}/ack", json={"comment": "đã gọi nhà mạng"}, headers=lan)
     assert r.status_code == 200 and r.json()["state"] == "acknowledged"
-    r = await client.post(f"/api/v1/alerts/{a}/ack", json={"by": "Minh"})
+    r = await client.post(f"/api/v1/alerts/{a}/ack", json={})
     assert r.status_code == 409  # already taken by Lan
     r = await client.post(f"/api/v1/alerts/{a}/silence", json={"for_s": 3600})
     assert r.json()["silenced_until"] is not None
     assert (await client.get("/api/v1/alerts/999")).status_code == 404
     r = await client.get("/api/v1/alerts", params={"state": "acknowledged"})
-    assert [x["acked_by"] for x in r.json()] == ["Lan"]
+    assert [x["acked_by"] for x in r.json()] == ["lan"]  # the logged-in user, whatever a body says
 
 
 async def test_maintenance_windows_are_validated_listed_and_deleted(
@@ -98,3 +99,38 @@ async def test_commune_summary_and_availability(api: tuple[Runtime, httpx.AsyncC
 def test_bench_outage_is_a_subcommand() -> None:
     args = build_parser().parse_args(["bench", "outage", "--trials", "3"])
     assert args.trials == 3
+
+
+async def test_acks_silences_and_maintenance_are_the_logged_in_users_and_audited(
+    api: tuple[Runtime, httpx.AsyncClient],
+) -> None:
+    """Issue 17 item 16: a technician cannot ack in an admin's name; every such action is audited."""
+    from cloud.audit.trail import AuditTrail
+    from cloud.auth.roles import Role
+    from cloud.auth.users import UserStore
+
+    rt, client = api
+    users = UserStore(rt.sql.engine)
+    users.add("kythuat", "ky-thuat-vien-1", frozenset({Role.TECHNICIAN}))
+    tech = {"Authorization": f"Bearer {users.create_token('kythuat', 'tests')}"}
+    a = _open(rt, Scope.NODE, "dr-ap-02", "da-ron", time.time())
+    r = await client.post(f"/api/v1/alerts/{a}/ack", json={"by": "admin", "comment": "đi ngay"}, headers=tech)
+    assert r.status_code == 200 and r.json()["acked_by"] == "kythuat"
+    await client.post(f"/api/v1/alerts/{a}/silence", json={"for_s": 600}, headers=tech)
+    window = {
+        "target_kind": "node",
+        "target": "dr-ap-02",
+        "starts_at": "2027-01-01T00:00:00Z",
+        "ends_at": "2027-01-01T02:00:00Z",
+    }
+    wid = (await client.post("/api/v1/maintenance", json=window, headers=tech)).json()["id"]
+    assert (await client.delete(f"/api/v1/maintenance/{wid}", headers=tech)).status_code == 204
+    rows = AuditTrail(rt.sql.engine).entries(actor="kythuat", newest_first=False)
+    assert [(e.action, e.target) for e in rows] == [
+        ("alert_ack", f"alert:{a}"),
+        ("alert_silence", f"alert:{a}"),
+        ("maintenance_add", f"maintenance:{wid}"),
+        ("maintenance_delete", f"maintenance:{wid}"),
+    ]
+    assert rows[0].detail["comment"] == "đi ngay" and rows[0].commune == "da-ron"
+    assert rows[3].detail["target"] == "dr-ap-02"

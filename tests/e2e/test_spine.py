@@ -74,7 +74,7 @@ class Spine:
     def cloud_metrics(self) -> str:
         """The cloud's counters, for a failure message."""
         try:
-            with urllib.request.urlopen(f"{self.cloud.url}/metrics", timeout=5) as r:
+            with urllib.request.urlopen(self.cloud.request("/metrics"), timeout=5) as r:  # admin token
                 text = r.read().decode()
         except OSError as exc:
             return f"(cloud /metrics unavailable: {exc})"

@@ -58,7 +58,7 @@ def api(mosquitto: Mosquitto, influx_server: InfluxDB, tmp_path: Path) -> Iterat
         },
         sql={"url": f"sqlite:///{tmp_path / 'cloud.db'}"},
         snapshots_dir=tmp_path / "snapshots",
-        events={"exports_dir": tmp_path / "exports"},
+        events={"exports_dir": tmp_path / "exports", "signing_key_file": tmp_path / "keys" / "evidence.pem"},
     )
     runtime = Runtime(cfg, role="fuzz")
     app = create_app(runtime)  # its lifespan (run by schemathesis) starts and stops the runtime

@@ -1,9 +1,11 @@
 """Must-show 2 of the event log: a Da Ron police officer cannot reach anything of Tu Tra,
-through any route of the API (walked from the OpenAPI schema) or of the web UI."""
+through any route of the API (walked from the OpenAPI schema) or of the web UI; and (issue 17)
+every such refusal leaves exactly one audit row, while a burst of refusals does not flood it."""
 
 from __future__ import annotations
 
 import re
+import time
 from datetime import date
 from typing import Any
 
@@ -57,10 +59,23 @@ def _fill(path: str, objs: dict[str, Any]) -> str:
     return re.sub(r"\{([^}]+)\}", sub, path)
 
 
+def _denials(portal: Portal, actor: str, after_id: int) -> list[dict[str, Any]]:
+    status, rows = portal.api("admin").get(
+        f"/api/v1/audit?actor={actor}&action=access_denied&after_id={after_id}&limit=5000"
+    )
+    assert status == 200, rows
+    return list(rows)
+
+
+def _last_audit_id(portal: Portal) -> int:
+    _, rows = portal.api("admin").get("/api/v1/audit?limit=1")
+    return int(rows[0]["id"])
+
+
 def test_every_api_route_refuses_tu_tra_to_da_ron_police(portal: Portal, tu_tra: dict[str, Any]) -> None:
     police = portal.api("ca-daron")
     _, schema = portal.api("admin").get("/openapi.json")
-    walked = 0
+    walked = refused = 0
     for path, ops in schema["paths"].items():
         for method, op in ops.items():
             if path in ("/api/v1/auth/logout", "/api/v1/auth/token"):
@@ -76,10 +91,22 @@ def test_every_api_route_refuses_tu_tra_to_da_ron_police(portal: Portal, tu_tra:
             body = BODIES.get((method, path))
             if (method, path) == ("post", "/api/v1/exports"):
                 body = {"event_ids": portal.ids_of("tu-tra")}
+            mark = _last_audit_id(portal)
             status, resp = police.call(
                 method.upper(), url, body if method in ("post", "put", "patch") else None
             )
             walked += 1
+            # Issue 17: each refusal is exactly one audit row naming the route; nothing else is one.
+            denials = _denials(portal, "ca-daron", mark)
+            if status in (403, 404):
+                refused += 1
+                assert len(denials) == 1, f"{method.upper()} {url} ({status}): {len(denials)} audit rows"
+                d = denials[0]["detail"]
+                assert (d["method"], d["route"], d["status"]) == (method.upper(), path, status), d
+                if "{" in path and status == 404:  # a Tu Tra object: the audit knows it exists
+                    assert d["outcome"] == "out_of_scope" and denials[0]["commune"] == "tu-tra", denials[0]
+            else:
+                assert denials == [], f"{method.upper()} {url} ({status}) audited as refused"
             text = resp.decode(errors="replace") if isinstance(resp, bytes) else repr(resp)
             assert status != 500, f"{method.upper()} {url}: 500 {text[:300]}"
             if "{" in path or (method, path) == ("post", "/api/v1/exports"):
@@ -90,6 +117,7 @@ def test_every_api_route_refuses_tu_tra_to_da_ron_police(portal: Portal, tu_tra:
                 leaked = [m for m in TU_TRA_MARKERS if m in text]
                 assert not leaked, f"{method.upper()} {url} leaked {leaked}: {text[:300]}"
     assert walked >= 20, f"only {walked} routes in the schema?"
+    assert refused >= 15, f"only {refused} refusals?"
     # Nothing of Tu Tra changed on the way.
     _, ev = portal.api("ca-tutra").get(f"/api/v1/events/{tu_tra['event_pk']}")
     assert ev["reviewed_at"] is None and ev["notes"] == [] and ev["keep"] is False
@@ -151,3 +179,28 @@ def test_roles_see_only_their_part(portal: Portal) -> None:
     assert portal.api(None).get("/api/v1/events")[0] == 401
     status, me = police.get("/api/v1/auth/me")
     assert status == 200 and me["communes"] == ["da-ron"] and me["roles"] == ["police"]
+
+
+def test_a_burst_of_refusals_does_not_flood_the_audit_trail(portal: Portal, tu_tra: dict[str, Any]) -> None:
+    """1,000 identical refusals are one row (the count follows when the window closes); 300
+    different ones are capped at web.refusal_max_rows rows (100) per user and window."""
+    mark = _last_audit_id(portal)
+    h = {"Authorization": f"Bearer {portal.tokens['mic-lamdong']}"}
+    started = time.monotonic()
+    with httpx.Client(base_url=portal.url, headers=h, timeout=10) as mic:
+        for _ in range(1000):
+            assert mic.get(f"/api/v1/events/{tu_tra['event_pk']}").status_code == 403
+    elapsed = time.monotonic() - started
+    rows = _denials(portal, "mic-lamdong", mark)
+    assert len(rows) == 1, f"{len(rows)} rows for 1,000 identical refusals"
+    assert rows[0]["detail"]["outcome"] == "role" and rows[0]["detail"]["status"] == 403
+    h = {"Authorization": f"Bearer {portal.tokens['ca-tutra']}"}
+    with httpx.Client(base_url=portal.url, headers=h, timeout=10) as tt:
+        for i in range(300):  # probing ids one by one
+            assert tt.get(f"/api/v1/events/{10_000 + i}").status_code == 404
+    probes = _denials(portal, "ca-tutra", mark)
+    assert len(probes) == 100, len(probes)
+    assert {r["detail"]["outcome"] for r in probes} == {"missing"}
+    _, chain = portal.api("admin").get("/api/v1/audit/verify")
+    assert chain["intact"] is True
+    print(f"\n1,000 refusals in {elapsed:.1f} s: 1 audit row")

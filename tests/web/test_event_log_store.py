@@ -12,6 +12,7 @@ from web_portal import Portal
 
 from cloud.events.evidence import EvidenceExports
 from cloud.events.retention import run_retention
+from cloud.events.signing import EvidenceSigner
 from cloud.events.store import EventFilter, EventRecord, EventStore
 from cloud.storage.snapshots import SnapshotStore
 from cloud.storage.sql import SqlStore
@@ -103,7 +104,9 @@ def test_retention_deletes_old_events_but_keeps_exported_and_kept_ones(tmp_path:
     sql = SqlStore(f"sqlite:///{tmp_path / 'c.db'}")
     snaps = SnapshotStore(tmp_path / "snapshots")
     store = EventStore(sql.engine)
-    exports = EvidenceExports(sql.engine, store, snaps, tmp_path / "exports")
+    exports = EvidenceExports(
+        sql.engine, store, snaps, tmp_path / "exports", EvidenceSigner(tmp_path / "keys" / "k.pem")
+    )
     from cloud.storage.sql import BatchUpdate
 
     now = time.time()
