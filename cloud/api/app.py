@@ -97,7 +97,7 @@ class Readiness(BaseModel):
     dependencies: dict[str, str] = Field(description='Dependency -> "ok" when up, else why it is down.')
     notifiers: dict[str, str] = Field(
         default_factory=dict,
-        description="Alert channel -> \"ok\" while it can send, else why not and what to do (e.g. Zalo's "
+        description='Alert channel -> "ok" while it can send, else why not and what to do (e.g. Zalo\'s '
         "refresh token refused). Does not make the cloud unready: it still ingests and judges.",
     )
 
