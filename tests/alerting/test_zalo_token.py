@@ -248,7 +248,7 @@ def test_the_cloud_keeps_the_rotated_token_across_kill9_and_a_refused_renewal_re
             queue.put("zalo", _notice(7), time.time())
             problem = hook.wait_for(1, 30)[0].json()
             ready = _readyz(cloud)
-            metrics = urllib.request.urlopen(f"{cloud.url}/metrics", timeout=5).read().decode()
+            metrics = urllib.request.urlopen(cloud.request("/metrics"), timeout=5).read().decode()
 
             # the technician re-authorises and writes the new refresh token: taken without a restart
             zalo.refuse_refresh = False
