@@ -101,6 +101,8 @@ case "$cmd" in
     "$VENV/bin/ruff" format --check .
     say "mypy"
     "$VENV/bin/mypy" wire edge cloud commune_iot
+    say "aarch64 wheels for the boards' extras"
+    "$VENV/bin/python" .ci/aarch64_wheels.py
     say "pytest"
     exec "$VENV/bin/pytest" -q "$@"
     ;;
