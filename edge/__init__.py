@@ -5,6 +5,6 @@ Layout: ``config`` (typed YAML + env), ``outbox`` (durable SQLite queue), ``link
 (plug-ins that produce metrics and events), ``runtime`` (the agent that wires them).
 """
 
-from commune_iot import __version__
+from wire.version import __version__
 
 __all__ = ["__version__"]

@@ -21,7 +21,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from commune_iot import __version__, logs
 from edge.collectors.base import Collector
 from edge.collectors.registry import resolve
 from edge.config import ConfigError, EdgeConfig, load_config
@@ -29,9 +28,10 @@ from edge.delivery import Courier
 from edge.health import AgentClock, BoardHealth
 from edge.link import Link
 from edge.outbox import Outbox, Priority, messages
-from wire import Health, Metrics, MotionEvent, Point, Status, encode
+from wire import Health, Metrics, MotionEvent, Point, Status, encode, logs
 from wire.messages import MAX_JSON_BYTES
 from wire.topics import Channel, topic_for
+from wire.version import __version__
 
 log = logging.getLogger(__name__)
 
