@@ -45,7 +45,9 @@ from wire.messages import (
     Version,
     WireError,
     _Model,
+    decode_as,
 )
+from wire.topics import Channel
 
 #: Longest a command may wait for its board (an agent update rolled out to boards that
 #: come online once a week needs long ones).
@@ -180,3 +182,20 @@ def command_args(name: str, args: dict[str, Any], *, strict: bool = False) -> _M
         first = exc.errors(include_url=False)[0]
         where = ".".join(str(p) for p in first["loc"]) or "args"
         raise WireError(f"args.{where}: {first['msg']}"[:300]) from None
+
+
+#: The model of each control channel.
+CONTROL_MODELS: Final[dict[Channel, type[DesiredConfig | ConfigReport | Command | CommandReply]]] = {
+    Channel.CONFIG: DesiredConfig,
+    Channel.REPORTED: ConfigReport,
+    Channel.CMD: Command,
+    Channel.REPLY: CommandReply,
+}
+
+
+def decode_control(channel: Channel, payload: bytes) -> DesiredConfig | ConfigReport | Command | CommandReply:
+    """Validate a control-plane payload for ``channel``; WireError with a one-line reason."""
+    model = CONTROL_MODELS.get(channel)
+    if model is None:
+        raise WireError(f"channel {channel.value!r} is not a control channel")
+    return decode_as(model, payload)
