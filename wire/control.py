@@ -91,6 +91,9 @@ class ConfigReport(Envelope):
     version: ConfigVersion
     #: The version running now (0: the board's local file only).
     running: ConfigVersion
+    #: The highest version the board has answered: it ignores that one and refuses older ones,
+    #: so the cloud numbers the next above it.
+    tried: ConfigVersion = 0
     #: The running configuration passed its checks (stream up, APs answering, broker
     #: reachable), or had none to pass; false while a new one is on trial.
     good: bool

@@ -385,6 +385,7 @@ class FleetService:
             state=rep.state,
             version=rep.version,
             running=rep.running,
+            tried=rep.tried,
             good=rep.good,
             error=rep.error,
             config=rep.config,

@@ -55,6 +55,7 @@ twins = Table(
     Column("report_state", String(16)),  # applied | rejected | reverted | stale
     Column("report_version", Integer),  # the version the last report answers
     Column("running_version", Integer),
+    Column("tried_version", Integer),  # the highest version the board answered
     Column("good", Boolean),
     Column("report_error", Text),
     Column("reported", Text),  # JSON, secrets REDACTED
@@ -275,6 +276,7 @@ class FleetStore:
         state: str,
         version: int,
         running: int,
+        tried: int,
         good: bool,
         error: str | None,
         config: dict[str, Any],
@@ -291,6 +293,7 @@ class FleetStore:
                     report_state=state,
                     report_version=version,
                     running_version=running,
+                    tried_version=tried,
                     good=good,
                     report_error=error,
                     reported=json.dumps(config, ensure_ascii=False, sort_keys=True),

@@ -199,6 +199,7 @@ class Control:
             state=st.state,
             version=st.version,
             running=st.running,
+            tried=st.tried,
             good=st.good,
             error=st.error,
             config=reported(agent.cfg.managed()),

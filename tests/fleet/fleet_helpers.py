@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as mqtt
 import yaml
+from paho.mqtt.enums import CallbackAPIVersion
 
 REPO = Path(__file__).resolve().parents[2]
 for sub in ("edge", "camera"):  # AgentProcess, Recorder; RtspServer
@@ -218,6 +220,21 @@ class FleetLab:
         return Recorder(
             self.broker.port, topic, client_id=f"t-rec-{os.urandom(3).hex()}", auth=(CLOUD_USER, password)
         )
+
+    def publish_as_cloud(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
+        """Publish with the cloud's broker account (what a stolen cloud password could do)."""
+        password = (self.run_dir / "bundles" / f"{CLOUD_USER}.password").read_text().strip()
+        c = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"t-pub-{os.urandom(3).hex()}", protocol=mqtt.MQTTv5
+        )
+        c.username_pw_set(CLOUD_USER, password)
+        c.connect("127.0.0.1", self.broker.port, keepalive=10)
+        c.loop_start()
+        try:
+            c.publish(topic, payload, qos=1, retain=retain).wait_for_publish(10)
+        finally:
+            c.disconnect()
+            c.loop_stop()
 
     def close(self) -> None:
         for a in self.agents:
