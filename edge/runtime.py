@@ -274,43 +274,46 @@ class Agent:
     async def apply_config(self, cfg: EdgeConfig) -> None:
         """Run ``cfg`` from now on: health interval and log level at once; each collector takes
         its new options live when it can (``Collector.reconfigure``), else it is restarted with
-        them; collectors added or removed start or stop. Raises when a collector cannot be
-        built (the caller puts the previous configuration back)."""
-        old = self.cfg
-        fresh = [
-            self._collector(spec) if i >= len(self._running) else None
+        them; collectors added or removed start or stop. Every new collector is built before
+        anything changes, so one that cannot be built (the error is raised) changes nothing."""
+        changed = {
+            i: self._collector(spec)
             for i, spec in enumerate(cfg.collectors)
-        ]
-        self.cfg = cfg
+            if i >= len(self._running) or self._running[i].spec.model_dump() != spec.model_dump()
+        }
+        old, self.cfg = self.cfg, cfg
         if cfg.health_interval_s != old.health_interval_s:
             self._health_changed.set()
         if cfg.log.level != old.log.level:
             logging.getLogger().setLevel(cfg.log.level)
-        kept: list[_Running] = []
+        running: list[_Running] = []
         for i, spec in enumerate(cfg.collectors):
-            if i >= len(self._running):
-                new = fresh[i]
-                assert new is not None
-                kept.append(self._start(_Running(spec, new)))
+            if i not in changed:
+                running.append(self._running[i])
                 continue
-            run = self._running[i]
-            if run.spec.type == spec.type and run.spec.model_dump() == spec.model_dump():
-                kept.append(run)
-            elif run.spec.type == spec.type and run.collector.reconfigure(spec.options):
-                run.spec = spec
-                kept.append(run)
-            else:
-                collector = self._collector(spec)
-                await self._halt(run)
-                kept.append(self._start(_Running(spec, collector)))
-        for run in self._running[len(cfg.collectors) :]:
-            await self._halt(run)
-        self._running = kept
+            if i < len(self._running):
+                current = self._running[i]
+                if current.spec.type == spec.type and self._reconfigure(current.collector, spec):
+                    current.spec = spec
+                    running.append(current)
+                    continue
+                await self._halt(current)
+            running.append(self._start(_Running(spec, changed[i]), i))
+        for current in self._running[len(cfg.collectors) :]:
+            await self._halt(current)
+        self._running = running
 
-    def _start(self, run: _Running) -> _Running:
+    @staticmethod
+    def _reconfigure(collector: Collector, spec: CollectorSpec) -> bool:
+        try:
+            return collector.reconfigure(spec.options)
+        except Exception:
+            log.exception("collector %s could not take its new options live; restarting it", spec.type)
+            return False
+
+    def _start(self, run: _Running, index: int) -> _Running:
         if self._started:
-            i = len(self._running)
-            run.task = asyncio.create_task(self._supervise(run.collector), name=f"collector-{i}")
+            run.task = asyncio.create_task(self._supervise(run.collector), name=f"collector-{index}")
         return run
 
     @staticmethod

@@ -121,6 +121,7 @@ class FleetService:
         self.client_id = f"{client_id}-fleet"
         self.online: dict[str, bool] = {}
         self._publish_lock = threading.Lock()  # one desired version at a time, in order
+        self._refused: dict[int, str] = {}  # mid -> why the broker refused it (PUBACK reason)
         self._connected = threading.Event()
         self._stop = threading.Event()
         self._sweeper: threading.Thread | None = None
@@ -136,6 +137,7 @@ class FleetService:
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
+        c.on_publish = self._on_publish
         c.reconnect_delay_set(1, 10)
         c.max_queued_messages_set(0)
         return c
@@ -222,7 +224,7 @@ class FleetService:
                 info.wait_for_publish(5.0)
             except (ValueError, RuntimeError):
                 return False
-            if not info.is_published():
+            if not info.is_published() or self._refused.pop(info.mid, None) is not None:
                 return False
             self.store.published(node, twin.desired_version)
             return True
@@ -350,6 +352,17 @@ class FleetService:
         self._connected.clear()
         if not self._stop.is_set():
             log.warning("fleet service lost the broker (%s); reconnecting", reason)
+
+    def _on_publish(self, _c: mqtt.Client, _ud: Any, mid: int, reason: ReasonCode, _p: Any) -> None:
+        if reason.is_failure:  # MQTT v5: the broker says why it dropped our message
+            if len(self._refused) > 1000:  # commands' entries are never read; keep it bounded
+                self._refused.clear()
+            self._refused[mid] = str(reason)
+            log.error(
+                "the broker refused a fleet message (%s): may this cloud user write the config and cmd "
+                "topics? `commune-iot provision` rewrites the ACL (then reload the broker)",
+                reason,
+            )
 
     def _on_message(self, _c: mqtt.Client, _ud: Any, msg: mqtt.MQTTMessage) -> None:
         try:

@@ -92,8 +92,9 @@ HandlerFn = Callable[[Context], Awaitable[dict[str, Any]]]
 @dataclass(frozen=True, slots=True)
 class Handler:
     run: HandlerFn
-    #: Finishes a command a previous agent process deferred; None: such a command failed.
-    resume: Callable[[Board, CommandRecord], dict[str, Any]] | None = None
+    #: Finishes a command a previous agent process deferred (in the next process, which may be
+    #: a new version); None: such a command is answered failed.
+    resume: Callable[[Board, CommandRecord], Awaitable[dict[str, Any]]] | None = None
 
 
 def _collector_for(board: Board, device: str | None, what: str) -> tuple[Collector, str]:
@@ -189,7 +190,7 @@ async def _restart(ctx: Context) -> dict[str, Any]:
     raise Deferred("restarting")
 
 
-def _restarted(board: Board, record: CommandRecord) -> dict[str, Any]:
+async def _restarted(board: Board, record: CommandRecord) -> dict[str, Any]:
     return {"session": board.session, "restarted_after_s": round(time.time() - record.received_at, 1)}
 
 
@@ -322,22 +323,32 @@ class CommandRunner:
         self.reply(cmd.id, cmd.name, "failed", error=error[:2000])
 
     def resume(self) -> None:
-        """Finish what a previous agent process left: deferred commands through their handler,
-        anything else cut short as ``failed``."""
+        """Finish what a previous agent process left: deferred commands through their handler's
+        ``resume`` (on their own tasks), anything else cut short as ``failed``."""
         for rec in self.state.unfinished():
             handler = HANDLERS.get(rec.name)
             if rec.state == "running" and handler is not None and handler.resume is not None:
-                try:
-                    result = handler.resume(self.board, rec)
-                except Exception as exc:
-                    self.state.set_state(rec.id, "failed", final=True)
-                    self.reply(rec.id, rec.name, "failed", error=f"{type(exc).__name__}: {exc}"[:2000])
-                    continue
-                self.state.set_state(rec.id, "done", final=True)
-                self.reply(rec.id, rec.name, "done", result=result)
+                task = asyncio.get_running_loop().create_task(
+                    self._resume(handler, rec), name=f"resume-{rec.name}"
+                )
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
                 continue
             self.state.set_state(rec.id, "failed", final=True)
             self.reply(rec.id, rec.name, "failed", error="the agent stopped while the command ran")
+
+    async def _resume(self, handler: Handler, rec: CommandRecord) -> None:
+        assert handler.resume is not None
+        try:
+            result = await asyncio.wait_for(handler.resume(self.board, rec), HANDLER_TIMEOUT_S)
+        except asyncio.CancelledError:
+            raise  # the agent stops again: the next process resumes it
+        except Exception as exc:
+            self.state.set_state(rec.id, "failed", final=True)
+            self.reply(rec.id, rec.name, "failed", error=f"{type(exc).__name__}: {exc}"[:2000])
+            return
+        self.state.set_state(rec.id, "done", final=True)
+        self.reply(rec.id, rec.name, "done", result=result)
 
     async def stop(self) -> None:
         for task in list(self.tasks):

@@ -161,7 +161,7 @@ class Twin:
 
     def startup(self) -> EdgeConfig:
         """The configuration to start with: the running version (a trial cut short by a
-        restart is reverted), or the local file if that can no longer be built."""
+        restart is reverted first)."""
         st = self.st
         if st.running and not st.good:
             tried = st.running
@@ -169,6 +169,12 @@ class Twin:
             why = f"version {tried} was on trial when the agent restarted; back to version {st.running}"
             self._note("reverted", tried, why)
             log.warning("configuration %s", why)
+        return self.current()
+
+    def current(self) -> EdgeConfig:
+        """The running version's configuration, or the local file's if it cannot be built any
+        more (the local file changed under it, a plug-in is gone): then that is said too."""
+        st = self.st
         if st.running_doc is None:
             return self.local
         try:
@@ -247,7 +253,7 @@ class Twin:
         tried = self.st.running
         self._run_lkg()
         self._note("reverted", tried, reason)
-        return self.startup()
+        return self.current()
 
     @property
     def on_trial(self) -> bool:
