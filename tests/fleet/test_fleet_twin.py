@@ -4,6 +4,8 @@ twice, a trial cut short by a restart is reverted, secrets are only ever sealed 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ from edge.control.state import ControlState, board_key
 from edge.control.twin import Apply, Ignore, Refuse, Twin
 from wire import crypto
 
+REPO = Path(__file__).resolve().parents[2]
 SNMP = {
     "type": "snmp_ap",
     "aps": [{"device": "tt-ap-03", "host": "192.0.2.1"}],
@@ -113,3 +116,16 @@ def test_a_password_inside_a_url_counts_as_clear(tmp_path: Path, url: str) -> No
     cam = {"type": "camera", "device": "tt-ap-03", "url": url}
     got = t.receive(desired(1, {"collectors": [cam]}))
     assert isinstance(got, Refuse if "pw@" in url else Apply), got
+
+
+def test_the_cloud_checks_configurations_without_opencv_or_pysnmp() -> None:
+    """The twin's schema is the edge's own models, importable where only the cloud extra is."""
+    code = (
+        "import sys; from cloud.fleet import schema; "
+        "schema.check({'collectors': [{'type': 'camera', 'device': 'dr-cam-01', 'url': 'rtsp://h/x'}, "
+        "{'type': 'snmp_ap', 'aps': [{'device': 'tt-ap-03', 'host': 'h'}], "
+        "'snmp': {'community': '**********'}}]}); "
+        "print(sorted(m for m in ('cv2', 'pysnmp') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert out.stdout.strip() == "[]", out
