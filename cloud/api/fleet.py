@@ -22,7 +22,7 @@ from cloud.auth.deps import audit, require, services
 from cloud.auth.principal import Principal
 from cloud.auth.roles import Perm, Role
 from cloud.fleet import schema
-from cloud.fleet.service import Conflict, FleetService, UnknownNode, normalized
+from cloud.fleet.service import Conflict, FleetService, UnknownNode
 from cloud.fleet.store import CommandRow, Twin, Version
 from wire import COMMANDS, WireError
 from wire.control import MAX_TTL_S, CommandId, CommandName
@@ -200,13 +200,6 @@ def fleet_router(fleet: FleetService) -> APIRouter:
             "commands_open": open_commands,
         }
 
-    def open_counts() -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for c in fleet.store.commands(limit=10_000):
-            if c.state in ("queued", "delivered"):
-                counts[c.node] = counts.get(c.node, 0) + 1
-        return counts
-
     @r.get("/key", response_model=KeyOut, summary="The public key boards check commands against")
     async def key(p: Technician) -> KeyOut:
         return KeyOut(cloud_public_key=fleet.verify_key)
@@ -216,7 +209,7 @@ def fleet_router(fleet: FleetService) -> APIRouter:
         p: Technician, commune: str | None = Query(None, pattern=ID_PATTERN)
     ) -> list[FleetNodeOut]:
         twins = {t.node: t for t in await asyncio.to_thread(fleet.store.twins)}
-        counts = await asyncio.to_thread(open_counts)
+        counts = await asyncio.to_thread(fleet.store.open_counts)
         allowed = scope(p)
         return [
             FleetNodeOut(**node_out(n, c, twins.get(n), counts.get(n, 0)))
@@ -228,7 +221,7 @@ def fleet_router(fleet: FleetService) -> APIRouter:
     async def get_config(p: Technician, node: NodeId) -> TwinOut:
         commune = commune_for(p, node)
         t = await asyncio.to_thread(fleet.store.twin, node)
-        counts = await asyncio.to_thread(open_counts)
+        counts = await asyncio.to_thread(fleet.store.open_counts)
         return TwinOut(
             **node_out(node, commune, t, counts.get(node, 0)),
             desired=t.desired if t else None,
@@ -277,7 +270,7 @@ def fleet_router(fleet: FleetService) -> APIRouter:
         t = await asyncio.to_thread(fleet.store.twin, node)
         if t is None:
             return DiffOut(desired_version=0, running_version=None, differences=[])
-        desired = normalized(t.desired) if t.desired is not None else None
+        desired = schema.normalized(t.desired) if t.desired is not None else None
         diffs = schema.diff(desired, t.reported) if desired is not None else []
         return DiffOut(
             desired_version=t.desired_version, running_version=t.running_version, differences=diffs

@@ -15,7 +15,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from edge.config import ManagedConfigError, secret_paths, url_password_paths, validate_managed
+from edge.config import ManagedConfigError, reported, secret_paths, url_password_paths, validate_managed
 from wire import crypto
 
 
@@ -115,3 +115,14 @@ def diff(desired: Any, reported: Any, path: str = "") -> list[dict[str, Any]]:
     if desired != reported:
         return [{"path": path or "(top level)", "desired": desired, "reported": reported}]
     return []
+
+
+def normalized(config: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A desired document as the board will report it (defaults out, secrets ``REDACTED``), so
+    that desired and reported compare field by field."""
+    if config is None:
+        return None
+    try:
+        return reported(validate_managed(config))
+    except ValueError:
+        return config

@@ -39,7 +39,6 @@ from cloud.config import CloudConfig
 from cloud.fleet import schema
 from cloud.fleet.store import CommandRow, FleetStore, Twin
 from cloud.inventory import Inventory
-from edge.config import reported, validate_managed
 from wire import (
     Channel,
     Command,
@@ -98,16 +97,6 @@ def signing_key(path: Path) -> Ed25519PrivateKey:
         crypto.verify_key_b64(key),
     )
     return key
-
-
-def normalized(config: dict[str, Any] | None) -> dict[str, Any] | None:
-    """A desired document as the board will report it (defaults out, secrets ``REDACTED``)."""
-    if config is None:
-        return None
-    try:
-        return reported(validate_managed(config))
-    except ValueError:
-        return config
 
 
 class FleetService:
@@ -189,8 +178,10 @@ class FleetService:
         sealed = schema.seal_into(doc, clear, twin.board_key if twin else None)
         schema.check(doc)
         version = self.store.set_desired(node, commune, doc, by, sealed)
-        before = normalized(twin.desired if twin and twin.desired else (twin.reported if twin else None))
-        changes = schema.diff(normalized(doc), before) if before is not None else []
+        before = schema.normalized(
+            twin.desired if twin and twin.desired else (twin.reported if twin else None)
+        )
+        changes = schema.diff(schema.normalized(doc), before) if before is not None else []
         for c in changes:
             c["before"] = c.pop("reported")
         log.info(

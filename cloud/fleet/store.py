@@ -385,6 +385,13 @@ class FleetStore:
         with self.engine.connect() as conn:
             return [_command(r) for r in conn.execute(q)]
 
+    def open_counts(self) -> dict[str, int]:
+        """Commands queued or under way, per node."""
+        c = commands.c
+        q = select(c.node, func.count()).where(c.state.in_(("queued", "delivered"))).group_by(c.node)
+        with self.engine.connect() as conn:
+            return {node: int(n) for node, n in conn.execute(q)}
+
     def to_send(self, node: str | None, now: float, resend_s: float) -> list[CommandRow]:
         """Queued, unexpired commands (of ``node``) never sent or sent more than ``resend_s`` ago."""
         c = commands.c
