@@ -1,24 +1,28 @@
-"""Issue 15, item 1 (secrets) and SNMP live changes: an access point's SNMP community set from the
-cloud reaches the board sealed for it, works at once (the AP answers), survives more versions
-("**********" keeps it) and an agent restart, and is never echoed back, logged, stored or
-retained in clear: not in the cloud's database, log, API or audit trail, not on the broker, not
-in the board's log or state. The AP is a real SNMP agent (snmpsim replaying a recorded OpenWrt AP).
+"""Issue 15, item 1: secrets, SNMP changes applied live, and last known good with SNMP.
+
+An access point's SNMP community set from the cloud reaches the board sealed for it, works at
+once (the AP answers), survives more versions ("**********" keeps it) and an agent restart, and
+is never echoed back, logged, stored or retained in clear: not in the cloud's database, log,
+API or audit trail, not on the broker, not in the board's log or state. A community that
+silences every AP is reverted. The AP is a real SNMP agent (snmpsim replaying a recorded
+OpenWrt AP).
 """
 
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from edge_helpers import Received
-from fleet_helpers import REPO, FleetLab
+from fleet_helpers import REPO, FleetLab, wait_until
 
 from commune_iot.snmplab import SnmpSim
 
-BOARDS = ["tt-ap-03"]
+BOARDS = ["tt-ap-03", "tt-ap-04"]
 NODE = "tt-ap-03"
 SECRET = "Xq7-rural-c0mmunity"
 RECORDING = REPO.parent / "shared" / "testdata" / "snmp" / "openwrt.snmprec"
@@ -115,3 +119,34 @@ def test_a_community_set_from_the_cloud_works_and_is_never_seen_in_clear(lab: Fl
     assert any(b"sealed:v1:" in data for data in cloud_files.values())  # we looked where it is kept
     leaks = [p for p, data in (cloud_files | board_files | broker_files).items() if SECRET.encode() in data]
     assert leaks == [], f"the community in clear in {leaks}"
+
+
+def test_a_community_that_silences_every_ap_is_reverted_and_the_api_says_why(
+    lab: FleetLab, ap: SnmpSim
+) -> None:
+    node, revert_after_s = "tt-ap-04", 4.0
+    collector: dict[str, Any] = {
+        "type": "snmp_ap",
+        "aps": [{"device": node, "host": "127.0.0.1", "port": ap.port}],
+        "snmp": {"community": SECRET},  # right, in the board's own file
+        "interval_s": 1,
+        "timeout_s": 0.5,
+        "retries": 0,
+        "ping": "off",
+    }
+    rec = lab.recorder(f"ciot/v1/tu-tra/{node}/metrics")
+    agent = lab.start_agent(lab.board_config(node, [collector], revert_after_s=revert_after_s))
+    try:
+        doc = lab.wait_reported(node)["reported"]
+        rec.wait_for(lambda ms: True in reachable(ms), 20, "the AP answering")
+        version = lab.set_config(node, doc, {"collectors.0.snmp.community": "a-wrong-one"})
+        asked = time.monotonic()
+        twin = wait_until("the revert", lambda: (t := lab.twin(node))["sync"] == "reverted" and t, 20)
+        assert time.monotonic() - asked <= revert_after_s + 3
+        assert twin["report_version"] == version and twin["running_version"] == 0 and twin["good"]
+        assert "none of the 1 access point(s) answers SNMP" in twin["error"], twin["error"]
+        mark = len(rec.snapshot())
+        rec.wait_for(lambda ms: True in reachable(ms[mark:]), 10, "the AP answering again")
+    finally:
+        agent.terminate()
+        rec.close()
