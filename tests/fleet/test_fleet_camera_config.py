@@ -87,6 +87,7 @@ def test_mask_from_the_cli_runs_within_5_s_and_masked_motion_makes_no_event(
         twin = lab.wait_running(node, version, timeout=5)
         took = time.monotonic() - asked
         assert took <= 5.0, f"applied after {took:.1f} s"
+        print(f"mask running {took:.2f} s after `fleet config set` was started")
         assert twin["reported"]["collectors"][0]["masks"] == [WHOLE_FRAME]
         assert twin["report_state"] == "applied" and twin["report_version"] == version
         mark = len(rec.snapshot())
@@ -199,6 +200,7 @@ def test_a_configuration_that_breaks_the_stream_is_reverted_and_the_api_says_why
         twin = wait_until("the board to revert", reverted, revert_after_s + 15, every=0.1)
         took = time.monotonic() - asked
         assert took <= revert_after_s + 3, f"reverted after {took:.1f} s"
+        print(f"reverted {took:.1f} s after the broken version was set (revert_after_s {revert_after_s:g})")
         assert twin["running_version"] == good and twin["report_version"] == bad and twin["good"]
         assert "no-such-path" in twin["error"] and "gives no frames" in twin["error"], twin["error"]
         assert twin["reported"]["collectors"][0]["url"] == rtsp.url("highway")
