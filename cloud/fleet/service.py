@@ -153,9 +153,6 @@ class FleetService:
     def connected(self) -> bool:
         return self._connected.is_set()
 
-    def wait_connected(self, timeout: float) -> bool:
-        return self._connected.wait(timeout)
-
     # -- nodes -------------------------------------------------------------------------------
 
     def commune_of(self, node: str) -> str:

@@ -44,7 +44,7 @@ from wire.messages import MAX_JSON_BYTES, check_snapshot
 
 log = logging.getLogger(__name__)
 
-#: Longest a handler may take before it is answered ``failed``.
+#: Longest a handler may take before it is answered ``failed`` (unless it says otherwise).
 HANDLER_TIMEOUT_S = 120.0
 #: The ``logs`` result stays well inside the contract's JSON limit.
 LOGS_MAX_BYTES = MAX_JSON_BYTES - 8 * 1024
@@ -95,6 +95,8 @@ class Handler:
     #: Finishes a command a previous agent process deferred (in the next process, which may be
     #: a new version); None: such a command is answered failed.
     resume: Callable[[Board, CommandRecord], Awaitable[dict[str, Any]]] | None = None
+    #: Longest ``run`` (and ``resume``) may take (a download over 3G needs far more than a ping).
+    timeout_s: float = HANDLER_TIMEOUT_S
 
 
 def _collector_for(board: Board, device: str | None, what: str) -> tuple[Collector, str]:
@@ -299,7 +301,7 @@ class CommandRunner:
         ctx = Context(self.board, cmd, args, self.logs, progress)
         self.ran += 1
         try:
-            result = await asyncio.wait_for(HANDLERS[cmd.name].run(ctx), HANDLER_TIMEOUT_S)
+            result = await asyncio.wait_for(HANDLERS[cmd.name].run(ctx), HANDLERS[cmd.name].timeout_s)
         except Deferred:
             self.state.set_state(cmd.id, "running")
             return
@@ -308,7 +310,7 @@ class CommandRunner:
             self.reply(cmd.id, cmd.name, "failed", error="the agent stopped while the command ran")
             raise
         except TimeoutError:
-            error = f"did not finish within {HANDLER_TIMEOUT_S:.0f} s"
+            error = f"did not finish within {HANDLERS[cmd.name].timeout_s:.0f} s"
         except Unsupported as exc:
             error = str(exc)
         except Exception as exc:
@@ -340,7 +342,7 @@ class CommandRunner:
     async def _resume(self, handler: Handler, rec: CommandRecord) -> None:
         assert handler.resume is not None
         try:
-            result = await asyncio.wait_for(handler.resume(self.board, rec), HANDLER_TIMEOUT_S)
+            result = await asyncio.wait_for(handler.resume(self.board, rec), handler.timeout_s)
         except asyncio.CancelledError:
             raise  # the agent stops again: the next process resumes it
         except Exception as exc:
