@@ -240,7 +240,7 @@ class FleetStore:
             version = (
                 max(r.desired_version or 0, r.running_version or 0, r.report_version or 0, used or 0) + 1
             )
-            body = json.dumps(config, ensure_ascii=False, sort_keys=True)
+            body = json.dumps(config, ensure_ascii=False)
             conn.execute(
                 update(twins)
                 .where(twins.c.node == node)
@@ -296,7 +296,7 @@ class FleetStore:
                     tried_version=tried,
                     good=good,
                     report_error=error,
-                    reported=json.dumps(config, ensure_ascii=False, sort_keys=True),
+                    reported=json.dumps(config, ensure_ascii=False),
                     reported_at=at,
                     board_key=board_key,
                     agent_version=agent_version[:64],
