@@ -273,6 +273,26 @@ class EventsConfig(_Section):
     )
 
 
+class FleetConfig(_Section):
+    """The fleet's control plane: desired configurations and commands (cloud/fleet)."""
+
+    enabled: bool = Field(True, description="Run the fleet service (the `serve` process only).")
+    signing_key_file: Path = Field(
+        Path("var/fleet-signing.pem"),
+        description="Ed25519 key (PEM, mode 0600) every command and configuration is signed with; made "
+        "on first start. Boards given its public half (`commune-iot fleet key`, control.cloud_public_key) "
+        "refuse anything else.",
+    )
+    default_ttl_s: float = Field(300.0, gt=0, description="Time-to-live of a command when none is given.")
+    resend_s: float = Field(
+        15.0,
+        gt=0,
+        description="A command an online board has not acknowledged is sent again this often (same id: "
+        "the board runs it once).",
+    )
+    sweep_s: float = Field(1.0, gt=0, description="How often expired commands are marked.")
+
+
 class CloudConfig(BaseSettings):
     """The whole cloud configuration; see cloud/sample.yaml for an annotated example."""
 
@@ -292,6 +312,9 @@ class CloudConfig(BaseSettings):
     )
     reports: ReportsConfig = Field(
         default_factory=ReportsConfig, description="Wi-Fi usage reports (docs/reports.md)."
+    )
+    fleet: FleetConfig = Field(
+        default_factory=FleetConfig, description="Desired configuration and commands (docs/protocol.md)."
     )
     inventory: Path = Field(
         REPO_ROOT / "firmware_config" / "inventory.yaml",
@@ -354,6 +377,7 @@ def load_config(path: Path | str | None = None, **overrides: Any) -> CloudConfig
         cfg.events.signing_key_file = _resolve(base, cfg.events.signing_key_file)
         cfg.influx.spool_dir = _resolve(base, cfg.influx.spool_dir)
         cfg.reports.output_dir = _resolve(base, cfg.reports.output_dir)
+        cfg.fleet.signing_key_file = _resolve(base, cfg.fleet.signing_key_file)
         if cfg.sql.url.startswith("sqlite:///") and not cfg.sql.url.startswith("sqlite:////"):
             rel = cfg.sql.url.removeprefix("sqlite:///")
             if rel and rel != ":memory:":

@@ -13,7 +13,7 @@ import logging
 import signal
 from pathlib import Path
 
-from commune_iot import logs
+from wire import logs
 
 log = logging.getLogger(__name__)
 

@@ -68,6 +68,12 @@ def _bench_uplink(args: argparse.Namespace) -> int:
     return main(seconds=args.seconds, run_dir=args.run_dir)
 
 
+def _bench_fleet(args: argparse.Namespace) -> int:
+    from commune_iot.bench.fleet import main
+
+    return main(boards=args.boards, run_dir=args.run_dir)
+
+
 def _provision(args: argparse.Namespace) -> int:
     from commune_iot.provision import main as prov
     from commune_iot.provision.broker import command_reload
@@ -226,6 +232,12 @@ def build_parser() -> argparse.ArgumentParser:
     bu.add_argument("--seconds", type=float, default=120.0)
     bu.add_argument("--run-dir", type=Path, default=None)
     bu.set_defaults(func=_bench_uplink)
+    bfl = bench_sub.add_parser(
+        "fleet", help="a configuration change pushed to every demo board: seconds until each runs it"
+    )
+    bfl.add_argument("--boards", type=int, default=None, help="only the first N devices' boards")
+    bfl.add_argument("--run-dir", type=Path, default=None)
+    bfl.set_defaults(func=_bench_fleet)
 
     prov = sub.add_parser(
         "provision",
@@ -312,9 +324,10 @@ def build_parser() -> argparse.ArgumentParser:
     bs.add_argument("--run-dir", type=Path, default=None)
     bs.set_defaults(func=_bench_snmp)
 
-    from commune_iot import eventlog_cli
+    from commune_iot import eventlog_cli, fleet_cli
 
     eventlog_cli.register(sub, bench_sub)
+    fleet_cli.register(sub)
     return p
 
 

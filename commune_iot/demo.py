@@ -21,9 +21,9 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
-from commune_iot import logs
 from commune_iot.fleet import AgentProcess, CloudProcess, cloud_config, edge_config, load_devices
 from commune_iot.localsvc import InfluxDB, Mosquitto, ServiceError
+from wire import logs
 
 log = logging.getLogger("commune_iot.demo")
 

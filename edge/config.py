@@ -4,6 +4,10 @@ Environment variables win over the file so that a secret (``CIOT_EDGE_BROKER__PA
 or a per-board value can be injected by systemd or a container without editing YAML.
 Errors name the file, the field and what was expected, because the person reading them
 is a technician at a commune office with an SSH session, not the author of this code.
+
+:class:`ManagedConfig` is the part the cloud may set remotely (the device twin's schema:
+the cloud validates a desired configuration with these very models before it sends it);
+the rest (identity, broker, outbox, control) stays in the board's own file.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from edge.collectors.base import CollectorOptions
-from edge.collectors.registry import RegistryError, resolve
+from edge.collectors.registry import RegistryError, resolve_options
 from wire.topics import ID_PATTERN
 
 ENV_PREFIX = "CIOT_EDGE_"
@@ -174,7 +178,70 @@ class CollectorSpec(BaseModel):
         return self._options
 
 
-class EdgeConfig(BaseSettings):
+class ControlConfig(_Section):
+    """The cloud's control of this board: desired configuration and commands (edge/control)."""
+
+    enabled: bool = Field(
+        default=True,
+        description="Take desired configuration and commands from the cloud (topics config and cmd).",
+    )
+    state_dir: Path | None = Field(
+        default=None,
+        description="Where the board keeps its key, the configuration it applied and the ids of the "
+        "commands it ran; default: the outbox's directory.",
+    )
+    revert_after_s: float = Field(
+        default=120.0,
+        ge=1,
+        le=86400,
+        description="A configuration from the cloud that leaves the board unable to do its job (camera "
+        "stream down, no access point answering, broker unreachable) this long is reverted to the last "
+        "good one, and the board says why.",
+    )
+    cloud_public_key: str | None = Field(
+        default=None,
+        max_length=64,
+        description="The cloud's Ed25519 public key (base64; `commune-iot fleet key`). When set, "
+        "commands and configurations not signed with it are refused.",
+    )
+    log_lines: int = Field(
+        default=2000, ge=0, le=100_000, description="Log lines kept in memory for the `logs` command."
+    )
+
+
+class ManagedConfig(BaseModel):
+    """What the cloud may set on a board (the device twin's desired configuration)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    health_interval_s: float = Field(
+        default=10.0, gt=0, le=3600, description="Seconds between health messages (the heartbeat)."
+    )
+    collectors: list[CollectorSpec] = Field(
+        default_factory=list, description="Collector plug-ins to run; each has a type and its options."
+    )
+    log: LogConfig = Field(default_factory=LogConfig, description="Logging.")
+
+    @field_validator("collectors")
+    @classmethod
+    def _validate_collectors(cls, specs: list[CollectorSpec]) -> list[CollectorSpec]:
+        for i, spec in enumerate(specs):
+            try:
+                options = resolve_options(spec.type)
+            except RegistryError as exc:
+                raise ValueError(f"collectors[{i}]: {exc}") from None
+            try:
+                spec._options = options.model_validate(spec.model_extra or {})
+            except ValidationError as exc:
+                raise ValueError(f"collectors[{i}] ({spec.type}): {_first_error(exc)}") from None
+        return specs
+
+
+#: Top-level keys of :class:`ManagedConfig`: what a desired configuration replaces.
+MANAGED_KEYS = frozenset(ManagedConfig.model_fields)
+
+
+class EdgeConfig(BaseSettings, ManagedConfig):
     """Everything one agent needs. Field descriptions double as the reference documentation."""
 
     model_config = SettingsConfigDict(
@@ -185,9 +252,6 @@ class EdgeConfig(BaseSettings):
     commune: Id = Field(description="Commune id: da-ron, tu-tra or lac-xuan.")
     site: Id | None = Field(default=None, description="Site id from the inventory, e.g. dr-thon-03.")
     broker: BrokerConfig = Field(default_factory=BrokerConfig, description="MQTT broker connection.")
-    health_interval_s: float = Field(
-        default=10.0, gt=0, le=3600, description="Seconds between health messages (the heartbeat)."
-    )
     outbox: OutboxConfig = Field(default_factory=OutboxConfig, description="Durable outbox.")
     hold_until_cloud: bool = Field(
         default=True,
@@ -195,10 +259,9 @@ class EdgeConfig(BaseSettings):
         "ciot/host/v1/state/+ (Sparkplug's primary host); until then it waits in the outbox. "
         "Turn off only for a broker with no cloud behind it (tests, bench).",
     )
-    collectors: list[CollectorSpec] = Field(
-        default_factory=list, description="Collector plug-ins to run; each has a type and its options."
+    control: ControlConfig = Field(
+        default_factory=ControlConfig, description="Desired configuration and commands from the cloud."
     )
-    log: LogConfig = Field(default_factory=LogConfig, description="Logging.")
 
     @classmethod
     def settings_customise_sources(
@@ -212,23 +275,21 @@ class EdgeConfig(BaseSettings):
         # Environment first: it overrides the YAML (passed as init kwargs) field by field.
         return (env_settings, init_settings)
 
-    @field_validator("collectors")
-    @classmethod
-    def _validate_collectors(cls, specs: list[CollectorSpec]) -> list[CollectorSpec]:
-        for i, spec in enumerate(specs):
-            try:
-                plugin = resolve(spec.type)
-            except RegistryError as exc:
-                raise ValueError(f"collectors[{i}]: {exc}") from None
-            try:
-                spec._options = plugin.Options.model_validate(spec.model_extra or {})
-            except ValidationError as exc:
-                raise ValueError(f"collectors[{i}] ({spec.type}): {_first_error(exc)}") from None
-        return specs
-
     @property
     def client_id(self) -> str:
         return self.broker.client_id or self.node
+
+    @property
+    def state_dir(self) -> Path:
+        return self.control.state_dir or self.outbox.path.parent
+
+    def managed(self) -> ManagedConfig:
+        """The cloud-managed part of this configuration."""
+        return ManagedConfig.model_validate({k: getattr(self, k) for k in MANAGED_KEYS})
+
+    def with_managed(self, managed: ManagedConfig) -> EdgeConfig:
+        """This board's configuration with ``managed`` in place of its managed part."""
+        return self.model_copy(update={k: getattr(managed, k) for k in MANAGED_KEYS})
 
     @property
     def devices(self) -> list[str]:
@@ -239,6 +300,111 @@ class EdgeConfig(BaseSettings):
                 if device not in seen:
                     seen.append(device)
         return seen or [self.node]
+
+
+class ManagedConfigError(ValueError):
+    """A desired configuration the schema refuses; ``errors`` are (dotted field, message) pairs."""
+
+    def __init__(self, errors: list[tuple[str, str]]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(f"{where}: {msg}" for where, msg in errors[:5])[:1900])
+
+
+def _errors(exc: ValidationError, prefix: tuple[str | int, ...] = ()) -> list[tuple[str, str]]:
+    out = []
+    for err in exc.errors(include_url=False):
+        where = ".".join(str(p) for p in (*prefix, *err["loc"])) or "(top level)"
+        out.append((where, err["msg"].removeprefix("Value error, ")))
+    return out
+
+
+def validate_managed(doc: Any) -> ManagedConfig:
+    """``doc`` as a :class:`ManagedConfig`, or ManagedConfigError naming each bad field by its
+    full path (``collectors.0.masks.1``): a collector's options are checked one by one so the
+    path reaches inside them."""
+    if not isinstance(doc, dict):
+        raise ManagedConfigError([("(top level)", "expected a mapping of settings")])
+    errors: list[tuple[str, str]] = []
+    collectors = doc.get("collectors")
+    for i, spec in enumerate(collectors if isinstance(collectors, list) else []):
+        if not isinstance(spec, dict) or not isinstance(spec.get("type"), str):
+            continue  # the whole-model pass below says what is wrong
+        try:
+            options = resolve_options(spec["type"])
+        except RegistryError as exc:
+            errors.append((f"collectors.{i}.type", str(exc)))
+            continue
+        try:
+            options.model_validate({k: v for k, v in spec.items() if k != "type"})
+        except ValidationError as exc:
+            errors += _errors(exc, ("collectors", i))
+    if errors:
+        raise ManagedConfigError(errors)
+    try:
+        return ManagedConfig.model_validate(doc)
+    except ValidationError as exc:
+        raise ManagedConfigError(_errors(exc)) from None
+
+
+def _walk_secrets(value: Any, path: str, out: list[str]) -> None:
+    if isinstance(value, SecretStr):
+        out.append(path)
+    elif isinstance(value, CollectorSpec):
+        _walk_secrets(value.options, path, out)
+    elif isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            _walk_secrets(getattr(value, name), f"{path}.{name}" if path else name, out)
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            _walk_secrets(item, f"{path}.{i}", out)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _walk_secrets(item, f"{path}.{key}", out)
+
+
+def secret_paths(managed: ManagedConfig) -> list[str]:
+    """Dotted paths of the secret fields set in ``managed`` (``collectors.0.snmp.community``):
+    the places where a desired configuration may hold only sealed values or ``REDACTED``."""
+    out: list[str] = []
+    _walk_secrets(managed, "", out)
+    return out
+
+
+def url_password_paths(doc: Any, path: str = "") -> list[str]:
+    """Paths of strings in ``doc`` that are URLs carrying a password (``rtsp://u:pw@host``)."""
+    if isinstance(doc, dict):
+        return [p for k, v in doc.items() for p in url_password_paths(v, f"{path}.{k}" if path else str(k))]
+    if isinstance(doc, list):
+        return [p for i, v in enumerate(doc) for p in url_password_paths(v, f"{path}.{i}")]
+    if isinstance(doc, str) and "://" in doc and "@" in doc:
+        try:
+            if urlsplit(doc).password:
+                return [path]
+        except ValueError:
+            return []
+    return []
+
+
+def reported(managed: ManagedConfig) -> dict[str, Any]:
+    """What a board says it runs: the collectors' options as written (defaults left out), every
+    secret as ``**********`` and any password inside a URL replaced by it too."""
+    doc: dict[str, Any] = {
+        "health_interval_s": managed.health_interval_s,
+        "log": managed.log.model_dump(mode="json", by_alias=True),
+        "collectors": [
+            {"type": spec.type, **spec.options.model_dump(mode="json", exclude_unset=True)}
+            for spec in managed.collectors
+        ],
+    }
+    for path in url_password_paths(doc):
+        *parents, last = path.split(".")
+        holder: Any = doc
+        for part in parents:
+            holder = holder[int(part)] if isinstance(holder, list) else holder[part]
+        key: Any = int(last) if isinstance(holder, list) else last
+        parts = urlsplit(holder[key])
+        holder[key] = holder[key].replace(f":{parts.password}@", ":**********@", 1)
+    return doc
 
 
 def _first_error(exc: ValidationError) -> str:

@@ -19,7 +19,7 @@ import contextlib
 import logging
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from enum import Enum
 from typing import Any, Protocol
 
@@ -91,9 +91,15 @@ class Link:
         extra_inflight: int = 20,
         inflight_window: int = 20,
         hold_until_cloud: bool = False,
+        subscriptions: Sequence[str] = (),
+        on_message: Callable[[str, bytes], None] | None = None,
     ) -> None:
         self.broker = broker
         self.status_topic = status_topic
+        #: Topics addressed to this node (its desired configuration and commands), handed to
+        #: ``on_message`` on the event loop; subscribed again on every connection.
+        self.subscriptions = list(subscriptions)
+        self._on_control = on_message
         self._birth = birth
         self._will = will
         self._listener = listener
@@ -200,6 +206,11 @@ class Link:
         if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
             raise RuntimeError(f"paho refused to queue a message on {topic}: {mqtt.error_string(info.rc)}")
         return int(info.mid)
+
+    def rebirth(self) -> None:
+        """Publish the retained birth certificate again (when connected)."""
+        if self.state is State.UP:
+            self.client.publish(self.status_topic, self._birth(), qos=1, retain=True)
 
     async def close(self, offline: bytes, within_s: float = 3.0) -> bool:
         """Publish the retained ``offline`` status, wait (bounded) for its PUBACK, disconnect.
@@ -331,6 +342,10 @@ class Link:
         self.epoch += 1
         self.state = State.UP
         self._up_since_connect = True
+        # Subscribe before the birth: the broker handles one connection's packets in order,
+        # so when the cloud sees the birth and sends a queued command, the board listens.
+        if self.subscriptions:
+            client.subscribe([(t, 1) for t in self.subscriptions])
         client.publish(self.status_topic, self._birth(), qos=1, retain=True)
         self.presence.reset()
         if self.presence.enabled:
@@ -348,6 +363,11 @@ class Link:
         if mqtt.topic_matches_sub(HOST_STATE_FILTER, msg.topic):
             self.presence.update(bytes(msg.payload), retained=bool(msg.retain))
             self._check_presence()
+        elif msg.topic in self.subscriptions and self._on_control is not None:
+            try:
+                self._on_control(msg.topic, bytes(msg.payload))
+            except Exception:  # a bad message must never take the link down
+                log.exception("could not handle a message on %s", msg.topic)
 
     def _on_disconnect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Properties | None

@@ -3,6 +3,10 @@
 Each start is a new session (a random id, Sparkplug's bdSeq): the cloud can tell a
 restart from a gap, and ``seq`` restarts at 1. Sequence numbers are assigned when a
 message enters the outbox, so they follow production order whatever happens to the link.
+
+The cloud's control plane (``edge.control``) sits beside the collectors: it may hand the
+agent a new configuration (:meth:`Agent.apply_config` applies it live, restarting only the
+collectors that cannot take it) and ask it things through commands.
 """
 
 from __future__ import annotations
@@ -11,39 +15,57 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import os
 import secrets
 import signal
 import sqlite3
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from commune_iot import __version__, logs
-from edge.collectors.base import Collector
-from edge.collectors.registry import resolve
-from edge.config import ConfigError, EdgeConfig, load_config
+from edge.collectors.base import Collector, Sink
+from edge.collectors.registry import RegistryError, resolve
+from edge.config import CollectorSpec, ConfigError, EdgeConfig, load_config
+from edge.control.commands import diagnostics_base
+from edge.control.plane import Control
 from edge.delivery import Courier
 from edge.health import AgentClock, BoardHealth
 from edge.link import Link
 from edge.outbox import Outbox, Priority, messages
-from wire import Health, Metrics, MotionEvent, Point, Status, encode
+from wire import Health, Metrics, MotionEvent, Point, Status, encode, logs
 from wire.messages import MAX_JSON_BYTES
 from wire.topics import Channel, topic_for
+from wire.version import __version__
 
 log = logging.getLogger(__name__)
 
 #: Pause before restarting a collector that raised; doubles up to the cap.
 COLLECTOR_RESTART_S = (1.0, 60.0)
+#: Exit code of an agent that restarts itself (``restart`` command) where it cannot exec.
+EXIT_RESTART = 75
+
+
+@dataclass
+class _Running:
+    """One configured collector and the task that supervises it (None until ``run``)."""
+
+    spec: CollectorSpec
+    collector: Collector
+    task: asyncio.Task[None] | None = None
 
 
 class Agent:
     """One edge agent. Build it from a config, ``await run()``; ``stop()`` or SIGTERM ends it."""
 
     def __init__(self, cfg: EdgeConfig) -> None:
-        self.cfg = cfg
+        #: The board's own file; ``cfg`` is what runs (the cloud's desired version, if any).
+        self.local = cfg
+        self.control = Control(cfg) if cfg.control.enabled else None
+        self.cfg = self.control.startup_config() if self.control is not None else cfg
         self.session = secrets.token_hex(8)
         self.seq = 0
         self.clock = AgentClock()
@@ -65,12 +87,35 @@ class Agent:
             listener=self.courier,
             inflight_window=cfg.outbox.inflight_window,
             hold_until_cloud=cfg.hold_until_cloud,
+            subscriptions=self.control.topics if self.control is not None else (),
+            on_message=self.control.on_message if self.control is not None else None,
         )
         self.courier.link = self.link
-        self.collectors: list[Collector] = [
-            resolve(spec.type)(spec.options, node=cfg.node) for spec in cfg.collectors
-        ]
+        try:
+            self._running = [_Running(spec, self._collector(spec)) for spec in self.cfg.collectors]
+        except RegistryError as exc:
+            if self.cfg is cfg:
+                raise
+            log.error("cannot run the cloud's configuration (%s): starting from the local file", exc)
+            self.cfg = cfg
+            self._running = [_Running(spec, self._collector(spec)) for spec in cfg.collectors]
         self._stop = asyncio.Event()
+        self._health_changed = asyncio.Event()
+        self.restart_requested = False
+
+    def _collector(self, spec: CollectorSpec) -> Collector:
+        return resolve(spec.type)(spec.options, node=self.cfg.node)
+
+    def collectors(self) -> list[Collector]:
+        return [r.collector for r in self._running]
+
+    @property
+    def sink(self) -> Sink:
+        return self
+
+    @property
+    def config_version(self) -> int:
+        return self.control.version if self.control is not None else 0
 
     # -- producing -------------------------------------------------------------------------
 
@@ -99,6 +144,7 @@ class Agent:
                 agent_version=__version__,
                 devices=self.cfg.devices[:16],
                 health_interval_s=self.cfg.health_interval_s,
+                config_version=self.config_version,
             )
         )
 
@@ -172,14 +218,114 @@ class Agent:
             outbox_bytes=stats.bytes,
             outbox_oldest_s=round(stats.oldest_s, 3),
             outbox_dropped=stats.dropped,
+            agent_version=__version__,
+            config_version=self.config_version,
         )
         self._taken(msg.seq)
         return msg
 
+    # -- the control plane's side of the agent ---------------------------------------------
+
+    def emit_control(self, channel: Channel, payload: bytes) -> None:
+        """A report or a command reply: through the outbox, like all data."""
+        self._put(channel, payload, Priority.EVENT)
+
+    def emit_snapshot(self, suffix: str, jpeg: bytes) -> None:
+        self._put(Channel.SNAPSHOT, jpeg, Priority.EVENT, suffix=suffix, is_json=False)
+
+    def rebirth(self) -> None:
+        """Birth certificate and configuration report again (Sparkplug's rebirth)."""
+        self.link.rebirth()
+        if self.control is not None:
+            self.control.report()
+
+    def request_restart(self) -> None:
+        self.restart_requested = True
+        self.stop()
+
+    def diagnostics(self) -> dict[str, Any]:
+        stats = self.outbox.stats()
+        board = self.board.read()
+        return {
+            **diagnostics_base(),
+            "node": self.cfg.node,
+            "session": self.session,
+            "config_version": self.config_version,
+            "agent_uptime_s": self.clock.uptime_s(),
+            "board_uptime_s": board.get("board_uptime_s"),
+            "disk_used_pct": board.get("disk_used_pct"),
+            "disk_free_mb": board.get("disk_free_mb"),
+            "mem_used_pct": board.get("mem_used_pct"),
+            "temp_c": board.get("temp_c"),
+            "outbox": {
+                "depth": stats.depth,
+                "bytes": stats.bytes,
+                "oldest_s": round(stats.oldest_s, 3),
+                "dropped": stats.dropped,
+            },
+            "broker": {"url": self.link.url, "connected": self.link.connected},
+            "collectors": [
+                {"type": r.spec.type, "device": r.collector.device, "ok": s.ok, "detail": s.detail}
+                for r in self._running
+                for s in [r.collector.job_state()]
+            ],
+        }
+
+    async def apply_config(self, cfg: EdgeConfig) -> None:
+        """Run ``cfg`` from now on: health interval and log level at once; each collector takes
+        its new options live when it can (``Collector.reconfigure``), else it is restarted with
+        them; collectors added or removed start or stop. Every new collector is built before
+        anything changes, so one that cannot be built (the error is raised) changes nothing."""
+        changed = {
+            i: self._collector(spec)
+            for i, spec in enumerate(cfg.collectors)
+            if i >= len(self._running) or self._running[i].spec.model_dump() != spec.model_dump()
+        }
+        old, self.cfg = self.cfg, cfg
+        if cfg.health_interval_s != old.health_interval_s:
+            self._health_changed.set()
+        if cfg.log.level != old.log.level:
+            logging.getLogger().setLevel(cfg.log.level)
+        running: list[_Running] = []
+        for i, spec in enumerate(cfg.collectors):
+            if i not in changed:
+                running.append(self._running[i])
+                continue
+            if i < len(self._running):
+                current = self._running[i]
+                if current.spec.type == spec.type and self._reconfigure(current.collector, spec):
+                    current.spec = spec
+                    running.append(current)
+                    continue
+                await self._halt(current)
+            running.append(self._start(_Running(spec, changed[i]), i))
+        for current in self._running[len(cfg.collectors) :]:
+            await self._halt(current)
+        self._running = running
+
+    @staticmethod
+    def _reconfigure(collector: Collector, spec: CollectorSpec) -> bool:
+        try:
+            return collector.reconfigure(spec.options)
+        except Exception:
+            log.exception("collector %s could not take its new options live; restarting it", spec.type)
+            return False
+
+    def _start(self, run: _Running, index: int) -> _Running:
+        if self._started:
+            run.task = asyncio.create_task(self._supervise(run.collector), name=f"collector-{index}")
+        return run
+
+    @staticmethod
+    async def _halt(run: _Running) -> None:
+        if run.task is not None:
+            run.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await run.task
+
     # -- tasks -----------------------------------------------------------------------------
 
     async def _health_loop(self) -> None:
-        interval = self.cfg.health_interval_s
         next_at = time.monotonic()
         while True:
             try:
@@ -187,11 +333,16 @@ class Agent:
                 self._put(Channel.HEALTH, encode(msg), Priority.HEALTH, created=msg.ts.timestamp())
             except Exception:  # e.g. disk full: keep the heartbeat task alive and try again
                 log.exception("could not produce or store a health message; trying again next interval")
+            interval = self.cfg.health_interval_s
             next_at += interval
             now = time.monotonic()
             if next_at < now:
                 next_at = now + interval
-            await asyncio.sleep(next_at - now)
+            self._health_changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._health_changed.wait(), next_at - now)
+            if self._health_changed.is_set():  # a new interval starts now
+                next_at = time.monotonic()
 
     async def _supervise(self, collector: Collector) -> None:
         """Run a collector forever; restart it (with growing pauses) when it fails."""
@@ -228,29 +379,39 @@ class Agent:
                 loop.add_signal_handler(sig, self.stop)
         pending = self.outbox.stats()
         log.info(
-            "agent %s starting: session %s, %d collector(s), %s pending in outbox from earlier runs",
+            "agent %s %s starting: session %s, configuration version %d, %d collector(s), %s pending in "
+            "outbox from earlier runs",
             self.cfg.node,
+            __version__,
             self.session,
-            len(self.collectors),
+            self.config_version,
+            len(self._running),
             messages(pending.depth),
             extra={"node": self.cfg.node, "session": self.session, "outbox": str(self.cfg.outbox.path)},
         )
+        self._started = True
         self.link.start()
-        tasks = [asyncio.create_task(self._health_loop(), name="health")]
-        tasks += [
-            asyncio.create_task(self._supervise(c), name=f"collector-{i}")
-            for i, c in enumerate(self.collectors)
-        ]
+        if self.control is not None:
+            self.control.start(self)
+        health = asyncio.create_task(self._health_loop(), name="health")
+        for i, run in enumerate(self._running):
+            run.task = asyncio.create_task(self._supervise(run.collector), name=f"collector-{i}")
         try:
             await self._stop.wait()
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            if self.control is not None:
+                await self.control.stop()
+            health.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await health
+            for run in self._running:
+                await self._halt(run)
             await self._shutdown()
-        return 0
+            if self.control is not None:
+                self.control.close()
+        return EXIT_RESTART if self.restart_requested else 0
+
+    _started = False
 
     async def _shutdown(self) -> None:
         flushed = await self.courier.drain(self.cfg.outbox.flush_on_shutdown_s)
@@ -282,4 +443,9 @@ def run_from_config(path: Path | None) -> int:
             "cannot open the outbox at %s: %s", cfg.outbox.path, exc, extra={"outbox": str(cfg.outbox.path)}
         )
         return 1
-    return asyncio.run(agent.run())
+    code = asyncio.run(agent.run())
+    if agent.restart_requested:
+        log.info("restarting the agent (%s)", " ".join(sys.orig_argv))
+        logging.shutdown()
+        os.execv(sys.executable, sys.orig_argv)  # same process id: systemd sees no exit
+    return code

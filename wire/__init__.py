@@ -1,9 +1,20 @@
 """The wire contract between edge agents and the cloud: topics and message schemas.
 
 Edge and cloud share this package and nothing else, so a change here is a protocol
-change and must keep ``docs/protocol.md`` true.
+change and must keep ``docs/protocol.md`` true. ``messages`` holds the telemetry,
+``control`` the device twin and commands, ``crypto`` their sealing and signatures;
+``version`` and ``logs`` are what both sides need below them (the release they report,
+one log format).
 """
 
+from wire.control import (
+    COMMANDS,
+    Command,
+    CommandReply,
+    ConfigReport,
+    DesiredConfig,
+    command_args,
+)
 from wire.messages import (
     SCHEMA_VERSION,
     Box,
@@ -16,11 +27,14 @@ from wire.messages import (
     Status,
     WireError,
     decode,
+    decode_as,
     decode_host_state,
     encode,
     encode_host_state,
 )
 from wire.topics import (
+    CONTROL,
+    DOWNLINK,
     HOST_STATE_FILTER,
     Channel,
     Topic,
@@ -32,10 +46,17 @@ from wire.topics import (
 )
 
 __all__ = [
+    "COMMANDS",
+    "CONTROL",
+    "DOWNLINK",
     "HOST_STATE_FILTER",
     "SCHEMA_VERSION",
     "Box",
     "Channel",
+    "Command",
+    "CommandReply",
+    "ConfigReport",
+    "DesiredConfig",
     "Envelope",
     "Health",
     "HostState",
@@ -46,7 +67,9 @@ __all__ = [
     "Topic",
     "TopicError",
     "WireError",
+    "command_args",
     "decode",
+    "decode_as",
     "decode_host_state",
     "encode",
     "encode_host_state",

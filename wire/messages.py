@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Annotated, Final, Literal
+from typing import Annotated, Final, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -56,6 +56,8 @@ SessionId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{8,32}$")]
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 EventId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 FieldValue = bool | int | float | Annotated[str, StringConstraints(max_length=256)]
+#: A desired configuration's version: set by the cloud, only ever growing; 0 = none (local file).
+ConfigVersion = Annotated[int, Field(ge=0, le=2**53)]
 
 
 def _version(value: object) -> object:
@@ -73,6 +75,9 @@ def _utc(value: datetime) -> datetime:
 
 
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_utc)]
+
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class WireError(ValueError):
@@ -101,6 +106,9 @@ class Status(Envelope):
     devices: list[Id] = Field(default_factory=list, max_length=16)
     #: Seconds between health messages, so the cloud can judge missing heartbeats.
     health_interval_s: float | None = Field(default=None, gt=0, le=3600)
+    #: Version of the cloud-set configuration the node runs (0: its local file only).
+    #: Optional: agents older than the device twin omit it.
+    config_version: ConfigVersion | None = None
 
 
 class Health(Envelope):
@@ -121,6 +129,9 @@ class Health(Envelope):
     outbox_bytes: int = Field(default=0, ge=0)
     outbox_oldest_s: float = Field(default=0, ge=0)
     outbox_dropped: int = Field(default=0, ge=0)
+    #: What runs (optional: agents older than the device twin omit them).
+    agent_version: str | None = Field(default=None, max_length=64)
+    config_version: ConfigVersion | None = None
 
 
 class Point(_Model):
@@ -225,6 +236,11 @@ def decode(channel: Channel, payload: bytes) -> Envelope:
     model = _MODELS.get(channel)
     if model is None:
         raise WireError(f"channel {channel.value!r} carries no JSON envelope")
+    return decode_as(model, payload)
+
+
+def decode_as(model: type[M], payload: bytes) -> M:
+    """Validate a JSON payload as ``model``; raise WireError with a one-line reason."""
     if len(payload) > MAX_JSON_BYTES:
         raise WireError(f"payload too large: {len(payload)} bytes > {MAX_JSON_BYTES}")
     try:

@@ -27,12 +27,20 @@ class Channel(StrEnum):
     HEALTH = "health"  # board health, every interval; doubles as the heartbeat
     METRICS = "metrics"  # time series from collectors (AP clients, traffic, stream health)
     EVENT = "event"  # motion events (JSON)
-    SNAPSHOT = "snapshot"  # raw JPEG bytes; suffix = event id
-    CMD = "cmd"  # cloud -> node commands (reserved)
+    SNAPSHOT = "snapshot"  # raw JPEG bytes; suffix = event id (or a command id)
+    CONFIG = "config"  # cloud -> node: desired configuration, retained (wire.twin.DesiredConfig)
+    CMD = "cmd"  # cloud -> node: one command (wire.commands.Command)
+    REPORTED = "reported"  # node -> cloud: the configuration it runs (wire.twin.ConfigReport)
+    REPLY = "reply"  # node -> cloud: a command's acknowledgement or result (wire.commands.CommandReply)
 
 
 #: Channels whose payload is a JSON envelope with a sequence number.
 SEQUENCED = frozenset({Channel.HEALTH, Channel.METRICS, Channel.EVENT})
+#: Channels only the cloud publishes (broker ACL): what a node is told to be and to do.
+DOWNLINK = frozenset({Channel.CONFIG, Channel.CMD})
+#: The fleet's control plane (device twin and commands): handled by the cloud's fleet
+#: service, never ingested as telemetry.
+CONTROL = frozenset({Channel.CONFIG, Channel.CMD, Channel.REPORTED, Channel.REPLY})
 
 
 class TopicError(ValueError):
@@ -95,6 +103,11 @@ def node_filter(commune: str, node: str) -> str:
 
 #: Everything every node publishes (the cloud's ingest filter).
 ALL_NODES = f"{PREFIX}/+/+/#"
+
+
+def channel_filter(channel: Channel) -> str:
+    """One channel of every node, e.g. ``ciot/v1/+/+/reply``."""
+    return f"{PREFIX}/+/+/{channel.value}"
 
 
 #: Liveness of the cloud's ingest workers (Sparkplug's "primary host STATE"): each worker

@@ -33,12 +33,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from cloud.api.alerts import alerts_router
 from cloud.api.audit import audit_router
 from cloud.api.events import events_router
+from cloud.api.fleet import fleet_router
 from cloud.api.limits import BodyLimit, validation_error
 from cloud.api.session import session_router
 from cloud.auth.deps import LoginRequired, audit, audit_refusal, require
 from cloud.auth.principal import Principal
 from cloud.auth.roles import Perm
 from cloud.events.retention import retention_loop
+from cloud.fleet.service import FleetService
 from cloud.reports.router import wifi_reports_router
 from cloud.reports.runtime import ReportsRuntime
 from cloud.runtime import Runtime
@@ -132,12 +134,19 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
     reports = ReportsRuntime.create(
         runtime.cfg, runtime.influx, runtime.sql.engine, runtime.inventory, holder=runtime.client_id
     )
+    fleet = (
+        FleetService(runtime.cfg, runtime.sql.engine, runtime.inventory, runtime.client_id)
+        if runtime.cfg.fleet.enabled
+        else None
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if manage_runtime:
             await runtime.start()
             await reports.start()
+            if fleet is not None:
+                fleet.start()
         ev = runtime.cfg.events
         retention = asyncio.create_task(
             retention_loop(web.events, web.snapshots, web.audit, ev.retention_days, ev.retention_interval_s),
@@ -153,6 +162,8 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
                     await task
             await asyncio.to_thread(web.refusals.close)
             if manage_runtime:
+                if fleet is not None:
+                    await asyncio.to_thread(fleet.stop)
                 await reports.stop()
                 await runtime.stop()
 
@@ -282,6 +293,8 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
     app.include_router(events_router())
     app.include_router(audit_router())
     app.include_router(wifi_reports_router(reports.service, _audited_reports))
+    if fleet is not None:
+        app.include_router(fleet_router(fleet))
     app.include_router(pages_router())
 
     @app.get(

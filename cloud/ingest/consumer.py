@@ -407,6 +407,8 @@ class IngestWorker:
             except Exception as exc:  # a bug must not wedge the worker on one message
                 log.exception("conversion failed for %s", r.topic[:200])
                 res = Rejected(f"internal error converting: {type(exc).__name__}: {exc}"[:300], None)
+            if res is None:
+                continue  # control plane (config, cmd, reported, reply): the fleet service's
             if isinstance(res, Rejected):
                 upd.dead.append(DeadLetter(r.topic, res.node_guess, res.reason, r.payload, r.at))
                 if res.node_guess:

@@ -36,8 +36,9 @@ from zoneinfo import ZoneInfo
 from cloud.inventory import Inventory
 from cloud.storage.lineproto import LineError, format_fields, series_key
 from wire import Health, Metrics, MotionEvent, Status, TopicError, WireError, decode, parse_topic
+from wire.control import decode_control
 from wire.messages import Envelope, check_snapshot
-from wire.topics import Channel, Topic
+from wire.topics import CONTROL, Channel, Topic
 
 _HEALTH_FIELDS: Final = tuple(
     f for f in Health.model_fields if f not in {"v", "node", "session", "seq", "ts", "replay"}
@@ -124,7 +125,12 @@ class Converter:
         return self._device_tags(node, device)["site"]
 
     # ------------------------------------------------------------------ convert
-    def convert(self, topic: str, payload: bytes, received_at: float | None = None) -> Converted | Rejected:
+    def convert(
+        self, topic: str, payload: bytes, received_at: float | None = None
+    ) -> Converted | Rejected | None:
+        """The message converted, or Rejected with why; None for a valid control-plane message
+        (desired configuration, command, report, reply): the fleet service handles those, and
+        the cloud's own messages on ``config`` and ``cmd`` say nothing about the node."""
         parsed = self._parse(topic)
         if isinstance(parsed, str):
             return Rejected(parsed, _guess_node(topic))
@@ -133,8 +139,13 @@ class Converter:
             if t.channel is Channel.SNAPSHOT:
                 check_snapshot(payload)
                 return Converted(t.node, nt.commune, nt.known, t.channel, [], None, payload, t.suffix)
-            if t.channel is Channel.CMD:
-                return Rejected("cmd topics are cloud-to-node; a node may not publish them", t.node)
+            if t.channel in CONTROL:
+                control = decode_control(t.channel, payload)
+                if control.node != t.node:
+                    return Rejected(
+                        f"payload node {control.node!r} differs from topic node {t.node!r}", t.node
+                    )
+                return None
             msg = decode(t.channel, payload)
         except WireError as exc:
             return Rejected(str(exc), t.node)

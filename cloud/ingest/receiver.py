@@ -287,7 +287,7 @@ class Receiver:
 
 
 def main() -> int:
-    from commune_iot import logs
+    from wire import logs
 
     logs.setup()
     # Our lifecycle is the worker's: a Ctrl-C or SIGTERM to the process group reaches the

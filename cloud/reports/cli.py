@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from commune_iot import logs
+from wire import logs
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,8 @@ from typing import Any, Protocol
 import cv2
 import numpy.typing as npt
 
-from edge.collectors.camera.motion import MotionDetector, MotionSettings
+from edge.collectors.camera.config import MotionSettings
+from edge.collectors.camera.motion import MotionDetector
 
 REPO = Path(__file__).resolve().parents[2]
 VIDEO_DIR = REPO.parent / "shared" / "testdata" / "video"

@@ -6,9 +6,12 @@ needed where boards are provisioned. The ACL file is regenerated whole from the 
 file and the inventory on every change, so it never drifts from the users that exist:
 
 * a board may publish only under its own node's topics (status, health, metrics, event,
-  snapshots), so it cannot speak for another board, nor leave a retained status on one;
-* a board may read only its own command topic and the cloud's presence topics;
-* the cloud ingest user reads all telemetry and writes presence and commands.
+  snapshots, and its configuration reports and command replies), so it cannot speak for
+  another board, nor leave a retained status on one, nor set a configuration or a command;
+* a board may read only its own desired configuration and commands, and the cloud's
+  presence topics;
+* the cloud user reads everything under ``ciot/v1`` and alone writes presence, desired
+  configurations and commands.
 
 Mosquitto reads both files at start and again on SIGHUP, as its own user: ``files`` replaces
 them keeping who may read them. At a SIGHUP Mosquitto 2.0 also checks every connected client
@@ -98,7 +101,7 @@ def acl_text(users: Collection[str], communes: Mapping[str, str]) -> str:
     user (``ciot-cloud...``) the cloud's, any other user nothing at all."""
     lines = [
         "# Managed by `commune-iot provision`: regenerated on every change; do not edit.",
-        "# Boards write only their own topics and read only their own commands.",
+        "# Boards write only their own topics and read only their own configuration and commands.",
         "",
     ]
     for user in sorted(users):
@@ -107,6 +110,7 @@ def acl_text(users: Collection[str], communes: Mapping[str, str]) -> str:
                 f"user {user}",
                 f"topic read {PREFIX}/#",
                 f"topic readwrite {HOST_STATE_PREFIX}/#",
+                f"topic write {PREFIX}/+/+/{Channel.CONFIG.value}",
                 f"topic write {PREFIX}/+/+/{Channel.CMD.value}",
                 "",
             ]
@@ -115,11 +119,12 @@ def acl_text(users: Collection[str], communes: Mapping[str, str]) -> str:
         if commune is None:
             continue  # a user without a board in the inventory gets no topic at all
         base = f"{PREFIX}/{commune}/{user}"
-        writes = [Channel.STATUS, Channel.HEALTH, Channel.METRICS, Channel.EVENT]
+        writes = [Channel.STATUS, Channel.HEALTH, Channel.METRICS, Channel.EVENT, Channel.REPORTED, Channel.REPLY]
         lines.append(f"user {user}")
         lines += [f"topic write {base}/{ch.value}" for ch in writes]
         lines += [
             f"topic write {base}/{Channel.SNAPSHOT.value}/+",
+            f"topic read {base}/{Channel.CONFIG.value}",
             f"topic read {base}/{Channel.CMD.value}",
             f"topic read {HOST_STATE_FILTER}",
             "",

@@ -1,9 +1,16 @@
-"""The plug-in contract between the runtime and a collector."""
+"""The plug-in contract between the runtime and a collector.
+
+A collector produces data; besides ``run`` it may answer a few questions for the board's
+control plane (edge/control), each with a safe default: take new options live
+(``reconfigure``), say whether it is doing its job (``job_state``, for the last-known-good
+check), and serve the ``snapshot``, ``poll`` and ``ping`` commands.
+"""
 
 from __future__ import annotations
 
 import abc
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -40,6 +47,19 @@ class CollectorOptions(BaseModel):
         return [self.device] if self.device else []
 
 
+@dataclass(frozen=True, slots=True)
+class JobState:
+    """Is a collector doing its job: True, False, or None while it cannot tell yet (a stream
+    still opening, no poll finished yet). ``detail`` says what is wrong, for a technician."""
+
+    ok: bool | None
+    detail: str = ""
+
+
+class Unsupported(Exception):
+    """A command this collector cannot serve (a snapshot of an access point)."""
+
+
 class Collector(abc.ABC):
     """Base of every plug-in. ``run`` loops until cancelled; an exception there is logged
     and the collector restarted after a pause by the runtime, so one flaky device does not
@@ -58,3 +78,24 @@ class Collector(abc.ABC):
     @abc.abstractmethod
     async def run(self, sink: Sink) -> None:
         """Produce data into ``sink`` until cancelled."""
+
+    def reconfigure(self, options: CollectorOptions) -> bool:
+        """Take ``options`` while running and return True, or return False (the default) to be
+        restarted with them. Called on the event loop, between two steps of ``run``."""
+        return False
+
+    def job_state(self) -> JobState:
+        """Whether this collector is doing its job right now (default: always)."""
+        return JobState(True)
+
+    def addresses(self) -> dict[str, str]:
+        """Device id -> host this collector talks to (for the ``ping`` command)."""
+        return {}
+
+    async def snapshot(self, device: str) -> bytes:
+        """A JPEG of what the device sees now (``snapshot`` command)."""
+        raise Unsupported(f"{type(self).__name__} takes no pictures")
+
+    async def poll_now(self, device: str, sink: Sink) -> dict[str, Any]:
+        """Read the device now, outside the schedule, emit the data and summarise it (``poll``)."""
+        raise Unsupported(f"{type(self).__name__} cannot be polled on demand")

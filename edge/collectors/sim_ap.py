@@ -9,9 +9,10 @@ at 2**32, as a real ifInOctets does, and the rates are computed here with wrap h
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from datetime import UTC, datetime
-from typing import Final
+from typing import Any, Final
 
 from pydantic import Field
 
@@ -54,6 +55,21 @@ class SimAccessPoint(Collector):
         self.out_octets = rng.randrange(COUNTER32)
         self.boot_monotonic = time.monotonic() - rng.uniform(3600, 30 * 86400)
         self._last: tuple[float, int, int] | None = None
+        self._changed = asyncio.Event()
+
+    def reconfigure(self, options: CollectorOptions) -> bool:
+        if not isinstance(options, SimAPOptions) or options.device != self.options.device:
+            return False
+        self.options = self.opts = options
+        if options.peak_clients:
+            self.peak_clients = options.peak_clients
+        self._changed.set()  # a new interval starts now, not after the old one ran out
+        return True
+
+    async def poll_now(self, device: str, sink: Sink) -> dict[str, Any]:
+        points = self.sample(datetime.now(UTC), time.monotonic())
+        sink.emit_metrics(points)
+        return {"device": self.device, "reachable": True, "clients": points[0].fields["clients"]}
 
     def sample(self, now: datetime, mono: float) -> list[Point]:
         """One reading at wall time ``now`` / monotonic ``mono`` (advances the counters)."""
@@ -121,4 +137,6 @@ class SimAccessPoint(Collector):
     async def run(self, sink: Sink) -> None:
         while True:
             sink.emit_metrics(self.sample(datetime.now(UTC), time.monotonic()))
-            await asyncio.sleep(self.opts.interval_s)
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), self.opts.interval_s)

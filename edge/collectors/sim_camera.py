@@ -50,6 +50,15 @@ class SimCamera(Collector):
         # Event ids stay unique across agent restarts without any state on disk.
         self._run = secrets.token_hex(3)
 
+    def reconfigure(self, options: CollectorOptions) -> bool:
+        if not isinstance(options, SimCameraOptions) or options.device != self.options.device:
+            return False
+        self.options = self.opts = options
+        return True
+
+    async def snapshot(self, device: str) -> bytes:
+        return render(f"{self.device}-now-{self._run}", [])
+
     def stream_point(self, now: datetime) -> Point:
         rng = self._rng
         if rng.random() < 0.02:

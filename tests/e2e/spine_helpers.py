@@ -20,6 +20,7 @@ from support import influx_query
 
 from commune_iot.localsvc import InfluxDB
 from wire import Channel, parse_topic
+from wire.topics import SEQUENCED
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -93,7 +94,7 @@ def data_messages(seen: list[Seen], node: str | None = None) -> list[Seen]:
     """Sequenced messages (health, metrics, event), one per (node, session, seq)."""
     out: dict[tuple[str, str, int], Seen] = {}
     for s in seen:
-        if s.body is None or s.channel is Channel.STATUS or (node and s.node != node):
+        if s.body is None or s.channel not in SEQUENCED or (node and s.node != node):
             continue
         out.setdefault((s.node, s.body["session"], s.body["seq"]), s)
     return list(out.values())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edge.collectors.snmp.ping import ping
+from edge.ping import ping
 
 
 async def test_loopback_answers() -> None:

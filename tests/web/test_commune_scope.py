@@ -43,6 +43,8 @@ def tu_tra(portal: Portal) -> dict[str, Any]:
         "event_pk": ids[0],
         "export_id": export["id"],
         "device": "tt-cam-01",
+        "node": "tt-cam-01",
+        "command_id": "0123456789abcdef",
         "alert_id": 1,
         "window_id": 1,
         "report_id": 1,

@@ -88,6 +88,8 @@ class StreamReader:
         self._lock = threading.Lock()
         self._frame_ready = threading.Condition(self._lock)
         self._frame: tuple[Frame, float] | None = None  # newest detect frame, wall time
+        self._last: Frame | None = None  # the same, kept for a snapshot on demand
+        self._attempts = 0  # failed opens and lost streams since the last frame
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._rng = random.Random()
@@ -126,6 +128,21 @@ class StreamReader:
                 self._frame_ready.wait(timeout)
             got, self._frame = self._frame, None
             return got
+
+    def last_frame(self) -> Frame | None:
+        """The newest frame seen (not consumed: the detector still gets it)."""
+        with self._lock:
+            return self._last
+
+    def failing(self) -> bool | None:
+        """True when the stream gives no frames after at least one full attempt to open or
+        reopen it, False while it does, None while the first attempt is still under way."""
+        with self._lock:
+            if self._up:
+                return False
+            if self._attempts == 0:
+                return None
+            return True
 
     # -- health ----------------------------------------------------------------------------
 
@@ -180,6 +197,8 @@ class StreamReader:
             cap = self._open()
             if not cap.isOpened():
                 cap.release()
+                with self._lock:
+                    self._attempts += 1
                 delay = backoff_delay(
                     attempt, min_s=self.s.reconnect_min_s, max_s=self.s.reconnect_max_s, rng=self._rng
                 )
@@ -201,6 +220,7 @@ class StreamReader:
             frames = self._read(cap)
             cap.release()
             with self._lock:
+                self._attempts += 1
                 self._up = False
                 self._frozen = False
                 self._same_since = None
@@ -251,6 +271,7 @@ class StreamReader:
             count += 1
             with self._lock:
                 self._up = True
+                self._attempts = 0
                 self._grabs.append(now)
                 self._last_frame = now
             if now >= next_detect:
@@ -295,6 +316,7 @@ class StreamReader:
                     )
             self._prev_sample = sample
             self._frame = (frame, time.time())
+            self._last = frame
             self._frame_ready.notify_all()
 
     @staticmethod

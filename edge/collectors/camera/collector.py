@@ -17,13 +17,14 @@ import time
 from datetime import UTC, datetime
 from datetime import time as dtime
 from typing import Any
+from urllib.parse import urlsplit
 
-from edge.collectors.base import Collector, CollectorOptions, Sink
+from edge.collectors.base import Collector, CollectorOptions, JobState, Sink, Unsupported
 from edge.collectors.camera.capture import CaptureSettings, StreamReader
-from edge.collectors.camera.config import CameraOptions
-from edge.collectors.camera.events import Emission, EventTracker
+from edge.collectors.camera.config import CameraOptions, MotionSettings
+from edge.collectors.camera.events import Emission, EventTracker, encode_jpeg
 from edge.collectors.camera.masks import keep_mask, polygon_mask, zones_touched
-from edge.collectors.camera.motion import MotionDetector, MotionSettings
+from edge.collectors.camera.motion import MotionDetector
 from wire import Point
 
 log = logging.getLogger("edge.camera")
@@ -52,6 +53,8 @@ class Pipeline:
         self.detector = self._detector("day")
         self._zones: dict[str, Any] = {}
         self._stop = threading.Event()
+        self._pending: CameraOptions | None = None  # new detector options, taken by the thread
+        self._pending_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=f"detect-{device}", daemon=True)
 
     def _detector(self, profile: str) -> MotionDetector:
@@ -70,6 +73,25 @@ class Pipeline:
     def start(self) -> Pipeline:
         self._thread.start()
         return self
+
+    def update(self, opts: CameraOptions) -> None:
+        """New detector, mask, zone and event options; the detector thread takes them before its
+        next frame (the background is learnt again, as after a reconnect)."""
+        with self._pending_lock:
+            self._pending = opts
+
+    def _take_update(self) -> None:
+        with self._pending_lock:
+            opts, self._pending = self._pending, None
+        if opts is None:
+            return
+        for em in self.tracker.close(time.time()):  # an event under the old rules ends here
+            self._put(em)
+        self.opts = opts
+        self.tracker.s = opts.events
+        self._zones = {}
+        self.detector = self._detector(self._profile or "day")
+        log.info("camera %s: new detector settings, masks and zones in use", self.device)
 
     def stop(self) -> None:
         self._stop.set()
@@ -92,6 +114,7 @@ class Pipeline:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            self._take_update()
             got = self.reader.latest(timeout=0.5)
             now = time.time()
             if got is None:
@@ -136,9 +159,44 @@ class Camera(Collector):
         super().__init__(options, node=node)
         assert isinstance(options, CameraOptions)
         self.opts: CameraOptions = options
+        self._reader: StreamReader | None = None
+        self._pipeline: Pipeline | None = None
 
-    def capture_settings(self) -> CaptureSettings:
-        o = self.opts
+    def reconfigure(self, options: CollectorOptions) -> bool:
+        """Detector, masks, zones, events and snapshots change live; the stream (URL,
+        credentials, timeouts, rates) only with a restart of this collector."""
+        if not isinstance(options, CameraOptions) or options.device != self.opts.device:
+            return False
+        if self.capture_settings(options) != self.capture_settings():
+            return False
+        self.options = self.opts = options
+        if self._pipeline is not None:
+            self._pipeline.update(options)
+        return True
+
+    def job_state(self) -> JobState:
+        reader = self._reader
+        failing = reader.failing() if reader is not None else None
+        if failing is None:
+            return JobState(None, f"camera {self.device}: opening the stream")
+        if failing:
+            assert reader is not None
+            return JobState(False, f"camera {self.device}: stream {reader.safe_url} gives no frames")
+        return JobState(True)
+
+    def addresses(self) -> dict[str, str]:
+        host = urlsplit(self.opts.url).hostname
+        return {self.device: host} if host else {}
+
+    async def snapshot(self, device: str) -> bytes:
+        frame = self._reader.last_frame() if self._reader is not None else None
+        if frame is None:
+            raise Unsupported(f"camera {self.device}: no picture yet (stream down or still opening)")
+        ev = self.opts.events
+        return await asyncio.to_thread(encode_jpeg, frame, ev.snapshot_width, ev.jpeg_quality)
+
+    def capture_settings(self, opts: CameraOptions | None = None) -> CaptureSettings:
+        o = opts or self.opts
         return CaptureSettings(
             url=o.stream_url(),
             open_timeout_s=o.open_timeout_s,
@@ -174,8 +232,8 @@ class Camera(Collector):
         )
 
     async def run(self, sink: Sink) -> None:
-        reader = StreamReader(self.capture_settings(), device=self.device).start()
-        pipeline = Pipeline(self.opts, self.device, reader).start()
+        reader = self._reader = StreamReader(self.capture_settings(), device=self.device).start()
+        pipeline = self._pipeline = Pipeline(self.opts, self.device, reader).start()
         log.info(
             "camera %s: watching %s (detect %.1f fps at %d px)",
             self.device,

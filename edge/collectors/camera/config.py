@@ -1,4 +1,8 @@
-"""The camera collector's options (validated when the edge config is loaded)."""
+"""The camera collector's options (validated when the edge config is loaded).
+
+Pydantic only, no OpenCV: the cloud validates a board's desired configuration with these
+models (the device twin's schema) without the camera extra installed.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +11,141 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from edge.collectors.base import CollectorOptions
-from edge.collectors.camera.motion import MotionSettings
 
 Fraction = Annotated[float, Field(ge=0, le=1)]
 Polygon = Annotated[list[tuple[Fraction, Fraction]], Field(min_length=3, max_length=64)]
 ZoneName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
+
+
+class MotionSettings(BaseModel):
+    """Detector knobs. Defaults work on the three reference clips without per-clip tuning."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    detect_width: int = Field(
+        default=320,
+        ge=64,
+        le=1280,
+        description="Width in px of the luma image the detector works on (height keeps the aspect).",
+    )
+    sensitivity: float = Field(
+        default=4.5,
+        gt=0,
+        le=20,
+        description="How many times a pixel's usual deviation a change must exceed; higher = fewer "
+        "alarms from water and leaves, but faint objects are missed.",
+    )
+    min_threshold: int = Field(
+        default=6,
+        ge=1,
+        le=255,
+        description="Grey-level change a pixel always needs, whatever its history (noise floor).",
+    )
+    min_area: float = Field(
+        default=0.0008,
+        gt=0,
+        le=1,
+        description="Smallest moving blob, as a share of the frame (0.0008 = 0.08 %).",
+    )
+    edge_area: float = Field(
+        default=2.5,
+        ge=1,
+        le=20,
+        description="A blob touching the frame's edge needs this many times min_area: an object "
+        "half out of view (a car entering, a branch poking in) only counts once it is well in. "
+        "A blob continuing one counted in the previous frame (an object leaving) needs min_area.",
+    )
+    background_s: float = Field(
+        default=4.0,
+        gt=0,
+        le=3600,
+        description="Time constant (s) of the background: slower changes (light, shadows) are absorbed.",
+    )
+    deviation_s: float = Field(
+        default=8.0,
+        gt=0,
+        le=3600,
+        description="Time constant (s) of each pixel's learnt deviation (water, leaves).",
+    )
+    global_change: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="Share of the frame changing at once that means a global change (IR switch, "
+        "lightning, exposure): the background is re-learnt, no motion is reported.",
+    )
+    shake_px: float = Field(
+        default=8.0,
+        ge=0,
+        le=64,
+        description="Largest camera shift (px at detect_width) compensated when a frame changes a lot "
+        "(wind on the pole, a truck passing); 0 = off.",
+    )
+    shake_check: float = Field(
+        default=0.05,
+        gt=0,
+        le=1,
+        description="Share of the frame changed above which the detector checks for a camera shift.",
+    )
+    sudden_gain: float = Field(
+        default=0.15,
+        gt=0,
+        le=10,
+        description="Whole-frame brightness step between two detected frames (0.15 = 15 %) treated as "
+        "a global change even when clipping keeps the changed share low.",
+    )
+    settle_s: float = Field(
+        default=1.0, ge=0, le=60, description="Seconds without reports after a global change or start."
+    )
+    warmup_s: float = Field(
+        default=0.0,
+        ge=0,
+        le=600,
+        description="Extra seconds (beyond settle_s) after start or reconnect spent learning the "
+        "scene without reports; raise it for water scenes if a reconnect gives a false event.",
+    )
+    start_frames: int = Field(
+        default=2, ge=1, le=50, description="Motion frames within the last start_window frames to start."
+    )
+    start_window: int = Field(default=3, ge=1, le=50, description="Window for start_frames.")
+    hold_frames: int = Field(
+        default=1, ge=0, le=200, description="Quiet frames after the last motion frame before it ends."
+    )
+    fg_learn: float = Field(
+        default=0.25,
+        ge=0,
+        le=1,
+        description="Background learning under moving pixels, relative to elsewhere (absorbs parked cars).",
+    )
+    spread: int = Field(
+        default=1,
+        ge=1,
+        le=31,
+        description="Neighbourhood (px, odd) whose largest learnt deviation a pixel uses: ripples move.",
+    )
+    persist: bool = Field(
+        default=True,
+        description="A blob needs a core of pixels that also changed in the previous frame: flicker "
+        "(ripples, leaves, compression noise) has none worth the name, a real object has.",
+    )
+    core: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="Share of min_area a blob's persistent core must cover to start motion; while "
+        "motion is on none is needed (hysteresis: slow, small or half-hidden people keep counting).",
+    )
 
 
 class Zone(BaseModel):
@@ -65,6 +196,11 @@ class CameraOptions(CollectorOptions):
         description="File (mode 0600) holding the camera password, added to the URL at open time; "
         "keeps it out of the config file and the logs.",
     )
+    password: SecretStr | None = Field(
+        default=None,
+        description="The camera password itself. Set from the cloud only as a sealed secret "
+        "(`commune-iot fleet config set --secret`); on the board prefer password_file.",
+    )
     interval_s: float = Field(default=10.0, gt=0, le=3600, description="Seconds between `camera` points.")
     expected_fps: float | None = Field(
         default=None,
@@ -102,19 +238,27 @@ class CameraOptions(CollectorOptions):
 
     def stream_url(self) -> str:
         """``url`` with ``username``/``password_file`` filled in (percent-encoded)."""
-        if self.username is None and self.password_file is None:
+        if self.username is None and self.password_file is None and self.password is None:
             return self.url
         from urllib.parse import quote, urlsplit, urlunsplit
 
         parts = urlsplit(self.url)
         user = quote(self.username or parts.username or "", safe="")
         secret = ""
-        if self.password_file is not None:
+        if self.password is not None:
+            secret = ":" + quote(self.password.get_secret_value(), safe="")
+        elif self.password_file is not None:
             secret = ":" + quote(self.password_file.read_text(encoding="utf-8").strip(), safe="")
         host = parts.hostname or ""
         if parts.port is not None:
             host = f"{host}:{parts.port}"
         return urlunsplit((parts.scheme, f"{user}{secret}@{host}", parts.path, parts.query, parts.fragment))
+
+    @model_validator(mode="after")
+    def _one_password(self) -> CameraOptions:
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("set either password or password_file, not both")
+        return self
 
     @field_validator("zones")
     @classmethod

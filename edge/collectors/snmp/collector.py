@@ -10,94 +10,24 @@ dead APs cost their own timeouts, never the other APs' timeliness.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
-from edge.collectors.base import Collector, CollectorOptions, Sink
-from edge.collectors.snmp.client import Credentials, SnmpClient, SnmpError, Target
-from edge.collectors.snmp.ping import ping
+from edge.collectors.base import Collector, CollectorOptions, JobState, Sink, Unsupported
+from edge.collectors.snmp.client import SnmpClient, SnmpError, Target
+from edge.collectors.snmp.config import ApSpec, SnmpApOptions
 from edge.collectors.snmp.poller import ApPoller, Reading
-from edge.collectors.snmp.profile import builtin_profiles
+from edge.ping import ping
 from wire import Point
-from wire.topics import ID_PATTERN
 
 log = logging.getLogger(__name__)
 
 #: Points in one AP's reading at most (the runtime splits messages; this bounds a broken agent).
 MAX_POINTS_PER_AP = 300
-
-
-class ApSpec(BaseModel):
-    """One access point this board polls."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    device: str = Field(pattern=ID_PATTERN, description="Device id of the AP, e.g. lx-ap-11.")
-    host: str = Field(min_length=1, description="AP address (IP or name).")
-    port: int = Field(default=161, ge=1, le=65535, description="SNMP UDP port.")
-    profile: str | None = Field(default=None, description="Vendor profile; the collector's when unset.")
-    snmp: Credentials | None = Field(default=None, description="Credentials; the collector's when unset.")
-
-
-class SnmpApOptions(CollectorOptions):
-    """Options of the ``snmp_ap`` collector. ``device`` is unused: each AP names its own."""
-
-    aps: list[ApSpec] = Field(min_length=1, max_length=1000, description="Access points to poll.")
-    snmp: Credentials | None = Field(default=None, description="Credentials shared by all APs.")
-    profile: str = Field(default="auto", description="Vendor profile (auto, or a name in profiles/).")
-    interval_s: float = Field(default=30.0, ge=1, le=3600, description="Seconds between polls.")
-    timeout_s: float = Field(default=2.0, gt=0, le=30, description="SNMP timeout per request attempt.")
-    retries: int = Field(default=1, ge=0, le=5, description="SNMP retries per request.")
-    deadline_s: float | None = Field(
-        default=None,
-        gt=0,
-        description="Hard limit of one AP's whole poll, ping included; default: 0.8 x interval_s, "
-        "at most 20 s.",
-    )
-    concurrency: int = Field(default=20, ge=1, le=500, description="APs polled at the same time.")
-    ping: Literal["on_failure", "always", "off"] = Field(
-        default="on_failure",
-        description="ICMP second opinion: when SNMP fails (default), every poll, or never "
-        "(then the ping field is left out).",
-    )
-    ping_timeout_s: float = Field(default=1.0, gt=0, le=10, description="Wait for an echo reply.")
-    ifname_pattern: str | None = Field(
-        default=None, description="Regular expression: report only interfaces whose name matches."
-    )
-
-    @model_validator(mode="after")
-    def _check(self) -> SnmpApOptions:
-        known = set(builtin_profiles())
-        for name in [self.profile, *(a.profile for a in self.aps if a.profile)]:
-            if name != "auto" and name not in known:
-                raise ValueError(f"unknown SNMP profile {name!r}; known: auto, {', '.join(sorted(known))}")
-        for ap in self.aps:
-            if ap.snmp is None and self.snmp is None:
-                raise ValueError(f"AP {ap.device}: no SNMP credentials (set snmp: here or on the AP)")
-        ids = [a.device for a in self.aps]
-        if len(set(ids)) != len(ids):
-            raise ValueError("each AP needs its own device id")
-        if self.ifname_pattern:
-            re.compile(self.ifname_pattern)
-        return self
-
-    @property
-    def deadline(self) -> float:
-        return self.deadline_s or min(0.8 * self.interval_s, 20.0)
-
-    @property
-    def snmp_budget(self) -> float:
-        """The part of the deadline SNMP may use: the rest is kept for the ping."""
-        reserve = self.ping_timeout_s + 0.3 if self.ping != "off" else 0.0
-        return max(0.5, self.deadline - reserve)
-
-    def device_ids(self) -> list[str]:
-        return [a.device for a in self.aps]
 
 
 class _Ap:
@@ -124,6 +54,46 @@ class SnmpAccessPoints(Collector):
         self.aps = [_Ap(spec, options) for spec in options.aps]
         self._ifname = re.compile(options.ifname_pattern) if options.ifname_pattern else None
         self.cycles = 0
+        #: APs that answered in the last full cycle, of how many (None before the first).
+        self.answered: tuple[int, int] | None = None
+        self._client: SnmpClient | None = None
+        self._changed = asyncio.Event()
+
+    def reconfigure(self, options: CollectorOptions) -> bool:
+        """Everything applies live: the next cycle starts now with the new APs, credentials,
+        profiles and interval (pollers start afresh, so a new profile is detected again)."""
+        if not isinstance(options, SnmpApOptions):
+            return False
+        self.options = self.opts = options
+        self.aps = [_Ap(spec, options) for spec in options.aps]
+        self._ifname = re.compile(options.ifname_pattern) if options.ifname_pattern else None
+        self.answered = None
+        self._changed.set()
+        return True
+
+    def job_state(self) -> JobState:
+        if self.answered is None:
+            return JobState(None, "no SNMP poll cycle finished yet")
+        ok, total = self.answered
+        if ok == 0:
+            return JobState(False, f"none of the {total} access point(s) answers SNMP")
+        return JobState(True)
+
+    def addresses(self) -> dict[str, str]:
+        return {ap.spec.device: ap.spec.host for ap in self.aps}
+
+    async def poll_now(self, device: str, sink: Sink) -> dict[str, Any]:
+        ap = next((a for a in self.aps if a.spec.device == device), None)
+        if ap is None or self._client is None:
+            raise Unsupported(f"no access point {device} polled by this board (or polling not started)")
+        ts = datetime.now(UTC)
+        reading, pinged, poll_s = await self._poll_one(self._client, ap, ts, asyncio.Semaphore(1), sink)
+        out: dict[str, Any] = {"device": device, "reachable": reading is not None, "poll_s": poll_s}
+        if pinged is not None:
+            out["ping"] = pinged
+        if reading is not None:
+            out.update(profile=reading.profile, clients=reading.clients, uptime_s=reading.uptime_s)
+        return out
 
     async def run(self, sink: Sink) -> None:
         attempts = self.opts.timeout_s * (self.opts.retries + 1)
@@ -133,16 +103,22 @@ class SnmpAccessPoints(Collector):
                 "for SNMP: slow APs will be cut short; lower timeout_s/retries or raise interval_s",
                 attempts, self.opts.snmp_budget, extra={"node": self.node},
             )  # fmt: skip
-        client = SnmpClient()  # one engine for this loop, shared by every AP
-        sem = asyncio.Semaphore(self.opts.concurrency)
-        interval = self.opts.interval_s
+        client = self._client = SnmpClient()  # one engine for this loop, shared by every AP
         start = time.monotonic()
         slot = 0
         try:
             while True:
+                if self._changed.is_set():  # reconfigured: a new schedule from now
+                    self._changed.clear()
+                    start, slot = time.monotonic(), 0
+                interval = self.opts.interval_s
+                sem = asyncio.Semaphore(self.opts.concurrency)
                 began = time.monotonic()
                 ts = datetime.now(UTC)
-                await asyncio.gather(*(self._poll_one(client, ap, ts, sem, sink) for ap in self.aps))
+                aps = list(self.aps)
+                results = await asyncio.gather(*(self._poll_one(client, ap, ts, sem, sink) for ap in aps))
+                if not self._changed.is_set():
+                    self.answered = (sum(r[0] is not None for r in results), len(aps))
                 self.cycles += 1
                 took = time.monotonic() - began
                 slot += 1
@@ -161,13 +137,15 @@ class SnmpAccessPoints(Collector):
                     )
                     slot += skipped
                     next_at = start + slot * interval
-                await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), max(0.0, next_at - time.monotonic()))
         finally:
+            self._client = None
             client.close()
 
     async def _poll_one(
         self, client: SnmpClient, ap: _Ap, ts: datetime, sem: asyncio.Semaphore, sink: Sink
-    ) -> None:
+    ) -> tuple[Reading | None, bool | None, float]:
         reading: Reading | None = None
         error: SnmpError | None = None
         async with sem:
@@ -191,6 +169,7 @@ class SnmpAccessPoints(Collector):
         poll_s = round(time.monotonic() - started, 3)
         self._log_state(ap, reading, error, pinged)
         sink.emit_metrics(self.points(ap, ts, reading, pinged, poll_s))
+        return reading, pinged, poll_s
 
     def points(
         self, ap: _Ap, ts: datetime, reading: Reading | None, pinged: bool | None, poll_s: float
