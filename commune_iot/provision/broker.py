@@ -119,7 +119,14 @@ def acl_text(users: Collection[str], communes: Mapping[str, str]) -> str:
         if commune is None:
             continue  # a user without a board in the inventory gets no topic at all
         base = f"{PREFIX}/{commune}/{user}"
-        writes = [Channel.STATUS, Channel.HEALTH, Channel.METRICS, Channel.EVENT, Channel.REPORTED, Channel.REPLY]
+        writes = [
+            Channel.STATUS,
+            Channel.HEALTH,
+            Channel.METRICS,
+            Channel.EVENT,
+            Channel.REPORTED,
+            Channel.REPLY,
+        ]
         lines.append(f"user {user}")
         lines += [f"topic write {base}/{ch.value}" for ch in writes]
         lines += [
