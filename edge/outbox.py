@@ -47,7 +47,15 @@ CREATE TABLE IF NOT EXISTS drops (
     priority INTEGER PRIMARY KEY,
     count    INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value REAL NOT NULL
+);
 """
+
+#: A stamp kept on disk further ahead of the board's clock than this is not trusted (see
+#: ``Outbox.status_stamp``): a clock once set years ahead must not hold every later stamp there.
+STAMP_TRUST_AHEAD_S = 86_400.0
 
 #: How often (seconds) a continuing stream of drops is summarised in the log.
 DROP_LOG_INTERVAL_S = 30.0
@@ -217,6 +225,26 @@ class Outbox:
                 self._count_drop(Priority(prio), n, f"older than max_age_s={self.max_age_s:g}")
         self._log_drops()
         return total
+
+    def status_stamp(self, now: float | None = None) -> float:
+        """The next status stamp: the clock, but always after every stamp handed out before.
+
+        Status messages are ordered by their stamp (docs/protocol.md, "Status"). Kept on disk,
+        so stamps keep growing across agent restarts and a clock stepped back (a board whose
+        fake hardware clock restores an older time at boot, or an NTP correction); a stamp more
+        than a day ahead of the clock is not trusted (the clock was wrong once, far ahead).
+        """
+        now = time.time() if now is None else now
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'status_stamp'").fetchone()
+        last = float(row[0]) if row else 0.0
+        stamp = round(max(now, last + 0.001) if last <= now + STAMP_TRUST_AHEAD_S else now, 3)
+        with self._tx():
+            self._db.execute(
+                "INSERT INTO meta (key, value) VALUES ('status_stamp', ?)"
+                " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (stamp,),
+            )
+        return stamp
 
     # -- reading ---------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from wire.messages import (
     decode_host_state,
     encode,
     encode_host_state,
+    status_order,
 )
 from wire.topics import (
     HOST_STATE_FILTER,
@@ -53,5 +54,6 @@ __all__ = [
     "host_state_topic",
     "parse_topic",
     "shared_filter",
+    "status_order",
     "topic_for",
 ]

@@ -32,6 +32,7 @@ from cloud.ingest.ratelimit import FloodReport
 from cloud.inventory import Inventory
 from cloud.notify.messages import Notice
 from cloud.storage.alerts_sql import AlertRow, AlertStore
+from cloud.storage.sql import NodeStatus
 from wire import Health, Metrics, Point, Status
 from wire.topics import valid_id
 
@@ -115,6 +116,7 @@ def notice_of(row: AlertRow, kind: Literal["open", "reminder", "resolve"], at: f
         problem=row.problem,
         members=row.members,
         detail=row.detail,
+        ended_at=row.ended_at,
     )
 
 
@@ -128,6 +130,7 @@ class Alerter:
         *,
         last_seen_source: Callable[[], dict[str, tuple[str, float]]] | None = None,
         follow_last_seen: bool = False,
+        status_source: Callable[[], list[NodeStatus]] | None = None,
         outbox: Outbox | None = None,
     ) -> None:
         self.cfg = cfg
@@ -138,6 +141,7 @@ class Alerter:
         self.leader = False
         self.last_seen_source = last_seen_source
         self.follow_last_seen = follow_last_seen
+        self.status_source = status_source
         self.outbox = outbox
         self._lock = threading.Lock()
         self._windows: list[Window] = []
@@ -166,6 +170,7 @@ class Alerter:
                 msg.reason,
                 at,
                 session=msg.session,
+                stamp=msg.ts.timestamp(),
                 health_interval_s=msg.health_interval_s,
             )
             return
@@ -232,9 +237,14 @@ class Alerter:
                 for row in self.store.unresolved():
                     self.engine.restore(row.as_change())
         self.leader = leader
+        # Scaled out, every worker hears part of the traffic: each one (not only the evaluator)
+        # folds in what the others stored, so every process's API tells what the evaluator judges.
         source = self.last_seen_source
-        seen = source() if source is not None and (taking_over or (leader and self.follow_last_seen)) else {}
+        seen = source() if source is not None and (taking_over or self.follow_last_seen) else {}
+        statuses = self.status_source() if self.status_source is not None and self.follow_last_seen else []
         with self._lock:
+            for st in statuses:
+                self.engine.folded_status(st.node, st.commune, st.state, st.reason, st.at, st.stamp)
             for node, (commune, at) in seen.items():
                 if now - at > self.cfg.forget_after_s and self.inventory.node(node) is None:
                     continue  # a stranger heard once, long ago: not ours to watch
@@ -351,6 +361,11 @@ class Alerter:
     def summary(self) -> dict[str, dict[str, int]]:
         with self._lock:
             return self.engine.summary()
+
+    def judgement(self, devices: Iterable[str]) -> dict[str, tuple[State, State]]:
+        """Device -> (its board's state, its own state), as this evaluator judges them now."""
+        with self._lock:
+            return {d: self.engine.judge(d) for d in devices}
 
     def device_states(self) -> list[tuple[str, State, float | None]]:
         """(device, state, its node's last message) for every inventory device."""

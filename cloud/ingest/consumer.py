@@ -395,6 +395,7 @@ class IngestWorker:
         nodes = upd.nodes
         convert = self.converter.convert
         heard: list[tuple[Converted, float]] = []
+        statuses: list[tuple[str, Status, StatusUpdate]] = []
         limiter = self.limiter if self.limiter.enabled else None
         for r in batch:
             if limiter is not None:
@@ -427,18 +428,19 @@ class IngestWorker:
                 upd.snapshots.append(SnapshotRecord(sha, res.node, res.event_id, len(res.snapshot), r.at))
                 node.messages += 1
             elif isinstance(msg, Status):
-                upd.statuses.append(
-                    StatusUpdate(
-                        res.node,
-                        res.commune,
-                        res.known,
-                        msg.state,
-                        msg.reason,
-                        msg.ts.timestamp(),
-                        msg.agent_version,
-                        msg.session,
-                    )
+                st = StatusUpdate(
+                    res.node,
+                    res.commune,
+                    res.known,
+                    msg.state,
+                    msg.reason,
+                    msg.ts.timestamp(),
+                    msg.agent_version,
+                    msg.session,
+                    int(r.at * 1000),
                 )
+                upd.statuses.append(st)
+                statuses.append((r.topic, msg, st))
             elif msg is not None and res.channel in SEQUENCED:
                 if isinstance(msg, MotionEvent):
                     upd.events.append(self._event_record(res, msg, r.at))
@@ -462,6 +464,15 @@ class IngestWorker:
             self.sql.apply(self._unsaved)
             self._unsaved = BatchUpdate()
             self._saved_at = now
+        # Statuses that took effect in SQL (not a stale one) get their point now, at the time
+        # SQL gave them; a crash before this append redelivers them, and SQL gives the same time.
+        status_lines = [
+            self.converter.status_line(topic, msg, st.at_ms)
+            for topic, msg, st in statuses
+            if st.at_ms is not None
+        ]
+        if status_lines:
+            self.journal.append(("\n".join(status_lines) + "\n").encode(), len(status_lines))
         # Durable: the caller reports it and the receiver acknowledges, in receive order,
         # only what its current connection delivered (the broker redelivers the rest).
         for observe in self.observers:

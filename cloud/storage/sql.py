@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     Engine,
     Float,
@@ -48,8 +49,10 @@ nodes = Table(
     Column("commune", String(64), nullable=False, default=""),
     Column("known", Integer, nullable=False, default=1),
     Column("status", String(16)),  # online | offline | NULL (never sent a status)
-    Column("status_ts", Float),  # edge time of that status, epoch seconds
+    Column("status_ts", Float),  # stamp of that status (wire.status_order), epoch seconds
     Column("status_reason", String(16)),
+    # cloud time (ms) of that status's point in InfluxDB: when it took effect, see apply()
+    Column("status_at_ms", BigInteger),
     Column("agent_version", String(64)),
     Column("session", String(32)),
     Column("last_seq", Integer),
@@ -125,9 +128,24 @@ class StatusUpdate:
     known: bool
     state: str
     reason: str
-    ts: float
+    ts: float  # the status's stamp (orders a node's statuses)
     agent_version: str
     session: str
+    received_ms: int  # cloud receive time
+    #: set by ``SqlStore.apply``: the time of its InfluxDB point if it took effect, else None (stale)
+    at_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStatus:
+    """A node's status in force as the SQL store keeps it (any worker may have received it)."""
+
+    node: str
+    commune: str
+    state: Literal["online", "offline"]
+    reason: str
+    stamp: float  # its ts (wire.status_order)
+    at: float  # cloud time it took effect
 
 
 @dataclass(slots=True)
@@ -194,6 +212,19 @@ class BatchUpdate:
         self.dead.extend(other.dead)
         self.snapshots.extend(other.snapshots)
         self.events.extend(other.events)
+
+
+def _status_newer(current: Any, new: Any) -> Any:
+    """``wire.status_order`` in SQL: the new status is at least as new as the current one."""
+
+    def rank(state: Any) -> Any:
+        return case((state == "offline", 1), else_=0)
+
+    return (
+        current.status_ts.is_(None)
+        | (new.status_ts > current.status_ts)
+        | ((new.status_ts == current.status_ts) & (rank(new.status) >= rank(current.status)))
+    )
 
 
 class SqlStore:
@@ -308,17 +339,24 @@ class SqlStore:
             for st in batch.statuses:
                 ins = self._insert(nodes)
                 ex = ins.excluded
+                c = nodes.c
+                same = (c.status_ts == ex.status_ts) & (c.status == ex.status)
                 stmt = ins.on_conflict_do_update(
-                    index_elements=[nodes.c.node],
+                    index_elements=[c.node],
                     set_={
                         "status": ex.status,
                         "status_ts": ex.status_ts,
                         "status_reason": ex.status_reason,
                         "agent_version": ex.agent_version,
+                        # a redelivered status keeps its point; a new one comes after the last
+                        "status_at_ms": case(
+                            (same & c.status_at_ms.is_not(None), c.status_at_ms),
+                            else_=_greatest(c.status_at_ms + 1, ex.status_at_ms),
+                        ),
                     },
-                    where=(nodes.c.status_ts.is_(None)) | (nodes.c.status_ts <= ex.status_ts),
-                )
-                conn.execute(
+                    where=_status_newer(c, ex),
+                ).returning(c.status_at_ms)
+                st.at_ms = conn.execute(
                     stmt,
                     {
                         "node": st.node,
@@ -327,13 +365,14 @@ class SqlStore:
                         "status": st.state,
                         "status_ts": st.ts,
                         "status_reason": st.reason,
+                        "status_at_ms": st.received_ms,
                         "agent_version": st.agent_version,
                         "session": st.session,
                         "messages": 0,
                         "dead_letters": 0,
                         "rate_limited": 0,
                     },
-                )
+                ).scalar_one_or_none()
             if batch.dead:
                 conn.execute(
                     dead_letters.insert(),
@@ -395,6 +434,25 @@ class SqlStore:
         )
         with self.engine.connect() as conn:
             return {row.node: dict(row._mapping) for row in conn.execute(q)}
+
+    def node_statuses(self) -> list[NodeStatus]:
+        """Every node's status in force (the newest by ``wire.status_order``), when it took effect."""
+        c = nodes.c
+        q = select(c.node, c.commune, c.status, c.status_reason, c.status_ts, c.status_at_ms).where(
+            c.status.is_not(None), c.status_ts.is_not(None), c.status_at_ms.is_not(None)
+        )
+        with self.engine.connect() as conn:
+            return [
+                NodeStatus(
+                    r.node,
+                    r.commune,
+                    "offline" if r.status == "offline" else "online",
+                    r.status_reason or "",
+                    float(r.status_ts),
+                    r.status_at_ms / 1000,
+                )
+                for r in conn.execute(q)
+            ]
 
     def dead_letter_rows(self, limit: int = 100, node: str | None = None) -> list[dict[str, Any]]:
         """Newest first."""
