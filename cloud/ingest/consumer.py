@@ -451,11 +451,9 @@ class IngestWorker:
                 key = (res.node, msg.session)
                 s = upd.sessions.get(key)
                 if s is None:
-                    upd.sessions[key] = SessionDelta(msg.seq, msg.seq, 1, r.at)
+                    upd.sessions[key] = SessionDelta([msg.seq], r.at)
                 else:
-                    s.first_seq = min(s.first_seq, msg.seq)
-                    s.max_seq = max(s.max_seq, msg.seq)
-                    s.received += 1
+                    s.seqs.append(msg.seq)
         if lines:
             self.journal.append(("\n".join(lines) + "\n").encode(), len(lines))
         self._unsaved.merge(upd)

@@ -1,12 +1,17 @@
 """Device state and dead letters in SQL (SQLAlchemy 2 Core; SQLite by default, PostgreSQL by URL).
 
-Ingest writes here once per group commit, aggregated per node, not once per message:
-that keeps SQL off the hot path. Every update is additive or guarded by a timestamp,
-so several workers on a shared subscription can write concurrently in any order.
+Ingest writes here once per group commit, aggregated per node, not once per message.
+Every update is additive, a merge, or guarded by an order, so several workers on a shared
+subscription can write concurrently in any order: a status only replaces an older one
+(``wire.status_order``); counters add up.
 
-Sequence gaps are counted per (node, session) as ``max_seq - first_seq + 1 - received``:
-additive across workers, unlike "previous seq + 1", which breaks as soon as two
-workers each see half of a node's messages.
+Sequence gaps are counted per (node, session) as ``max_seq - first_seq + 1 - received``,
+where ``received`` is the number of *distinct* seqs, kept as merged ranges (``seqset``):
+exact under QoS-1 redelivery and across workers, unlike a sum (a redelivered message would
+count twice and hide a real gap) or "previous seq + 1" (which breaks as soon as two workers
+each see half of a node's messages). The ingest commits them before it acknowledges the
+messages they count, in the transaction that merges them, so a crash at any instant leaves
+the count exact: what was not acknowledged comes again and merges into the same ranges.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any, Literal
 from sqlalchemy import (
     BigInteger,
     Column,
+    Connection,
     Engine,
     Float,
     Integer,
@@ -26,19 +32,22 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     case,
     create_engine,
     event,
     func,
     select,
+    tuple_,
+    update,
 )
 from sqlalchemy.engine import make_url
 
 from cloud.events.store import EventRecord, upsert_events
 from cloud.events.store import metadata as events_metadata
 from cloud.storage.schema import ensure_schema
+from cloud.storage.seqset import SeqSet
 from cloud.storage.sqlexpr import greatest as _greatest
-from cloud.storage.sqlexpr import least as _least
 
 metadata = MetaData()
 
@@ -71,8 +80,10 @@ node_sessions = Table(
     Column("session", String(32), primary_key=True),
     Column("first_seq", Integer, nullable=False),
     Column("max_seq", Integer, nullable=False),
-    Column("received", Integer, nullable=False),
+    Column("received", Integer, nullable=False),  # distinct seqs: the count of ``seqs``
     Column("first_seen", Float, nullable=False),
+    # the distinct seqs received, as ranges (cloud/storage/seqset.py); NULL on rows from before
+    Column("seqs", Text),
 )
 
 dead_letters = Table(
@@ -115,9 +126,9 @@ class NodeDelta:
 
 @dataclass(slots=True)
 class SessionDelta:
-    first_seq: int
-    max_seq: int
-    received: int = 0
+    """The seqs one batch received of one node session."""
+
+    seqs: list[int]
     first_seen: float = 0.0
 
 
@@ -184,8 +195,9 @@ class BatchUpdate:
 
     @property
     def must_write_now(self) -> bool:
-        """Rows that are acknowledged data (not just counters) and so cannot wait."""
-        return bool(self.statuses or self.dead or self.snapshots or self.events)
+        """Rows that must be committed before the messages are acknowledged: data, and the
+        seqs received (the gap count), which must be exact at any crash instant."""
+        return bool(self.sessions or self.statuses or self.dead or self.snapshots or self.events)
 
     def merge(self, other: BatchUpdate) -> None:
         """Fold ``other`` into this one (counters added, newest values kept)."""
@@ -205,9 +217,8 @@ class BatchUpdate:
             if ms is None:
                 self.sessions[key] = sd
                 continue
-            ms.first_seq = min(ms.first_seq, sd.first_seq)
-            ms.max_seq = max(ms.max_seq, sd.max_seq)
-            ms.received += sd.received
+            ms.seqs.extend(sd.seqs)
+            ms.first_seen = min(ms.first_seen, sd.first_seen)
         self.statuses.extend(other.statuses)
         self.dead.extend(other.dead)
         self.snapshots.extend(other.snapshots)
@@ -307,35 +318,11 @@ class SqlStore:
                             "session": d.session,
                             "last_seq": d.last_seq,
                         }
-                        for n, d in batch.nodes.items()
+                        for n, d in sorted(batch.nodes.items())  # one lock order for every worker
                     ],
                 )
             if batch.sessions:
-                ins = self._insert(node_sessions)
-                ex = ins.excluded
-                c = node_sessions.c
-                stmt = ins.on_conflict_do_update(
-                    index_elements=[c.node, c.session],
-                    set_={
-                        "first_seq": _least(c.first_seq, ex.first_seq),
-                        "max_seq": _greatest(c.max_seq, ex.max_seq),
-                        "received": c.received + ex.received,
-                    },
-                )
-                conn.execute(
-                    stmt,
-                    [
-                        {
-                            "node": n,
-                            "session": s,
-                            "first_seq": d.first_seq,
-                            "max_seq": d.max_seq,
-                            "received": d.received,
-                            "first_seen": d.first_seen,
-                        }
-                        for (n, s), d in batch.sessions.items()
-                    ],
-                )
+                self._merge_seqs(conn, batch.sessions)
             for st in batch.statuses:
                 ins = self._insert(nodes)
                 ex = ins.excluded
@@ -405,6 +392,61 @@ class SqlStore:
                 )
             if batch.events:
                 upsert_events(conn, self._insert, batch.events)
+
+    def _merge_seqs(self, conn: Connection, sessions: dict[tuple[str, str], SessionDelta]) -> None:
+        """Merge each session's new seqs into its stored ranges (read, merge, write, rows locked).
+
+        Every worker locks the rows in one order (PostgreSQL: ``FOR UPDATE``; SQLite: the insert
+        takes the database's write lock), so concurrent workers merge one after the other.
+        """
+        c = node_sessions.c
+        keys = sorted(sessions)
+        new_rows = [
+            {
+                "node": n,
+                "session": s,
+                "first_seq": min(sessions[n, s].seqs),
+                "max_seq": max(sessions[n, s].seqs),
+                "received": 0,
+                "first_seen": sessions[n, s].first_seen,
+                "seqs": "",
+            }
+            for n, s in keys
+        ]
+        conn.execute(
+            self._insert(node_sessions).on_conflict_do_nothing(index_elements=[c.node, c.session]), new_rows
+        )
+        rows = conn.execute(
+            select(c.node, c.session, c.first_seq, c.received, c.seqs)
+            .where(tuple_(c.node, c.session).in_(keys))
+            .order_by(c.node, c.session)
+            .with_for_update()
+        )
+        updates = []
+        for r in rows:
+            stored = SeqSet.decode(r.seqs) if r.seqs is not None else SeqSet.legacy(r.first_seq, r.received)
+            merged = stored.merge(SeqSet.of(sessions[r.node, r.session].seqs))
+            updates.append(
+                {
+                    "k_node": r.node,
+                    "k_session": r.session,
+                    "first_seq": merged.first,
+                    "max_seq": merged.last,
+                    "received": merged.received,
+                    "seqs": merged.encode(),
+                }
+            )
+        conn.execute(
+            update(node_sessions)
+            .where(c.node == bindparam("k_node"), c.session == bindparam("k_session"))
+            .values(
+                first_seq=bindparam("first_seq"),
+                max_seq=bindparam("max_seq"),
+                received=bindparam("received"),
+                seqs=bindparam("seqs"),
+            ),
+            updates,
+        )
 
     # ------------------------------------------------------------------ reads (API)
     def node_states(self) -> dict[str, dict[str, Any]]:
