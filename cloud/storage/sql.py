@@ -261,6 +261,7 @@ class SqlStore:
                 cur.close()
 
         self._create_schema()
+        self._sessions_known: set[tuple[str, str]] = set()  # node_sessions rows that exist
 
     def _create_schema(self) -> None:
         ensure_schema(self.engine, metadata)
@@ -281,7 +282,11 @@ class SqlStore:
         """Write one batch in one transaction; returns when it is committed."""
         if not batch:
             return
+        if batch.sessions:
+            self._create_sessions(sorted(batch.sessions))
         with self.engine.begin() as conn:
+            if self.dialect == "sqlite":  # the write lock first: the seq merge reads, then writes
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
             if batch.nodes:
                 ins = self._insert(nodes)
                 ex = ins.excluded
@@ -393,35 +398,53 @@ class SqlStore:
             if batch.events:
                 upsert_events(conn, self._insert, batch.events)
 
-    def _merge_seqs(self, conn: Connection, sessions: dict[tuple[str, str], SessionDelta]) -> None:
-        """Merge each session's new seqs into its stored ranges (read, merge, write, rows locked).
+    def _create_sessions(self, keys: list[tuple[str, str]]) -> None:
+        """Rows for sessions this store has not written yet, each in its own short transaction.
 
-        Every worker locks the rows in one order (PostgreSQL: ``FOR UPDATE``; SQLite: the insert
-        takes the database's write lock), so concurrent workers merge one after the other.
+        Before the batch's transaction, so that it only locks rows that exist, in one order
+        (two PostgreSQL workers creating and locking rows in the same transaction could
+        deadlock). An empty row counts no gap (``first_seq`` 1, ``max_seq`` 0).
+        """
+        fresh = [k for k in keys if k not in self._sessions_known]
+        if not fresh:
+            return
+        c = node_sessions.c
+        with self.engine.begin() as conn:
+            conn.execute(
+                self._insert(node_sessions).on_conflict_do_nothing(index_elements=[c.node, c.session]),
+                [
+                    {
+                        "node": n,
+                        "session": s,
+                        "first_seq": 1,
+                        "max_seq": 0,
+                        "received": 0,
+                        "first_seen": time.time(),
+                    }
+                    for n, s in fresh
+                ],
+            )
+        if len(self._sessions_known) > 100_000:
+            self._sessions_known.clear()
+        self._sessions_known.update(fresh)
+
+    def _merge_seqs(self, conn: Connection, sessions: dict[tuple[str, str], SessionDelta]) -> None:
+        """Merge each session's new seqs into its stored ranges: read, merge, write, rows locked.
+
+        Concurrent workers merge one after the other: on PostgreSQL each locks the rows (``FOR
+        UPDATE``) in one order; on SQLite ``apply`` holds the database's write lock from its start.
         """
         c = node_sessions.c
         keys = sorted(sessions)
-        new_rows = [
-            {
-                "node": n,
-                "session": s,
-                "first_seq": min(sessions[n, s].seqs),
-                "max_seq": max(sessions[n, s].seqs),
-                "received": 0,
-                "first_seen": sessions[n, s].first_seen,
-                "seqs": "",
-            }
-            for n, s in keys
-        ]
-        conn.execute(
-            self._insert(node_sessions).on_conflict_do_nothing(index_elements=[c.node, c.session]), new_rows
-        )
         rows = conn.execute(
             select(c.node, c.session, c.first_seq, c.received, c.seqs)
-            .where(tuple_(c.node, c.session).in_(keys))
+            .where(tuple_(c.node, c.session).in_(bindparam("keys", expanding=True)))
             .order_by(c.node, c.session)
-            .with_for_update()
-        )
+            .with_for_update(),
+            {"keys": keys},
+        ).all()
+        if len(rows) < len(keys):
+            raise RuntimeError(f"node_sessions rows missing for {len(keys) - len(rows)} sessions")
         updates = []
         for r in rows:
             stored = SeqSet.decode(r.seqs) if r.seqs is not None else SeqSet.legacy(r.first_seq, r.received)
