@@ -11,7 +11,10 @@ Why it is built this way:
   this process starts a new one (same client id, so the same broker session and queue).
 * Manual acknowledgement: a QoS-1 message is acknowledged only once it is durable
   (journal fsynced, SQL committed, snapshot file fsynced). Writes are idempotent, so a
-  redelivered duplicate is harmless.
+  redelivered duplicate is harmless; that includes the counts: the seqs a batch received
+  are merged into SQL (distinct seqs, not a sum) in the batch's commit, before the ack, so
+  the gap count is exact whenever the process dies. Only throttled-message counts wait
+  (``state_flush_interval_s``).
 * Group commit: the committer takes every batch waiting in the pipe (up to
   ``commit_max`` messages), validates and converts them, makes them durable with one
   fsync and reports the last batch. While it fsyncs, the receiver keeps receiving.
