@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
@@ -26,6 +27,7 @@ from node_traffic import NodeTraffic, is_status
 from support import influx_query
 
 from commune_iot.bench.outage import OutageRig
+from commune_iot.demo import _summary as demo_status_line
 from commune_iot.localsvc import InfluxDB
 
 WITHIN_S = 2.0
@@ -64,6 +66,21 @@ def rig(tmp_path_factory: pytest.TempPathFactory, influx_server: InfluxDB) -> It
         yield rig
 
 
+def _agree(rig: OutageRig) -> None:
+    """The devices list, the commune summary and the demo's status line tell one judgement."""
+    devices = rig.cloud.get_json("/api/v1/devices")
+    boards = Counter(d["board"] for d in {d["node"]: d for d in devices}.values())
+    states = Counter(d["state"] for d in devices)
+    summary = rig.cloud.get_json("/api/v1/communes/summary")
+    for s in ("up", "down", "unknown"):
+        assert boards[s] == sum(c[f"nodes_{s}"] for c in summary), (s, boards, summary)
+        assert states[s] == sum(c[f"devices_{s}"] for c in summary), (s, states, summary)
+    line = demo_status_line(rig.cloud, [])
+    assert line.startswith(
+        f"boards: up {boards['up']}, down {boards['down']}, unknown {boards['unknown']}"
+    ), line
+
+
 def _device(rig: OutageRig, device: str) -> dict[str, Any]:
     return next(d for d in rig.cloud.get_json("/api/v1/devices") if d["id"] == device)
 
@@ -94,6 +111,7 @@ def test_a_frozen_board_is_offline_within_2s_of_its_will_and_online_within_2s_of
         will = traffic.wait_for(is_status("offline", "will", frozen_at), 20, "Will from the broker")
         _await(offline, will.at, "API offline and down")
         _await(lambda: newest_status_point() == 0.0, will.at, "status point offline")
+        _agree(rig)
 
         thawed_at = rig.thaw(FAST)
         birth = traffic.wait_for(is_status("online", "birth", thawed_at), 20, "birth after the thaw")
