@@ -9,6 +9,7 @@ An outage covers the time the device was really unheard (docs/reports.md): it st
 after the last message before it and ends at the first message after it; the delays of
 detection (the alert opened later) and of the recovery check (it resolved later) are not
 part of it. They are in the alert rows (``/api/v1/alerts``).
+
 The open writes the point and the resolve overwrites the same series and time, so a
 Grafana annotation query (``SELECT text, end_ms FROM outage WHERE $timeFilter``, with
 ``end_ms`` as the region end) shows ongoing outages too, and a retry never duplicates.
