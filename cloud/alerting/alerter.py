@@ -7,8 +7,9 @@ returns the notices for the event loop to hand to the dispatchers, which never b
 Several cloud workers: each one's engine is fed and ticks, but only the holder of the SQL
 lease records and notifies; a new holder first takes over the alerts open in SQL. Opening
 is idempotent (one unresolved row per alert key), so a hand-over cannot duplicate alerts.
-With a shared subscription each worker hears only part of the traffic, so the holder also
-folds in every node's ``last_seen`` from the ``nodes`` table before judging. A new holder
+With a shared subscription each worker hears only part of the traffic, so every worker
+folds in each node's ``last_seen`` and status in force from the ``nodes`` table before
+judging (the evaluator judges on all of it; every process's API shows the same). A new holder
 reads that table once in any case: a board that went silent while no evaluator ran
 (the cloud was down) would otherwise never be judged, since nothing from it arrives.
 """

@@ -48,6 +48,7 @@ def _await(probe: Callable[[], bool], after: float, what: str, within_s: float =
             raise AssertionError(f"{what}: not within {within_s + 3.0:.0f} s")
         time.sleep(0.05)
     took = time.time() - after
+    print(f"{what}: {took:.2f} s")
     assert took <= within_s, f"{what} took {took:.2f} s (at most {within_s} s)"
     return took
 
