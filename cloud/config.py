@@ -196,9 +196,11 @@ class SqlConfig(_Section):
     state_flush_interval_s: float = Field(
         1.0,
         ge=0,
-        description="How often per-node counters (messages, last seen, sequence) are written. They are "
-        "aggregated in memory between writes; a crash loses at most this much of counting, never "
-        "data. Dead letters, statuses and snapshots are always written before the ack.",
+        description="How often the counts of throttled messages (rate_limited) are written; they are "
+        "aggregated in memory between writes, so a crash may lose this much of them. Everything else "
+        "(the sequence numbers received, which the gap count comes from, statuses, dead letters, "
+        "snapshots, events, last seen) is committed with each batch, before its messages are "
+        "acknowledged.",
     )
 
     def password_value(self) -> str:

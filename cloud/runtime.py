@@ -53,6 +53,7 @@ class Runtime:
             self.sql,
             self.snapshots,
             self.stats,
+            state_flush_interval_s=cfg.sql.state_flush_interval_s,
             limits=cfg.ingest.rate_limit,
         )
         self.drainer = Drainer(cfg.influx, self.influx, self.journal, self.stats)

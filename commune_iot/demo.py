@@ -177,18 +177,20 @@ Ctrl-C stops everything.
 
 
 def _summary(cloud: CloudProcess, agents: list[AgentProcess]) -> str:
+    """The alerter's judgement (as /api/v1/communes/summary gives it), not raw presence: a frozen
+    board is down here as soon as its silence is judged, long before the broker drops it."""
     try:
-        devices = cloud.get_json("/api/v1/devices")
+        communes = cloud.get_json("/api/v1/communes/summary")
     except OSError as exc:
         return f"cloud API not answering ({exc})"
-    items = devices["devices"] if isinstance(devices, dict) else devices
-    by_status: dict[str, int] = {}
-    for d in items:
-        by_status[d["status"]] = by_status.get(d["status"], 0) + 1
+    states = ("up", "down", "unknown")
+    parts = [
+        f"{label}: " + ", ".join(f"{s} {sum(c[f'{what}_{s}'] for c in communes)}" for s in states)
+        for label, what in (("boards", "nodes"), ("devices", "devices"))
+    ]
     running = sum(a.running for a in agents)
     rss = cloud.rss_mb()
-    parts = [f"{k} {v}" for k, v in sorted(by_status.items())]
-    return f"devices: {', '.join(parts)} | agent processes running {running}/{len(agents)}" + (
+    return f"{' | '.join(parts)} | agent processes running {running}/{len(agents)}" + (
         f" | cloud RSS {rss:.0f} MB" if rss else ""
     )
 

@@ -10,6 +10,10 @@ Reconnects use :func:`edge.backoff.backoff_delay` (capped, jittered) instead of 
 jitter-free delay, so a commune's boards do not hammer the broker in lock-step after an
 outage. Messages paho already holds unacknowledged are re-sent by paho itself after a
 reconnect (``_messages_reconnect_reset_out``); callers must not hand them over twice.
+
+The Last Will and the birth of one connection carry one stamp, taken before the connect
+attempt: the cloud orders status messages by it, so a Will ends exactly the connection it
+belongs to whatever arrives in between (docs/protocol.md, "Status").
 """
 
 from __future__ import annotations
@@ -85,8 +89,9 @@ class Link:
         *,
         client_id: str,
         status_topic: str,
-        birth: Callable[[], bytes],
-        will: Callable[[], bytes],
+        birth: Callable[[float], bytes],
+        will: Callable[[float], bytes],
+        stamp: Callable[[], float],
         listener: LinkListener,
         extra_inflight: int = 20,
         inflight_window: int = 20,
@@ -102,6 +107,9 @@ class Link:
         self._on_control = on_message
         self._birth = birth
         self._will = will
+        self._stamp = stamp
+        #: Stamp of the current (or last attempted) connection: its Will's and its birth's.
+        self.conn_stamp = 0.0
         self._listener = listener
         self.state = State.DOWN
         #: Incremented on every accepted connection; 0 means "never connected".
@@ -210,7 +218,7 @@ class Link:
     def rebirth(self) -> None:
         """Publish the retained birth certificate again (when connected)."""
         if self.state is State.UP:
-            self.client.publish(self.status_topic, self._birth(), qos=1, retain=True)
+            self.client.publish(self.status_topic, self._birth(self.conn_stamp), qos=1, retain=True)
 
     async def close(self, offline: bytes, within_s: float = 3.0) -> bool:
         """Publish the retained ``offline`` status, wait (bounded) for its PUBACK, disconnect.
@@ -247,7 +255,8 @@ class Link:
         attempt = 0
         while not self._closing:
             self._refused = None
-            self.client.will_set(self.status_topic, self._will(), qos=1, retain=True)
+            self.conn_stamp = self._stamp()
+            self.client.will_set(self.status_topic, self._will(self.conn_stamp), qos=1, retain=True)
             self.client.username_pw_set(self.broker.username, self.broker.secret())
             self.state = State.CONNECTING
             self._up_since_connect = False
@@ -346,7 +355,7 @@ class Link:
         # so when the cloud sees the birth and sends a queued command, the board listens.
         if self.subscriptions:
             client.subscribe([(t, 1) for t in self.subscriptions])
-        client.publish(self.status_topic, self._birth(), qos=1, retain=True)
+        client.publish(self.status_topic, self._birth(self.conn_stamp), qos=1, retain=True)
         self.presence.reset()
         if self.presence.enabled:
             client.subscribe(HOST_STATE_FILTER, qos=1)

@@ -17,6 +17,7 @@ All methods must be called from one thread (the agent's event loop).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import time
@@ -47,7 +48,15 @@ CREATE TABLE IF NOT EXISTS drops (
     priority INTEGER PRIMARY KEY,
     count    INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value REAL NOT NULL
+);
 """
+
+#: A stamp kept on disk further ahead of the board's clock than this is not trusted (see
+#: ``Outbox.status_stamp``): a clock once set years ahead must not hold every later stamp there.
+STAMP_TRUST_AHEAD_S = 86_400.0
 
 #: How often (seconds) a continuing stream of drops is summarised in the log.
 DROP_LOG_INTERVAL_S = 30.0
@@ -130,6 +139,7 @@ class Outbox:
         self._dropped: dict[Priority, int] = {
             Priority(p): c for p, c in self._db.execute("SELECT priority, count FROM drops")
         }
+        self._last_stamp = 0.0  # the last status stamp handed out (see status_stamp)
         # Drops not yet logged, and when the last drop log line was written.
         self._unlogged: dict[tuple[Priority, str], int] = {}
         self._last_drop_log = 0.0
@@ -217,6 +227,33 @@ class Outbox:
                 self._count_drop(Priority(prio), n, f"older than max_age_s={self.max_age_s:g}")
         self._log_drops()
         return total
+
+    def status_stamp(self, now: float | None = None) -> float:
+        """The next status stamp: the clock, but always after every stamp handed out before.
+
+        Status messages are ordered by their stamp (docs/protocol.md, "Status"). Kept on disk,
+        so stamps keep growing across agent restarts and a clock stepped back (a board whose
+        fake hardware clock restores an older time at boot, or an NTP correction); a stamp more
+        than a day ahead of the clock is not trusted (the clock was wrong once, far ahead).
+        """
+        now = time.time() if now is None else now
+        kept = 0.0
+        with contextlib.suppress(sqlite3.Error):  # then at least the stamps of this run grow
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'status_stamp'").fetchone()
+            kept = float(row[0]) if row else 0.0
+        last = max(self._last_stamp, kept if kept <= now + STAMP_TRUST_AHEAD_S else 0.0)
+        stamp = round(max(now, last + 0.001), 3)
+        self._last_stamp = stamp
+        try:
+            with self._tx():
+                self._db.execute(
+                    "INSERT INTO meta (key, value) VALUES ('status_stamp', ?)"
+                    " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    (stamp,),
+                )
+        except sqlite3.Error as exc:  # a full or failing card must not keep the agent off the broker
+            log.warning("cannot keep the status stamp in the outbox (%s); it may repeat after a restart", exc)
+        return stamp
 
     # -- reading ---------------------------------------------------------------------
 

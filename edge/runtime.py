@@ -82,8 +82,9 @@ class Agent:
             cfg.broker,
             client_id=cfg.client_id,
             status_topic=self._topic(Channel.STATUS),
-            birth=lambda: self._status("online", "birth"),
-            will=lambda: self._status("offline", "will"),
+            birth=lambda stamp: self._status("online", "birth", stamp),
+            will=lambda stamp: self._status("offline", "will", stamp),
+            stamp=self.outbox.status_stamp,
             listener=self.courier,
             inflight_window=cfg.outbox.inflight_window,
             hold_until_cloud=cfg.hold_until_cloud,
@@ -131,14 +132,18 @@ class Agent:
         self.seq = seq
 
     def _status(
-        self, state: Literal["online", "offline"], reason: Literal["birth", "will", "shutdown"]
+        self,
+        state: Literal["online", "offline"],
+        reason: Literal["birth", "will", "shutdown"],
+        stamp: float,
     ) -> bytes:
+        """A status message; ``stamp`` orders it (one per connection, see ``Outbox.status_stamp``)."""
         return encode(
             Status(
                 node=self.cfg.node,
                 session=self.session,
                 seq=0,
-                ts=datetime.now(UTC),
+                ts=datetime.fromtimestamp(stamp, UTC),
                 state=state,
                 reason=reason,
                 agent_version=__version__,
@@ -416,7 +421,7 @@ class Agent:
     async def _shutdown(self) -> None:
         flushed = await self.courier.drain(self.cfg.outbox.flush_on_shutdown_s)
         left = len(self.outbox)
-        acked = await self.link.close(self._status("offline", "shutdown"))
+        acked = await self.link.close(self._status("offline", "shutdown", self.outbox.status_stamp()))
         log.info(
             "agent %s stopped: offline status %s; %s left in outbox for the next start",
             self.cfg.node,

@@ -31,6 +31,7 @@ from wire.messages import (
     decode_host_state,
     encode,
     encode_host_state,
+    status_order,
 )
 from wire.topics import (
     CONTROL,
@@ -76,5 +77,6 @@ __all__ = [
     "host_state_topic",
     "parse_topic",
     "shared_filter",
+    "status_order",
     "topic_for",
 ]

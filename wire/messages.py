@@ -98,7 +98,13 @@ class Envelope(_Model):
 
 
 class Status(Envelope):
-    """Retained birth/death certificate. ``seq`` is 0; it is not part of the data sequence."""
+    """Retained birth/death certificate. ``seq`` is 0; it is not part of the data sequence.
+
+    ``ts`` is the status's stamp, which orders a node's statuses (``status_order``): the birth
+    and the Will of one connection carry the same stamp (taken before the connect attempt),
+    and every connection's stamp is later than every stamp the board sent before, across
+    agent restarts and clock steps. See docs/protocol.md, "Status".
+    """
 
     state: Literal["online", "offline"]
     reason: Literal["birth", "will", "shutdown"]
@@ -109,6 +115,17 @@ class Status(Envelope):
     #: Version of the cloud-set configuration the node runs (0: its local file only).
     #: Optional: agents older than the device twin omit it.
     config_version: ConfigVersion | None = None
+
+
+def status_order(stamp: float, state: str) -> tuple[float, int]:
+    """Which status of a node is the newest: the later stamp; on one stamp, offline.
+
+    So the Will of a connection ends it (it carries its birth's stamp), a stale Will of an
+    earlier connection never ends a newer one, and the next connection's birth (a later
+    stamp) starts it again, in whatever order the messages arrive. ``stamp`` is ``ts`` in
+    epoch seconds. The cloud's SQL store applies the same rule in SQL (cloud/storage/sql.py).
+    """
+    return (stamp, 1 if state == "offline" else 0)
 
 
 class Health(Envelope):

@@ -7,8 +7,9 @@ returns the notices for the event loop to hand to the dispatchers, which never b
 Several cloud workers: each one's engine is fed and ticks, but only the holder of the SQL
 lease records and notifies; a new holder first takes over the alerts open in SQL. Opening
 is idempotent (one unresolved row per alert key), so a hand-over cannot duplicate alerts.
-With a shared subscription each worker hears only part of the traffic, so the holder also
-folds in every node's ``last_seen`` from the ``nodes`` table before judging. A new holder
+With a shared subscription each worker hears only part of the traffic, so every worker
+folds in each node's ``last_seen`` and status in force from the ``nodes`` table before
+judging (the evaluator judges on all of it; every process's API shows the same). A new holder
 reads that table once in any case: a board that went silent while no evaluator ran
 (the cloud was down) would otherwise never be judged, since nothing from it arrives.
 """
@@ -32,6 +33,7 @@ from cloud.ingest.ratelimit import FloodReport
 from cloud.inventory import Inventory
 from cloud.notify.messages import Notice
 from cloud.storage.alerts_sql import AlertRow, AlertStore
+from cloud.storage.sql import NodeStatus
 from wire import Health, Metrics, Point, Status
 from wire.topics import valid_id
 
@@ -115,6 +117,7 @@ def notice_of(row: AlertRow, kind: Literal["open", "reminder", "resolve"], at: f
         problem=row.problem,
         members=row.members,
         detail=row.detail,
+        ended_at=row.ended_at,
     )
 
 
@@ -128,6 +131,7 @@ class Alerter:
         *,
         last_seen_source: Callable[[], dict[str, tuple[str, float]]] | None = None,
         follow_last_seen: bool = False,
+        status_source: Callable[[], list[NodeStatus]] | None = None,
         outbox: Outbox | None = None,
     ) -> None:
         self.cfg = cfg
@@ -138,6 +142,7 @@ class Alerter:
         self.leader = False
         self.last_seen_source = last_seen_source
         self.follow_last_seen = follow_last_seen
+        self.status_source = status_source
         self.outbox = outbox
         self._lock = threading.Lock()
         self._windows: list[Window] = []
@@ -166,6 +171,7 @@ class Alerter:
                 msg.reason,
                 at,
                 session=msg.session,
+                stamp=msg.ts.timestamp(),
                 health_interval_s=msg.health_interval_s,
             )
             return
@@ -232,9 +238,14 @@ class Alerter:
                 for row in self.store.unresolved():
                     self.engine.restore(row.as_change())
         self.leader = leader
+        # Scaled out, every worker hears part of the traffic: each one (not only the evaluator)
+        # folds in what the others stored, so every process's API tells what the evaluator judges.
         source = self.last_seen_source
-        seen = source() if source is not None and (taking_over or (leader and self.follow_last_seen)) else {}
+        seen = source() if source is not None and (taking_over or self.follow_last_seen) else {}
+        statuses = self.status_source() if self.status_source is not None and self.follow_last_seen else []
         with self._lock:
+            for st in statuses:
+                self.engine.folded_status(st.node, st.commune, st.state, st.reason, st.at, st.stamp)
             for node, (commune, at) in seen.items():
                 if now - at > self.cfg.forget_after_s and self.inventory.node(node) is None:
                     continue  # a stranger heard once, long ago: not ours to watch
@@ -351,6 +362,11 @@ class Alerter:
     def summary(self) -> dict[str, dict[str, int]]:
         with self._lock:
             return self.engine.summary()
+
+    def judgement(self, devices: Iterable[str]) -> dict[str, tuple[State, State]]:
+        """Device -> (its board's state, its own state), as this evaluator judges them now."""
+        with self._lock:
+            return {d: self.engine.judge(d) for d in devices}
 
     def device_states(self) -> list[tuple[str, State, float | None]]:
         """(device, state, its node's last message) for every inventory device."""

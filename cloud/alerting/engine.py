@@ -11,6 +11,11 @@ Rules, in the order a technician would ask about them:
   a frozen agent, a power cut or a cut cable never closes TCP, and the broker's own
   expiry is slow (1.5 x keepalive plus a 5 s scan). Any message proves it up again. The
   cause is what was seen first: a Will that follows a judged silence only confirms it.
+  Statuses count only when newer than the one in force (``wire.status_order``): a Will
+  ends the connection whose birth carried its stamp, never a later one.
+* **Outage span.** An outage runs from the last message heard before it to the first
+  message after it: the time the node was really unheard. When it was noticed (the alert
+  opened) and when its recovery was confirmed (``recovery_s`` later) are told apart.
 * **Grace and recovery.** An alert opens after ``grace_s`` of being down and resolves
   after ``recovery_s`` up; a return shorter than that is a flap of the same alert.
 * **Flapping.** ``flap_threshold`` outages within ``flap_window_s`` open one alert even
@@ -33,6 +38,7 @@ from typing import Literal
 
 from cloud.alerting.settings import AlertingConfig
 from cloud.inventory import Inventory
+from wire import status_order
 
 
 class Scope(StrEnum):
@@ -70,7 +76,7 @@ class Change:
     commune: str
     cause: Cause
     severity: Severity
-    started_at: float  # when the outage began, as best we know (epoch s)
+    started_at: float  # when the outage began: just after the last message heard (epoch s)
     at: float  # when this change was judged
     flaps: int = 0
     down: int = 0  # commune alerts: nodes down ...
@@ -78,10 +84,15 @@ class Change:
     problem: str = ""  # device alerts: what the node reported
     detail: str = ""  # device alerts: its figures ("4.0 of 15 fps")
     members: tuple[str, ...] = ()  # commune alerts: the nodes down
+    #: resolve: when the outage ended (the first message after it; device alerts: the point
+    #: that cleared the problem), before the recovery check that resolved it at ``at``
+    ended_at: float | None = None
 
     @property
     def duration_s(self) -> float:
-        return max(0.0, self.at - self.started_at)
+        """The outage itself: from its start to its end (to now while it lasts)."""
+        end = self.ended_at if self.ended_at is not None else self.at
+        return max(0.0, end - self.started_at)
 
 
 @dataclass(slots=True)
@@ -91,11 +102,12 @@ class _Node:
     interval_s: float
     last_seen: float
     session: str = ""
+    status_key: tuple[float, int] | None = None  # wire.status_order of the status in force
     offline: Cause | None = None  # set by a Will or shutdown until the next sign of life
     cause: Cause = Cause.SILENT  # what made it down first (a Will after silence only confirms it)
     down: bool = False
-    changed_at: float = 0.0  # when ``down`` last flipped
-    outage_start: float = 0.0  # last moment known alive, for the record
+    changed_at: float = 0.0  # when ``down`` last flipped (back up: the first message after the outage)
+    outage_start: float = 0.0  # last moment known alive (its last message), for the record
     outages: deque[float] = field(default_factory=deque)  # start times, for flap counting
 
 
@@ -133,6 +145,7 @@ class AlertEngine:
         self._nodes: dict[str, _Node] = {}
         self._alerts: dict[str, _Alert] = {}
         self._problems: dict[tuple[str, str], _Problem] = {}
+        self._cleared: dict[tuple[str, str], float] = {}  # when a problem's clearing point arrived
         self._commune_ok_since: dict[str, float] = {}
         self._connected = False
         self._resume_at = math.inf  # judge nothing before this (cloud not yet connected / settling)
@@ -157,10 +170,22 @@ class AlertEngine:
         at: float,
         *,
         session: str = "",
+        stamp: float | None = None,
         health_interval_s: float | None = None,
     ) -> None:
-        """A birth or death certificate (live or retained), with the cloud's receive time."""
+        """A birth or death certificate (live or retained), with the cloud's receive time.
+
+        ``stamp`` (the status's ``ts``) orders it: one not newer than the status in force is
+        stale (a Will of an earlier connection, a retained copy read again) and changes nothing.
+        """
         n = self._node(node, commune, at)
+        if stamp is not None:
+            key = status_order(stamp, state)
+            if n.status_key is not None and key <= n.status_key:
+                return
+            n.status_key = key
+        elif state == "offline" and session and n.session and session != n.session:
+            return  # (no stamp) the death of an older connection, after a newer one was born
         if health_interval_s is not None:
             n.interval_s = health_interval_s
         if state == "online":
@@ -169,10 +194,25 @@ class AlertEngine:
             n.last_seen = max(n.last_seen, at)
             self._flip(n, False, at)
             return
-        if session and n.session and session != n.session:
-            return  # the death of an older connection, after a newer one was born
         n.offline = Cause.SHUTDOWN if reason == "shutdown" else Cause.WILL
-        self._flip(n, True, at, outage_start=at)
+        # unheard since its last message: the Will is the broker's word, not the node's
+        self._flip(n, True, at, outage_start=min(n.last_seen, at))
+
+    def folded_status(
+        self,
+        node: str,
+        commune: str,
+        state: Literal["online", "offline"],
+        reason: str,
+        at: float,
+        stamp: float,
+    ) -> None:
+        """A status another worker received (read from SQL, shared subscription), ``at`` when it
+        took effect. One older than what this engine last judged of the node says nothing new."""
+        n = self._nodes.get(node)
+        if n is not None and at <= n.changed_at:
+            return
+        self.status(node, commune, state, reason, at, stamp=stamp)
 
     def seen(self, node: str, commune: str, at: float) -> None:
         """Any message from the node: it is connected now."""
@@ -193,8 +233,9 @@ class AlertEngine:
         """A node reports (or clears) a problem of one device: stream down, frozen, AP unreachable."""
         if active:
             self._problems.setdefault((device, problem), _Problem(at, detail, severity))
-        else:
-            self._problems.pop((device, problem), None)
+            self._cleared.pop((device, problem), None)
+        elif self._problems.pop((device, problem), None) is not None:
+            self._cleared[(device, problem)] = at
 
     # ------------------------------------------------------------------ judgement
     def tick(self, now: float) -> list[Change]:
@@ -287,7 +328,14 @@ class AlertEngine:
             elif alert is not None:
                 ok_since = self._commune_ok_since.setdefault(commune, now)
                 if now - ok_since >= self.cfg.recovery_s:
-                    self._resolve(key, now, changes)
+                    # ended when the return that brought it under the limit was heard
+                    counted = set(alert.change.members)
+                    back = [
+                        n.changed_at
+                        for n in nodes
+                        if n.node in counted and not n.down and n.changed_at <= ok_since
+                    ]
+                    self._resolve(key, now, changes, ended=max(back, default=ok_since))
                     del self._commune_ok_since[commune]
                 else:
                     open_now.add(commune)
@@ -304,7 +352,7 @@ class AlertEngine:
             if not n.down:
                 calm = self.cfg.flap_quiet_s if flapping else self.cfg.recovery_s
                 if now - n.changed_at >= calm:
-                    self._resolve(key, now, changes)
+                    self._resolve(key, now, changes, ended=n.changed_at)
                     n.outages.clear()  # its flaps belong to the alert just closed
             return
         if n.commune in communes_down:
@@ -373,7 +421,8 @@ class AlertEngine:
             )
         for key in [k for k, a in self._alerts.items() if a.change.scope is Scope.DEVICE]:
             if key not in active:
-                self._resolve(key, now, changes)
+                c = self._alerts[key].change
+                self._resolve(key, now, changes, ended=self._cleared.pop((c.subject, c.problem), now))
 
     # ------------------------------------------------------------------ alert bookkeeping
     def _open(
@@ -433,9 +482,10 @@ class AlertEngine:
         alert.change = ch
         changes.append(ch)
 
-    def _resolve(self, key: str, now: float, changes: list[Change]) -> None:
+    def _resolve(self, key: str, now: float, changes: list[Change], *, ended: float) -> None:
         alert = self._alerts.pop(key)
-        changes.append(replace(alert.change, kind="resolve", at=now, flaps=alert.flaps))
+        ended = max(alert.change.started_at, min(ended, now))
+        changes.append(replace(alert.change, kind="resolve", at=now, flaps=alert.flaps, ended_at=ended))
 
     def _node(self, node: str, commune: str, at: float) -> _Node:
         n = self._nodes.get(node)
@@ -507,6 +557,11 @@ class AlertEngine:
         if self.node_state(node) != "up":
             return "unknown"
         return "down" if any(dev == device for dev, _ in self._problems) else "up"
+
+    def judge(self, device: str) -> tuple[State, State]:
+        """(its board's state, the device's state): what the API shows beside raw presence."""
+        d = self.inventory.device(device)
+        return self.node_state(d.node if d is not None else device), self.device_state(device)
 
     def device_problems(self, device: str) -> dict[str, str]:
         """The problems a device has right now (alerted or still in grace), with their detail."""

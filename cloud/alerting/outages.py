@@ -4,6 +4,12 @@ Measurement ``outage``, one point per device and outage, at the outage's start:
 tags ``device``, ``node``, ``commune``, ``scope`` (node/commune/device), ``cause``, and for
 device alerts ``problem`` (``unreachable``, ``snmp_unreachable``, ...);
 fields ``end_ms`` (0 while ongoing), ``duration_s``, ``ongoing``, ``alert_id``, ``text``.
+
+An outage covers the time the device was really unheard (docs/reports.md): it starts just
+after the last message before it and ends at the first message after it; the delays of
+detection (the alert opened later) and of the recovery check (it resolved later) are not
+part of it. They are in the alert rows (``/api/v1/alerts``).
+
 The open writes the point and the resolve overwrites the same series and time, so a
 Grafana annotation query (``SELECT text, end_ms FROM outage WHERE $timeFilter``, with
 ``end_ms`` as the region end) shows ongoing outages too, and a retry never duplicates.
@@ -44,7 +50,8 @@ def devices_of(
 
 def outage_lines(notice: Notice, inventory: Inventory, text: str) -> list[str]:
     ongoing = notice.kind != "resolve"
-    end_ms = 0 if ongoing else int(notice.at * 1000)
+    end = notice.ended_at if notice.ended_at is not None else notice.at
+    end_ms = 0 if ongoing else int(end * 1000)
     duration = (notice.at - notice.started_at) if ongoing else notice.duration_s
     return [
         line(

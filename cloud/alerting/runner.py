@@ -94,6 +94,7 @@ class AlertRunner:
             holder,
             last_seen_source=self._last_seen,
             follow_last_seen=scaled_out,
+            status_source=sql.node_statuses,
             outbox=lambda conn, who, notice, at: SqlNoticeQueue.add(conn, channels[who], notice, at),
         )
         self._task: asyncio.Task[None] | None = None

@@ -41,10 +41,26 @@ class AlertOut(BaseModel):
     problem: str = Field("", description="Device alerts: stream_down, frozen, fps_low, unreachable, ...")
     detail: str = Field("", description="Device alerts: the figures behind the problem.")
     state: Literal["open", "acknowledged", "resolved"]
-    started_at: datetime = Field(description="When the outage began, as best the cloud knows.")
-    opened_at: datetime
-    resolved_at: datetime | None
-    duration_s: float | None = Field(description="Outage duration once resolved.")
+    started_at: datetime = Field(
+        description="When the outage began: just after the last message heard from the node "
+        "(device alerts: the first point reporting the problem)."
+    )
+    opened_at: datetime = Field(description="When the alert opened (started_at + detection delay).")
+    ended_at: datetime | None = Field(
+        description="When the outage ended: the first message after it (device alerts: the point "
+        "that cleared the problem). Null while it lasts."
+    )
+    resolved_at: datetime | None = Field(
+        description="When the alert resolved: after the recovery check (recovery_s of the node "
+        "staying up), so later than ended_at."
+    )
+    duration_s: float | None = Field(
+        description="The outage itself, ended_at - started_at: what availability counts."
+    )
+    detection_delay_s: float = Field(description="opened_at - started_at: how long noticing it took.")
+    recovery_delay_s: float | None = Field(
+        description="resolved_at - ended_at: how long confirming the recovery took (null while open)."
+    )
     flaps: int = Field(description="Returns shorter than the recovery time, then down again.")
     down: int = Field(description="Commune alerts: nodes silent.")
     total: int = Field(description="Commune alerts: nodes monitored.")
@@ -99,7 +115,11 @@ class AvailabilityOut(BaseModel):
     device: str
     start: datetime
     end: datetime
-    availability: float = Field(description="Share of the period the device was not in an outage.")
+    availability: float = Field(
+        description="Share of the period the device was not in an outage (each outage from just after "
+        "the last message heard to the first message after it; docs/reports.md)."
+    )
+    down_s: float = Field(description="Seconds of the period in outages (overlaps counted once).")
     outages: int
 
 
@@ -121,8 +141,13 @@ def _alert(r: AlertRow) -> AlertOut:
         state=r.state,
         started_at=datetime.fromtimestamp(r.started_at, UTC),
         opened_at=datetime.fromtimestamp(r.opened_at, UTC),
+        ended_at=_dt(r.end),
         resolved_at=_dt(r.resolved_at),
         duration_s=r.duration_s,
+        detection_delay_s=max(0.0, r.opened_at - r.started_at),
+        recovery_delay_s=(
+            max(0.0, r.resolved_at - r.end) if r.resolved_at is not None and r.end is not None else None
+        ),
         flaps=r.flaps,
         down=r.down,
         total=r.total,
@@ -277,7 +302,7 @@ def alerts_router(runner: AlertRunner) -> APIRouter:
             raise HTTPException(422, "end must be after start")
         rows = await asyncio.to_thread(store.query, commune=commune, since=t0, limit=100_000)
         spans = [
-            (x.started_at, x.resolved_at)
+            (x.started_at, x.end)
             for x in rows
             if x.started_at < t1
             and (
@@ -286,11 +311,13 @@ def alerts_router(runner: AlertRunner) -> APIRouter:
                 or (x.scope == "device" and x.subject == device and x.problem in _DOWN_PROBLEMS)
             )
         ]
+        share = availability(spans, t0, t1)
         return AvailabilityOut(
             device=device,
             start=start,
             end=datetime.fromtimestamp(t1, UTC),
-            availability=availability(spans, t0, t1),
+            availability=share,
+            down_s=round((1.0 - share) * (t1 - t0), 3),
             outages=len(spans),
         )
 

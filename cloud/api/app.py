@@ -70,9 +70,22 @@ class DeviceOut(BaseModel):
     address: str = ""
     known: bool = Field(description="Listed in the inventory.")
     status: Literal["online", "offline", "never_seen"] = Field(
-        description="From the node's last retained birth/death; online if it sent data but no status yet."
+        description="Raw presence: the node's newest birth/death certificate (docs/protocol.md, "
+        "'Status'); online if it sent data but no status yet. A frozen board stays online here until "
+        "the broker gives up on it: see board and state for the judgement."
     )
     status_reason: str | None = None
+    board: Literal["up", "down", "unknown"] | None = Field(
+        None,
+        description="The alerter's judgement of the node (board) now: down on a Will, a shutdown or "
+        "silence; unknown when never heard since the cloud started. The same judgement as "
+        "/api/v1/communes/summary and the alerts. Null when alerting is off.",
+    )
+    state: Literal["up", "down", "unknown"] | None = Field(
+        None,
+        description="The alerter's judgement of the device now: down with a problem of its own (stream "
+        "down, AP unreachable, ...), unknown while its board is not up. Null when alerting is off.",
+    )
     last_seen: datetime | None = Field(description="When the cloud last received anything from the node.")
     session: str | None = None
     last_seq: int | None = None
@@ -259,9 +272,14 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
         for node, st in sorted(states.items()):
             if node not in inventory_nodes:
                 out.append(_device(node, None, st["commune"], None, node, "", False, st))
-        return [
+        out = [
             d for d in out if (commune is None or d.commune == commune) and (kind is None or d.kind == kind)
         ]
+        if runtime.alerting is not None:
+            judged = runtime.alerting.alerter.judgement(dev.id for dev in out)
+            for dev in out:
+                dev.board, dev.state = judged[dev.id]
+        return out
 
     @app.get(
         "/api/v1/dead-letters",

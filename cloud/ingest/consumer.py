@@ -11,7 +11,10 @@ Why it is built this way:
   this process starts a new one (same client id, so the same broker session and queue).
 * Manual acknowledgement: a QoS-1 message is acknowledged only once it is durable
   (journal fsynced, SQL committed, snapshot file fsynced). Writes are idempotent, so a
-  redelivered duplicate is harmless.
+  redelivered duplicate is harmless; that includes the counts: the seqs a batch received
+  are merged into SQL (distinct seqs, not a sum) in the batch's commit, before the ack, so
+  the gap count is exact whenever the process dies. Only throttled-message counts wait
+  (``state_flush_interval_s``).
 * Group commit: the committer takes every batch waiting in the pipe (up to
   ``commit_max`` messages), validates and converts them, makes them durable with one
   fsync and reports the last batch. While it fsyncs, the receiver keeps receiving.
@@ -395,6 +398,7 @@ class IngestWorker:
         nodes = upd.nodes
         convert = self.converter.convert
         heard: list[tuple[Converted, float]] = []
+        statuses: list[tuple[str, Status, StatusUpdate]] = []
         limiter = self.limiter if self.limiter.enabled else None
         for r in batch:
             if limiter is not None:
@@ -429,18 +433,19 @@ class IngestWorker:
                 upd.snapshots.append(SnapshotRecord(sha, res.node, res.event_id, len(res.snapshot), r.at))
                 node.messages += 1
             elif isinstance(msg, Status):
-                upd.statuses.append(
-                    StatusUpdate(
-                        res.node,
-                        res.commune,
-                        res.known,
-                        msg.state,
-                        msg.reason,
-                        msg.ts.timestamp(),
-                        msg.agent_version,
-                        msg.session,
-                    )
+                st = StatusUpdate(
+                    res.node,
+                    res.commune,
+                    res.known,
+                    msg.state,
+                    msg.reason,
+                    msg.ts.timestamp(),
+                    msg.agent_version,
+                    msg.session,
+                    int(r.at * 1000),
                 )
+                upd.statuses.append(st)
+                statuses.append((r.topic, msg, st))
             elif msg is not None and res.channel in SEQUENCED:
                 if isinstance(msg, MotionEvent):
                     upd.events.append(self._event_record(res, msg, r.at))
@@ -451,11 +456,9 @@ class IngestWorker:
                 key = (res.node, msg.session)
                 s = upd.sessions.get(key)
                 if s is None:
-                    upd.sessions[key] = SessionDelta(msg.seq, msg.seq, 1, r.at)
+                    upd.sessions[key] = SessionDelta([msg.seq], r.at)
                 else:
-                    s.first_seq = min(s.first_seq, msg.seq)
-                    s.max_seq = max(s.max_seq, msg.seq)
-                    s.received += 1
+                    s.seqs.append(msg.seq)
         if lines:
             self.journal.append(("\n".join(lines) + "\n").encode(), len(lines))
         self._unsaved.merge(upd)
@@ -464,6 +467,15 @@ class IngestWorker:
             self.sql.apply(self._unsaved)
             self._unsaved = BatchUpdate()
             self._saved_at = now
+        # Statuses that took effect in SQL (not a stale one) get their point now, at the time
+        # SQL gave them; a crash before this append redelivers them, and SQL gives the same time.
+        status_lines = [
+            self.converter.status_line(topic, msg, st.at_ms)
+            for topic, msg, st in statuses
+            if st.at_ms is not None
+        ]
+        if status_lines:
+            self.journal.append(("\n".join(status_lines) + "\n").encode(), len(status_lines))
         # Durable: the caller reports it and the receiver acknowledges, in receive order,
         # only what its current connection delivered (the broker redelivers the rest).
         for observe in self.observers:

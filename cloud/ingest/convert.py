@@ -17,8 +17,12 @@ InfluxDB schema written here (every number a float, bools as bools):
   is a GROUP BY, which InfluxQL cannot compute from the timestamp);
   fields peak_area_pct, duration_s, n_boxes, frames (absent from older agents), score,
   snapshot_sha256, event_id, phase, seq, replay.
-* ``status``: one point per birth/death at its ``ts``; tags node, commune, site, kind,
-  known; fields online (1.0/0.0), reason.
+* ``status``: one point per birth/death that took effect, at the cloud time it did (not at
+  its ``ts``, which is its connection's stamp): tags node, commune, site, kind, known; fields
+  online (1.0/0.0), reason. Only the SQL store knows whether a status is newer than the
+  node's current one (``wire.status_order``; several workers may see them in any order), so
+  ``convert`` leaves these lines to ``status_line``, called by the consumer once SQL decided.
+  Each point is later than the node's previous one, so the newest point is the node's state.
 
 ``replay`` is always a field: a replayed message must land on the same series and
 timestamp as the original so that it overwrites instead of duplicating.
@@ -197,9 +201,17 @@ class Converter:
             }
             return [f"{key} {format_fields(fields)} {_ms(msg.start)}"]
         if isinstance(msg, Status):
-            fields = {"online": 1.0 if msg.state == "online" else 0.0, "reason": msg.reason}
-            return [f"{self._node_series('status', t.node, nt)} {format_fields(fields)} {_ms(msg.ts)}"]
+            return []  # written by status_line once SQL has ordered it
         raise LineError(f"no conversion for {type(msg).__name__}")
+
+    def status_line(self, topic: str, msg: Status, at_ms: int) -> str:
+        """The ``status`` point of a status that took effect at ``at_ms`` (its topic passed ``convert``)."""
+        parsed = self._parse(topic)
+        if isinstance(parsed, str):
+            raise LineError(parsed)
+        t, nt = parsed
+        fields = {"online": 1.0 if msg.state == "online" else 0.0, "reason": msg.reason}
+        return f"{self._node_series('status', t.node, nt)} {format_fields(fields)} {at_ms}"
 
     def _node_series_uncached(self, measurement: str, node: str, nt: _NodeTags) -> str:
         tags = {"node": node, "commune": nt.commune, "site": nt.site, "kind": nt.kind}

@@ -39,6 +39,8 @@ class Notice:
     problem: str = ""
     members: tuple[str, ...] = ()  # commune alerts: the nodes down
     detail: str = ""  # device alerts: the figures behind the problem
+    #: resolve: when the outage ended (its first message after), before the recovery check at ``at``
+    ended_at: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

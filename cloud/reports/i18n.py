@@ -87,7 +87,8 @@ FOOTNOTES: dict[Lang, list[str]] = {
         "Tỷ lệ hoạt động = thời gian hoạt động / (thời gian đo − thời gian không xác định), theo bản ghi "
         "sự cố (outage). Không xác định: bộ thu thập cạnh điểm phát hoặc đường truyền của xã mất kết nối, "
         "nên không biết điểm phát có hoạt động hay không. Lỗi chỉ SNMP (điểm phát vẫn trả lời ping) không "
-        "tính là mất kết nối.",
+        "tính là mất kết nối. Một sự cố kéo dài từ ngay sau tin nhắn cuối cùng nhận được đến tin nhắn đầu "
+        "tiên sau đó (không tính thời gian phát hiện và thời gian xác nhận khôi phục).",
         "So với kỳ trước có cùng số ngày ({prev0} – {prev1}); để trống khi kỳ trước không có số liệu.",
     ],
     "en": [
@@ -105,7 +106,9 @@ FOOTNOTES: dict[Lang, list[str]] = {
         "counted across a gap longer than {gap} minutes. 1 GB = 10^9 bytes.",
         "Availability = up time / (measured time - unknown time), from the outage records. Unknown: the "
         "AP's board or the commune's uplink was offline, so whether the AP worked cannot be known. An "
-        "SNMP-only failure (the AP still answers ping) is not an outage.",
+        "SNMP-only failure (the AP still answers ping) is not an outage. An outage runs from just after "
+        "the last message heard to the first message after it (the time taken to detect it and to "
+        "confirm the recovery is not counted).",
         "Compared with the previous period of the same length ({prev0} - {prev1}); blank when that period "
         "has no data.",
     ],

@@ -18,7 +18,8 @@ definitions are repeated in ``docs/reports.md`` and in the report's footnotes.
 * **Traffic**: see ``counters.py`` (differences of the last counter readings per bucket,
   wrap and reboot aware, no difference across more than ``gap_s``), summed over the
   interfaces the AP reports.
-* **Availability** from the ``outage`` records: device-scope outages (except
+* **Availability** from the ``outage`` records (each from just after the last message heard
+  to the first message after it, see cloud/alerting/README.md): device-scope outages (except
   ``snmp_unreachable``, where the AP answers ping) are *down*; node- and commune-scope
   outages (its board or the commune's uplink was offline) are *unknown*; down time that
   falls within unknown time counts as unknown. Availability = (measured - unknown - down)

@@ -51,10 +51,11 @@ alerts = Table(
     Column("problem", String(64), nullable=False, default=""),
     Column("detail", String(160), nullable=False, server_default=""),  # device problems: the figures
     Column("state", String(16), nullable=False),  # open | acknowledged | resolved
-    Column("started_at", Float, nullable=False),  # outage start
+    Column("started_at", Float, nullable=False),  # outage start: just after the last message heard
     Column("opened_at", Float, nullable=False),
-    Column("resolved_at", Float),
-    Column("duration_s", Float),
+    Column("resolved_at", Float),  # when the recovery was confirmed (recovery_s after ended_at)
+    Column("ended_at", Float),  # outage end: the first message after it (NULL on rows before it was kept)
+    Column("duration_s", Float),  # ended_at - started_at
     Column("flaps", Integer, nullable=False, default=0),
     Column("down", Integer, nullable=False, default=0),
     Column("total", Integer, nullable=False, default=0),
@@ -108,6 +109,7 @@ class AlertRow:
     started_at: float
     opened_at: float
     resolved_at: float | None
+    ended_at: float | None
     duration_s: float | None
     flaps: int
     down: int
@@ -120,6 +122,12 @@ class AlertRow:
     suppressed: bool
     notified_at: float | None
     reminders: int
+
+    @property
+    def end(self) -> float | None:
+        """When the outage ended (None while it lasts); rows resolved before ``ended_at`` was
+        kept end at their resolution."""
+        return self.ended_at if self.ended_at is not None else self.resolved_at
 
     @classmethod
     def of(cls, row: Any) -> AlertRow:
@@ -225,6 +233,7 @@ class AlertStore:
                         active_key=None,
                         state="resolved",
                         resolved_at=change.at,
+                        ended_at=change.ended_at,
                         duration_s=change.duration_s,
                         flaps=change.flaps,
                     )

@@ -1,22 +1,29 @@
 """Device state and dead letters in SQL (SQLAlchemy 2 Core; SQLite by default, PostgreSQL by URL).
 
-Ingest writes here once per group commit, aggregated per node, not once per message:
-that keeps SQL off the hot path. Every update is additive or guarded by a timestamp,
-so several workers on a shared subscription can write concurrently in any order.
+Ingest writes here once per group commit, aggregated per node, not once per message.
+Every update is additive, a merge, or guarded by an order, so several workers on a shared
+subscription can write concurrently in any order: a status only replaces an older one
+(``wire.status_order``); counters add up.
 
-Sequence gaps are counted per (node, session) as ``max_seq - first_seq + 1 - received``:
-additive across workers, unlike "previous seq + 1", which breaks as soon as two
-workers each see half of a node's messages.
+Sequence gaps are counted per (node, session) as ``max_seq - first_seq + 1 - received``,
+where ``received`` is the number of *distinct* seqs, kept as merged ranges (``seqset``):
+exact under QoS-1 redelivery and across workers, unlike a sum (a redelivered message would
+count twice and hide a real gap) or "previous seq + 1" (which breaks as soon as two workers
+each see half of a node's messages). The ingest commits them before it acknowledges the
+messages they count, in the transaction that merges them, so a crash at any instant leaves
+the count exact: what was not acknowledged comes again and merges into the same ranges.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import (
+    BigInteger,
     Column,
+    Connection,
     Engine,
     Float,
     Integer,
@@ -25,19 +32,22 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     case,
     create_engine,
     event,
     func,
     select,
+    tuple_,
+    update,
 )
 from sqlalchemy.engine import make_url
 
 from cloud.events.store import EventRecord, upsert_events
 from cloud.events.store import metadata as events_metadata
 from cloud.storage.schema import ensure_schema
+from cloud.storage.seqset import SeqSet
 from cloud.storage.sqlexpr import greatest as _greatest
-from cloud.storage.sqlexpr import least as _least
 
 metadata = MetaData()
 
@@ -48,8 +58,10 @@ nodes = Table(
     Column("commune", String(64), nullable=False, default=""),
     Column("known", Integer, nullable=False, default=1),
     Column("status", String(16)),  # online | offline | NULL (never sent a status)
-    Column("status_ts", Float),  # edge time of that status, epoch seconds
+    Column("status_ts", Float),  # stamp of that status (wire.status_order), epoch seconds
     Column("status_reason", String(16)),
+    # cloud time (ms) of that status's point in InfluxDB: when it took effect, see apply()
+    Column("status_at_ms", BigInteger),
     Column("agent_version", String(64)),
     Column("session", String(32)),
     Column("last_seq", Integer),
@@ -68,8 +80,10 @@ node_sessions = Table(
     Column("session", String(32), primary_key=True),
     Column("first_seq", Integer, nullable=False),
     Column("max_seq", Integer, nullable=False),
-    Column("received", Integer, nullable=False),
+    Column("received", Integer, nullable=False),  # distinct seqs: the count of ``seqs``
     Column("first_seen", Float, nullable=False),
+    # the distinct seqs received, as ranges (cloud/storage/seqset.py); NULL on rows from before
+    Column("seqs", Text),
 )
 
 dead_letters = Table(
@@ -112,9 +126,9 @@ class NodeDelta:
 
 @dataclass(slots=True)
 class SessionDelta:
-    first_seq: int
-    max_seq: int
-    received: int = 0
+    """The seqs one batch received of one node session."""
+
+    seqs: list[int]
     first_seen: float = 0.0
 
 
@@ -125,9 +139,24 @@ class StatusUpdate:
     known: bool
     state: str
     reason: str
-    ts: float
+    ts: float  # the status's stamp (orders a node's statuses)
     agent_version: str
     session: str
+    received_ms: int  # cloud receive time
+    #: set by ``SqlStore.apply``: the time of its InfluxDB point if it took effect, else None (stale)
+    at_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStatus:
+    """A node's status in force as the SQL store keeps it (any worker may have received it)."""
+
+    node: str
+    commune: str
+    state: Literal["online", "offline"]
+    reason: str
+    stamp: float  # its ts (wire.status_order)
+    at: float  # cloud time it took effect
 
 
 @dataclass(slots=True)
@@ -166,8 +195,9 @@ class BatchUpdate:
 
     @property
     def must_write_now(self) -> bool:
-        """Rows that are acknowledged data (not just counters) and so cannot wait."""
-        return bool(self.statuses or self.dead or self.snapshots or self.events)
+        """Rows that must be committed before the messages are acknowledged: data, and the
+        seqs received (the gap count), which must be exact at any crash instant."""
+        return bool(self.sessions or self.statuses or self.dead or self.snapshots or self.events)
 
     def merge(self, other: BatchUpdate) -> None:
         """Fold ``other`` into this one (counters added, newest values kept)."""
@@ -187,13 +217,25 @@ class BatchUpdate:
             if ms is None:
                 self.sessions[key] = sd
                 continue
-            ms.first_seq = min(ms.first_seq, sd.first_seq)
-            ms.max_seq = max(ms.max_seq, sd.max_seq)
-            ms.received += sd.received
+            ms.seqs.extend(sd.seqs)
+            ms.first_seen = min(ms.first_seen, sd.first_seen)
         self.statuses.extend(other.statuses)
         self.dead.extend(other.dead)
         self.snapshots.extend(other.snapshots)
         self.events.extend(other.events)
+
+
+def _status_newer(current: Any, new: Any) -> Any:
+    """``wire.status_order`` in SQL: the new status is at least as new as the current one."""
+
+    def rank(state: Any) -> Any:
+        return case((state == "offline", 1), else_=0)
+
+    return (
+        current.status_ts.is_(None)
+        | (new.status_ts > current.status_ts)
+        | ((new.status_ts == current.status_ts) & (rank(new.status) >= rank(current.status)))
+    )
 
 
 class SqlStore:
@@ -219,6 +261,7 @@ class SqlStore:
                 cur.close()
 
         self._create_schema()
+        self._sessions_known: set[tuple[str, str]] = set()  # node_sessions rows that exist
 
     def _create_schema(self) -> None:
         ensure_schema(self.engine, metadata)
@@ -239,7 +282,11 @@ class SqlStore:
         """Write one batch in one transaction; returns when it is committed."""
         if not batch:
             return
+        if batch.sessions:
+            self._create_sessions(sorted(batch.sessions))
         with self.engine.begin() as conn:
+            if self.dialect == "sqlite":  # the write lock first: the seq merge reads, then writes
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
             if batch.nodes:
                 ins = self._insert(nodes)
                 ex = ins.excluded
@@ -276,49 +323,32 @@ class SqlStore:
                             "session": d.session,
                             "last_seq": d.last_seq,
                         }
-                        for n, d in batch.nodes.items()
+                        for n, d in sorted(batch.nodes.items())  # one lock order for every worker
                     ],
                 )
             if batch.sessions:
-                ins = self._insert(node_sessions)
-                ex = ins.excluded
-                c = node_sessions.c
-                stmt = ins.on_conflict_do_update(
-                    index_elements=[c.node, c.session],
-                    set_={
-                        "first_seq": _least(c.first_seq, ex.first_seq),
-                        "max_seq": _greatest(c.max_seq, ex.max_seq),
-                        "received": c.received + ex.received,
-                    },
-                )
-                conn.execute(
-                    stmt,
-                    [
-                        {
-                            "node": n,
-                            "session": s,
-                            "first_seq": d.first_seq,
-                            "max_seq": d.max_seq,
-                            "received": d.received,
-                            "first_seen": d.first_seen,
-                        }
-                        for (n, s), d in batch.sessions.items()
-                    ],
-                )
+                self._merge_seqs(conn, batch.sessions)
             for st in batch.statuses:
                 ins = self._insert(nodes)
                 ex = ins.excluded
+                c = nodes.c
+                same = (c.status_ts == ex.status_ts) & (c.status == ex.status)
                 stmt = ins.on_conflict_do_update(
-                    index_elements=[nodes.c.node],
+                    index_elements=[c.node],
                     set_={
                         "status": ex.status,
                         "status_ts": ex.status_ts,
                         "status_reason": ex.status_reason,
                         "agent_version": ex.agent_version,
+                        # a redelivered status keeps its point; a new one comes after the last
+                        "status_at_ms": case(
+                            (same & c.status_at_ms.is_not(None), c.status_at_ms),
+                            else_=_greatest(c.status_at_ms + 1, ex.status_at_ms),
+                        ),
                     },
-                    where=(nodes.c.status_ts.is_(None)) | (nodes.c.status_ts <= ex.status_ts),
-                )
-                conn.execute(
+                    where=_status_newer(c, ex),
+                ).returning(c.status_at_ms)
+                st.at_ms = conn.execute(
                     stmt,
                     {
                         "node": st.node,
@@ -327,13 +357,14 @@ class SqlStore:
                         "status": st.state,
                         "status_ts": st.ts,
                         "status_reason": st.reason,
+                        "status_at_ms": st.received_ms,
                         "agent_version": st.agent_version,
                         "session": st.session,
                         "messages": 0,
                         "dead_letters": 0,
                         "rate_limited": 0,
                     },
-                )
+                ).scalar_one_or_none()
             if batch.dead:
                 conn.execute(
                     dead_letters.insert(),
@@ -367,6 +398,79 @@ class SqlStore:
             if batch.events:
                 upsert_events(conn, self._insert, batch.events)
 
+    def _create_sessions(self, keys: list[tuple[str, str]]) -> None:
+        """Rows for sessions this store has not written yet, each in its own short transaction.
+
+        Before the batch's transaction, so that it only locks rows that exist, in one order
+        (two PostgreSQL workers creating and locking rows in the same transaction could
+        deadlock). An empty row counts no gap (``first_seq`` 1, ``max_seq`` 0).
+        """
+        fresh = [k for k in keys if k not in self._sessions_known]
+        if not fresh:
+            return
+        c = node_sessions.c
+        with self.engine.begin() as conn:
+            conn.execute(
+                self._insert(node_sessions).on_conflict_do_nothing(index_elements=[c.node, c.session]),
+                [
+                    {
+                        "node": n,
+                        "session": s,
+                        "first_seq": 1,
+                        "max_seq": 0,
+                        "received": 0,
+                        "first_seen": time.time(),
+                    }
+                    for n, s in fresh
+                ],
+            )
+        if len(self._sessions_known) > 100_000:
+            self._sessions_known.clear()
+        self._sessions_known.update(fresh)
+
+    def _merge_seqs(self, conn: Connection, sessions: dict[tuple[str, str], SessionDelta]) -> None:
+        """Merge each session's new seqs into its stored ranges: read, merge, write, rows locked.
+
+        Concurrent workers merge one after the other: on PostgreSQL each locks the rows (``FOR
+        UPDATE``) in one order; on SQLite ``apply`` holds the database's write lock from its start.
+        """
+        c = node_sessions.c
+        keys = sorted(sessions)
+        rows = conn.execute(
+            select(c.node, c.session, c.first_seq, c.received, c.seqs)
+            .where(tuple_(c.node, c.session).in_(bindparam("keys", expanding=True)))
+            .order_by(c.node, c.session)
+            .with_for_update(),
+            {"keys": keys},
+        ).all()
+        if len(rows) < len(keys):
+            raise RuntimeError(f"node_sessions rows missing for {len(keys) - len(rows)} sessions")
+        updates = []
+        for r in rows:
+            stored = SeqSet.decode(r.seqs) if r.seqs is not None else SeqSet.legacy(r.first_seq, r.received)
+            merged = stored.merge(SeqSet.of(sessions[r.node, r.session].seqs))
+            updates.append(
+                {
+                    "k_node": r.node,
+                    "k_session": r.session,
+                    "first_seq": merged.first,
+                    "max_seq": merged.last,
+                    "received": merged.received,
+                    "seqs": merged.encode(),
+                }
+            )
+        conn.execute(
+            update(node_sessions)
+            .where(c.node == bindparam("k_node"), c.session == bindparam("k_session"))
+            .values(
+                first_seq=bindparam("first_seq"),
+                max_seq=bindparam("max_seq"),
+                received=bindparam("received"),
+                seqs=bindparam("seqs"),
+            ),
+            updates,
+        )
+
     # ------------------------------------------------------------------ reads (API)
     def node_states(self) -> dict[str, dict[str, Any]]:
         """Every node seen, with its gap count summed over sessions."""
@@ -395,6 +499,25 @@ class SqlStore:
         )
         with self.engine.connect() as conn:
             return {row.node: dict(row._mapping) for row in conn.execute(q)}
+
+    def node_statuses(self) -> list[NodeStatus]:
+        """Every node's status in force (the newest by ``wire.status_order``), when it took effect."""
+        c = nodes.c
+        q = select(c.node, c.commune, c.status, c.status_reason, c.status_ts, c.status_at_ms).where(
+            c.status.is_not(None), c.status_ts.is_not(None), c.status_at_ms.is_not(None)
+        )
+        with self.engine.connect() as conn:
+            return [
+                NodeStatus(
+                    r.node,
+                    r.commune,
+                    "offline" if r.status == "offline" else "online",
+                    r.status_reason or "",
+                    float(r.status_ts),
+                    r.status_at_ms / 1000,
+                )
+                for r in conn.execute(q)
+            ]
 
     def dead_letter_rows(self, limit: int = 100, node: str | None = None) -> list[dict[str, Any]]:
         """Newest first."""

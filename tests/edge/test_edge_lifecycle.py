@@ -26,6 +26,9 @@ def test_birth_will_on_kill9_and_shutdown_on_sigterm(mosquitto: Mosquitto, tmp_p
 
         agent.kill9()
         msgs = rec.wait_for(has_status("offline", "will", session=session), 10, "Last Will after kill -9")
+        will = next(s for m in msgs if (s := status(m)) and s["reason"] == "will")
+        # the Will carries its connection's stamp, the birth's: the cloud orders statuses by it
+        assert will["ts"] == birth["ts"]
     finally:
         agent.close()
 
@@ -47,6 +50,9 @@ def test_birth_will_on_kill9_and_shutdown_on_sigterm(mosquitto: Mosquitto, tmp_p
         rec.wait_for(has_status("offline", "shutdown"), 10, "offline(shutdown)")
         shutdown = [s for m in rec.snapshot() if (s := status(m)) and s["reason"] == "shutdown"]
         assert len(shutdown) == 1 and shutdown[0]["session"] != session
+        births = [s for m in rec.snapshot() if (s := status(m)) and s["reason"] == "birth"]
+        assert [b["ts"] for b in births] == sorted({b["ts"] for b in births}), "stamps must grow"
+        assert shutdown[0]["ts"] > births[-1]["ts"]
         # The orderly goodbye replaces the will: no will for the second session.
         wills = [s for m in rec.snapshot() if (s := status(m)) and s["reason"] == "will"]
         assert all(w["session"] == session for w in wills)

@@ -135,3 +135,20 @@ def test_corrupt_file_is_moved_aside_not_fatal(tmp_path: Path, caplog: pytest.Lo
     kept = list(tmp_path.glob("o.db.corrupt-*"))
     assert len(kept) == 1 and kept[0].read_bytes().startswith(b"this is not a database")
     assert "unreadable" in caplog.text and "empty outbox" in caplog.text
+
+
+def test_status_stamps_grow_across_restarts_and_a_clock_stepped_back(tmp_path: Path) -> None:
+    """Status stamps order a node's births and Wills at the cloud: each must be later than every
+    one before, even when the board's clock goes back (fake hardware clock at boot, NTP)."""
+    box = Outbox(tmp_path / "o.db")
+    a = box.status_stamp(now=1_800_000_000.0)
+    b = box.status_stamp(now=1_800_000_000.0)  # the same clock reading: still later
+    box.close()
+    again = Outbox(tmp_path / "o.db")  # agent restart, clock an hour behind
+    c = again.status_stamp(now=1_800_000_000.0 - 3600)
+    d = again.status_stamp(now=1_800_000_100.5)  # the clock is right again
+    assert a < b < c < d and d == 1_800_000_100.5
+    # a stamp kept far ahead of the clock (a clock once set years ahead) is not trusted after a restart
+    again.status_stamp(now=1_900_000_000.0)
+    again.close()
+    assert Outbox(tmp_path / "o.db").status_stamp(now=1_800_000_200.0) == 1_800_000_200.0
