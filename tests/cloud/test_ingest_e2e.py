@@ -118,10 +118,15 @@ async def test_replay_is_idempotent_and_gaps_are_counted(
     await eventually(
         runtime.sql.node_states, lambda s: s.get("lx-ap-03", {}).get("messages") == 7, what="7 messages"
     )
+    # counted in SQL before the ack, written to InfluxDB by the drainer a moment later
+    replayed = await eventually(
+        lambda: influx_query(influx_server, influx_db, 'SELECT "replay" FROM "health" WHERE "seq" = 2'),
+        lambda r: r[0]["values"][0][1] is True,
+        what="the replayed flag stored",
+    )
+    assert replayed[0]["values"][0][1] is True
     assert count(influx_server, influx_db, "health") == 5
     assert len(influx_query(influx_server, influx_db, 'SHOW SERIES FROM "health"')[0]["values"]) == 1
-    replayed = influx_query(influx_server, influx_db, 'SELECT "replay" FROM "health" WHERE "seq" = 2')
-    assert replayed[0]["values"][0][1] is True
 
 
 async def test_metrics_healthz_and_broker_down_readiness(
