@@ -73,7 +73,7 @@ case "$cmd" in
     "$VENV/bin/ruff" check .
     "$VENV/bin/ruff" format --check .
     say "mypy"
-    "$VENV/bin/mypy" wire edge cloud commune_iot
+    "$VENV/bin/mypy" wire edge cloud commune_iot firmware_config/launcher/ciot_launcher.py
     say "pytest"
     exec "$VENV/bin/pytest" -q "$@"
     ;;

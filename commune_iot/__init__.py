@@ -1,3 +1,5 @@
 """Command line, local demo, benchmarks and the local-service launcher of commune-iot."""
 
-__version__ = "0.1.0"
+from wire.version import __version__
+
+__all__ = ["__version__"]

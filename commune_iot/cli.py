@@ -20,6 +20,12 @@ def _edge_run(args: argparse.Namespace) -> int:
     return run_from_config(args.config)
 
 
+def _edge_update(args: argparse.Namespace) -> int:
+    from edge.update.cli import run
+
+    return run(args)
+
+
 def _cloud_serve(args: argparse.Namespace) -> int:
     from cloud.service import serve
 
@@ -167,6 +173,20 @@ def build_parser() -> argparse.ArgumentParser:
     run = edge_sub.add_parser("run", help="run the agent until SIGTERM/SIGINT")
     run.add_argument("--config", type=Path, default=None, help="edge YAML (default: $CIOT_EDGE_CONFIG)")
     run.set_defaults(func=_edge_run)
+    upd = edge_sub.add_parser(
+        "update", help="download, verify and install a signed release beside this one (docs/updates.md)"
+    )
+    src = upd.add_mutually_exclusive_group(required=True)
+    src.add_argument("--url", help="the release's directory on the cloud, .../api/v1/releases/<version>/")
+    src.add_argument("--bundle", type=Path, help="a bundle directory on this board instead of a URL")
+    upd.add_argument("--version", dest="release", help="the version to install (with --url)")
+    upd.add_argument("--manifest-sha256", default=None, help="pin: SHA-256 of the published manifest.json")
+    upd.add_argument("--config", type=Path, default=None, help="edge YAML (default: $CIOT_EDGE_CONFIG)")
+    upd.add_argument(
+        "--root", type=Path, default=None, help="install root ($CIOT_LAUNCHER_ROOT or /opt/commune-iot)"
+    )
+    upd.add_argument("--first", action="store_true", help="first installation into an empty root: no trial")
+    upd.set_defaults(func=_edge_update)
 
     snmp = sub.add_parser("snmp", help="SNMP tools for access points")
     snmp_sub = snmp.add_subparsers(dest="snmp_cmd", required=True)
@@ -305,8 +325,10 @@ def build_parser() -> argparse.ArgumentParser:
     bs.set_defaults(func=_bench_snmp)
 
     from commune_iot import eventlog_cli
+    from commune_iot.release import cli as release_cli
 
     eventlog_cli.register(sub, bench_sub)
+    release_cli.register(sub)
     return p
 
 

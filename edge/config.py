@@ -29,6 +29,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from edge.collectors.base import CollectorOptions
 from edge.collectors.registry import RegistryError, resolve
+from edge.update.config import UpdateConfig
 from wire.topics import ID_PATTERN
 
 ENV_PREFIX = "CIOT_EDGE_"
@@ -199,6 +200,9 @@ class EdgeConfig(BaseSettings):
         default_factory=list, description="Collector plug-ins to run; each has a type and its options."
     )
     log: LogConfig = Field(default_factory=LogConfig, description="Logging.")
+    update: UpdateConfig = Field(
+        default_factory=UpdateConfig, description="Self-update: where releases come from, who signs them."
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -91,8 +91,13 @@ class Link:
         extra_inflight: int = 20,
         inflight_window: int = 20,
         hold_until_cloud: bool = False,
+        birth_acked: Callable[[], None] | None = None,
     ) -> None:
         self.broker = broker
+        #: Called (on the loop) when the broker acknowledged a birth: the proof of health the
+        #: update launcher waits for (edge/update).
+        self._birth_acked = birth_acked
+        self._birth_mid: int | None = None
         self.status_topic = status_topic
         self._birth = birth
         self._will = will
@@ -200,6 +205,11 @@ class Link:
         if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
             raise RuntimeError(f"paho refused to queue a message on {topic}: {mqtt.error_string(info.rc)}")
         return int(info.mid)
+
+    def rebirth(self) -> None:
+        """Publish the birth again (retained) when what it says changed, e.g. an update's outcome."""
+        if self.state is State.UP:
+            self._birth_mid = self.publish(self.status_topic, self._birth(), retain=True)
 
     async def close(self, offline: bytes, within_s: float = 3.0) -> bool:
         """Publish the retained ``offline`` status, wait (bounded) for its PUBACK, disconnect.
@@ -331,7 +341,7 @@ class Link:
         self.epoch += 1
         self.state = State.UP
         self._up_since_connect = True
-        client.publish(self.status_topic, self._birth(), qos=1, retain=True)
+        self._birth_mid = client.publish(self.status_topic, self._birth(), qos=1, retain=True).mid
         self.presence.reset()
         if self.presence.enabled:
             client.subscribe(HOST_STATE_FILTER, qos=1)
@@ -371,6 +381,10 @@ class Link:
         self, client: mqtt.Client, userdata: Any, mid: int, reason: ReasonCode, props: Properties | None
     ) -> None:
         ok = not reason.is_failure
+        if mid == self._birth_mid:
+            self._birth_mid = None
+            if ok and self._birth_acked is not None:
+                self._birth_acked()
         waiter = self._ack_waiters.pop(mid, None)
         if waiter is not None and not waiter.done():
             waiter.set_result(ok)

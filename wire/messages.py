@@ -92,6 +92,19 @@ class Envelope(_Model):
     replay: bool = False
 
 
+class UpdateReport(_Model):
+    """The board's last agent update, carried in its birth: after a rollback the board runs
+    the old version again, and this is how the cloud learns that (and why) the new one failed."""
+
+    version: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    #: trial: running the new version, not yet proven healthy; active: it proved healthy;
+    #: rolled_back: the launcher went back to the previous version; failed: refused or not
+    #: installed (download, signature, hash, install), nothing was changed.
+    state: Literal["trial", "active", "rolled_back", "failed"]
+    error: str = Field(default="", max_length=500)
+    ts: UtcDatetime
+
+
 class Status(Envelope):
     """Retained birth/death certificate. ``seq`` is 0; it is not part of the data sequence."""
 
@@ -101,6 +114,8 @@ class Status(Envelope):
     devices: list[Id] = Field(default_factory=list, max_length=16)
     #: Seconds between health messages, so the cloud can judge missing heartbeats.
     health_interval_s: float | None = Field(default=None, gt=0, le=3600)
+    #: The last agent update (absent on a board that never updated itself).
+    update: UpdateReport | None = None
 
 
 class Health(Envelope):

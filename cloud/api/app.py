@@ -27,11 +27,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from cloud.api.alerts import alerts_router
 from cloud.api.audit import audit_router
 from cloud.api.events import events_router
+from cloud.api.releases import releases_router
 from cloud.api.session import session_router
 from cloud.auth.deps import LoginRequired, audit, require
 from cloud.auth.principal import Principal
 from cloud.auth.roles import Perm
 from cloud.events.retention import retention_loop
+from cloud.fleet.rollout import UpdateSender, run_rollouts
+from cloud.fleet.update_sender import MqttUpdateSender
+from cloud.fleet.updates import Updates
 from cloud.reports.router import wifi_reports_router
 from cloud.reports.runtime import ReportsRuntime
 from cloud.runtime import Runtime
@@ -103,10 +107,17 @@ async def _audited_reports(request: Request, p: Annotated[Principal, Depends(_mi
     return p
 
 
-def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
-    """The app; with ``manage_runtime`` its lifespan starts and stops ingest."""
+def create_app(
+    runtime: Runtime, *, manage_runtime: bool = True, update_sender: UpdateSender | None = None
+) -> FastAPI:
+    """The app; with ``manage_runtime`` its lifespan starts and stops ingest. Rollouts send
+    their ``update`` commands through ``update_sender`` (default: straight to MQTT)."""
 
     web = WebServices.build(runtime.cfg, runtime.sql.engine, runtime.inventory, runtime.snapshots)
+    updates = Updates.build(runtime.cfg, runtime.sql, runtime.inventory)
+    mqtt_sender = None
+    if update_sender is None:
+        update_sender = mqtt_sender = MqttUpdateSender(runtime.cfg.mqtt, f"{runtime.client_id}-rollouts")
     reports = ReportsRuntime.create(
         runtime.cfg, runtime.influx, runtime.sql.engine, runtime.inventory, holder=runtime.client_id
     )
@@ -121,12 +132,20 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
             retention_loop(web.events, web.snapshots, web.audit, ev.retention_days, ev.retention_interval_s),
             name="event-retention",
         )
+        assert update_sender is not None
+        rollouts = asyncio.create_task(
+            run_rollouts(updates.rollouts, update_sender, runtime.cfg.releases.rollout_interval_s),
+            name="rollouts",
+        )
         try:
             yield
         finally:
-            retention.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await retention
+            for task in (retention, rollouts):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            if mqtt_sender is not None:
+                await asyncio.to_thread(mqtt_sender.close)
             if manage_runtime:
                 await reports.stop()
                 await runtime.stop()
@@ -231,6 +250,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
     app.include_router(session_router())
     app.include_router(events_router())
     app.include_router(audit_router())
+    app.include_router(releases_router(updates))
     app.include_router(wifi_reports_router(reports.service, _audited_reports))
     app.include_router(pages_router())
 

@@ -437,6 +437,14 @@ class IngestWorker:
                         msg.ts.timestamp(),
                         msg.agent_version,
                         msg.session,
+                        None
+                        if msg.update is None
+                        else (
+                            msg.update.version,
+                            msg.update.state,
+                            msg.update.error,
+                            msg.update.ts.timestamp(),
+                        ),
                     )
                 )
             elif msg is not None and res.channel in SEQUENCED:

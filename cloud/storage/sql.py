@@ -59,6 +59,11 @@ nodes = Table(
     Column("dead_letters", Integer, nullable=False, default=0),
     # messages over the node's rate limit: acknowledged, counted, not stored (issue 9)
     Column("rate_limited", Integer, nullable=False, default=0, server_default="0"),
+    # the last agent update the node's birth reported (wire.UpdateReport; issue 15)
+    Column("update_version", String(64)),
+    Column("update_state", String(16)),  # trial | active | rolled_back | failed
+    Column("update_error", Text),
+    Column("update_ts", Float),  # edge time of that outcome
 )
 
 node_sessions = Table(
@@ -128,6 +133,8 @@ class StatusUpdate:
     ts: float
     agent_version: str
     session: str
+    #: (version, state, error, edge time) of the node's last update, from a birth
+    update: tuple[str, str, str, float] | None = None
 
 
 @dataclass(slots=True)
@@ -315,9 +322,15 @@ class SqlStore:
                         "status_ts": ex.status_ts,
                         "status_reason": ex.status_reason,
                         "agent_version": ex.agent_version,
+                        # only births carry it: a death keeps what the last birth said
+                        **{
+                            col: func.coalesce(getattr(ex, col), nodes.c[col])
+                            for col in ("update_version", "update_state", "update_error", "update_ts")
+                        },
                     },
                     where=(nodes.c.status_ts.is_(None)) | (nodes.c.status_ts <= ex.status_ts),
                 )
+                upd = st.update or (None, None, None, None)
                 conn.execute(
                     stmt,
                     {
@@ -329,6 +342,10 @@ class SqlStore:
                         "status_reason": st.reason,
                         "agent_version": st.agent_version,
                         "session": st.session,
+                        "update_version": upd[0],
+                        "update_state": upd[1],
+                        "update_error": upd[2],
+                        "update_ts": upd[3],
                         "messages": 0,
                         "dead_letters": 0,
                         "rate_limited": 0,
