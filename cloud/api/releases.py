@@ -35,6 +35,8 @@ FilePath = Annotated[
 ]
 RolloutId = Annotated[int, Path(ge=1, le=2**63 - 1, description="Rollout id.")]
 _BASIC = {"WWW-Authenticate": 'Basic realm="commune-iot releases"'}
+#: Technicians and admins (module level: the routes' string annotations must resolve it).
+_technician = require(Perm.DEVICES)
 
 
 class UpdateOut(BaseModel):
@@ -128,7 +130,6 @@ def _board(request: Request, updates: Updates) -> str | None:
 
 def releases_router(updates: Updates) -> APIRouter:
     router = APIRouter(tags=["updates"])
-    technician = require(Perm.DEVICES)
 
     def scope(p: Principal, communes: set[str]) -> None:
         if p.communes and not communes <= set(p.communes):
@@ -138,7 +139,7 @@ def releases_router(updates: Updates) -> APIRouter:
         "/api/v1/releases",
         response_model=ReleasesOut,
         summary="Published releases and which board runs which version",
-        dependencies=[Depends(technician)],
+        dependencies=[Depends(_technician)],
     )
     async def overview() -> dict[str, Any]:
         return await asyncio.to_thread(updates.overview)
@@ -170,7 +171,7 @@ def releases_router(updates: Updates) -> APIRouter:
         media = "application/json" if name.endswith((".json", ".sig")) else "application/octet-stream"
         return FileResponse(path, media_type=media, filename=name)
 
-    @router.get("/api/v1/rollouts", response_model=list[RolloutOut], dependencies=[Depends(technician)])
+    @router.get("/api/v1/rollouts", response_model=list[RolloutOut], dependencies=[Depends(_technician)])
     async def rollout_list() -> list[dict[str, Any]]:
         return await asyncio.to_thread(updates.rollouts.recent)
 
@@ -178,7 +179,7 @@ def releases_router(updates: Updates) -> APIRouter:
         "/api/v1/rollouts", response_model=RolloutOut, status_code=201, summary="Start a staged rollout"
     )
     async def rollout_start(
-        request: Request, body: RolloutIn, p: Annotated[Principal, Depends(technician)]
+        request: Request, body: RolloutIn, p: Annotated[Principal, Depends(_technician)]
     ) -> dict[str, Any]:
         try:
             stages = await asyncio.to_thread(updates.rollouts.stages, body.canary, body.communes)
@@ -197,7 +198,7 @@ def releases_router(updates: Updates) -> APIRouter:
         return doc
 
     @router.get(
-        "/api/v1/rollouts/{rollout_id}", response_model=RolloutOut, dependencies=[Depends(technician)]
+        "/api/v1/rollouts/{rollout_id}", response_model=RolloutOut, dependencies=[Depends(_technician)]
     )
     async def rollout_get(rollout_id: RolloutId) -> dict[str, Any]:
         doc = await asyncio.to_thread(updates.rollouts.get, rollout_id)
@@ -234,13 +235,13 @@ def releases_router(updates: Updates) -> APIRouter:
         "/api/v1/rollouts/{rollout_id}/resume", response_model=RolloutOut, summary="Go on after a pause"
     )
     async def rollout_resume(
-        request: Request, rollout_id: RolloutId, body: ResumeIn, p: Annotated[Principal, Depends(technician)]
+        request: Request, rollout_id: RolloutId, body: ResumeIn, p: Annotated[Principal, Depends(_technician)]
     ) -> dict[str, Any]:
         return await change(request, p, rollout_id, "resume", body.skip_failed)
 
     @router.post("/api/v1/rollouts/{rollout_id}/abort", response_model=RolloutOut, summary="Stop a rollout")
     async def rollout_abort(
-        request: Request, rollout_id: RolloutId, p: Annotated[Principal, Depends(technician)]
+        request: Request, rollout_id: RolloutId, p: Annotated[Principal, Depends(_technician)]
     ) -> dict[str, Any]:
         return await change(request, p, rollout_id, "abort")
 

@@ -40,9 +40,9 @@ def is_installed(layout: Layout, version: str) -> bool:
     return (d / MANIFEST).is_file() and (d / "venv" / "bin" / "commune-iot").exists()
 
 
-def _run(cmd: list[str], what: str) -> str:
+def _run(cmd: list[str], what: str, cwd: Path) -> str:
     try:
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=PIP_TIMEOUT_S, cwd=cwd)
     except subprocess.TimeoutExpired:
         raise InstallError(f"{what} took more than {PIP_TIMEOUT_S:.0f} s") from None
     if res.returncode != 0:
@@ -72,17 +72,22 @@ def install(
         shutil.rmtree(target)  # an earlier, unfinished or rolled-back install of it
     target.mkdir(parents=True)
     venv = target / "venv"
-    _run([base_python(), "-m", "venv", str(venv)], "creating the virtualenv")
+    _run([base_python(), "-m", "venv", str(venv)], "creating the virtualenv", target)
     layout.wheels.mkdir(parents=True, exist_ok=True)
-    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-cache-dir"]
+    # -I: isolated from the caller's working directory and PYTHON* variables (a checkout
+    # there would shadow what was installed)
+    pip = [str(venv / "bin" / "python"), "-I", "-m", "pip", "install", "-q", "--no-cache-dir"]
     pip += ["--disable-pip-version-check", "--no-input"]
     pip += ["--index-url", cfg.index_url] if cfg.index_url else ["--no-index"]
     pip += ["--find-links", str(files), "--find-links", str(layout.wheels)]
     wheel = files / manifest.project_file.name
     spec = f"{wheel}[{','.join(cfg.extras)}]" if cfg.extras else str(wheel)
-    _run([*pip, spec], f"pip install {manifest.project_file.name}")
+    _run([*pip, spec], f"pip install {manifest.project_file.name}", target)
     probe = "import importlib.metadata as m; print(m.version('commune-iot'))"
-    reported = _run([str(venv / "bin" / "python"), "-c", probe], "reading the installed version").strip()
+    reported = _run(
+        [str(venv / "bin" / "python"), "-I", "-c", probe], "reading the installed version", target
+    )
+    reported = reported.strip()
     if reported != version:
         raise InstallError(f"the installed package is {reported!r}, the manifest says {version}")
     for dep in manifest.files:
