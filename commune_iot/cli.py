@@ -88,7 +88,16 @@ def _provision(args: argparse.Namespace) -> int:
         return 2
     if args.revoke:
         return prov.revoke(args.device, args.broker_dir, inventory)
-    return prov.board(args.device, args.broker_dir, args.out, args.broker_url, inventory)
+    return prov.board(
+        args.device,
+        args.broker_dir,
+        args.out,
+        args.broker_url,
+        inventory,
+        update_url=args.update_url,
+        release_keys=args.release_key,
+        release=args.release,
+    )
 
 
 def _grafana_export(args: argparse.Namespace) -> int:
@@ -260,6 +269,11 @@ def build_parser() -> argparse.ArgumentParser:
     prov.add_argument("--out", type=Path, default=Path("var/bundles"), help="where bundles are written")
     prov.add_argument("--broker-url", default="", help="what boards dial, e.g. mqtts://mqtt.example.vn:8883")
     prov.add_argument("--inventory", type=Path, default=None)
+    prov.add_argument("--update-url", default=None, help="where the board fetches releases: https://HOST")
+    prov.add_argument(
+        "--release-key", action="append", default=[], help="release public key (or its .pub file) to trust"
+    )
+    prov.add_argument("--release", type=Path, default=None, help="release bundle the board starts with")
     prov.set_defaults(func=_provision)
 
     graf = sub.add_parser("grafana", help="Grafana dashboards (built from commune_iot/grafana/dashboards.py)")

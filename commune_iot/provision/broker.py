@@ -16,6 +16,7 @@ Mosquitto reads both files at start and again on SIGHUP.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -58,7 +59,9 @@ class BrokerFiles:
     def _write_passwd(self, users: dict[str, str]) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         body = "".join(f"{u}:{h}\n" for u, h in sorted(users.items()))
-        _write_private(self.passwd, body)
+        # group-readable: the cloud (in the broker's group) checks a board's release downloads
+        # against these hashes (cloud/fleet/boardauth.py); nothing for others
+        _write_private(self.passwd, body, mode=0o640)
 
     def write_acl(self, communes: dict[str, str]) -> None:
         """``communes``: board user (node id) -> its commune; every other user is skipped
@@ -94,10 +97,12 @@ class BrokerFiles:
         _write_private(self.acl, "\n".join(lines) + "\n")
 
 
-def _write_private(path: Path, body: str) -> None:
+def _write_private(path: Path, body: str, mode: int = 0o600) -> None:
     """Replace a secret file atomically, readable by its owner only (the broker's user)."""
     tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()  # O_CREAT keeps the mode of a file left over from an interrupted run
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(body)
     os.replace(tmp, path)

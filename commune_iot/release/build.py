@@ -117,6 +117,25 @@ def _wheel(tree: Path, out: Path) -> Path:
     return wheels[0]
 
 
+def download_deps(wheel: Path, dest: Path, platform: str, extras: str, python: str) -> None:
+    """The dependency wheels of ``wheel[extras]`` for a board's platform, from the package
+    index (``pip download``): what a board without an index installs from."""
+    cmd = [sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check", "--dest", str(dest)]
+    cmd += [
+        "--only-binary=:all:",
+        "--platform",
+        platform,
+        "--python-version",
+        python,
+        "--implementation",
+        "cp",
+    ]
+    res = subprocess.run([*cmd, f"{wheel}[{extras}]"], capture_output=True, text=True)
+    if res.returncode != 0:
+        tail = "\n".join((res.stderr or res.stdout).strip().splitlines()[-6:])
+        raise ReleaseError(f"downloading the dependencies for {platform} failed:\n{tail}")
+
+
 def _wheel_meta(wheel: Path) -> tuple[list[str], str]:
     """(tags, Requires-Python) from the wheel's own metadata."""
     with zipfile.ZipFile(wheel) as z:
@@ -147,6 +166,9 @@ def build(
     version: str | None = None,
     min_previous: str | None = None,
     deps_dir: Path | None = None,
+    deps_platform: str | None = None,
+    deps_extras: str = "edge",
+    deps_python: str = f"{sys.version_info.major}.{sys.version_info.minor}",
     force: bool = False,
 ) -> Built:
     """Build, write ``out/<version>/`` (wheels, manifest.json, manifest.sig), return it."""
@@ -168,12 +190,17 @@ def build(
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         shutil.copy2(wheel, staging / wheel.name)
-    files = [_entry(staging / wheel.name, "project")]
-    for dep in sorted(deps_dir.glob("*.whl")) if deps_dir is not None else []:
-        if dep.name.startswith("commune_iot-"):
-            continue
-        shutil.copy2(dep, staging / dep.name)
-        files.append(_entry(staging / dep.name, "dependency"))
+        deps = sorted(deps_dir.glob("*.whl")) if deps_dir is not None else []
+        if deps_platform is not None:
+            fetched = Path(tmp) / "deps"
+            download_deps(wheel, fetched, deps_platform, deps_extras, deps_python)
+            deps += sorted(fetched.glob("*.whl"))
+        files = [_entry(staging / wheel.name, "project")]
+        for dep in deps:
+            if dep.name.startswith("commune_iot-") or (staging / dep.name).exists():
+                continue
+            shutil.copy2(dep, staging / dep.name)
+            files.append(_entry(staging / dep.name, "dependency"))
     tags, requires_python = _wheel_meta(staging / wheel.name)
     manifest = Manifest(
         version=version,

@@ -48,6 +48,8 @@ def _build(args: argparse.Namespace) -> int:
             version=args.release,
             min_previous=args.min_previous,
             deps_dir=args.deps,
+            deps_platform=args.deps_platform,
+            deps_extras=args.deps_extras,
             force=args.force,
         )
     except ReleaseError as exc:
@@ -173,6 +175,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     b.add_argument("--version", dest="release", default=None, help="override (e.g. 0.2.0+test.1)")
     b.add_argument("--min-previous", default=None, help="boards must run at least this version first")
     b.add_argument("--deps", type=Path, default=None, help="also ship the wheels in this directory")
+    b.add_argument(
+        "--deps-platform",
+        default=None,
+        help="also ship the dependency wheels for this board platform, from the package index "
+        "(e.g. manylinux2014_aarch64 for a Raspberry Pi with a 64-bit OS)",
+    )
+    b.add_argument("--deps-extras", default="edge", help="extras whose dependencies ship (edge or camera)")
     b.add_argument("--force", action="store_true", help="replace an existing bundle of that version")
     b.set_defaults(func=_build)
 

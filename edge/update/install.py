@@ -71,6 +71,17 @@ def install(
     if target.exists():
         shutil.rmtree(target)  # an earlier, unfinished or rolled-back install of it
     target.mkdir(parents=True)
+    try:
+        _fill(layout, manifest, files, target, cfg)
+    except BaseException:
+        shutil.rmtree(target, ignore_errors=True)  # nothing half-installed stays behind
+        raise
+    (target / SIGNATURE).write_bytes(signed[1])
+    (target / MANIFEST).write_bytes(signed[0])  # last: the version now counts as installed
+
+
+def _fill(layout: Layout, manifest: Manifest, files: Path, target: Path, cfg: UpdateConfig) -> None:
+    version = manifest.version
     venv = target / "venv"
     _run([base_python(), "-m", "venv", str(venv)], "creating the virtualenv", target)
     layout.wheels.mkdir(parents=True, exist_ok=True)
@@ -94,8 +105,6 @@ def install(
         if dep.kind == "dependency":
             shutil.copy2(files / dep.name, layout.wheels / dep.name)
     _prune_wheels(layout.wheels)
-    (target / SIGNATURE).write_bytes(signed[1])
-    (target / MANIFEST).write_bytes(signed[0])  # last: the version now counts as installed
 
 
 def _prune_wheels(wheels: Path) -> None:

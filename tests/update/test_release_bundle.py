@@ -110,3 +110,29 @@ def test_a_release_that_needs_a_newer_base_is_refused_before_anything_changes(
 
 def test_a_build_of_a_checkout_that_is_not_a_tagged_release_says_so() -> None:
     assert re.match(rf"^{re.escape(__version__)}(\+g[0-9a-f]{{8}}(\.dirty)?)?$", default_version(ROOT))
+
+
+def test_a_provisioned_board_gets_the_launcher_its_keys_and_its_first_release(
+    bundles: Bundles, tmp_path: Path
+) -> None:
+    from commune_iot.cli import main as cli
+    from edge.config import load_config
+
+    broker, out = tmp_path / "broker", tmp_path / "bundles"
+    assert cli(["provision", "--ca", "--host", "mqtt.example.vn", "--broker-dir", str(broker)]) == 0
+    pub = bundles.key.with_name(bundles.key.name + ".pub")  # as `release keygen` wrote it
+    argv = ["provision", "dr-cam-01", "--broker-dir", str(broker), "--out", str(out)]
+    argv += ["--broker-url", "mqtts://mqtt.example.vn:8883", "--update-url", "https://ciot.example.vn"]
+    assert cli([*argv, "--release-key", str(pub), "--release", str(bundles.a)]) == 0
+    board = out / "dr-cam-01"
+    cfg = load_config(board / "edge.yaml")
+    assert cfg.update.server_url == "https://ciot.example.vn" and cfg.update.trusted_keys == [bundles.public]
+    assert (board / "ciot_launcher.py").read_bytes() == (
+        ROOT / "firmware_config/launcher/ciot_launcher.py"
+    ).read_bytes()
+    assert (board / "release" / MANIFEST).read_bytes() == (bundles.a / MANIFEST).read_bytes()
+    install = (board / "INSTALL.sh").read_text()
+    assert "edge update --bundle release --first --root /opt/commune-iot" in install
+    assert "ciot_launcher.py /usr/local/lib/commune-iot/ciot_launcher.py" in install
+    assert cli([*argv, "--release-key", "not-a-key"]) == 2
+    assert cli([*argv, "--update-url", "http://plain.example.vn"]) == 2
