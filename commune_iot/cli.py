@@ -194,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     upd.add_argument(
         "--root", type=Path, default=None, help="install root ($CIOT_LAUNCHER_ROOT or /opt/commune-iot)"
     )
-    upd.add_argument("--first", action="store_true", help="first installation into an empty root: no trial")
+    upd.add_argument("--first", action="store_true", help="with --bundle: first install, no trial")
     upd.set_defaults(func=_edge_update)
 
     snmp = sub.add_parser("snmp", help="SNMP tools for access points")

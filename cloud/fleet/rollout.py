@@ -68,9 +68,6 @@ rollout_nodes = Table(
 )
 
 ACTIVE: Final = ("running", "paused")
-#: How long a board's update command may wait for it (an offline board fails its stage at
-#: ``timeout_s`` anyway; the command must not run days later, out of any rollout).
-COMMAND_TTL_FACTOR: Final = 1.0
 _REPORT = ("update_version", "update_state", "update_error", "update_ts")
 
 
@@ -249,9 +246,9 @@ class Rollouts:
                     & (rollout_nodes.c.state == "failed")
                 )
                 .values(
-                    state="skipped" if skip_failed else "pending",
-                    detail=rollout_nodes.c.detail if skip_failed else "",
-                    sent_at=None if not skip_failed else rollout_nodes.c.sent_at,
+                    {"state": "skipped"}
+                    if skip_failed
+                    else {"state": "pending", "detail": "", "sent_at": None}
                 )
             )
         self._set(rollout_id, state="running", reason="")
@@ -301,7 +298,9 @@ class Rollouts:
                     self._node(rid, row.node, state="updated", done_at=now, detail="already runs it")
                     continue
                 try:
-                    await send(row.node, row.commune, args, doc["timeout_s"] * COMMAND_TTL_FACTOR)
+                    # the command expires with the board's time: it must not run days later,
+                    # outside any rollout
+                    await send(row.node, row.commune, args, doc["timeout_s"])
                 except Exception as exc:  # the broker may be down: try again next step
                     log.warning("rollout %s: cannot send the update to %s yet: %s", rid, row.node, exc)
                     continue

@@ -24,8 +24,8 @@ class UpdateConfig(BaseModel):
     )
     trusted_keys: list[str] = Field(
         default_factory=list,
-        description="Release public keys (ed25519:..., from `commune-iot release keygen`). A bundle must be "
-        "signed by one of them. During a key rotation list the old and the new key.",
+        description="Release public keys (base64, as `commune-iot release keygen` prints them). A "
+        "bundle must be signed by one of them. During a key rotation list the old and the new key.",
     )
     extras: list[str] = Field(
         default_factory=lambda: ["edge"],

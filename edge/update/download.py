@@ -19,8 +19,6 @@ import os
 import re
 import ssl
 import threading
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -72,7 +70,6 @@ class Fetcher:
         retry_min_s: float = 1.0,
         retry_max_s: float = 60.0,
         cancel: threading.Event | None = None,
-        sleep: Callable[[float], object] = time.sleep,
     ) -> None:
         self._auth = None
         if auth is not None:
@@ -83,22 +80,15 @@ class Fetcher:
         self.retry_min_s = retry_min_s
         self.retry_max_s = max(retry_max_s, retry_min_s)
         self._cancel = cancel or threading.Event()
-        self._sleep = sleep
 
     # -- one request -----------------------------------------------------------------------
 
-    def _open(self, url: str, start: int) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+    def _open(self, url: str, start: int) -> tuple[http.client.HTTPSConnection, http.client.HTTPResponse]:
         parts = urlsplit(url)
         host = parts.hostname or ""
-        conn: http.client.HTTPConnection
-        if parts.scheme == "https":
-            conn = http.client.HTTPSConnection(
-                host, parts.port, timeout=self.read_timeout_s, context=self._ctx
-            )
-        elif parts.scheme == "http":
-            conn = http.client.HTTPConnection(host, parts.port, timeout=self.read_timeout_s)
-        else:
-            raise DownloadError(f"unsupported URL {url!r}")
+        if parts.scheme != "https":
+            raise DownloadError(f"not an https:// URL: {url!r}")
+        conn = http.client.HTTPSConnection(host, parts.port, timeout=self.read_timeout_s, context=self._ctx)
         headers = {"Accept-Encoding": "identity", "User-Agent": "commune-iot-updater"}
         if self._auth:
             headers["Authorization"] = self._auth

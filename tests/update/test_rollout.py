@@ -183,4 +183,4 @@ async def test_an_old_failure_report_is_not_taken_for_a_new_one(fleet: Fleet) ->
     fleet.birth("tt-ap-01", v, (v, "active", ""))
     doc = await fleet.step()
     assert doc["state"] == "done"
-    assert [n for n, _ in fleet.commands.got] == ["tt-ap-01", "tt-ap-01"]
+    assert fleet.commands.wait(2) == ["tt-ap-01", "tt-ap-01"]
