@@ -100,7 +100,7 @@ case "$cmd" in
     "$VENV/bin/ruff" check .
     "$VENV/bin/ruff" format --check .
     say "mypy"
-    "$VENV/bin/mypy" wire edge cloud commune_iot
+    "$VENV/bin/mypy" wire edge cloud commune_iot firmware_config/launcher/ciot_launcher.py
     say "aarch64 wheels for the boards' extras"
     "$VENV/bin/python" .ci/aarch64_wheels.py
     say "pytest"

@@ -295,6 +295,37 @@ class FleetConfig(_Section):
     sweep_s: float = Field(1.0, gt=0, description="How often expired commands are marked.")
 
 
+class ReleasesConfig(_Section):
+    """Signed agent updates (docs/updates.md): where bundles are kept, who may fetch them."""
+
+    dir: Path = Field(
+        Path("var/releases"), description="Published bundles, one directory per version (release publish)."
+    )
+    trusted_keys: list[str] = Field(
+        default_factory=list,
+        description="Release public keys (base64 Ed25519) the boards trust. When set, `release publish` "
+        "refuses a bundle no board would accept. The cloud never holds a private release key.",
+    )
+    board_passwd_file: SecretFile = Field(
+        None,
+        description="The broker's password file (written by `commune-iot provision`, e.g. "
+        "var/broker/passwd). Boards download releases with HTTP Basic, their broker username and "
+        "password, checked against it. Unset: only users with an API token can download.",
+    )
+    public_url: str = Field(
+        "",
+        description="This API's address as boards reach it, e.g. https://ciot.example.vn (behind the TLS "
+        "proxy); the update command points boards to <public_url>/api/v1/releases/<version>/.",
+    )
+    board_timeout_s: float = Field(
+        1800.0,
+        gt=0,
+        description="In a rollout, a board that has not reported the new version as active this long "
+        "after its command counts as failed (and pauses the rollout). Above the boards' update.trial_s.",
+    )
+    rollout_interval_s: float = Field(2.0, gt=0, le=300, description="How often rollouts are advanced.")
+
+
 class CloudConfig(BaseSettings):
     """The whole cloud configuration; see cloud/sample.yaml for an annotated example."""
 
@@ -317,6 +348,9 @@ class CloudConfig(BaseSettings):
     )
     fleet: FleetConfig = Field(
         default_factory=FleetConfig, description="Desired configuration and commands (docs/protocol.md)."
+    )
+    releases: ReleasesConfig = Field(
+        default_factory=ReleasesConfig, description="Signed agent updates and staged rollouts."
     )
     inventory: Path = Field(
         REPO_ROOT / "firmware_config" / "inventory.yaml",
@@ -380,6 +414,9 @@ def load_config(path: Path | str | None = None, **overrides: Any) -> CloudConfig
         cfg.influx.spool_dir = _resolve(base, cfg.influx.spool_dir)
         cfg.reports.output_dir = _resolve(base, cfg.reports.output_dir)
         cfg.fleet.signing_key_file = _resolve(base, cfg.fleet.signing_key_file)
+        cfg.releases.dir = _resolve(base, cfg.releases.dir)
+        if cfg.releases.board_passwd_file is not None:
+            cfg.releases.board_passwd_file = _resolve(base, cfg.releases.board_passwd_file)
         if cfg.sql.url.startswith("sqlite:///") and not cfg.sql.url.startswith("sqlite:////"):
             rel = cfg.sql.url.removeprefix("sqlite:///")
             if rel and rel != ":memory:":

@@ -20,6 +20,12 @@ def _edge_run(args: argparse.Namespace) -> int:
     return run_from_config(args.config)
 
 
+def _edge_update(args: argparse.Namespace) -> int:
+    from edge.update.cli import run
+
+    return run(args)
+
+
 def _cloud_serve(args: argparse.Namespace) -> int:
     from cloud.service import serve
 
@@ -90,7 +96,17 @@ def _provision(args: argparse.Namespace) -> int:
         return 2
     if args.revoke:
         return prov.revoke(args.device, args.broker_dir, inventory, reload)
-    return prov.board(args.device, args.broker_dir, args.out, args.broker_url, inventory, reload)
+    return prov.board(
+        args.device,
+        args.broker_dir,
+        args.out,
+        args.broker_url,
+        inventory,
+        reload,
+        update_url=args.update_url,
+        release_keys=args.release_key,
+        release=args.release,
+    )
 
 
 def _grafana_export(args: argparse.Namespace) -> int:
@@ -175,6 +191,20 @@ def build_parser() -> argparse.ArgumentParser:
     run = edge_sub.add_parser("run", help="run the agent until SIGTERM/SIGINT")
     run.add_argument("--config", type=Path, default=None, help="edge YAML (default: $CIOT_EDGE_CONFIG)")
     run.set_defaults(func=_edge_run)
+    upd = edge_sub.add_parser(
+        "update", help="download, verify and install a signed release beside this one (docs/updates.md)"
+    )
+    src = upd.add_mutually_exclusive_group(required=True)
+    src.add_argument("--url", help="the release's directory on the cloud, .../api/v1/releases/<version>/")
+    src.add_argument("--bundle", type=Path, help="a bundle directory on this board instead of a URL")
+    upd.add_argument("--version", dest="release", help="the version to install (with --url)")
+    upd.add_argument("--manifest-sha256", default=None, help="pin: SHA-256 of the published manifest.json")
+    upd.add_argument("--config", type=Path, default=None, help="edge YAML (default: $CIOT_EDGE_CONFIG)")
+    upd.add_argument(
+        "--root", type=Path, default=None, help="install root ($CIOT_LAUNCHER_ROOT or /opt/commune-iot)"
+    )
+    upd.add_argument("--first", action="store_true", help="with --bundle: first install, no trial")
+    upd.set_defaults(func=_edge_update)
 
     snmp = sub.add_parser("snmp", help="SNMP tools for access points")
     snmp_sub = snmp.add_subparsers(dest="snmp_cmd", required=True)
@@ -260,6 +290,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="COMMAND",
         help="run COMMAND once the files are replaced, e.g. 'docker compose kill -s HUP mosquitto'",
     )
+    prov.add_argument("--update-url", default=None, help="where the board fetches releases: https://HOST")
+    prov.add_argument(
+        "--release-key", action="append", default=[], help="release public key (or its .pub file) to trust"
+    )
+    prov.add_argument("--release", type=Path, default=None, help="release bundle the board starts with")
     prov.set_defaults(func=_provision)
 
     graf = sub.add_parser("grafana", help="Grafana dashboards (built from commune_iot/grafana/dashboards.py)")
@@ -325,9 +360,11 @@ def build_parser() -> argparse.ArgumentParser:
     bs.set_defaults(func=_bench_snmp)
 
     from commune_iot import eventlog_cli, fleet_cli
+    from commune_iot.release import cli as release_cli
 
     eventlog_cli.register(sub, bench_sub)
     fleet_cli.register(sub)
+    release_cli.register(sub)
     return p
 
 

@@ -33,6 +33,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from edge.collectors.base import CollectorOptions
 from edge.collectors.registry import RegistryError, resolve_options
+from edge.update.config import UpdateConfig
 from wire.topics import ID_PATTERN
 
 ENV_PREFIX = "CIOT_EDGE_"
@@ -261,6 +262,9 @@ class EdgeConfig(BaseSettings, ManagedConfig):
     )
     control: ControlConfig = Field(
         default_factory=ControlConfig, description="Desired configuration and commands from the cloud."
+    )
+    update: UpdateConfig = Field(
+        default_factory=UpdateConfig, description="Self-update: where releases come from, who signs them."
     )
 
     @classmethod

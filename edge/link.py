@@ -98,8 +98,13 @@ class Link:
         hold_until_cloud: bool = False,
         subscriptions: Sequence[str] = (),
         on_message: Callable[[str, bytes], None] | None = None,
+        birth_acked: Callable[[], None] | None = None,
     ) -> None:
         self.broker = broker
+        #: Called (on the loop) when the broker acknowledged a birth: the proof of health the
+        #: update launcher waits for (edge/update).
+        self._birth_acked = birth_acked
+        self._birth_mid: int | None = None
         self.status_topic = status_topic
         #: Topics addressed to this node (its desired configuration and commands), handed to
         #: ``on_message`` on the event loop; subscribed again on every connection.
@@ -216,9 +221,9 @@ class Link:
         return int(info.mid)
 
     def rebirth(self) -> None:
-        """Publish the retained birth certificate again (when connected)."""
+        """Publish the birth again (retained) when what it says changed, e.g. an update's outcome."""
         if self.state is State.UP:
-            self.client.publish(self.status_topic, self._birth(self.conn_stamp), qos=1, retain=True)
+            self._birth_mid = self.publish(self.status_topic, self._birth(self.conn_stamp), retain=True)
 
     async def close(self, offline: bytes, within_s: float = 3.0) -> bool:
         """Publish the retained ``offline`` status, wait (bounded) for its PUBACK, disconnect.
@@ -355,7 +360,9 @@ class Link:
         # so when the cloud sees the birth and sends a queued command, the board listens.
         if self.subscriptions:
             client.subscribe([(t, 1) for t in self.subscriptions])
-        client.publish(self.status_topic, self._birth(self.conn_stamp), qos=1, retain=True)
+        self._birth_mid = client.publish(
+            self.status_topic, self._birth(self.conn_stamp), qos=1, retain=True
+        ).mid
         self.presence.reset()
         if self.presence.enabled:
             client.subscribe(HOST_STATE_FILTER, qos=1)
@@ -400,6 +407,10 @@ class Link:
         self, client: mqtt.Client, userdata: Any, mid: int, reason: ReasonCode, props: Properties | None
     ) -> None:
         ok = not reason.is_failure
+        if mid == self._birth_mid:
+            self._birth_mid = None
+            if ok and self._birth_acked is not None:
+                self._birth_acked()
         waiter = self._ack_waiters.pop(mid, None)
         if waiter is not None and not waiter.done():
             waiter.set_result(ok)

@@ -36,7 +36,8 @@ from edge.delivery import Courier
 from edge.health import AgentClock, BoardHealth
 from edge.link import Link
 from edge.outbox import Outbox, Priority, messages
-from wire import Health, Metrics, MotionEvent, Point, Status, encode, logs
+from edge.update.layout import Layout
+from wire import Health, Metrics, MotionEvent, Point, Status, UpdateReport, encode, logs
 from wire.messages import MAX_JSON_BYTES
 from wire.topics import Channel, topic_for
 from wire.version import __version__
@@ -77,6 +78,9 @@ class Agent:
             sync=cfg.outbox.sync,
         )
         self.board = BoardHealth(cfg.outbox.path.parent)
+        #: The install root when started by the update launcher (firmware_config/launcher).
+        self.install = Layout.from_env()
+        self._update_report = self._read_update_report()
         self.courier = Courier(self.outbox, session=self.session, window=cfg.outbox.inflight_window)
         self.link = Link(
             cfg.broker,
@@ -90,6 +94,7 @@ class Agent:
             hold_until_cloud=cfg.hold_until_cloud,
             subscriptions=self.control.topics if self.control is not None else (),
             on_message=self.control.on_message if self.control is not None else None,
+            birth_acked=self._birth_acked,
         )
         self.courier.link = self.link
         try:
@@ -150,8 +155,31 @@ class Agent:
                 devices=self.cfg.devices[:16],
                 health_interval_s=self.cfg.health_interval_s,
                 config_version=self.config_version,
+                update=self._update_report if state == "online" else None,
             )
         )
+
+    # -- self-update (edge/update) ------------------------------------------------------------
+
+    def _read_update_report(self) -> UpdateReport | None:
+        return self.install.report(__version__) if self.install is not None else None
+
+    def _birth_acked(self) -> None:
+        """The proof of health the launcher waits for before it keeps a new version."""
+        if self.install is None:
+            return
+        try:
+            self.install.mark_healthy(__version__, self.session)
+        except OSError as exc:
+            log.error("cannot write the health marker %s: %s", self.install.healthy_file, exc)
+
+    def _check_update_report(self) -> None:
+        """Publish a new birth when the last update's outcome changed (an update refused
+        while this version runs, or kept by the launcher), so the cloud hears it now."""
+        report = self._read_update_report()
+        if report != self._update_report:
+            self._update_report = report
+            self.link.rebirth()
 
     def _put(
         self,
@@ -334,6 +362,7 @@ class Agent:
         next_at = time.monotonic()
         while True:
             try:
+                self._check_update_report()
                 msg = self.health()
                 self._put(Channel.HEALTH, encode(msg), Priority.HEALTH, created=msg.ts.timestamp())
             except Exception:  # e.g. disk full: keep the heartbeat task alive and try again

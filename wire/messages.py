@@ -97,6 +97,19 @@ class Envelope(_Model):
     replay: bool = False
 
 
+class UpdateReport(_Model):
+    """The board's last agent update, carried in its birth: after a rollback the board runs
+    the old version again, and this is how the cloud learns that (and why) the new one failed."""
+
+    version: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    #: trial: running the new version, not yet proven healthy; active: it proved healthy;
+    #: rolled_back: the launcher went back to the previous version; failed: refused or not
+    #: installed (download, signature, hash, install), nothing was changed.
+    state: Literal["trial", "active", "rolled_back", "failed"]
+    error: str = Field(default="", max_length=500)
+    ts: UtcDatetime
+
+
 class Status(Envelope):
     """Retained birth/death certificate. ``seq`` is 0; it is not part of the data sequence.
 
@@ -115,6 +128,9 @@ class Status(Envelope):
     #: Version of the cloud-set configuration the node runs (0: its local file only).
     #: Optional: agents older than the device twin omit it.
     config_version: ConfigVersion | None = None
+
+    #: The last agent update (absent on a board that never updated itself).
+    update: UpdateReport | None = None
 
 
 def status_order(stamp: float, state: str) -> tuple[float, int]:

@@ -35,12 +35,16 @@ from cloud.api.audit import audit_router
 from cloud.api.events import events_router
 from cloud.api.fleet import fleet_router
 from cloud.api.limits import BodyLimit, validation_error
+from cloud.api.releases import releases_router
 from cloud.api.session import session_router
 from cloud.auth.deps import LoginRequired, audit, audit_refusal, require
 from cloud.auth.principal import Principal
 from cloud.auth.roles import Perm
 from cloud.events.retention import retention_loop
+from cloud.fleet.rollout import UpdateSender, run_rollouts
 from cloud.fleet.service import FleetService
+from cloud.fleet.update_sender import MqttUpdateSender
+from cloud.fleet.updates import Updates
 from cloud.reports.router import wifi_reports_router
 from cloud.reports.runtime import ReportsRuntime
 from cloud.runtime import Runtime
@@ -140,10 +144,17 @@ async def _audited_reports(request: Request, p: Annotated[Principal, Depends(_mi
     return p
 
 
-def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
-    """The app; with ``manage_runtime`` its lifespan starts and stops ingest."""
+def create_app(
+    runtime: Runtime, *, manage_runtime: bool = True, update_sender: UpdateSender | None = None
+) -> FastAPI:
+    """The app; with ``manage_runtime`` its lifespan starts and stops ingest. Rollouts send
+    their ``update`` commands through ``update_sender`` (default: straight to MQTT)."""
 
     web = WebServices.build(runtime.cfg, runtime.sql.engine, runtime.inventory, runtime.snapshots)
+    updates = Updates.build(runtime.cfg, runtime.sql, runtime.inventory)
+    mqtt_sender = None
+    if update_sender is None:
+        update_sender = mqtt_sender = MqttUpdateSender(runtime.cfg.mqtt, f"{runtime.client_id}-rollouts")
     reports = ReportsRuntime.create(
         runtime.cfg, runtime.influx, runtime.sql.engine, runtime.inventory, holder=runtime.client_id
     )
@@ -166,14 +177,21 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
             name="event-retention",
         )
         refusals = asyncio.create_task(_flush_refusals(web), name="refusal-counts")
+        assert update_sender is not None
+        rollouts = asyncio.create_task(
+            run_rollouts(updates.rollouts, update_sender, runtime.cfg.releases.rollout_interval_s),
+            name="rollouts",
+        )
         try:
             yield
         finally:
-            for task in (retention, refusals):
+            for task in (retention, refusals, rollouts):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await asyncio.to_thread(web.refusals.close)
+            if mqtt_sender is not None:
+                await asyncio.to_thread(mqtt_sender.close)
             if manage_runtime:
                 if fleet is not None:
                     await asyncio.to_thread(fleet.stop)
@@ -310,6 +328,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
     app.include_router(session_router())
     app.include_router(events_router())
     app.include_router(audit_router())
+    app.include_router(releases_router(updates))
     app.include_router(wifi_reports_router(reports.service, _audited_reports))
     if fleet is not None:
         app.include_router(fleet_router(fleet))

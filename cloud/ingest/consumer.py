@@ -443,6 +443,9 @@ class IngestWorker:
                     msg.agent_version,
                     msg.session,
                     int(r.at * 1000),
+                    update=None
+                    if msg.update is None
+                    else (msg.update.version, msg.update.state, msg.update.error, msg.update.ts.timestamp()),
                 )
                 upd.statuses.append(st)
                 statuses.append((r.topic, msg, st))

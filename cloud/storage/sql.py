@@ -71,6 +71,11 @@ nodes = Table(
     Column("dead_letters", Integer, nullable=False, default=0),
     # messages over the node's rate limit: acknowledged, counted, not stored (issue 9)
     Column("rate_limited", Integer, nullable=False, default=0, server_default="0"),
+    # the last agent update the node's birth reported (wire.UpdateReport; issue 15)
+    Column("update_version", String(64)),
+    Column("update_state", String(16)),  # trial | active | rolled_back | failed
+    Column("update_error", Text),
+    Column("update_ts", Float),  # edge time of that outcome
 )
 
 node_sessions = Table(
@@ -145,6 +150,8 @@ class StatusUpdate:
     received_ms: int  # cloud receive time
     #: set by ``SqlStore.apply``: the time of its InfluxDB point if it took effect, else None (stale)
     at_ms: int | None = None
+    #: (version, state, error, edge time) of the node's last update, from a birth
+    update: tuple[str, str, str, float] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,9 +352,15 @@ class SqlStore:
                             (same & c.status_at_ms.is_not(None), c.status_at_ms),
                             else_=_greatest(c.status_at_ms + 1, ex.status_at_ms),
                         ),
+                        # only births carry it: a death keeps what the last birth said
+                        **{
+                            col: func.coalesce(getattr(ex, col), c[col])
+                            for col in ("update_version", "update_state", "update_error", "update_ts")
+                        },
                     },
                     where=_status_newer(c, ex),
                 ).returning(c.status_at_ms)
+                upd = st.update or (None, None, None, None)
                 st.at_ms = conn.execute(
                     stmt,
                     {
@@ -360,6 +373,10 @@ class SqlStore:
                         "status_at_ms": st.received_ms,
                         "agent_version": st.agent_version,
                         "session": st.session,
+                        "update_version": upd[0],
+                        "update_state": upd[1],
+                        "update_error": upd[2],
+                        "update_ts": upd[3],
                         "messages": 0,
                         "dead_letters": 0,
                         "rate_limited": 0,

@@ -1,8 +1,9 @@
 """Mosquitto's password file and ACL file, kept by ``commune-iot provision``.
 
 Passwords are stored the way ``mosquitto_passwd`` of Mosquitto 2.0 stores them
-(``$7$``: PBKDF2-HMAC-SHA512, 101 iterations, 12-byte salt), so no mosquitto tools are
-needed where boards are provisioned. The ACL file is regenerated whole from the password
+(``$7$``: PBKDF2-HMAC-SHA512, 101 iterations, 12-byte salt; ``cloud.fleet.boardauth``, which
+also checks them when a board downloads a release), so no mosquitto tools are needed where
+boards are provisioned. The ACL file is regenerated whole from the password
 file and the inventory on every change, so it never drifts from the users that exist:
 
 * a board may publish only under its own node's topics (status, health, metrics, event,
@@ -24,33 +25,18 @@ reload) for the command line and for anything else that provisions, such as the 
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import secrets
 import shlex
 import subprocess
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 
+from cloud.fleet.boardauth import hash_password
 from commune_iot.provision import files
 from commune_iot.provision.files import ProvisionError
 from wire.topics import HOST_STATE_FILTER, HOST_STATE_PREFIX, PREFIX, Channel
 
 CLOUD_PREFIX = "ciot-cloud"
-ITERATIONS = 101
-
-
-def hash_password(password: str, salt: bytes | None = None) -> str:
-    salt = salt if salt is not None else secrets.token_bytes(12)
-    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, ITERATIONS)
-    return f"$7${ITERATIONS}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
-
-
-def check_password(stored: str, password: str) -> bool:
-    _, _, iterations, salt, digest = stored.split("$")
-    got = hashlib.pbkdf2_hmac("sha512", password.encode(), base64.b64decode(salt), int(iterations))
-    return hmac.compare_digest(base64.b64encode(got).decode(), digest)
 
 
 class BrokerFiles:

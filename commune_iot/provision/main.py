@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 from cloud.inventory import Inventory, load_inventory
 from commune_iot.provision import broker, bundle, ca
@@ -45,6 +46,10 @@ def board(
     broker_url: str,
     inventory: Path,
     reload: Reload | None = None,
+    *,
+    update_url: str | None = None,
+    release_keys: list[str] | None = None,
+    release: Path | None = None,
 ) -> int:
     inv = load_inventory(inventory)
     node = inv.node(node_or_device)
@@ -59,6 +64,14 @@ def board(
     if not broker_url.startswith("mqtts://"):
         print("provision: --broker-url must be mqtts://HOST:8883 (boards speak TLS only)", file=sys.stderr)
         return 2
+    try:
+        update = _update_section(update_url, release_keys or [])
+    except ValueError as exc:
+        print(f"provision: {exc}", file=sys.stderr)
+        return 2
+    if release is not None and not (release / "manifest.json").is_file():
+        print(f"provision: {release} is not a release bundle (no manifest.json)", file=sys.stderr)
+        return 2
     password = broker.new_password()
     try:
         ca_pem = read_text(broker_dir / "ca.crt")
@@ -72,10 +85,42 @@ def board(
     except ProvisionError as exc:
         return _fail(exc)
     devices = [d.id for d in inv.devices_of(node.id)]
-    where = bundle.write(out, node.id, node.commune, node.site, devices, broker_url, password, ca_pem)
+    where = bundle.write(
+        out,
+        node.id,
+        node.commune,
+        node.site,
+        devices,
+        broker_url,
+        password,
+        ca_pem,
+        update=update,
+        release=release,
+    )
     print(f"board {node.id} ({node.commune}): credentials added to {broker_dir}/passwd and acl")
     print(f"install bundle: {where} (see INSTALL.sh there)")
     return _reload(reload)
+
+
+def _update_section(url: str | None, keys: list[str]) -> dict[str, Any]:
+    """The edge config's ``update:``: where releases come from and the keys that sign them
+    (public keys, or the ``.pub`` files ``commune-iot release keygen`` writes)."""
+    from wire.release import ReleaseError, parse_public_key
+
+    trusted = []
+    for k in keys:
+        text = Path(k).read_text(encoding="utf-8").split()[0] if Path(k).is_file() else k
+        try:
+            parse_public_key(text)
+        except ReleaseError as exc:
+            raise ValueError(f"--release-key {k}: {exc}") from None
+        trusted.append(text)
+    section: dict[str, Any] = {"trusted_keys": trusted}
+    if url:
+        if not url.startswith("https://"):
+            raise ValueError("--update-url must be https:// (the address boards download releases from)")
+        section["server_url"] = url
+    return section
 
 
 def revoke(node: str, broker_dir: Path, inventory: Path, reload: Reload | None = None) -> int:

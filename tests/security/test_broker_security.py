@@ -249,6 +249,9 @@ def test_files_are_readable_by_the_broker_only_and_the_acl_lists_only_real_board
     ]  # fmt: skip
     bundle = broker.bundles / BOARD_A
     assert (bundle / "mqtt.password").stat().st_mode & 0o077 == 0
+    # the broker's group (the cloud's container joins it) may read the hashes, to check board
+    # logins on release downloads (cloud/fleet/boardauth.py); nobody else
+    assert (broker.auth / "passwd").stat().st_mode & 0o037 == 0
     acl = (broker.auth / "acl").read_text()
     assert f"user {BOARD_A}\ntopic write ciot/v1/da-ron/{BOARD_A}/status\n" in acl
     assert broker_password(broker, BOARD_A) not in (broker.auth / "passwd").read_text()
