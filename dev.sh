@@ -13,8 +13,9 @@ APT_PACKAGES+=(snmpd snmp iputils-ping)
 # (H.264 parse/payload from plugins-base/-good/-bad, x264enc from -ugly for test clips).
 APT_PACKAGES+=(gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-base
   gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav)
-# The web UI's browser tests drive Debian's chromium (only `./dev.sh test` installs it).
-TEST_APT_PACKAGES=(chromium)
+# The web UI's browser tests drive Debian's chromium; the SQL tests run on SQLite and on a
+# PostgreSQL cluster of their own (initdb + postgres on a free port). Only `./dev.sh test` installs them.
+TEST_APT_PACKAGES=(chromium postgresql)
 VENV=${CIOT_VENV:-.venv}
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }

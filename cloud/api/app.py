@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -22,6 +23,7 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cloud.api.alerts import alerts_router
@@ -37,6 +39,8 @@ from cloud.reports.runtime import ReportsRuntime
 from cloud.runtime import Runtime
 from cloud.web.pages import html_error, pages_router
 from cloud.web.services import WebServices
+
+log = logging.getLogger(__name__)
 
 #: Sent with every response. Styles may be inline (charts, timeline bars); scripts may not.
 SECURITY_HEADERS = {
@@ -164,6 +168,15 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
         ):
             return await http_exception_handler(request, exc)
         return await html_error(request, exc.status_code, str(exc.detail))
+
+    @app.exception_handler(DataError)
+    async def unstorable(request: Request, exc: DataError) -> Response:
+        """A value the database cannot hold: the request's fault, not the server's (PostgreSQL
+        refuses NUL in text, text longer than its column and numbers out of range, where SQLite
+        is lenient; the API's own limits catch most of them first)."""
+        log.warning("%s %s: value refused by the database: %s", request.method, request.url.path, exc.orig)
+        detail = "a value cannot be stored (too long, out of range, or containing a NUL character)"
+        return await http_error(request, HTTPException(422, detail))
 
     app.mount(
         "/static", StaticFiles(directory=Path(__file__).parent.parent / "web" / "static"), name="static"

@@ -2,9 +2,11 @@
 
 Every row carries the SHA-256 of its content chained to the previous row's hash, so a
 row edited or deleted behind the application's back breaks the chain at that row
-(:meth:`AuditTrail.verify` finds it). On SQLite, triggers also refuse UPDATE and DELETE
-outright; on PostgreSQL, grant the application's role INSERT and SELECT only. Entries
-are written by the one HTTP process (``cloud serve``), which serialises the chain.
+(:meth:`AuditTrail.verify` finds it). Triggers also refuse UPDATE and DELETE outright (and
+TRUNCATE on PostgreSQL; migrations 0001 and 0002). Appending reads the chain's head then
+inserts the next link, so writers take turns: threads by a lock, processes (several
+``cloud serve`` nodes, the ``users`` command) by an advisory lock on PostgreSQL; on SQLite
+the second of two processes racing fails (the database is busy) instead of forking the chain.
 """
 
 from __future__ import annotations
@@ -42,12 +44,8 @@ audit = Table(
 
 _GENESIS = "0" * 64
 
-_SQLITE_GUARDS = (
-    "CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log "
-    "BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END",
-    "CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log "
-    "BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END",
-)
+#: The advisory lock a PostgreSQL writer holds while it extends the chain ("audi").
+_CHAIN_LOCK = 0x61756469
 
 FIELDS = (
     "id",
@@ -92,10 +90,6 @@ class AuditTrail:
         # The chain's head is read then extended: one writer at a time (one HTTP process).
         self._lock = threading.Lock()
         ensure_schema(engine, metadata)
-        if engine.dialect.name == "sqlite":
-            with engine.begin() as conn:
-                for ddl in _SQLITE_GUARDS:
-                    conn.execute(text(ddl))
 
     def record(
         self,
@@ -112,6 +106,8 @@ class AuditTrail:
         at = time.time()
         d = json.dumps(detail or {}, ensure_ascii=False, sort_keys=True, default=str)
         with self._lock, self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHAIN_LOCK})
             head = conn.execute(select(audit.c.hash).order_by(audit.c.id.desc()).limit(1)).scalar()
             prev = head or _GENESIS
             h = _digest(prev, at, actor, action, target, commune, d, ip)

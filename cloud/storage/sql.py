@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     Column,
@@ -93,6 +93,15 @@ snapshots = Table(
     Column("size", Integer, nullable=False),
     Column("received_at", Float, nullable=False),
 )
+
+
+_S = TypeVar("_S", str, str | None)
+
+
+def _text(value: _S) -> _S:
+    """Text from the wire as SQL can hold it: PostgreSQL refuses NUL (SQLite does not), so it is
+    written ``\\x00`` on both (a dead letter's payload keeps the exact bytes)."""
+    return value.replace("\x00", "\\x00") if value else value
 
 
 @dataclass(slots=True)
@@ -201,6 +210,8 @@ class SqlStore:
         u = make_url(url)
         if password:
             u = u.set(password=password)
+        if u.drivername == "postgresql":  # SQLAlchemy's default driver is psycopg2; we ship psycopg 3
+            u = u.set(drivername="postgresql+psycopg")
         self.dialect = u.get_backend_name()
         if self.dialect == "sqlite" and u.database and u.database != ":memory:":
             from pathlib import Path
@@ -265,8 +276,8 @@ class SqlStore:
                     stmt,
                     [
                         {
-                            "node": n,
-                            "commune": d.commune,
+                            "node": _text(n),
+                            "commune": _text(d.commune),
                             "known": int(d.known),
                             "messages": d.messages,
                             "dead_letters": d.dead_letters,
@@ -327,7 +338,7 @@ class SqlStore:
                         "status": st.state,
                         "status_ts": st.ts,
                         "status_reason": st.reason,
-                        "agent_version": st.agent_version,
+                        "agent_version": _text(st.agent_version),
                         "session": st.session,
                         "messages": 0,
                         "dead_letters": 0,
@@ -340,9 +351,9 @@ class SqlStore:
                     [
                         {
                             "received_at": d.received_at,
-                            "topic": d.topic,
-                            "node_guess": d.node_guess,
-                            "reason": d.reason,
+                            "topic": _text(d.topic),
+                            "node_guess": _text(d.node_guess),
+                            "reason": _text(d.reason),
                             "size": len(d.payload),
                             "payload": d.payload,
                         }

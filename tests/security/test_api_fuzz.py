@@ -44,7 +44,9 @@ EXAMPLES_ANONYMOUS = 10
 
 
 @pytest.fixture
-def api(mosquitto: Mosquitto, influx_server: InfluxDB, tmp_path: Path) -> Iterator[tuple[Any, Runtime]]:
+def api(
+    mosquitto: Mosquitto, influx_server: InfluxDB, tmp_path: Path, sql_url: str
+) -> Iterator[tuple[Any, Runtime]]:
     cfg = load_config(
         None,
         mqtt={"url": mosquitto.url, "client_id": "fuzz-api", "commit_interval_ms": 5},
@@ -56,7 +58,7 @@ def api(mosquitto: Mosquitto, influx_server: InfluxDB, tmp_path: Path) -> Iterat
             "spool_dir": tmp_path / "spool",
             "self_metrics_s": 0,
         },
-        sql={"url": f"sqlite:///{tmp_path / 'cloud.db'}"},
+        sql={"url": sql_url},
         snapshots_dir=tmp_path / "snapshots",
         events={"exports_dir": tmp_path / "exports"},
     )

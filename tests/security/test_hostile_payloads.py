@@ -385,8 +385,8 @@ def _dead_count(sql: SqlStore) -> int:
         return int(conn.execute(select(func.count()).select_from(dead_letters)).scalar_one())
 
 
-def test_ten_thousand_hostile_payloads_in_process(tmp_path: Path) -> None:
-    sql = SqlStore(f"sqlite:///{tmp_path / 'cloud.db'}")
+def test_ten_thousand_hostile_payloads_in_process(tmp_path: Path, sql_url: str) -> None:
+    sql = SqlStore(sql_url)
     journal = Journal(tmp_path / "journal")
     worker = IngestWorker(
         MqttConfig(),
@@ -480,7 +480,7 @@ def _publish_all(port: int, messages: list[tuple[str, bytes]]) -> None:
 
 
 async def test_hostile_payloads_through_the_real_broker(
-    mosquitto: Mosquitto, influx_server: InfluxDB, tmp_path: Path
+    mosquitto: Mosquitto, influx_server: InfluxDB, tmp_path: Path, sql_url: str
 ) -> None:
     hostile = _collect(10)
     assert len(hostile) == 200
@@ -497,7 +497,7 @@ async def test_hostile_payloads_through_the_real_broker(
             "spool_dir": tmp_path / "spool",
             "self_metrics_s": 0,
         },
-        sql={"url": f"sqlite:///{tmp_path / 'cloud.db'}"},
+        sql={"url": sql_url},
         snapshots_dir=tmp_path / "snapshots",
     )
     rt = Runtime(cfg, role="hostile")
