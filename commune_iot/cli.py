@@ -304,9 +304,10 @@ def build_parser() -> argparse.ArgumentParser:
     bs.add_argument("--run-dir", type=Path, default=None)
     bs.set_defaults(func=_bench_snmp)
 
-    from commune_iot import eventlog_cli
+    from commune_iot import db_cli, eventlog_cli
 
     eventlog_cli.register(sub, bench_sub)
+    db_cli.register(sub)
     return p
 
 

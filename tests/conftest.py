@@ -4,7 +4,8 @@ Nothing here is mocked: every test that takes one of these fixtures talks to a r
 broker or database on loopback, started on a free port with its own data directory.
 
 A test that takes ``sql_url`` runs once per SQL engine (``[sqlite]``, ``[postgresql]``),
-each time on an empty database of its own; ``pytest --sql sqlite`` runs only one engine.
+each time on an empty database of its own; ``pytest --sql sqlite`` runs only one engine,
+and ``@pytest.mark.sql("postgresql")`` keeps a slow end-to-end test to the one it is about.
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         unknown = set(engines) - set(SQL_ENGINES)
         if unknown:
             raise pytest.UsageError(f"--sql: unknown engine(s) {sorted(unknown)}; use {SQL_ENGINES}")
+        only = metafunc.definition.get_closest_marker("sql")
+        if only is not None:  # @pytest.mark.sql("postgresql"): a slow test run on one engine only
+            engines = [e for e in engines if e in only.args]
         metafunc.parametrize("sql_url", engines, indirect=True)
 
 

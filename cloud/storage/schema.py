@@ -139,3 +139,31 @@ def ensure_schema(engine: Engine, metadata: MetaData) -> None:
             f"them but no migration creates them; write one with "
             f'`commune-iot db revision -m "what changed"` ({HOW_TO})'
         )
+
+
+def new_revision(message: str, *, autogenerate: bool = True) -> Path:
+    """Write the next migration file (``NNNN_<slug>.py``) and return its path.
+
+    With ``autogenerate``, its operations are what the table modules define beyond the
+    newest migration, found by comparing them with a scratch SQLite database at head;
+    read it before committing (Alembic cannot tell a rename from a drop and an add).
+    """
+    import tempfile
+
+    from sqlalchemy import create_engine
+
+    scripts = ScriptDirectory.from_config(alembic_config())
+    numbers = [int(s.revision) for s in scripts.walk_revisions() if s.revision.isdigit()]
+    rev_id = f"{max(numbers, default=0) + 1:04d}"
+    with tempfile.TemporaryDirectory(prefix="ciot-revision-") as tmp:
+        engine = create_engine(f"sqlite:///{tmp}/scratch.db")
+        try:
+            with engine.begin() as conn:
+                cfg = alembic_config()
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+                script = command.revision(cfg, message=message, autogenerate=autogenerate, rev_id=rev_id)
+        finally:
+            engine.dispose()
+    assert script is not None and not isinstance(script, list)
+    return Path(script.path)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import (
@@ -207,29 +208,33 @@ class BatchUpdate:
 
 class SqlStore:
     def __init__(self, url: str, *, password: str = "", busy_timeout_ms: int = 10_000) -> None:
+        self.engine: Engine = self.engine_for(url, password=password, busy_timeout_ms=busy_timeout_ms)
+        self.dialect = self.engine.dialect.name
+        self._create_schema()
+
+    @staticmethod
+    def engine_for(url: str, *, password: str = "", busy_timeout_ms: int = 10_000) -> Engine:
+        """An engine with the cloud's settings; nothing is created or migrated yet."""
         u = make_url(url)
         if password:
             u = u.set(password=password)
         if u.drivername == "postgresql":  # SQLAlchemy's default driver is psycopg2; we ship psycopg 3
             u = u.set(drivername="postgresql+psycopg")
-        self.dialect = u.get_backend_name()
-        if self.dialect == "sqlite" and u.database and u.database != ":memory:":
-            from pathlib import Path
-
+        sqlite = u.get_backend_name() == "sqlite"
+        if sqlite and u.database and u.database != ":memory:":
             Path(u.database).parent.mkdir(parents=True, exist_ok=True)
-        self.engine: Engine = create_engine(u, pool_pre_ping=self.dialect != "sqlite")
-        if self.dialect == "sqlite":
-            timeout = busy_timeout_ms
+        engine = create_engine(u, pool_pre_ping=not sqlite)
+        if sqlite:
 
-            @event.listens_for(self.engine, "connect")
+            @event.listens_for(engine, "connect")
             def _pragmas(dbapi_conn: Any, _record: Any) -> None:
                 cur = dbapi_conn.cursor()
                 cur.execute("PRAGMA journal_mode=WAL")
-                cur.execute(f"PRAGMA busy_timeout={int(timeout)}")
+                cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
                 cur.execute("PRAGMA synchronous=FULL")  # dead letters are acked after this commit
                 cur.close()
 
-        self._create_schema()
+        return engine
 
     def _create_schema(self) -> None:
         ensure_schema(self.engine, metadata)
