@@ -4,9 +4,9 @@ Every row carries the SHA-256 of its content chained to the previous row's hash,
 row edited or deleted behind the application's back breaks the chain at that row
 (:meth:`AuditTrail.verify` finds it). Triggers also refuse UPDATE and DELETE outright (and
 TRUNCATE on PostgreSQL; migrations 0001 and 0002). Appending reads the chain's head then
-inserts the next link, so writers take turns: threads by a lock, processes (several
-``cloud serve`` nodes, the ``users`` command) by an advisory lock on PostgreSQL; on SQLite
-the second of two processes racing fails (the database is busy) instead of forking the chain.
+inserts the next link, so writers take turns, or two would link to the same head and fork
+the chain: threads by a lock, processes (several ``cloud serve`` nodes, the ``users``
+command) by an advisory lock on PostgreSQL and by SQLite's write lock, taken first.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def _digest(
 class AuditTrail:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        # The chain's head is read then extended: one writer at a time (one HTTP process).
+        # The chain's head is read then extended: one writing thread at a time (see record).
         self._lock = threading.Lock()
         ensure_schema(engine, metadata)
 
@@ -108,6 +108,8 @@ class AuditTrail:
         with self._lock, self.engine.begin() as conn:
             if conn.dialect.name == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHAIN_LOCK})
+            elif conn.dialect.name == "sqlite":  # the write lock before the read, not after
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
             head = conn.execute(select(audit.c.hash).order_by(audit.c.id.desc()).limit(1)).scalar()
             prev = head or _GENESIS
             h = _digest(prev, at, actor, action, target, commune, d, ip)
