@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import sqlite3
 import subprocess
 import sys
@@ -201,3 +202,36 @@ def test_a_table_without_its_migration_stops_the_start_with_the_fix_in_the_messa
     with pytest.raises(schema.SchemaError, match=r"lacks table device_twins.*commune-iot db revision"):
         schema.ensure_schema(sql.engine, meta)
     sql.dispose()
+
+
+def test_db_revision_writes_the_migration_a_new_table_needs(
+    sql_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The documented way to add a migration (cloud/storage/README.md), end to end, on a copy
+    of the migrations: a table added in code -> `db revision` -> the database gets it."""
+    import shutil
+
+    from sqlalchemy import Column, Integer, MetaData, String, Table, inspect
+
+    import cloud.storage.migrations as migrations
+
+    copy = tmp_path / "migrations"
+    shutil.copytree(schema.MIGRATIONS, copy)
+    extra = MetaData()
+    Table("device_twins", extra, Column("id", Integer, primary_key=True), Column("node", String(64)))
+    monkeypatch.setattr(schema, "MIGRATIONS", copy)
+    monkeypatch.setattr(migrations, "all_metadata", lambda: [*all_metadata(), extra])
+    schema.head.cache_clear()
+    try:
+        path = schema.new_revision("fleet: device twins")
+        assert path.parent == copy / "versions" and path.name.startswith("0003_fleet")
+        assert re.search(r"op\.create_table\(\s*['\"]device_twins", path.read_text())
+        schema.head.cache_clear()
+        sql = SqlStore(sql_url)
+        schema.ensure_schema(sql.engine, extra)  # no SchemaError: the migration made it
+        assert (
+            schema.current(sql.engine) == "0003" and "device_twins" in inspect(sql.engine).get_table_names()
+        )
+        sql.dispose()
+    finally:
+        schema.head.cache_clear()
