@@ -10,6 +10,7 @@ and ``@pytest.mark.sql("postgresql")`` keeps a slow end-to-end test to the one i
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import re
 from collections.abc import Iterator
@@ -80,8 +81,10 @@ def sql_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture
 def influx_db(request: pytest.FixtureRequest) -> str:
-    """A database name unique to the test (created by the code under test when missing)."""
-    return "t_" + re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:50]
+    """A database name unique to the test and its parameters (created by the code under test
+    when missing): the name, shortened, and a hash of the whole test id."""
+    digest = hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:8]
+    return "t_" + re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:40] + "_" + digest
 
 
 @pytest.fixture

@@ -155,6 +155,50 @@ def test_only_the_lease_holder_notifies_and_a_successor_takes_over_open_alerts(s
     assert len(a.store.query()) == 1
 
 
+def test_an_outage_judged_while_no_evaluator_ran_is_recorded_by_the_successor(sql_url: str) -> None:
+    """The evaluator dies and a board goes silent. The other worker's engine judges it down
+    before the dead worker's lease lapses, but records nothing: it is not the evaluator. When
+    it takes the lease, it records and announces that alert: no outage is lost in a hand-over."""
+    cfg = AlertingConfig(reminder_s=600, lease_s=60.0)
+    a = Harness(sql_url, "worker-a", cfg)
+    b = Harness(sql_url, "worker-b", cfg)
+    a.run(60)
+    b.run(60)
+    # worker-a is dead from here on; dr-cam-01 goes silent
+    b.alive.discard("dr-cam-01")
+    b.run(30)  # down and past its grace for b's engine, but a's lease holds
+    assert b.sent == [] and b.store.query() == []
+    b.run(60)  # the lease lapses; b takes over
+    assert [(k, s) for k, s, _ in b.sent] == [("open", "dr-cam-01")]
+    assert [(r.subject, r.state) for r in b.store.query()] == [("dr-cam-01", "open")]
+    b.alive.add("dr-cam-01")
+    b.run(30)
+    assert [(k, s) for k, s, _ in b.sent] == [("open", "dr-cam-01"), ("resolve", "dr-cam-01")]
+
+
+def test_a_successor_does_not_announce_what_only_its_share_of_the_traffic_made_look_down(
+    sql_url: str,
+) -> None:
+    """Shared subscription: for a while worker-b hears nothing of dr-cam-01 (its messages go
+    to worker-a, which records them in the nodes table), so b's engine judges it down. a dies;
+    b takes over within seconds, judges again from the table, and announces nothing."""
+    cfg = AlertingConfig(reminder_s=600, lease_s=6.0)
+    a = Harness(sql_url, "worker-a", cfg)
+    b = Harness(sql_url, "worker-b", cfg)
+    b.alive.discard("dr-cam-01")  # not in b's share
+    for _ in range(100):  # in step: a holds the 6 s lease throughout
+        a.run(1)
+        b.run(1)
+        b.last_seen.update((n, a.last_seen[n]) for n in ["dr-cam-01"] if n in a.last_seen)  # a's records
+    assert b.alerter.engine.node_state("dr-cam-01") == "down" and a.sent == []
+    # a dies at its last step; the broker deals b the node's messages from now on
+    b.alive.add("dr-cam-01")
+    b.run(10)  # a's lease lapses within 6 s and b takes over
+    assert b.alerter.leader
+    b.run(30)
+    assert b.sent == [] and b.store.query() == []
+
+
 def test_device_problems_come_from_collector_points(h: Harness) -> None:
     points = [Point(measurement="camera", device="dr-cam-02", fields={"up": False, "fps": 0.0})]
     msg = Metrics(node="dr-cam-02", session=SESSION, seq=99, ts=h.now, points=points)  # type: ignore[arg-type]
