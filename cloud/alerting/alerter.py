@@ -40,7 +40,6 @@ from wire.topics import valid_id
 log = logging.getLogger(__name__)
 
 LEASE = "alert-evaluator"
-
 #: Severity of each device problem a node can report. A village without Wi-Fi or a camera
 #: without a picture is critical; a degraded picture or an SNMP agent that stopped
 #: answering while the AP still pings is a warning; board housekeeping is information.

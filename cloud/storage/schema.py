@@ -46,15 +46,21 @@ def alembic_config() -> Config:
 
 
 @functools.cache
-def head() -> str:
-    """The newest migration's revision."""
-    heads = ScriptDirectory.from_config(alembic_config()).get_heads()
+def _history() -> tuple[str, frozenset[str]]:
+    """The newest migration's revision, and every revision (read once per process)."""
+    scripts = ScriptDirectory.from_config(alembic_config())
+    heads = scripts.get_heads()
     if len(heads) != 1:
         raise SchemaError(
             f"the migrations have {len(heads)} heads ({', '.join(sorted(heads))}): two branches each "
             f"added one; renumber the later one and make it revise the other ({HOW_TO})"
         )
-    return heads[0]
+    return heads[0], frozenset(s.revision for s in scripts.walk_revisions())
+
+
+def head() -> str:
+    """The newest migration's revision."""
+    return _history()[0]
 
 
 def current(engine: Engine) -> str | None:
@@ -70,6 +76,11 @@ def migrate(engine: Engine) -> tuple[str | None, str]:
         return target, target
     with _exclusive(engine) as conn:
         before = MigrationContext.configure(conn).get_current_revision()
+        if before is not None and before not in _history()[1]:
+            raise SchemaError(
+                f"the database is at revision {before}, which this release does not know (its "
+                f"newest is {target}): a newer release upgraded it; run that one (no downgrades)"
+            )
         if before != target:  # not done meanwhile by a worker that held the lock first
             cfg = alembic_config()
             cfg.attributes["connection"] = conn

@@ -204,6 +204,15 @@ def test_a_table_without_its_migration_stops_the_start_with_the_fix_in_the_messa
     sql.dispose()
 
 
+def test_a_database_from_a_newer_release_is_refused_not_touched(sql_url: str) -> None:
+    sql = SqlStore(sql_url)
+    with sql.engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '0999'"))
+    sql.dispose()
+    with pytest.raises(schema.SchemaError, match="revision 0999, which this release does not know"):
+        SqlStore(sql_url)
+
+
 def test_db_revision_writes_the_migration_a_new_table_needs(
     sql_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -221,12 +230,12 @@ def test_db_revision_writes_the_migration_a_new_table_needs(
     Table("device_twins", extra, Column("id", Integer, primary_key=True), Column("node", String(64)))
     monkeypatch.setattr(schema, "MIGRATIONS", copy)
     monkeypatch.setattr(migrations, "all_metadata", lambda: [*all_metadata(), extra])
-    schema.head.cache_clear()
+    schema._history.cache_clear()
     try:
         path = schema.new_revision("fleet: device twins")
         assert path.parent == copy / "versions" and path.name.startswith("0003_fleet")
         assert re.search(r"op\.create_table\(\s*['\"]device_twins", path.read_text())
-        schema.head.cache_clear()
+        schema._history.cache_clear()
         sql = SqlStore(sql_url)
         schema.ensure_schema(sql.engine, extra)  # no SchemaError: the migration made it
         assert (
@@ -234,7 +243,7 @@ def test_db_revision_writes_the_migration_a_new_table_needs(
         )
         sql.dispose()
     finally:
-        schema.head.cache_clear()
+        schema._history.cache_clear()
 
 
 def test_every_table_module_is_known_to_the_migrations() -> None:
