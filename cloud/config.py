@@ -188,7 +188,7 @@ class InfluxConfig(_Section):
 class SqlConfig(_Section):
     url: str = Field(
         "sqlite:///var/ciot-cloud.db",
-        description="SQLAlchemy URL: sqlite:///path (WAL mode) or postgresql+psycopg://user@host/db.",
+        description="SQLAlchemy URL: sqlite:///path (WAL mode) or postgresql://user@host/db (psycopg 3).",
     )
     password: SecretStr | None = Field(None, description="Password substituted into the URL, if set.")
     password_file: SecretFile = Field(None, description="File holding the SQL password.")

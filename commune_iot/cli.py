@@ -41,7 +41,9 @@ def _cloud_ingest(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from commune_iot.demo import run_demo
 
-    return run_demo(run_dir=args.run_dir, port=args.port, devices=args.devices, fresh=args.fresh)
+    return run_demo(
+        run_dir=args.run_dir, port=args.port, devices=args.devices, fresh=args.fresh, sql_url=args.sql
+    )
 
 
 def _bench_ingest(args: argparse.Namespace) -> int:
@@ -230,6 +232,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--run-dir", type=Path, default=Path("run/demo"), help="configs, data and logs")
     demo.add_argument("--devices", type=int, default=None, help="simulate only the first N devices")
     demo.add_argument("--fresh", action="store_true", help="wipe the run dir's data first")
+    demo.add_argument(
+        "--sql",
+        default=None,
+        help="cloud database URL, e.g. postgresql://user:pw@host/db (default: SQLite in the run dir; "
+        "--fresh does not empty another database)",
+    )
     demo.set_defaults(func=_demo)
 
     bench = sub.add_parser("bench", help="benchmarks; each ends with one line of JSON")
@@ -359,10 +367,11 @@ def build_parser() -> argparse.ArgumentParser:
     bs.add_argument("--run-dir", type=Path, default=None)
     bs.set_defaults(func=_bench_snmp)
 
-    from commune_iot import eventlog_cli, fleet_cli
+    from commune_iot import db_cli, eventlog_cli, fleet_cli
     from commune_iot.release import cli as release_cli
 
     eventlog_cli.register(sub, bench_sub)
+    db_cli.register(sub)
     fleet_cli.register(sub)
     release_cli.register(sub)
     return p

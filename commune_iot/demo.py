@@ -195,7 +195,10 @@ def _summary(cloud: CloudProcess, agents: list[AgentProcess]) -> str:
     )
 
 
-def run_demo(*, run_dir: Path, port: int, devices: int | None = None, fresh: bool = False) -> int:
+def run_demo(
+    *, run_dir: Path, port: int, devices: int | None = None, fresh: bool = False, sql_url: str | None = None
+) -> int:
+    """``sql_url``: the cloud's database (default: a SQLite file in the run dir)."""
     logs.setup()
     out = _Console()
     run_dir = run_dir.resolve()
@@ -232,6 +235,7 @@ def run_demo(*, run_dir: Path, port: int, devices: int | None = None, fresh: boo
                 influx_password_file=password_file,
                 state_dir=run_dir / "cloud",
                 http_port=port,
+                sql_url=sql_url,
             ),
         )
         logins = _demo_users(cloud.config_path, run_dir / "secrets" / "web-users.txt")

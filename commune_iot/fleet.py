@@ -124,7 +124,9 @@ def cloud_config(
     http_port: int,
     client_id: str = "ciot-cloud-local-1",
     inventory: Path = INVENTORY,
+    sql_url: str | None = None,
 ) -> dict[str, Any]:
+    """A cloud YAML document; SQL in a SQLite file under ``state_dir`` unless ``sql_url`` says otherwise."""
     influx: dict[str, Any] = {
         "url": influx_url,
         "database": influx_db,
@@ -136,7 +138,7 @@ def cloud_config(
     return {
         "mqtt": {"url": mqtt_url, "client_id": client_id},
         "influx": influx,
-        "sql": {"url": f"sqlite:///{state_dir / 'ciot-cloud.db'}"},
+        "sql": {"url": sql_url or f"sqlite:///{state_dir / 'ciot-cloud.db'}"},
         "http": {"host": "127.0.0.1", "port": http_port},
         "inventory": str(inventory),
         "snapshots_dir": str(state_dir / "snapshots"),

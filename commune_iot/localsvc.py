@@ -1,4 +1,4 @@
-"""Start real Mosquitto and InfluxDB servers from the system's binaries, on loopback.
+"""Start real Mosquitto, InfluxDB and PostgreSQL servers from the system's binaries, on loopback.
 
 Used by ``commune-iot demo``, the benchmarks and the test-suite, so that all three run
 the same broker and database configuration. Each server gets its own config and data
@@ -383,6 +383,155 @@ class InfluxDB(_Server):
         except urllib.error.HTTPError as exc:
             if exc.code != 401:  # 401: admin already exists from an earlier run of this data dir
                 raise
+
+
+POSTGRES_BIN = Path("/usr/lib/postgresql")
+
+
+def _postgres_bin(binary: str) -> str:
+    """Debian keeps the server's programs off PATH, under /usr/lib/postgresql/<major>/bin."""
+    found = sorted(POSTGRES_BIN.glob(f"*/bin/{binary}"), key=lambda p: int(p.parts[-3]), reverse=True)
+    if found:
+        return str(found[0])
+    return _need(binary, "postgresql")
+
+
+class PostgreSQL(_Server):
+    """A throw-away PostgreSQL cluster of its own (``initdb`` + ``postgres``) for tests and benches.
+
+    TCP on loopback only (no Unix socket), password authentication, ``C`` collation (so
+    text sorts as in SQLite) and ``fsync=off``: it is fast and lost with its data dir, never
+    a production server. The server refuses to run as root, so as root it runs as the
+    ``postgres`` user with its data dir in a fresh directory of its own under the system's
+    temporary directory (the caller's run dir is private to root), removed by :meth:`stop`.
+    """
+
+    def __init__(
+        self, run_dir: Path, port: int | None = None, *, username: str = "ciot", password: str = "ciot"
+    ) -> None:
+        super().__init__("postgres", run_dir, port or free_port())
+        self.binary = _postgres_bin("postgres")
+        self.initdb = _postgres_bin("initdb")
+        self.username = username
+        self.password = password
+        self._as: pwd.struct_passwd | None = None
+        self._own_dir: Path | None = None  # the data dir's parent when it lives outside run_dir
+
+    def url(self, database: str = "postgres") -> str:
+        """The SQLAlchemy URL of ``database`` on this server (psycopg 3 driver)."""
+        return f"postgresql+psycopg://{self.username}:{self.password}@127.0.0.1:{self.port}/{database}"
+
+    def start(self) -> PostgreSQL:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            try:
+                self._as = pwd.getpwnam("postgres")
+            except KeyError:
+                raise ServiceError(
+                    "no 'postgres' user: install it with: apt-get install postgresql"
+                ) from None
+            self._own_dir = Path(tempfile.mkdtemp(prefix="ciot-postgres-"))
+            os.chown(self._own_dir, self._as.pw_uid, self._as.pw_gid)
+            base = self._own_dir
+        else:
+            base = self.run_dir
+        data = base / "data"
+        if not (data / "PG_VERSION").exists():
+            pwfile = base / "pwfile"
+            pwfile.write_text(self.password + "\n")
+            if self._as is not None:
+                os.chown(pwfile, self._as.pw_uid, self._as.pw_gid)
+            argv = [self.initdb, "-D", str(data), "-U", self.username, f"--pwfile={pwfile}"]
+            argv += ["--auth=scram-sha-256", "--encoding=UTF8", "--no-locale", "--no-sync"]
+            done = subprocess.run(argv, capture_output=True, text=True, user=self._uid, group=self._gid)
+            pwfile.unlink()
+            if done.returncode != 0:
+                raise ServiceError(f"initdb failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
+        settings = {
+            "listen_addresses": "127.0.0.1",
+            "unix_socket_directories": "",
+            "max_connections": "300",
+            "fsync": "off",
+            "synchronous_commit": "off",
+            "full_page_writes": "off",
+            "shared_buffers": "64MB",
+        }
+        argv = [self.binary, "-D", str(data), "-p", str(self.port)]
+        for k, v in settings.items():
+            argv += ["-c", f"{k}={v}"]
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                cwd=base,
+                user=self._uid,
+                group=self._gid,
+            )
+        self.wait_ready()
+        return self
+
+    @property
+    def _uid(self) -> int | None:
+        return None if self._as is None else self._as.pw_uid
+
+    @property
+    def _gid(self) -> int | None:
+        return None if self._as is None else self._as.pw_gid
+
+    def _ready(self) -> bool:
+        with contextlib.suppress(OSError):
+            return "ready to accept connections" in self.log_path.read_text(errors="replace")
+        return False
+
+    def create_database(self, name: str) -> str:
+        """A new, empty database; returns its URL."""
+        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", name):
+            raise ValueError(f"database name {name!r}: lower-case letters, digits and _ only")
+        self.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def drop_database(self, name: str) -> None:
+        """Drop ``name``, ending its sessions (a test's engines left open)."""
+        self.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def execute(self, sql: str, database: str = "postgres") -> None:
+        """One statement outside a transaction, as the cluster's superuser."""
+        import psycopg  # the ``postgres`` extra
+
+        with psycopg.connect(
+            host="127.0.0.1",
+            port=self.port,
+            user=self.username,
+            password=self.password,
+            dbname=database,
+            autocommit=True,
+        ) as conn:
+            conn.execute(sql.encode())
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Fast shutdown (SIGINT: ends sessions; SIGTERM would wait for every client to leave)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._remove_own_dir()
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)  # the postmaster and its backends
+            self.proc.wait(10)
+        self._remove_own_dir()
+
+    def _remove_own_dir(self) -> None:
+        if self._own_dir is not None:
+            shutil.rmtree(self._own_dir, ignore_errors=True)
+            self._own_dir = None
 
 
 @dataclass

@@ -60,3 +60,5 @@ def setup(level: str | int = "INFO", *, json_lines: bool | None = None) -> None:
     root.handlers[:] = [handler]
     root.setLevel(os.environ.get("CIOT_LOG_LEVEL", level) if isinstance(level, str) else level)
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # Alembic tells its context at every start; cloud.storage.schema logs what was upgraded.
+    logging.getLogger("alembic").setLevel(logging.WARNING)

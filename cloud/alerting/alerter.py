@@ -5,8 +5,10 @@ a few dict updates, never raises); ``step`` runs once per tick in a worker threa
 returns the notices for the event loop to hand to the dispatchers, which never block.
 
 Several cloud workers: each one's engine is fed and ticks, but only the holder of the SQL
-lease records and notifies; a new holder first takes over the alerts open in SQL. Opening
-is idempotent (one unresolved row per alert key), so a hand-over cannot duplicate alerts.
+lease records and notifies; a new holder first takes over the alerts open in SQL, and
+judges again what its own engine opened meanwhile (the old holder may have died before
+recording it). Opening is idempotent (one unresolved row per alert key), so a hand-over
+cannot duplicate alerts.
 With a shared subscription each worker hears only part of the traffic, so every worker
 folds in each node's ``last_seen`` and status in force from the ``nodes`` table before
 judging (the evaluator judges on all of it; every process's API shows the same). A new holder
@@ -25,7 +27,7 @@ from typing import Literal
 
 from sqlalchemy import Connection
 
-from cloud.alerting.engine import AlertEngine, Change, Severity, State
+from cloud.alerting.engine import AlertEngine, Change, Scope, Severity, State
 from cloud.alerting.maintenance import Window, in_maintenance
 from cloud.alerting.settings import AlertingConfig
 from cloud.ingest.convert import Converted
@@ -232,10 +234,22 @@ class Alerter:
             self._lease_ok = self.store.try_lease(LEASE, self.holder, now, self.cfg.lease_s)
         leader = self._lease_ok
         taking_over = leader and not self.leader
+        rejudge: set[str] = set()
         if taking_over:
             log.info("this worker (%s) now evaluates alerts", self.holder, extra={"holder": self.holder})
+            rows = self.store.unresolved()
+            recorded = {row.key for row in rows}
             with self._lock:
-                for row in self.store.unresolved():
+                # What this engine opened while another worker held the lease was never
+                # recorded (the holder may have died before judging it): judge those nodes
+                # again from every worker's last-seen, since this one heard only part of
+                # the traffic; still down, they are recorded and announced below.
+                for ch in self.engine.open_alerts():
+                    if ch.key not in recorded:
+                        self.engine.forget_alert(ch.key)
+                        if ch.scope is not Scope.DEVICE:
+                            rejudge.update(ch.members if ch.scope is Scope.COMMUNE else (ch.subject,))
+                for row in rows:
                     self.engine.restore(row.as_change())
         self.leader = leader
         # Scaled out, every worker hears part of the traffic: each one (not only the evaluator)
@@ -249,7 +263,7 @@ class Alerter:
             for node, (commune, at) in seen.items():
                 if now - at > self.cfg.forget_after_s and self.inventory.node(node) is None:
                     continue  # a stranger heard once, long ago: not ours to watch
-                if taking_over:  # known, not alive: an alert restored above stays open
+                if taking_over and node not in rejudge:  # known, not alive: a restored alert stays open
                     self.engine.remember(node, commune, at)  # boards gone quiet while nobody judged
                 else:
                     self.engine.seen(node, commune, at)

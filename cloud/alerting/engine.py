@@ -526,6 +526,11 @@ class AlertEngine:
             n.offline = cause if cause in (Cause.WILL, Cause.SHUTDOWN) else None
             n.cause = cause
 
+    def forget_alert(self, key: str) -> None:
+        """Drop an alert this engine opened but nobody recorded (it was not the evaluator);
+        the next tick opens it again if its node or device is still down."""
+        self._alerts.pop(key, None)
+
     def remember(self, node: str, commune: str, last_seen: float) -> None:
         """A node known from the database (heard before this process started).
 

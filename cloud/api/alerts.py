@@ -84,14 +84,16 @@ class SilenceIn(BaseModel):
 
 class WindowIn(BaseModel):
     target_kind: Literal["device", "node", "site", "commune"]
-    target: str
+    target: str = Field(min_length=1, max_length=64)
     starts_at: datetime
     ends_at: datetime | None = Field(None, description="One-off: end. Recurring: last day it applies.")
-    weekdays: list[int] = Field(default_factory=list, description="Recurring: 0=Monday ... 6=Sunday.")
+    weekdays: list[Annotated[int, Field(ge=0, le=6)]] = Field(
+        default_factory=list, max_length=7, description="Recurring: 0=Monday ... 6=Sunday."
+    )
     local_start: str = Field("", pattern=r"^([01]\d|2[0-3]):[0-5]\d$|^$", description="Recurring: HH:MM.")
     duration_s: float = Field(0.0, ge=0, description="Recurring: length of each occurrence.")
-    tz: str = DEFAULT_TZ
-    comment: str = ""
+    tz: str = Field(DEFAULT_TZ, max_length=64)
+    comment: str = Field("", max_length=2000)
 
 
 class WindowOut(WindowIn):

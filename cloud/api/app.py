@@ -28,6 +28,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cloud.api.alerts import alerts_router
@@ -240,6 +241,15 @@ def create_app(
         ):
             return await http_exception_handler(request, exc)
         return await html_error(request, exc.status_code, str(exc.detail))
+
+    @app.exception_handler(DataError)
+    async def unstorable(request: Request, exc: DataError) -> Response:
+        """A value the database cannot hold: the request's fault, not the server's (PostgreSQL
+        refuses NUL in text, text longer than its column and numbers out of range, where SQLite
+        is lenient; the API's own limits catch most of them first)."""
+        log.warning("%s %s: value refused by the database: %s", request.method, request.url.path, exc.orig)
+        detail = "a value cannot be stored (too long, out of range, or containing a NUL character)"
+        return await http_error(request, HTTPException(422, detail))
 
     app.mount(
         "/static", StaticFiles(directory=Path(__file__).parent.parent / "web" / "static"), name="static"

@@ -2,9 +2,11 @@
 
 Every row carries the SHA-256 of its content chained to the previous row's hash, so a
 row edited or deleted behind the application's back breaks the chain at that row
-(:meth:`AuditTrail.verify` finds it). On SQLite, triggers also refuse UPDATE and DELETE
-outright; on PostgreSQL, grant the application's role INSERT and SELECT only. Entries
-are written by the one HTTP process (``cloud serve``), which serialises the chain.
+(:meth:`AuditTrail.verify` finds it). Triggers also refuse UPDATE and DELETE outright (and
+TRUNCATE on PostgreSQL; migrations 0001 and 0002). Appending reads the chain's head then
+inserts the next link, so writers take turns, or two would link to the same head and fork
+the chain: threads by a lock, processes (several ``cloud serve`` nodes, the ``users``
+command) by an advisory lock on PostgreSQL and by SQLite's write lock, taken first.
 
 Rows of hash version 2 (column ``v``) also cover the user agent; rows written before it
 (version 1, every field but the user agent) keep verifying as they were written.
@@ -54,12 +56,8 @@ HASH_VERSION: Final = 2
 
 _GENESIS = "0" * 64
 
-_SQLITE_GUARDS = (
-    "CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log "
-    "BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END",
-    "CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log "
-    "BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END",
-)
+#: The advisory lock a PostgreSQL writer holds while it extends the chain ("audi").
+_CHAIN_LOCK = 0x61756469
 
 FIELDS = (
     "id",
@@ -113,13 +111,9 @@ def _digest(
 class AuditTrail:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        # The chain's head is read then extended: one writer at a time (one HTTP process).
+        # The chain's head is read then extended: one writing thread at a time (see record).
         self._lock = threading.Lock()
         ensure_schema(engine, metadata)
-        if engine.dialect.name == "sqlite":
-            with engine.begin() as conn:
-                for ddl in _SQLITE_GUARDS:
-                    conn.execute(text(ddl))
 
     def record(
         self,
@@ -139,6 +133,10 @@ class AuditTrail:
         actor, action, target = actor[:64], action[:32], target[:128]
         commune, ip, user_agent = commune[:64], ip[:64], user_agent[:256]
         with self._lock, self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHAIN_LOCK})
+            elif conn.dialect.name == "sqlite":  # the write lock before the read, not after
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
             head = conn.execute(select(audit.c.hash).order_by(audit.c.id.desc()).limit(1)).scalar()
             prev = head or _GENESIS
             h = _digest(HASH_VERSION, prev, at, actor, action, target, commune, d, ip, user_agent)

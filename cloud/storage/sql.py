@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any, Literal, TypeVar
 
 from sqlalchemy import (
     BigInteger,
@@ -112,6 +113,15 @@ snapshots = Table(
     Column("size", Integer, nullable=False),
     Column("received_at", Float, nullable=False),
 )
+
+
+_S = TypeVar("_S", str, str | None)
+
+
+def _text(value: _S) -> _S:
+    """Text from the wire as SQL can hold it: PostgreSQL refuses NUL (SQLite does not), so it is
+    written ``\\x00`` on both (a dead letter's payload keeps the exact bytes)."""
+    return value.replace("\x00", "\\x00") if value else value
 
 
 @dataclass(slots=True)
@@ -247,28 +257,34 @@ def _status_newer(current: Any, new: Any) -> Any:
 
 class SqlStore:
     def __init__(self, url: str, *, password: str = "", busy_timeout_ms: int = 10_000) -> None:
+        self.engine: Engine = self.engine_for(url, password=password, busy_timeout_ms=busy_timeout_ms)
+        self.dialect = self.engine.dialect.name
+        self._create_schema()
+        self._sessions_known: set[tuple[str, str]] = set()  # node_sessions rows that exist
+
+    @staticmethod
+    def engine_for(url: str, *, password: str = "", busy_timeout_ms: int = 10_000) -> Engine:
+        """An engine with the cloud's settings; nothing is created or migrated yet."""
         u = make_url(url)
         if password:
             u = u.set(password=password)
-        self.dialect = u.get_backend_name()
-        if self.dialect == "sqlite" and u.database and u.database != ":memory:":
-            from pathlib import Path
-
+        if u.drivername == "postgresql":  # SQLAlchemy's default driver is psycopg2; we ship psycopg 3
+            u = u.set(drivername="postgresql+psycopg")
+        sqlite = u.get_backend_name() == "sqlite"
+        if sqlite and u.database and u.database != ":memory:":
             Path(u.database).parent.mkdir(parents=True, exist_ok=True)
-        self.engine: Engine = create_engine(u, pool_pre_ping=self.dialect != "sqlite")
-        if self.dialect == "sqlite":
-            timeout = busy_timeout_ms
+        engine = create_engine(u, pool_pre_ping=not sqlite)
+        if sqlite:
 
-            @event.listens_for(self.engine, "connect")
+            @event.listens_for(engine, "connect")
             def _pragmas(dbapi_conn: Any, _record: Any) -> None:
                 cur = dbapi_conn.cursor()
                 cur.execute("PRAGMA journal_mode=WAL")
-                cur.execute(f"PRAGMA busy_timeout={int(timeout)}")
+                cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
                 cur.execute("PRAGMA synchronous=FULL")  # dead letters are acked after this commit
                 cur.close()
 
-        self._create_schema()
-        self._sessions_known: set[tuple[str, str]] = set()  # node_sessions rows that exist
+        return engine
 
     def _create_schema(self) -> None:
         ensure_schema(self.engine, metadata)
@@ -319,8 +335,8 @@ class SqlStore:
                     stmt,
                     [
                         {
-                            "node": n,
-                            "commune": d.commune,
+                            "node": _text(n),
+                            "commune": _text(d.commune),
                             "known": int(d.known),
                             "messages": d.messages,
                             "dead_letters": d.dead_letters,
@@ -371,7 +387,7 @@ class SqlStore:
                         "status_ts": st.ts,
                         "status_reason": st.reason,
                         "status_at_ms": st.received_ms,
-                        "agent_version": st.agent_version,
+                        "agent_version": _text(st.agent_version),
                         "session": st.session,
                         "update_version": upd[0],
                         "update_state": upd[1],
@@ -388,9 +404,9 @@ class SqlStore:
                     [
                         {
                             "received_at": d.received_at,
-                            "topic": d.topic,
-                            "node_guess": d.node_guess,
-                            "reason": d.reason,
+                            "topic": _text(d.topic),
+                            "node_guess": _text(d.node_guess),
+                            "reason": _text(d.reason),
                             "size": len(d.payload),
                             "payload": d.payload,
                         }

@@ -115,6 +115,7 @@ class OutageRig:
     agents: dict[str, AgentProcess] = field(default_factory=dict)
     devices: dict[str, dict[str, Any]] = field(default_factory=dict)
     clouds: list[CloudProcess] = field(default_factory=list)  # all workers; ``cloud`` is the first
+    sql_url: str = ""  # the workers' database
 
     @classmethod
     @contextlib.contextmanager
@@ -129,11 +130,13 @@ class OutageRig:
         sink: WebhookSink | None = None,
         agent_overrides: dict[str, Any] | None = None,
         workers: int = 1,
+        sql_url: str | None = None,
     ) -> Iterator[OutageRig]:
         """Everything started; agents online and the cloud judging when it yields; all stopped after.
 
         With ``workers`` > 1, that many ``cloud serve`` processes share one subscription
-        (``mqtt.share_group``) and one SQL database, as a scaled-out deployment does.
+        (``mqtt.share_group``) and one SQL database, as a scaled-out deployment does. SQL is
+        a SQLite file in the run dir unless ``sql_url`` names another database.
         """
         own_influx = influx is None
         broker = Mosquitto(run_dir / "mosquitto").start()
@@ -151,6 +154,7 @@ class OutageRig:
             influx_password_file=None,
             state_dir=run_dir / "cloud",
             http_port=free_port(),
+            sql_url=sql_url,
         )
         if db.password:
             cfg["influx"]["password"] = db.password
@@ -162,7 +166,17 @@ class OutageRig:
                 cfg["mqtt"] = {**cfg["mqtt"], "client_id": f"ciot-cloud-rig-{i + 1}", "share_group": "rig"}
             clouds.append(CloudProcess.write(run_dir, cfg, name=f"cloud-{i + 1}" if i else "cloud").start())
         devices = {d["node"]: d for d in load_devices()}
-        rig = cls(run_dir, broker, db, clouds[0], sink, database, devices=devices, clouds=clouds)
+        rig = cls(
+            run_dir,
+            broker,
+            db,
+            clouds[0],
+            sink,
+            database,
+            devices=devices,
+            clouds=clouds,
+            sql_url=cfg["sql"]["url"],
+        )
         try:
             for node in nodes:
                 rig.start_agent(node, **(agent_overrides or {}))

@@ -18,12 +18,12 @@ from commune_iot.cli import build_parser
 
 
 @pytest.fixture
-async def api(tmp_path: Path) -> AsyncIterator[tuple[Runtime, httpx.AsyncClient]]:
+async def api(tmp_path: Path, sql_url: str) -> AsyncIterator[tuple[Runtime, httpx.AsyncClient]]:
     cfg = load_config(
         None,
         mqtt={"url": "mqtt://127.0.0.1:1", "client_id": "api-test"},
         influx={"spool_dir": tmp_path / "spool"},
-        sql={"url": f"sqlite:///{tmp_path / 'cloud.db'}"},
+        sql={"url": sql_url},
         snapshots_dir=tmp_path / "snapshots",
     )
     rt = Runtime(cfg)

@@ -1,10 +1,10 @@
-"""Alert lifecycle, maintenance windows, the evaluator lease and availability, on a real SQLite file."""
+"""Alert lifecycle, maintenance windows, the evaluator lease and availability, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -20,8 +20,10 @@ T0 = 1_800_000_000.0
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> AlertStore:
-    return AlertStore(SqlStore(f"sqlite:///{tmp_path / 'cloud.db'}").engine)
+def store(sql_url: str) -> Iterator[AlertStore]:
+    sql = SqlStore(sql_url)
+    yield AlertStore(sql.engine)
+    sql.dispose()
 
 
 def _open(node: str = "dr-cam-01", at: float = T0) -> Change:
@@ -106,17 +108,19 @@ def test_a_commune_alert_stands_for_the_devices_of_the_nodes_it_counted() -> Non
     assert devices_of("node", "not-in-inventory", [], inv) == [("not-in-inventory", "not-in-inventory")]
 
 
-def test_a_database_from_an_older_release_is_upgraded_in_place(tmp_path: Path) -> None:
-    """A deployment keeps its database across upgrades: a column added by a newer release
-    appears without losing the alerts already recorded."""
+def test_a_database_from_before_the_baseline_gains_the_columns_added_since(sql_url: str) -> None:
+    """A deployment keeps its database across upgrades: a database made before migrations
+    (no version) and before a column was added gets the column without losing the alerts
+    already recorded (tests/storage tests the upgrade from the baseline release itself)."""
     from sqlalchemy import text
 
-    url = f"sqlite:///{tmp_path / 'cloud.db'}"
+    url = sql_url
     store = AlertStore(SqlStore(url).engine)
     kept = store.apply(_open("dr-cam-02"))
     assert kept is not None
-    with store.engine.begin() as conn:  # what the previous release created
+    with store.engine.begin() as conn:  # what an older release created
         conn.execute(text("ALTER TABLE alerts DROP COLUMN detail"))
+        conn.execute(text("DROP TABLE alembic_version"))
     store.engine.dispose()
 
     upgraded = AlertStore(SqlStore(url).engine)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from alerting_helpers import inventory
 
@@ -41,12 +39,12 @@ def _health(node: str, seq: int, at: float) -> Converted:
 class Harness:
     def __init__(
         self,
-        tmp: Path,
+        sql_url: str,
         holder: str = "worker-a",
         cfg: AlertingConfig | None = None,
         alive: tuple[str, ...] = ("dr-cam-01", "dr-cam-02"),
     ) -> None:
-        sql = SqlStore(f"sqlite:///{tmp / 'cloud.db'}")
+        sql = SqlStore(sql_url)
         self.store = AlertStore(sql.engine)
         self.last_seen: dict[str, tuple[str, float]] = {}  # what the nodes table would say
         self.alerter = Alerter(
@@ -77,8 +75,8 @@ class Harness:
 
 
 @pytest.fixture
-def h(tmp_path: Path) -> Harness:
-    harness = Harness(tmp_path)
+def h(sql_url: str) -> Harness:
+    harness = Harness(sql_url)
     harness.run(60)  # settle after connecting
     return harness
 
@@ -138,9 +136,9 @@ def test_silenced_alert_gets_no_reminders(h: Harness) -> None:
     assert [k for k, _, _ in h.sent] == ["open"]
 
 
-def test_only_the_lease_holder_notifies_and_a_successor_takes_over_open_alerts(tmp_path: Path) -> None:
-    a = Harness(tmp_path, "worker-a")
-    b = Harness(tmp_path, "worker-b")
+def test_only_the_lease_holder_notifies_and_a_successor_takes_over_open_alerts(sql_url: str) -> None:
+    a = Harness(sql_url, "worker-a")
+    b = Harness(sql_url, "worker-b")
     for x in (a, b):
         x.run(60)
     for x in (a, b):
@@ -155,6 +153,50 @@ def test_only_the_lease_holder_notifies_and_a_successor_takes_over_open_alerts(t
     b.run(60)
     assert [(k, s) for k, s, _ in b.sent] == [("resolve", "dr-cam-01")]
     assert len(a.store.query()) == 1
+
+
+def test_an_outage_judged_while_no_evaluator_ran_is_recorded_by_the_successor(sql_url: str) -> None:
+    """The evaluator dies and a board goes silent. The other worker's engine judges it down
+    before the dead worker's lease lapses, but records nothing: it is not the evaluator. When
+    it takes the lease, it records and announces that alert: no outage is lost in a hand-over."""
+    cfg = AlertingConfig(reminder_s=600, lease_s=60.0)
+    a = Harness(sql_url, "worker-a", cfg)
+    b = Harness(sql_url, "worker-b", cfg)
+    a.run(60)
+    b.run(60)
+    # worker-a is dead from here on; dr-cam-01 goes silent
+    b.alive.discard("dr-cam-01")
+    b.run(30)  # down and past its grace for b's engine, but a's lease holds
+    assert b.sent == [] and b.store.query() == []
+    b.run(60)  # the lease lapses; b takes over
+    assert [(k, s) for k, s, _ in b.sent] == [("open", "dr-cam-01")]
+    assert [(r.subject, r.state) for r in b.store.query()] == [("dr-cam-01", "open")]
+    b.alive.add("dr-cam-01")
+    b.run(30)
+    assert [(k, s) for k, s, _ in b.sent] == [("open", "dr-cam-01"), ("resolve", "dr-cam-01")]
+
+
+def test_a_successor_does_not_announce_what_only_its_share_of_the_traffic_made_look_down(
+    sql_url: str,
+) -> None:
+    """Shared subscription: for a while worker-b hears nothing of dr-cam-01 (its messages go
+    to worker-a, which records them in the nodes table), so b's engine judges it down. a dies;
+    b takes over within seconds, judges again from the table, and announces nothing."""
+    cfg = AlertingConfig(reminder_s=600, lease_s=6.0)
+    a = Harness(sql_url, "worker-a", cfg)
+    b = Harness(sql_url, "worker-b", cfg)
+    b.alive.discard("dr-cam-01")  # not in b's share
+    for _ in range(100):  # in step: a holds the 6 s lease throughout
+        a.run(1)
+        b.run(1)
+        b.last_seen.update((n, a.last_seen[n]) for n in ["dr-cam-01"] if n in a.last_seen)  # a's records
+    assert b.alerter.engine.node_state("dr-cam-01") == "down" and a.sent == []
+    # a dies at its last step; the broker deals b the node's messages from now on
+    b.alive.add("dr-cam-01")
+    b.run(10)  # a's lease lapses within 6 s and b takes over
+    assert b.alerter.leader
+    b.run(30)
+    assert b.sent == [] and b.store.query() == []
 
 
 def test_device_problems_come_from_collector_points(h: Harness) -> None:
@@ -207,8 +249,8 @@ def test_a_dead_stream_is_one_critical_alert_not_also_slow_and_frozen(h: Harness
     assert [(r.problem, r.severity) for r in active] == [("stream_down", "critical")]
 
 
-def test_ap_silent_on_snmp_but_answering_ping_is_a_warning_not_an_outage(tmp_path: Path) -> None:
-    h = Harness(tmp_path)
+def test_ap_silent_on_snmp_but_answering_ping_is_a_warning_not_an_outage(sql_url: str) -> None:
+    h = Harness(sql_url)
     h.alive.add("dr-ap-01")
     h.alerter.observe([(_status("dr-ap-01", "online", "birth"), h.now)])
     h.run(60)
@@ -257,11 +299,11 @@ def test_clock_skew_and_outbox_backlog_are_information_with_figures(h: Harness) 
     assert h.store.query(state="active") == []
 
 
-def test_a_board_that_went_silent_while_the_cloud_was_down_is_still_alerted(tmp_path: Path) -> None:
+def test_a_board_that_went_silent_while_the_cloud_was_down_is_still_alerted(sql_url: str) -> None:
     """The cloud restarts; one board never speaks again. Nothing from it will ever arrive,
     so only the database can tell the new process it exists."""
     last_seen = {"dr-cam-01": ("da-ron", T0 - 600), "dr-cam-02": ("da-ron", T0 - 600)}
-    store = AlertStore(SqlStore(f"sqlite:///{tmp_path / 'cloud.db'}").engine)
+    store = AlertStore(SqlStore(sql_url).engine)
     cfg = AlertingConfig()
     alerter = Alerter(cfg, inventory(), store, "worker-a", last_seen_source=lambda: last_seen)
     now, sent = T0, []
@@ -277,14 +319,14 @@ def test_a_board_that_went_silent_while_the_cloud_was_down_is_still_alerted(tmp_
     assert now - T0 <= cfg.settle_s + 15 + cfg.grace_s + 2
 
 
-def test_an_alert_taken_over_stays_open_while_its_board_stays_silent(tmp_path: Path) -> None:
-    a = Harness(tmp_path, "worker-a")
+def test_an_alert_taken_over_stays_open_while_its_board_stays_silent(sql_url: str) -> None:
+    a = Harness(sql_url, "worker-a")
     a.run(60)
     a.alive.discard("dr-cam-01")
     a.run(30)
     assert [(k, s) for k, s, _ in a.sent] == [("open", "dr-cam-01")]
     # the process restarts (a new Alerter on the same database); dr-cam-01 stays silent
-    b = Harness(tmp_path, "worker-b", alive=("dr-cam-02",))
+    b = Harness(sql_url, "worker-b", alive=("dr-cam-02",))
     b.last_seen = dict(a.last_seen)  # the nodes table the new process reads
     b.now = a.now + 20  # the old lease lapses
     b.run(300)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
 from typing import Any
 
 from alerting_helpers import inventory
@@ -28,12 +27,12 @@ def _notice(i: int, kind: str = "open") -> Notice:
     return Notice(kind, i, f"node:n{i}", "node", f"n{i}", "da-ron", "silent", "critical", T0, T0 + 18)  # type: ignore[arg-type]
 
 
-def _queue(tmp: Path) -> SqlNoticeQueue:
-    return SqlNoticeQueue(SqlStore(f"sqlite:///{tmp / 'cloud.db'}").engine)
+def _queue(sql_url: str) -> SqlNoticeQueue:
+    return SqlNoticeQueue(SqlStore(sql_url).engine)
 
 
 async def test_a_notice_still_failing_when_the_cloud_stops_is_sent_once_after_the_restart(
-    tmp_path: Path,
+    sql_url: str,
 ) -> None:
     accepting = False
 
@@ -42,7 +41,7 @@ async def test_a_notice_still_failing_when_the_cloud_stops_is_sent_once_after_th
 
     with local_http(respond) as server:
         first = Dispatcher(
-            [WebhookNotifier(WebhookConfig(url=server.url, retry=FAST))], inventory(), queue=_queue(tmp_path)
+            [WebhookNotifier(WebhookConfig(url=server.url, retry=FAST))], inventory(), queue=_queue(sql_url)
         )
         first.start()
         first.queue.put("webhook", _notice(7), time.time())
@@ -52,7 +51,7 @@ async def test_a_notice_still_failing_when_the_cloud_stops_is_sent_once_after_th
         refused = len(server.requests)
 
         accepting = True
-        queue = _queue(tmp_path)  # a new process on the same database
+        queue = _queue(sql_url)  # a new process on the same database
         second = Dispatcher(
             [WebhookNotifier(WebhookConfig(url=server.url, retry=FAST))], inventory(), queue=queue
         )
@@ -65,9 +64,9 @@ async def test_a_notice_still_failing_when_the_cloud_stops_is_sent_once_after_th
     assert log["state"] == "sent" and log["attempts"] >= 3 and "503" in log["last_error"]
 
 
-async def test_two_workers_on_one_database_send_each_notice_once_and_in_order(tmp_path: Path) -> None:
+async def test_two_workers_on_one_database_send_each_notice_once_and_in_order(sql_url: str) -> None:
     with local_http(lambda _r, _i: (200, {})) as server:
-        queues = [_queue(tmp_path), _queue(tmp_path)]
+        queues = [_queue(sql_url), _queue(sql_url)]
         workers = [
             Dispatcher([WebhookNotifier(WebhookConfig(url=server.url, retry=FAST))], inventory(), queue=q)
             for q in queues
@@ -84,10 +83,10 @@ async def test_two_workers_on_one_database_send_each_notice_once_and_in_order(tm
     assert sorted(ids) == list(range(30))  # none lost, none twice
 
 
-def test_an_alert_and_its_notices_are_recorded_together(tmp_path: Path) -> None:
+def test_an_alert_and_its_notices_are_recorded_together(sql_url: str) -> None:
     """What the evaluator decides to send is in the outbox when its step returns: a crash
     after that point cannot lose the notice, and the alert says it was announced."""
-    sql = SqlStore(f"sqlite:///{tmp_path / 'cloud.db'}")
+    sql = SqlStore(sql_url)
     store = AlertStore(sql.engine)
     queue = SqlNoticeQueue(sql.engine)
     channels = {"people": ["webhook", "email"], "records": ["influx-outages"]}

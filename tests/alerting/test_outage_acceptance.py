@@ -10,9 +10,9 @@ Only ``settle_s`` is shortened to 15 s (agents here reconnect within 10 s); see
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
-import sqlite3
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -26,8 +26,10 @@ import paho.mqtt.client as mqtt
 import pytest
 from aiosmtpd.controller import Controller
 from paho.mqtt.enums import CallbackAPIVersion
+from sqlalchemy import Engine, text
 from support import influx_query
 
+from cloud.storage.sql import SqlStore
 from commune_iot.bench.outage import OutageRig, WebhookSink
 from commune_iot.fleet import AgentProcess, CloudProcess, edge_config
 from commune_iot.localsvc import InfluxDB, free_port
@@ -239,57 +241,89 @@ def test_webhook_and_email_get_exactly_the_expected_messages_and_a_dead_webhook_
     assert body is not None and "Sau " in body.get_content()
 
 
-def _outbox_states(rig: OutageRig) -> set[str]:
-    with sqlite3.connect(rig.run_dir / "cloud" / "ciot-cloud.db") as db:
-        return {r[0] for r in db.execute("SELECT state FROM notice_outbox")}
+def _outbox_states(engine: Engine) -> set[str]:
+    with engine.connect() as conn:
+        return {r[0] for r in conn.execute(text("SELECT state FROM notice_outbox"))}
 
 
-def _lease_holder(rig: OutageRig) -> str:
-    with sqlite3.connect(rig.run_dir / "cloud" / "ciot-cloud.db") as db:
-        row = db.execute("SELECT holder FROM alert_leases WHERE name = 'alert-evaluator'").fetchone()
-    return str(row[0]) if row else ""
+def _lease_holder(engine: Engine) -> str:
+    with engine.connect() as conn:
+        q = text("SELECT holder FROM alert_leases WHERE name = 'alert-evaluator'")
+        return str(conn.execute(q).scalar() or "")
 
 
 @pytest.mark.slow
-def test_two_cloud_workers_alert_once_and_the_survivor_resolves_when_the_evaluator_dies(
-    rig_dir: Path, influx_server: InfluxDB, influx_db: str
+@pytest.mark.sql("postgresql")
+def test_two_cloud_nodes_alert_once_and_the_survivor_takes_over_within_30s_when_the_evaluator_dies(
+    rig_dir: Path, influx_server: InfluxDB, influx_db: str, sql_url: str
 ) -> None:
-    """Scaled out: two ``cloud serve`` processes on one shared subscription and one database.
-    Each hears only part of the traffic, one holds the evaluator lease. A frozen board is
-    announced once; the evaluator is killed (-9) while the alert is open; the survivor takes
-    over, keeps the alert, and announces the recovery once. The board that stays healthy
-    throughout never raises an alert, although half its heartbeats went to either worker."""
+    """Two ``cloud serve`` nodes on one PostgreSQL and one InfluxDB, on the shared
+    subscription: each hears part of the traffic, one holds the evaluator lease. A frozen
+    board is announced once. The evaluator node is killed (-9) at a random instant of its
+    lease's renewal cycle while that alert is open, and a second board goes silent at once,
+    while nobody evaluates. The survivor takes the lease within 30 s, keeps the first alert,
+    raises the second (none lost) and announces each recovery once; no notice is sent twice,
+    and the board that stays healthy never raises an alert."""
     with OutageRig.running(
-        rig_dir, ["dr-ap-01", "tt-ap-01"], influx=influx_server, database=influx_db, workers=2
+        rig_dir,
+        ["dr-ap-01", "tt-ap-01", "lx-ap-01"],
+        influx=influx_server,
+        database=influx_db,
+        workers=2,
+        sql_url=sql_url,
     ) as rig:
-        frozen_at = rig.freeze("dr-ap-01")
-        rig.sink.wait_for(lambda n: n["subject"] == "dr-ap-01", 30, "about the frozen agent")
-        # Killed after it recorded the delivery: a worker killed between sending and
-        # recording is the at-least-once case (its successor sends again; documented).
-        deadline = time.monotonic() + 10
-        while _outbox_states(rig) != {"sent"} and time.monotonic() < deadline:
-            time.sleep(0.1)
-        holder = _lease_holder(rig)
-        leader = rig.clouds[0] if holder.endswith("-1") else rig.clouds[1]
-        assert leader.proc is not None
-        os.killpg(leader.proc.pid, signal.SIGKILL)  # the process and its MQTT receiver
-        leader.proc.wait(10)
-        survivor = next(c for c in rig.clouds if c is not leader)
-        deadline = time.monotonic() + 40
-        while _lease_holder(rig) == holder and time.monotonic() < deadline:
-            time.sleep(0.5)
-        assert _lease_holder(rig) not in ("", holder), "the survivor did not take the evaluator lease"
-        deadline = time.monotonic() + 20  # the survivor judges with the alert it inherited
-        while not _down(survivor, "da-ron") and time.monotonic() < deadline:
-            time.sleep(0.5)
-        assert _down(survivor, "da-ron") == 1
-        thawed_at = rig.thaw("dr-ap-01")
-        rig.sink.wait_for(_resolved("dr-ap-01", thawed_at), 60, "resolved by the survivor")
-        time.sleep(5)  # an absence cannot be awaited: a duplicate would arrive within this
-        alerts = survivor.get_json("/api/v1/alerts")
-    assert _kinds(rig.sink) == [("open", "node", "dr-ap-01"), ("resolve", "node", "dr-ap-01")]
+        engine = SqlStore.engine_for(rig.sql_url)
+        try:
+            frozen_at = rig.freeze("dr-ap-01")
+            rig.sink.wait_for(lambda n: n["subject"] == "dr-ap-01", 30, "about the frozen agent")
+            # Killed after it recorded the delivery: a node killed between sending and
+            # recording is the at-least-once case (its successor sends again; documented).
+            deadline = time.monotonic() + 10
+            while _outbox_states(engine) != {"sent"} and time.monotonic() < deadline:
+                time.sleep(0.1)
+            holder = _lease_holder(engine)
+            leader = rig.clouds[0] if holder.endswith("-1") else rig.clouds[1]
+            survivor = next(c for c in rig.clouds if c is not leader)
+            time.sleep(random.uniform(0.0, 5.0))  # anywhere in the lease's 5 s renewal cycle
+            assert leader.proc is not None
+            os.killpg(leader.proc.pid, signal.SIGKILL)  # the process and its MQTT receiver
+            killed_at = time.monotonic()
+            silent_at = rig.freeze("lx-ap-01")  # goes silent while nobody evaluates
+            leader.proc.wait(10)
+            while _lease_holder(engine) == holder and time.monotonic() < killed_at + 40:
+                time.sleep(0.2)
+            takeover_s = time.monotonic() - killed_at
+            assert _lease_holder(engine) not in ("", holder), "the survivor did not take the evaluator lease"
+            assert takeover_s <= 30.0, f"the survivor took over after {takeover_s:.1f} s"
+            lost = rig.sink.wait_for(
+                lambda n: n["subject"] == "lx-ap-01", 40, "about the board gone silent without an evaluator"
+            )
+            deadline = time.monotonic() + 20  # the survivor judges with the alert it inherited
+            while not _down(survivor, "da-ron") and time.monotonic() < deadline:
+                time.sleep(0.5)
+            assert _down(survivor, "da-ron") == 1
+            thawed_at = rig.thaw("dr-ap-01")
+            rig.thaw("lx-ap-01")
+            rig.sink.wait_for(_resolved("dr-ap-01", thawed_at), 60, "resolved by the survivor")
+            rig.sink.wait_for(_resolved("lx-ap-01", thawed_at), 60, "resolved by the survivor")
+            time.sleep(5)  # an absence cannot be awaited: a duplicate would arrive within this
+            alerts = survivor.get_json("/api/v1/alerts")
+        finally:
+            engine.dispose()
+    print(f"\ntakeover {takeover_s:.1f} s after kill -9; alert for the board silent meanwhile "
+          f"{lost.at - silent_at:.1f} s after it went silent")  # fmt: skip
+    assert sorted(_kinds(rig.sink)) == [
+        ("open", "node", "dr-ap-01"),
+        ("open", "node", "lx-ap-01"),
+        ("resolve", "node", "dr-ap-01"),
+        ("resolve", "node", "lx-ap-01"),
+    ]
     assert frozen_at < rig.sink.notices()[0].at <= frozen_at + 20.0
-    assert [(a["subject"], a["state"]) for a in alerts] == [("dr-ap-01", "resolved")]
+    assert lost.notice["kind"] == "open" and lost.at - silent_at <= 30.0 + 20.0
+    assert sorted((a["subject"], a["state"]) for a in alerts) == [
+        ("dr-ap-01", "resolved"),
+        ("lx-ap-01", "resolved"),
+    ]
 
 
 def _down(cloud: CloudProcess, commune: str) -> int:

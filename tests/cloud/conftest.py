@@ -14,7 +14,7 @@ from commune_iot.localsvc import InfluxDB, Mosquitto
 
 
 @pytest.fixture
-def make_config(tmp_path: Path, mosquitto: Mosquitto, influx_db: str) -> MakeConfig:
+def make_config(tmp_path: Path, mosquitto: Mosquitto, influx_db: str, sql_url: str) -> MakeConfig:
     """Config for a worker; pass ``influx=`` to use another server, ``client_id=`` per worker."""
 
     def make(influx: InfluxDB, client_id: str = "test-worker", **mqtt: object) -> CloudConfig:
@@ -32,7 +32,7 @@ def make_config(tmp_path: Path, mosquitto: Mosquitto, influx_db: str) -> MakeCon
                 "retry_max_s": 1.0,
                 "spool_dir": tmp_path / "spool",
             },
-            sql={"url": f"sqlite:///{tmp_path / 'cloud.db'}"},
+            sql={"url": sql_url},
             snapshots_dir=tmp_path / "snapshots",
         )
 

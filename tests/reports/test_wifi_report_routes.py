@@ -48,11 +48,11 @@ def _paths(app: FastAPI) -> list[str]:
 
 
 @pytest.fixture
-async def service(tmp_path: Path, influx_server: InfluxDB, influx_db: str) -> Any:
+async def service(tmp_path: Path, influx_server: InfluxDB, influx_db: str, sql_url: str) -> Any:
     cfg = load_config(None, reports={"output_dir": tmp_path / "reports"})
     inventory = load_inventory(cfg.inventory)
     svc, _ = await small_fleet_report(influx_server, influx_db, inventory, cfg, days=2)
-    svc.store = ReportStore(create_engine(f"sqlite:///{tmp_path / 'cloud.db'}"), cfg.reports.output_dir)
+    svc.store = ReportStore(create_engine(sql_url), cfg.reports.output_dir)
     yield svc
     await svc.influx.aclose()
 
@@ -148,7 +148,9 @@ async def test_monthly_job_start_and_stop(service: ReportService) -> None:
     assert [(k.period, k.state) for k in service.store.list()] == [("2026-11", "done")]
 
 
-async def test_reports_runtime_contract(tmp_path: Path, influx_server: InfluxDB, influx_db: str) -> None:
+async def test_reports_runtime_contract(
+    tmp_path: Path, influx_server: InfluxDB, influx_db: str, sql_url: str
+) -> None:
     """What the lead wires into the cloud process: create, start (CQs + monthly task), stop."""
     from cloud.reports.runtime import ReportsRuntime
     from cloud.storage.influx import InfluxClient
@@ -159,7 +161,7 @@ async def test_reports_runtime_contract(tmp_path: Path, influx_server: InfluxDB,
         reports={"output_dir": tmp_path / "reports", "monthly_check_s": 3600},
     )
     inventory = load_inventory(cfg.inventory)
-    engine = create_engine(f"sqlite:///{tmp_path / 'cloud.db'}")
+    engine = create_engine(sql_url)
     async with InfluxClient(
         influx_server.url, username=influx_server.username, password=influx_server.password
     ) as influx:

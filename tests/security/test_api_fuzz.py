@@ -44,19 +44,21 @@ EXAMPLES_ANONYMOUS = 10
 
 
 @pytest.fixture
-def api(mosquitto: Mosquitto, influx_server: InfluxDB, tmp_path: Path) -> Iterator[tuple[Any, Runtime]]:
+def api(
+    mosquitto: Mosquitto, influx_server: InfluxDB, influx_db: str, tmp_path: Path, sql_url: str
+) -> Iterator[tuple[Any, Runtime]]:
     cfg = load_config(
         None,
         mqtt={"url": mosquitto.url, "client_id": "fuzz-api", "commit_interval_ms": 5},
         influx={
             "url": influx_server.url,
-            "database": "t_api_fuzz",
+            "database": influx_db,
             "username": influx_server.username,
             "password": influx_server.password,
             "spool_dir": tmp_path / "spool",
             "self_metrics_s": 0,
         },
-        sql={"url": f"sqlite:///{tmp_path / 'cloud.db'}"},
+        sql={"url": sql_url},
         snapshots_dir=tmp_path / "snapshots",
         events={"exports_dir": tmp_path / "exports", "signing_key_file": tmp_path / "keys" / "evidence.pem"},
     )

@@ -385,8 +385,8 @@ def _dead_count(sql: SqlStore) -> int:
         return int(conn.execute(select(func.count()).select_from(dead_letters)).scalar_one())
 
 
-def test_ten_thousand_hostile_payloads_in_process(tmp_path: Path) -> None:
-    sql = SqlStore(f"sqlite:///{tmp_path / 'cloud.db'}")
+def test_ten_thousand_hostile_payloads_in_process(tmp_path: Path, sql_url: str) -> None:
+    sql = SqlStore(sql_url)
     journal = Journal(tmp_path / "journal")
     worker = IngestWorker(
         MqttConfig(),
@@ -480,7 +480,7 @@ def _publish_all(port: int, messages: list[tuple[str, bytes]]) -> None:
 
 
 async def test_hostile_payloads_through_the_real_broker(
-    mosquitto: Mosquitto, influx_server: InfluxDB, tmp_path: Path
+    mosquitto: Mosquitto, influx_server: InfluxDB, influx_db: str, tmp_path: Path, sql_url: str
 ) -> None:
     hostile = _collect(10)
     assert len(hostile) == 200
@@ -490,14 +490,14 @@ async def test_hostile_payloads_through_the_real_broker(
         mqtt={"url": mosquitto.url, "client_id": "hostile-ingest", "commit_interval_ms": 5},
         influx={
             "url": influx_server.url,
-            "database": "t_hostile_broker",
+            "database": influx_db,
             "username": influx_server.username,
             "password": influx_server.password,
             "flush_interval_s": 0.05,
             "spool_dir": tmp_path / "spool",
             "self_metrics_s": 0,
         },
-        sql={"url": f"sqlite:///{tmp_path / 'cloud.db'}"},
+        sql={"url": sql_url},
         snapshots_dir=tmp_path / "snapshots",
     )
     rt = Runtime(cfg, role="hostile")
@@ -518,7 +518,7 @@ async def test_hostile_payloads_through_the_real_broker(
         while time.monotonic() < deadline:
             stored = 0
             for m in ("health", "ap", "ap_radio", "motion"):
-                series = influx_query(influx_server, "t_hostile_broker", f'SELECT COUNT(*) FROM "{m}"')
+                series = influx_query(influx_server, influx_db, f'SELECT COUNT(*) FROM "{m}"')
                 if series:
                     stored += max(v for v in series[0]["values"][0][1:] if v is not None)
             if stored >= lines:

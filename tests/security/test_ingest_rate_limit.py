@@ -112,9 +112,9 @@ def test_defaults_are_documented_in_the_sample() -> None:
     assert cfg.ingest.rate_limit == CloudConfig().ingest.rate_limit
 
 
-def test_flooding_becomes_a_device_problem(tmp_path: Path) -> None:
+def test_flooding_becomes_a_device_problem(sql_url: str) -> None:
     inventory = load_inventory(REPO / "firmware_config" / "inventory.yaml")
-    sql = SqlStore(f"sqlite:///{tmp_path / 'c.db'}")
+    sql = SqlStore(sql_url)
     node = inventory.nodes[0].id
     alerter = Alerter(AlertingConfig(), inventory, AlertStore(sql.engine), "test")
     alerter.flooding([FloodReport(node, True, 9000.0, 5000, 5000, 1.0)], 100.0)

@@ -7,6 +7,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from sqlalchemy import text
 from web_helpers import camera_event, publish, replayed
 from web_portal import Portal
 
@@ -48,8 +49,8 @@ def test_replayed_and_reordered_messages_update_one_event(portal: Portal) -> Non
         mine = [e for e in page["events"] if e["event_id"] == ev.event_id]
         sql = SqlStore(portal.sql_url)
         with sql.engine.connect() as conn:
-            messages = conn.exec_driver_sql(
-                "SELECT messages FROM events WHERE event_id = ?", (ev.event_id,)
+            messages = conn.execute(
+                text("SELECT messages FROM events WHERE event_id = :id"), {"id": ev.event_id}
             ).scalar_one()
         sql.dispose()
         if messages >= 9 or time.monotonic() > deadline:
@@ -85,8 +86,8 @@ def _record(device: str, n: int, start: float, node: str | None = None) -> Event
     )
 
 
-def test_a_board_cannot_overwrite_another_cameras_event(tmp_path: Path) -> None:
-    sql = SqlStore(f"sqlite:///{tmp_path / 'c.db'}")
+def test_a_board_cannot_overwrite_another_cameras_event(sql_url: str) -> None:
+    sql = SqlStore(sql_url)
     store = EventStore(sql.engine)
     from cloud.storage.sql import BatchUpdate
 
@@ -100,8 +101,8 @@ def test_a_board_cannot_overwrite_another_cameras_event(tmp_path: Path) -> None:
     sql.dispose()
 
 
-def test_retention_deletes_old_events_but_keeps_exported_and_kept_ones(tmp_path: Path) -> None:
-    sql = SqlStore(f"sqlite:///{tmp_path / 'c.db'}")
+def test_retention_deletes_old_events_but_keeps_exported_and_kept_ones(tmp_path: Path, sql_url: str) -> None:
+    sql = SqlStore(sql_url)
     snaps = SnapshotStore(tmp_path / "snapshots")
     store = EventStore(sql.engine)
     exports = EvidenceExports(
