@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 def _engine(args: argparse.Namespace) -> Engine:
     from cloud.config import load_config
-    from commune_iot import logs
+    from wire import logs
 
     logs.setup()
     from cloud.storage.sql import SqlStore

@@ -23,7 +23,15 @@ def test_nul_from_the_wire_is_stored_escaped_on_both_engines(sql_url: str) -> No
         BatchUpdate(
             statuses=[
                 StatusUpdate(
-                    "dr-ap-01", "da-ron", True, "online", "birth", time.time(), "1.0\x00evil", "ab12cd34"
+                    "dr-ap-01",
+                    "da-ron",
+                    True,
+                    "online",
+                    "birth",
+                    time.time(),
+                    "1.0\x00evil",
+                    "ab12cd34",
+                    int(time.time() * 1000),
                 )
             ],
             dead=[DeadLetter("ciot/v1/da-ron/dr-ap-01/health\x00", "dr-ap-01", "bad \x00", b"\x00raw\x00")],
