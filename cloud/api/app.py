@@ -42,7 +42,8 @@ from cloud.events.retention import retention_loop
 from cloud.reports.router import wifi_reports_router
 from cloud.reports.runtime import ReportsRuntime
 from cloud.runtime import Runtime
-from cloud.web.pages import html_error, pages_router
+from cloud.web.errors import html_error, html_validation_error
+from cloud.web.pages import WebChrome, pages_router
 from cloud.web.services import WebServices
 
 log = logging.getLogger(__name__)
@@ -168,7 +169,13 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
     app.state.web = web
     http = runtime.cfg.http
     technician = [Depends(require(Perm.DEVICES))]
-    app.add_exception_handler(RequestValidationError, validation_error)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_input(request: Request, exc: RequestValidationError) -> Response:
+        if _json_path(request.url.path):
+            return await validation_error(request, exc)
+        return await html_validation_error(request, exc)
+
     # Just inside the security headers: an oversized request is refused before routing or a login
     # check (outside them, its error raised while reading would reach FastAPI in an ExceptionGroup).
     app.add_middleware(BodyLimit, max_bytes=http.max_body_bytes, max_auth_bytes=http.max_auth_body_bytes)
@@ -189,7 +196,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         audit_refusal(request, exc.status_code)
-        if request.url.path.startswith("/api/") or request.url.path in {"/healthz", "/readyz", "/metrics"}:
+        if _json_path(request.url.path):
             return await http_exception_handler(request, exc)
         if (
             not isinstance(exc, HTTPException)
@@ -197,7 +204,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
             and request.url.path.startswith("/static/")
         ):
             return await http_exception_handler(request, exc)
-        return await html_error(request, exc.status_code, str(exc.detail))
+        return await html_error(request, exc)
 
     app.mount(
         "/static", StaticFiles(directory=Path(__file__).parent.parent / "web" / "static"), name="static"
@@ -281,7 +288,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
     app.include_router(session_router())
     app.include_router(events_router())
     app.include_router(audit_router())
-    app.include_router(wifi_reports_router(reports.service, _audited_reports))
+    app.include_router(wifi_reports_router(reports.service, _audited_reports, WebChrome()))
     app.include_router(pages_router())
 
     @app.get(
@@ -294,6 +301,11 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
         return PlainTextResponse(runtime.metrics_text(), media_type="text/plain; version=0.0.4")
 
     return app
+
+
+def _json_path(path: str) -> bool:
+    """Routes for programs (JSON errors); every other path is a page (HTML errors)."""
+    return path.startswith("/api/") or path in {"/healthz", "/readyz", "/metrics", "/openapi.json"}
 
 
 async def _flush_refusals(web: WebServices, every_s: float = 15.0) -> None:
