@@ -236,6 +236,7 @@ def pages_router() -> APIRouter:
         before, after = await asyncio.to_thread(svc.events.neighbours, ev)
         audit(request, p, "event_view", f"event:{ev.id}", commune=ev.commune)
         day = datetime.fromtimestamp(ev.start, LOCAL_TZ).date().isoformat()
+        people = await asyncio.to_thread(svc.people)
         return render(
             request,
             "event.html",
@@ -246,6 +247,7 @@ def pages_router() -> APIRouter:
             after=after,
             has_snapshot=has_snapshot(request, ev),
             day=day,
+            people=people,
         )
 
     @r.post("/events/{event_pk}/review")
