@@ -18,8 +18,10 @@ TEST_APT_PACKAGES=(snmpd snmp iputils-ping)
 # (H.264 parse/payload from plugins-base/-good/-bad, x264enc from -ugly for test clips);
 TEST_APT_PACKAGES+=(gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-base
   gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav)
-# the web UI's browser tests drive Debian's chromium.
+# the web UI's browser tests drive Debian's chromium;
 TEST_APT_PACKAGES+=(chromium)
+# the report tests print the XLSX with LibreOffice Calc (headless) and read the PDF with poppler.
+TEST_APT_PACKAGES+=(libreoffice-calc poppler-utils)
 # Debian enables and starts these packages' own services; the demo and the tests never use
 # them (they run their own instances on free loopback ports), so the ones installed here
 # are stopped and disabled again: no unused broker or database (InfluxDB: every interface, no

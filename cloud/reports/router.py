@@ -151,11 +151,11 @@ def wifi_reports_router(
             q["commune"] = commune
         other: Lang = "en" if lang == "vi" else "vi"
         links = [
-            ("/reports", t("kept_reports", lang)),
             ("/reports/wifi.xlsx?" + urlencode({**q, "lang": lang}), "XLSX"),
             ("/reports/wifi.csv?" + urlencode({**q, "lang": lang}), "CSV"),
         ]
-        if chrome is None:  # the app's header has the language switch
+        if chrome is None:  # else the app's header links the kept reports and switches language
+            links.append(("/reports", t("kept_reports", lang)))
             links.append(("/reports/wifi?" + urlencode({**q, "lang": other}), other.upper()))
         inner = "".join(f'<a href="{escape(h)}">{escape(x)}</a>' for h, x in links)
         refresh = (

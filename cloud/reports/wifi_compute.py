@@ -24,6 +24,10 @@ definitions are repeated in ``docs/reports.md`` and in the report's footnotes.
   falls within unknown time counts as unknown. Availability = (measured - unknown - down)
   / (measured - unknown); measured = the period up to now. Groups add up the times. An AP
   with neither readings nor outage records in the period is *no data* and left out.
+* **Coverage** = buckets with client readings / buckets of the measured part of the period
+  (summed over a group's APs), beside availability: how much of the period the figures rest on.
+* **No data is None**, never 0: client-hours without client readings, traffic without counter
+  readings, availability, outages and down/unknown time of an AP that was not heard at all.
 """
 
 from __future__ import annotations

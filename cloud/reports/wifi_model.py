@@ -91,7 +91,10 @@ class Rollups(BaseModel):
         description="Local end of the last whole 15-minute bucket the figures cover (the period's end "
         "for a past period)."
     )
-    checked: bool = Field(description="The rollups were compared with the raw readings for this build.")
+    checked: bool = Field(
+        description="The rollups were compared with the raw readings (or all re-aggregated) for this "
+        "build; false: the check failed (see error)."
+    )
     stale_days: list[date] = Field(
         default_factory=list,
         description="Local days (of the period and the previous one) whose rollups lacked readings.",

@@ -16,6 +16,12 @@ from web_portal import PASSWORDS, Portal
 from cloud.events.evidence import verify_export
 from cloud.events.store import LOCAL_TZ
 
+#: An image's load, awaited (resolves false if it fails to load).
+LOADED = """img => img.complete ? img.naturalWidth > 0 : new Promise(done => {
+  img.addEventListener("load", () => done(img.naturalWidth > 0));
+  img.addEventListener("error", () => done(false));
+})"""
+
 
 def test_police_officer_filters_reviews_notes_and_exports_evidence(portal: Portal) -> None:
     admin = portal.api("admin")
@@ -46,7 +52,7 @@ def test_police_officer_filters_reviews_notes_and_exports_evidence(portal: Porta
         assert page.inner_text("#result-count") == "2 sự kiện"
         rows = page.locator("tr.event-row")
         assert rows.count() == 2
-        assert page.locator("td.thumb img").first.evaluate("img => img.complete && img.naturalWidth > 0")
+        assert page.locator("td.thumb img").first.evaluate(LOADED)  # lazy: may still be on its way
         page.screenshot(path=str(portal.artifacts / "events-list.png"), full_page=True)
 
         # Open the 13:00 event: the snapshot and its boxes are shown.
