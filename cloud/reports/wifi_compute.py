@@ -233,7 +233,7 @@ def metrics_of(figs: Sequence[ApFigures], period: Period) -> Metrics:
         traffic_in_bytes=_sum_if(figs, lambda f: f.has_traffic, lambda f: f.traffic_in),
         traffic_out_bytes=_sum_if(figs, lambda f: f.has_traffic, lambda f: f.traffic_out),
         availability_pct=(known - down) / known * 100 if known > 0 else None,
-        coverage_pct=min(100.0, sum(f.buckets for f in figs) / expected * 100) if expected else None,
+        coverage_pct=sum(f.buckets for f in figs) / expected * 100 if expected else None,
         down_s=down / 1000 if judged else None,
         unknown_s=unknown / 1000 if judged else None,
         outages=sum(f.outages for f in judged) if judged else None,
