@@ -21,6 +21,8 @@ TEST_APT_PACKAGES+=(gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gi gstr
 # The web UI's browser tests drive Debian's chromium; the SQL tests run on SQLite and on a
 # PostgreSQL cluster of their own (initdb + postgres on a free port).
 TEST_APT_PACKAGES+=(chromium postgresql)
+# the report tests print the XLSX with LibreOffice Calc (headless) and read the PDF with poppler.
+TEST_APT_PACKAGES+=(libreoffice-calc poppler-utils)
 # Debian enables and starts these packages' own services; the demo and the tests never use
 # them (they run their own instances on free loopback ports), so the ones installed here
 # are stopped and disabled again: no unused broker or database (InfluxDB: every interface, no

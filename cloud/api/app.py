@@ -49,7 +49,8 @@ from cloud.fleet.updates import Updates
 from cloud.reports.router import wifi_reports_router
 from cloud.reports.runtime import ReportsRuntime
 from cloud.runtime import Runtime
-from cloud.web.pages import html_error, pages_router
+from cloud.web.errors import html_error, html_validation_error
+from cloud.web.pages import WebChrome, pages_router
 from cloud.web.services import WebServices
 
 log = logging.getLogger(__name__)
@@ -211,7 +212,13 @@ def create_app(
     app.state.web = web
     http = runtime.cfg.http
     technician = [Depends(require(Perm.DEVICES))]
-    app.add_exception_handler(RequestValidationError, validation_error)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_input(request: Request, exc: RequestValidationError) -> Response:
+        if _json_path(request.url.path):
+            return await validation_error(request, exc)
+        return await html_validation_error(request, exc)
+
     # Just inside the security headers: an oversized request is refused before routing or a login
     # check (outside them, its error raised while reading would reach FastAPI in an ExceptionGroup).
     app.add_middleware(BodyLimit, max_bytes=http.max_body_bytes, max_auth_bytes=http.max_auth_body_bytes)
@@ -232,7 +239,7 @@ def create_app(
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         audit_refusal(request, exc.status_code)
-        if request.url.path.startswith("/api/") or request.url.path in {"/healthz", "/readyz", "/metrics"}:
+        if _json_path(request.url.path):
             return await http_exception_handler(request, exc)
         if (
             not isinstance(exc, HTTPException)
@@ -240,7 +247,7 @@ def create_app(
             and request.url.path.startswith("/static/")
         ):
             return await http_exception_handler(request, exc)
-        return await html_error(request, exc.status_code, str(exc.detail))
+        return await html_error(request, exc)
 
     @app.exception_handler(DataError)
     async def unstorable(request: Request, exc: DataError) -> Response:
@@ -339,7 +346,7 @@ def create_app(
     app.include_router(events_router())
     app.include_router(audit_router())
     app.include_router(releases_router(updates))
-    app.include_router(wifi_reports_router(reports.service, _audited_reports))
+    app.include_router(wifi_reports_router(reports.service, _audited_reports, WebChrome()))
     if fleet is not None:
         app.include_router(fleet_router(fleet))
     app.include_router(pages_router())
@@ -354,6 +361,11 @@ def create_app(
         return PlainTextResponse(runtime.metrics_text(), media_type="text/plain; version=0.0.4")
 
     return app
+
+
+def _json_path(path: str) -> bool:
+    """Routes for programs (JSON errors); every other path is a page (HTML errors)."""
+    return path.startswith("/api/") or path in {"/healthz", "/readyz", "/metrics", "/openapi.json"}
 
 
 async def _flush_refusals(web: WebServices, every_s: float = 15.0) -> None:

@@ -20,6 +20,7 @@ from cloud.auth.principal import Principal
 from cloud.auth.roles import Perm
 from cloud.events.evidence import ExportRecord
 from cloud.events.store import LOCAL_TZ, Event, EventFilter, Note, Page
+from cloud.httperrors import Problem
 from cloud.inventory import Device
 from cloud.storage.thumbnails import thumbnail
 
@@ -178,7 +179,9 @@ def _minutes(hhmm: str | None, name: str) -> int | None:
     try:
         t = time.fromisoformat(hhmm)
     except ValueError:
-        raise HTTPException(422, f"{name}: expected HH:MM, got {hhmm!r}") from None
+        raise Problem(
+            422, f"{name}: expected HH:MM, got {hhmm!r}", "Giờ phải có dạng HH:MM, ví dụ 08:00."
+        ) from None
     return t.hour * 60 + t.minute
 
 
@@ -223,7 +226,9 @@ async def get_event_or_404(request: Request, p: Principal, event_pk: int) -> Eve
             await asyncio.to_thread(svc.events.get, event_pk, None) if p.event_scope() is not None else None
         )
         note_refusal(request, f"event:{event_pk}", other.commune if other else None)
-        raise HTTPException(404, f"no event {event_pk} in your communes")
+        raise Problem(
+            404, f"no event {event_pk} in your communes", f"Không có sự kiện #{event_pk} trong xã của bạn."
+        )
     return ev
 
 
@@ -232,7 +237,11 @@ async def visible_export(request: Request, p: Principal, export_id: int) -> Expo
     scope = p.event_scope()
     if rec is None or (scope is not None and not rec.communes <= scope):
         note_refusal(request, f"export:{export_id}", ",".join(sorted(rec.communes)) if rec else None)
-        raise HTTPException(404, f"no export {export_id} in your communes")
+        raise Problem(
+            404,
+            f"no export {export_id} in your communes",
+            f"Không có bản trích xuất #{export_id} trong xã của bạn.",
+        )
     return rec
 
 
@@ -243,7 +252,9 @@ def visible_camera(request: Request, p: Principal, device: str) -> Device:
     if d is None or d.kind != "camera" or not p.sees_commune(d.commune):
         other = d.commune if d is not None and d.kind == "camera" else None
         note_refusal(request, f"camera:{device[:100]}", other)
-        raise HTTPException(404, f"no camera {device} in your communes")
+        raise Problem(
+            404, f"no camera {device} in your communes", f"Không có camera «{device}» trong xã của bạn."
+        )
     return d
 
 
@@ -281,8 +292,16 @@ async def create_export(request: Request, p: Principal, ids: list[int], reason: 
     evs = await asyncio.to_thread(svc.events.get_many, wanted, p.event_scope())
     if len(evs) != len(wanted):
         missing = sorted(set(wanted) - {e.id for e in evs})
-        raise HTTPException(404, f"events not found in your communes: {', '.join(map(str, missing))}")
-    rec = await asyncio.to_thread(svc.exports.create, evs, p.username, reason=reason, names=svc.names())
+        shown = ", ".join(map(str, missing))
+        raise Problem(
+            404,
+            f"events not found in your communes: {shown}",
+            f"Không có các sự kiện {shown} trong xã của bạn.",
+        )
+    people = await asyncio.to_thread(svc.people)
+    rec = await asyncio.to_thread(
+        svc.exports.create, evs, p.username, reason=reason, names=svc.names(), people=people
+    )
     audit(
         request,
         p,
@@ -459,7 +478,11 @@ def events_router() -> APIRouter:
         rec = await visible_export(request, p, export_id)
         path = services(request).exports.path(rec)
         if not path.exists():
-            raise HTTPException(410, f"export file {rec.filename} is gone from the server")
+            raise Problem(
+                410,
+                f"export file {rec.filename} is gone from the server",
+                f"Tệp {rec.filename} không còn trên máy chủ.",
+            )
         audit(request, p, "export_download", f"export:{rec.id}", commune=",".join(sorted(rec.communes)))
         return FileResponse(
             path,

@@ -153,7 +153,23 @@ def _csv(rows: list[dict[str, Any]]) -> bytes:
     return ("\ufeff" + buf.getvalue()).encode()  # BOM: Excel opens Vietnamese text right
 
 
-def _summary(meta: dict[str, Any], rows: list[dict[str, Any]], names: dict[str, str]) -> bytes:
+def _summary_notes(notes: Sequence[Note], people: dict[str, str]) -> str:
+    """Notes for the printable page: local time (as every other time there) and the author's name."""
+    e = html.escape
+    return "<br>".join(
+        f"<small>{e(datetime.fromtimestamp(n.at, LOCAL_TZ).strftime('%d/%m/%Y %H:%M'))} · "
+        f"{e(people.get(n.author, n.author))}</small><br>{e(n.text)}"
+        for n in notes
+    )
+
+
+def _summary(
+    meta: dict[str, Any],
+    rows: list[dict[str, Any]],
+    notes: list[list[Note]],
+    names: dict[str, str],
+    people: dict[str, str],
+) -> bytes:
     e = html.escape
     trs = "".join(
         "<tr>"
@@ -161,10 +177,13 @@ def _summary(meta: dict[str, Any], rows: list[dict[str, Any]], names: dict[str, 
         f"<td>{e(r['device'])}<br><small>{e(names.get(r['site'], r['site']))}</small></td>"
         f"<td>{e(r['start_local'])}</td><td>{r['duration_s']:.0f} s</td><td>{r['peak_area_pct']:.1f} %</td>"
         f"<td>{'<img src=' + chr(34) + e(r['snapshot_file']) + chr(34) + '>' if r['snapshot_file'] else '—'}"
-        f"<br><code>{e(r['snapshot_sha256'])}</code></td><td>{e(r['notes'])}</td>"
+        f"<br><code>{e(r['snapshot_sha256'])}</code></td><td>{_summary_notes(ns, people)}</td>"
         "</tr>"
-        for r in rows
+        for r, ns in zip(rows, notes, strict=True)
     )
+    by = people.get(meta["created_by"], meta["created_by"])
+    if by != meta["created_by"]:
+        by = f"{by} ({meta['created_by']})"
     page = f"""<!doctype html><html lang="vi"><head><meta charset="utf-8">
 <title>Trích xuất chứng cứ #{meta["export_id"]}</title>
 <style>@page {{ size: A4; margin: 15mm }} body {{ font-family: sans-serif; font-size: 11pt }}
@@ -172,8 +191,9 @@ table {{ border-collapse: collapse; width: 100% }} td, th {{ border: 1px solid #
 vertical-align: top }} tr {{ page-break-inside: avoid }} img {{ max-width: 60mm }}
 code {{ font-size: 7pt; word-break: break-all }}</style></head><body>
 <h1>Trích xuất chứng cứ / Evidence export #{meta["export_id"]}</h1>
-<p>Người trích xuất / Exported by: <b>{e(meta["created_by"])}</b> —
-Thời gian / At: {e(meta["created_local"])}<br>Lý do / Reason: {e(meta["reason"] or "—")}<br>
+<p>Người trích xuất / Exported by: <b>{e(by)}</b> —
+Thời gian / At: {e(meta["created_local"])} (giờ Việt Nam, UTC+7; mọi thời điểm trên trang này đều theo
+giờ này / all times on this page are Vietnam time)<br>Lý do / Reason: {e(meta["reason"] or "—")}<br>
 Số sự kiện / Events: {len(rows)}. Kiểm tra tính toàn vẹn / Verify:
 <code>commune-iot evidence verify &lt;tệp.zip&gt; --trusted-fingerprint {meta["key_fingerprint"]}</code>
 (chữ ký Ed25519 trong thư mục signature/, SHA256SUMS, manifest.json, manifest.csv; xem VERIFY.txt).<br>
@@ -205,8 +225,12 @@ class EvidenceExports:
         *,
         reason: str = "",
         names: dict[str, str] | None = None,
+        people: dict[str, str] | None = None,
     ) -> ExportRecord:
-        """Write the ZIP durably, then record it and pin its events against retention."""
+        """Write the ZIP durably, then record it and pin its events against retention.
+
+        ``names``: commune and site display names; ``people``: user name -> display name (the
+        printable summary names people as the UI does; the manifests keep the user names)."""
         if not events:
             raise ValueError("an export needs at least one event")
         now = time.time()
@@ -226,7 +250,7 @@ class EvidenceExports:
             pk = res.inserted_primary_key
             assert pk is not None
             export_id = int(pk[0])
-            data, key_fp = self._zip(export_id, events, created_by, now, reason, names or {})
+            data, key_fp = self._zip(export_id, events, created_by, now, reason, names or {}, people or {})
             sha = hashlib.sha256(data).hexdigest()
             filename = f"bang-chung-{export_id}-{datetime.fromtimestamp(now, LOCAL_TZ):%Y%m%d-%H%M%S}.zip"
             path = self.root / filename
@@ -255,13 +279,16 @@ class EvidenceExports:
         now: float,
         reason: str,
         names: dict[str, str],
+        people: dict[str, str],
     ) -> tuple[bytes, str]:
         """The ZIP's bytes and the fingerprint of the key that signed it."""
-        rows = [manifest_row(e, self.store.notes_of(e.id)) for e in events]
+        notes = [self.store.notes_of(e.id) for e in events]
+        rows = [manifest_row(e, ns) for e, ns in zip(events, notes, strict=True)]
         key = self.signer.current()
         meta = {
             "export_id": export_id,
             "created_by": created_by,
+            "created_by_name": people.get(created_by, created_by),
             "created_utc": _utc(now),
             "created_local": _local(now),
             "reason": reason,
@@ -280,7 +307,7 @@ class EvidenceExports:
             {"export": meta, "fields": list(MANIFEST_FIELDS), "events": rows}, ensure_ascii=False, indent=2
         ).encode()
         files["manifest.csv"] = _csv(rows)
-        files["summary.html"] = _summary(meta, rows, names)
+        files["summary.html"] = _summary(meta, rows, notes, names, people)
         files["VERIFY.txt"] = _verify_text(key.fingerprint).encode()
         files["SHA256SUMS"] = "".join(
             f"{hashlib.sha256(b).hexdigest()}  {name}\n" for name, b in sorted(files.items())
@@ -296,7 +323,7 @@ class EvidenceExports:
         signed = (json.dumps(statement, ensure_ascii=False, indent=2, sort_keys=True) + "\n").encode()
         signature, signer_key = self.signer.sign(signed)
         if signer_key.fingerprint != key.fingerprint:  # rotated between the two reads: sign again
-            return self._zip(export_id, events, created_by, now, reason, names)
+            return self._zip(export_id, events, created_by, now, reason, names, people)
         files[STATEMENT] = signed
         files[SIGNATURE] = signature
         files[PUBLIC_KEY] = key.pem.encode()

@@ -367,6 +367,18 @@ class EventStore:
         with self.engine.connect() as conn:
             return [Note(r.id, r.author, r.at, r.text) for r in conn.execute(q)]
 
+    def note_counts(self, event_pks: Sequence[int]) -> dict[int, int]:
+        """Notes per event, for the events that have any (the list marks them)."""
+        if not event_pks:
+            return {}
+        q = (
+            select(notes.c.event, func.count())
+            .where(notes.c.event.in_(list(event_pks)))
+            .group_by(notes.c.event)
+        )
+        with self.engine.connect() as conn:
+            return {int(e): int(n) for e, n in conn.execute(q)}
+
     def add_note(self, event_pk: int, author: str, text: str, at: float | None = None) -> Note:
         at = time.time() if at is None else at
         with self.engine.begin() as conn:

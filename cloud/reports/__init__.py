@@ -4,12 +4,13 @@
 |---|---|
 | ``settings.py`` | the ``reports:`` config section |
 | ``period.py`` | ranges in Asia/Ho_Chi_Minh, the previous period |
-| ``wifi_query.py`` | the InfluxQL (query-time GROUP BY time aggregation) |
+| ``wifi_query.py`` | the InfluxQL: 15-minute rollups (CQs, refresh), their freshness check, the reads |
 | ``counters.py``, ``intervals.py`` | octet counters (wraps, reboots, gaps), outage time arithmetic |
 | ``wifi_compute.py`` | the metric definitions, from query results to ``wifi_model.WifiReport`` |
-| ``service.py`` | build + render, shared by router, CLI and monthly job |
-| ``render_html.py``, ``charts.py``, ``templates/`` | the HTML page with inline SVG charts, A4 print CSS |
-| ``render_xlsx.py``, ``render_csv.py`` | file exports |
+| ``service.py`` | build (stale rollups mended first) + render, shared by router, CLI and monthly job |
+| ``render_html.py``, ``charts.py``, ``templates/`` | report page (inline SVG, A4 print), kept list |
+| ``table.py`` | the table columns all three formats share |
+| ``render_xlsx.py``, ``render_csv.py`` | file exports (XLSX with its print setup) |
 | ``store.py``, ``monthly.py`` | kept reports (SQL + files), the monthly job |
-| ``router.py`` | FastAPI routes (the lead wires them with the login dependency) |
+| ``router.py`` | FastAPI routes (wired with the login dependency and the web UI's header) |
 """

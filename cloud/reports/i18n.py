@@ -25,6 +25,36 @@ TEXT: dict[str, dict[Lang, str]] = {
     "all_communes": {"vi": "Tất cả các xã", "en": "All communes"},
     "generated": {"vi": "Lập lúc", "en": "Generated"},
     "measured_until": {"vi": "Số liệu đến", "en": "Data until"},
+    "rollups": {"vi": "Số liệu tổng hợp 15 phút", "en": "15-minute rollups"},
+    "rollups_ok": {
+        "vi": "đầy đủ (đã đối chiếu với số liệu gốc lúc lập báo cáo)",
+        "en": "complete (checked against the raw readings when the report was made)",
+    },
+    "rollups_refreshed": {
+        "vi": "vừa tổng hợp lại {n} ngày còn thiếu ({days})",
+        "en": "{n} incomplete day(s) re-aggregated just now ({days})",
+    },
+    "rollups_forced": {"vi": "vừa tổng hợp lại toàn bộ", "en": "all re-aggregated just now"},
+    "rollups_error": {
+        "vi": "chưa kiểm tra được, số liệu có thể thiếu: {error}",
+        "en": "could not be checked, figures may lack data: {error}",
+    },
+    "rollups_unknown": {"vi": "không rõ (báo cáo cũ)", "en": "unknown (older report)"},
+    "refresh": {"vi": "Tổng hợp lại số liệu", "en": "Re-aggregate the data"},
+    "legend_no_data": {
+        "vi": "– : không có số liệu (không phải 0). Có số liệu: tỷ lệ thời gian có số liệu người dùng.",
+        "en": "– : no data (not zero). Coverage: share of the time with client readings.",
+    },
+    "kept_reports": {"vi": "Báo cáo đã lưu", "en": "Kept reports"},
+    "no_kept": {"vi": "Chưa có báo cáo nào được lưu.", "en": "No report kept yet."},
+    "origin_monthly": {"vi": "Tự động hằng tháng", "en": "Monthly (automatic)"},
+    "origin_manual": {"vi": "Lập thủ công", "en": "Made by hand"},
+    "state_building": {"vi": "đang lập…", "en": "being built…"},
+    "state_failed": {"vi": "lỗi", "en": "failed"},
+    "month": {"vi": "Tháng {m}/{y}", "en": "{y}-{m}"},
+    "origin": {"vi": "Cách lập", "en": "Made"},
+    "current_report": {"vi": "Xem báo cáo theo khoảng ngày", "en": "Report for a range of days"},
+    "empty_chart": {"vi": "Không có số liệu trong kỳ này", "en": "No data in this period"},
     "summary": {"vi": "Tổng hợp", "en": "Summary"},
     "by_commune": {"vi": "Theo xã", "en": "By commune"},
     "by_site": {"vi": "Theo thôn", "en": "By village"},
@@ -47,6 +77,7 @@ TEXT: dict[str, dict[Lang, str]] = {
     "traffic_in_gb": {"vi": "Lưu lượng vào (GB)", "en": "Traffic in (GB)"},
     "traffic_out_gb": {"vi": "Lưu lượng ra (GB)", "en": "Traffic out (GB)"},
     "availability_pct": {"vi": "Tỷ lệ hoạt động (%)", "en": "Availability (%)"},
+    "coverage_pct": {"vi": "Có số liệu (% thời gian)", "en": "Coverage (% of time)"},
     "outages": {"vi": "Số lần mất kết nối", "en": "Outages"},
     "down_h": {"vi": "Thời gian mất kết nối (giờ)", "en": "Down time (h)"},
     "unknown_h": {"vi": "Không xác định (giờ)", "en": "Unknown (h)"},
@@ -59,7 +90,6 @@ TEXT: dict[str, dict[Lang, str]] = {
     "weekdays": {"vi": "T2,T3,T4,T5,T6,T7,CN", "en": "Mon,Tue,Wed,Thu,Fri,Sat,Sun"},
     "all": {"vi": "Tất cả", "en": "All"},
     "reports": {"vi": "Danh sách báo cáo", "en": "Reports"},
-    "home": {"vi": "‹ Trang chủ", "en": "‹ Home"},
     "from": {"vi": "Từ ngày", "en": "From"},
     "to": {"vi": "Đến ngày", "en": "To"},
     "show": {"vi": "Xem báo cáo", "en": "Show report"},
@@ -89,6 +119,12 @@ FOOTNOTES: dict[Lang, list[str]] = {
         "nên không biết điểm phát có hoạt động hay không. Lỗi chỉ SNMP (điểm phát vẫn trả lời ping) không "
         "tính là mất kết nối. Một sự cố kéo dài từ ngay sau tin nhắn cuối cùng nhận được đến tin nhắn đầu "
         "tiên sau đó (không tính thời gian phát hiện và thời gian xác nhận khôi phục).",
+        "Có số liệu (% thời gian) = số khoảng {grain} phút có số liệu người dùng / số khoảng của thời gian "
+        "đo (với nhóm: cộng trên các điểm phát). Tỷ lệ hoạt động chỉ nói về thời gian có căn cứ: một điểm "
+        "phát chỉ nghe được 3 trong 31 ngày có thể hoạt động 100 % mà chỉ có số liệu 10 % thời gian. "
+        "Ô “–”: không có số liệu, không phải 0.",
+        "Số liệu được đọc từ bản tổng hợp {grain} phút; trước khi lập báo cáo, số lượng số liệu gốc của "
+        "từng ngày được đối chiếu với bản tổng hợp, ngày nào thiếu được tổng hợp lại.",
         "So với kỳ trước có cùng số ngày ({prev0} – {prev1}); để trống khi kỳ trước không có số liệu.",
     ],
     "en": [
@@ -109,6 +145,11 @@ FOOTNOTES: dict[Lang, list[str]] = {
         "SNMP-only failure (the AP still answers ping) is not an outage. An outage runs from just after "
         "the last message heard to the first message after it (the time taken to detect it and to "
         "confirm the recovery is not counted).",
+        "Coverage (% of time) = {grain}-minute buckets with client readings / buckets of the measured "
+        "time (groups: summed over their APs). Availability speaks only for the time judged: an AP heard "
+        'on 3 of 31 days may be 100 % available with 10 % coverage. A "–" cell: no data, not zero.',
+        "Figures are read from {grain}-minute rollups; before a report is made, the raw readings of each "
+        "day are counted against the rollup, and incomplete days are re-aggregated.",
         "Compared with the previous period of the same length ({prev0} - {prev1}); blank when that period "
         "has no data.",
     ],
@@ -146,7 +187,7 @@ def moment(dt: datetime | None, lang: Lang) -> str:
 
 
 def hours(hs: list[int]) -> str:
-    return ", ".join(f"{h:02d}h" for h in hs) or "–"
+    return ", ".join(f"{h:02d}h" for h in hs)
 
 
 def footnotes(lang: Lang, **kw: str) -> list[str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 from datetime import datetime
+from decimal import Decimal
 
 from cloud.csvcells import safe_row
 from cloud.reports.i18n import Lang, t
@@ -24,7 +25,8 @@ def _cell(v: Value) -> str:
     if isinstance(v, datetime):
         return v.strftime("%Y-%m-%d %H:%M")
     if isinstance(v, float):
-        return repr(round(v, 6))
+        s = repr(v)  # the shortest text that reads back as the same float: raw, never rounded
+        return format(Decimal(s), "f") if "e" in s else s  # 1e-05 -> 0.00001: any tool parses it
     return str(v)
 
 

@@ -9,7 +9,8 @@ compare exact values.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from collections.abc import Callable, Sequence
+from datetime import date, datetime
 from functools import cache
 from importlib import resources
 
@@ -19,7 +20,8 @@ from markupsafe import Markup
 from cloud.inventory import Inventory
 from cloud.reports import charts
 from cloud.reports.i18n import Lang, day, footnotes, moment, number, t
-from cloud.reports.table import COLUMNS, Value, row_name
+from cloud.reports.store import StoredReport
+from cloud.reports.table import COLUMNS, Value, commune_names, row_name
 from cloud.reports.wifi_model import Row, WifiReport
 
 
@@ -67,34 +69,34 @@ def _cells(row: Row, lang: Lang) -> list[dict[str, str]]:
     ]
 
 
-def render_html(report: WifiReport, lang: Lang, inventory: Inventory, *, nav: str = "") -> str:
-    commune_names = {c.id: c.name or c.id for c in inventory.communes}
-    series = report.series
-    n = len(series.lines.get("all", []))
-    ticks: list[tuple[int, str]] = []
-    if n:
-        every = max(1, n // 8)
-        for i in range(0, n, every):
-            at = series.start + timedelta(seconds=series.step_s * i)
-            ticks.append((i, at.strftime("%d/%m") if lang == "vi" else at.strftime("%m-%d")))
-    labels = {"all": t("all", lang), **commune_names}
-    line = charts.line_chart(series.lines, labels, ticks, lambda v: number(v, lang, 0))
-    colours = {key: charts.PALETTE[i % len(charts.PALETTE)] for i, key in enumerate(series.lines)}
-    several = len({s.commune for s in report.sites}) > 1  # village names repeat across communes
-    bars = charts.bar_chart(
-        [
-            (
-                f"{s.name} · {commune_names.get(s.commune, s.commune)}" if several else s.name,
-                s.metrics.client_hours,
-                s.commune,
-            )
-            for s in report.sites
-        ],
-        lambda v: number(v, lang, 0),
-        colours=colours,
-    )
-    heat = charts.heatmap(report.heatmap, t("weekdays", lang).split(","), lambda v: number(v, lang, 1))
-    notes = footnotes(
+def _tick_label(lang: Lang) -> Callable[[datetime], str]:
+    def label(at: datetime) -> str:
+        if at.hour or at.minute:
+            return at.strftime("%H:%M")
+        return at.strftime("%d/%m") if lang == "vi" else at.strftime("%m-%d")
+
+    return label
+
+
+def freshness(report: WifiReport, lang: Lang) -> str:
+    """One line on how complete the rollups behind the figures were (see :class:`Rollups`)."""
+    r = report.rollups
+    if r is None:
+        return t("rollups_unknown", lang)
+    if r.error:
+        return t("rollups_error", lang).format(error=r.error)
+    if r.refreshed and not r.stale_days:
+        return t("rollups_forced", lang)
+    if r.refreshed:
+        shown = ", ".join(d.strftime("%d/%m") if lang == "vi" else d.isoformat() for d in r.stale_days[:5])
+        if len(r.stale_days) > 5:
+            shown += ", …"
+        return t("rollups_refreshed", lang).format(n=len(r.stale_days), days=shown)
+    return t("rollups_ok", lang)
+
+
+def notes_of(report: WifiReport, lang: Lang) -> list[str]:
+    return footnotes(
         lang,
         tz=report.timezone,
         grain=str(report.grain_s // 60),
@@ -104,33 +106,102 @@ def render_html(report: WifiReport, lang: Lang, inventory: Inventory, *, nav: st
         prev0=day(report.previous_first, lang),
         prev1=day(report.previous_last, lang),
     )
+
+
+def render_html(
+    report: WifiReport, lang: Lang, inventory: Inventory, *, nav: str = "", header: str = ""
+) -> str:
+    """The page; ``header`` (the web UI's bar with the user and logout) and ``nav`` (links and
+    the period picker) are added when it is served by the app, left out of a kept file."""
+    communes = commune_names(inventory)
+    series = report.series
+    n = len(series.lines.get("all", []))
+    ticks = charts.day_ticks(series.start, series.step_s, n, _tick_label(lang)) if n else []
+    labels = {"all": t("all", lang), **communes}
+    line = charts.line_chart(
+        series.lines, labels, ticks, lambda v, d: number(v, lang, d), empty=t("empty_chart", lang)
+    )
+    colours = {key: charts.PALETTE[i % len(charts.PALETTE)] for i, key in enumerate(series.lines)}
+    several = len(report.communes) > 1  # village names repeat across communes
+    bars = charts.bar_chart(
+        [
+            (
+                f"{s.name} · {communes.get(s.commune, s.commune)}" if several else s.name,
+                s.metrics.client_hours,
+                s.commune,
+            )
+            for s in report.sites
+        ],
+        lambda v: number(v, lang, 0),
+        colours=colours,
+    )
+    heat = charts.heatmap(report.heatmap, t("weekdays", lang).split(","), lambda v: number(v, lang, 1))
     sections = [
-        ("by_commune", [report.total, *report.communes]),
-        ("by_site", report.sites),
-        ("by_ap", report.aps),
+        ("by_commune", [report.total, *report.communes], False),
+        ("by_site", report.sites, several),
+        ("by_ap", report.aps, several),
     ]
+    data_until = report.rollups.data_until if report.rollups else report.measured_until
     tpl = _env().get_template("wifi_report.html")
     return tpl.render(
         lang=lang,
         t=lambda k: t(k, lang),
         r=report,
         css=Markup(_css()),
-        scope=commune_names.get(report.commune, report.commune)
-        if report.commune
-        else t("all_communes", lang),
+        scope=communes.get(report.commune, report.commune) if report.commune else t("all_communes", lang),
         period=f"{day(report.first, lang)} – {day(report.last, lang)}",
         previous=f"{day(report.previous_first, lang)} – {day(report.previous_last, lang)}",
         generated=moment(report.generated_at, lang),
-        measured_until=moment(report.measured_until, lang),
+        data_until=moment(data_until, lang),
+        freshness=freshness(report, lang),
+        stale=bool(report.rollups and report.rollups.error),
         headline=_cells(report.total, lang),
         columns=COLUMNS,
         sections=[
-            (k, [(row, row_name(row, lang), _cells(row, lang)) for row in rows]) for k, rows in sections
+            (
+                k,
+                with_commune,
+                [
+                    (row, row_name(row, lang), communes.get(row.commune, ""), _cells(row, lang))
+                    for row in rows
+                ],
+            )
+            for k, rows, with_commune in sections
         ],
         line_chart=Markup(line),
         bar_chart=Markup(bars),
         heatmap=Markup(heat),
-        notes=notes,
+        notes=notes_of(report, lang),
+        header=Markup(header),
         nav=Markup(nav),
         data_json=Markup(report.model_dump_json().replace("</", "<\\/")),
+    )
+
+
+def render_list(kept: Sequence[StoredReport], lang: Lang, inventory: Inventory, *, header: str = "") -> str:
+    """The kept reports (``GET /reports``): period, scope, how it was made, its files."""
+    communes = commune_names(inventory)
+    rows = []
+    for s in kept:
+        first, last = date.fromisoformat(s.first), date.fromisoformat(s.last)
+        if len(s.period) == 7:  # a calendar month
+            period = t("month", lang).format(m=f"{first.month:02d}", y=first.year)
+        else:
+            period = f"{day(first, lang)} – {day(last, lang)}"
+        origin = t(f"origin_{s.origin}", lang) if s.origin in ("monthly", "manual") else s.origin
+        state = "" if s.state == "done" else t(f"state_{s.state}", lang)
+        rows.append(
+            {
+                "id": s.id,
+                "period": period,
+                "scope": communes.get(s.commune, s.commune) if s.commune else t("all_communes", lang),
+                "origin": origin,
+                "state": state,
+                "files": s.files if s.state == "done" else [],
+            }
+        )
+    return (
+        _env()
+        .get_template("report_list.html")
+        .render(lang=lang, t=lambda k: t(k, lang), css=Markup(_css()), header=Markup(header), rows=rows)
     )

@@ -1,8 +1,11 @@
 """HTTP routes of the Wi-Fi reports: the page, file downloads, the kept reports, JSON.
 
-``wifi_reports_router(service, require_reports)`` returns a router whose every route
-depends on ``require_reports`` (the lead's login dependency: it returns the user or
+``wifi_reports_router(service, require_reports, chrome)`` returns a router whose every
+route depends on ``require_reports`` (the lead's login dependency: it returns the user or
 raises 401/403), so nothing here is reachable without the ``mic`` or ``admin`` role.
+``chrome`` (optional) gives the pages the web UI's header bar and language. Errors a
+person may read are :class:`cloud.httperrors.Problem`: English JSON for the API,
+Vietnamese on the web UI's error page.
 
 * ``GET /reports/wifi?from=YYYY-MM-DD&to=YYYY-MM-DD&commune=&lang=vi|en&refresh=0|1`` HTML
 * ``GET /reports/wifi.xlsx``, ``/reports/wifi.csv`` (same parameters): file downloads
@@ -17,16 +20,17 @@ import asyncio
 from collections.abc import Callable
 from datetime import date, datetime
 from html import escape
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from pydantic import BaseModel, Field
 
 from cloud.api.params import RowId
+from cloud.httperrors import Problem
 from cloud.reports.i18n import Lang, t
-from cloud.reports.period import Period, last_month
+from cloud.reports.period import EARLIEST, LATEST, Period, last_month
 from cloud.reports.service import MEDIA, ReportService, UnknownCommune
 from cloud.reports.store import StoredReport
 from cloud.reports.wifi_model import WifiReport
@@ -69,36 +73,73 @@ FromQ = Annotated[date | None, Query(alias="from", description="First local day 
 ToQ = Annotated[date | None, Query(alias="to", description="Last local day, inclusive (default: as from).")]
 CommuneQ = Annotated[str | None, Query(description="Commune id; empty: all communes.")]
 LangQ = Annotated[Lang | None, Query(description="vi (default) or en.")]
-RefreshQ = Annotated[bool, Query(description="Re-aggregate the rollups first (late replays).")]
+RefreshQ = Annotated[
+    bool, Query(description="Re-aggregate all the rollups first (stale days are re-aggregated anyway).")
+]
 
 
-def wifi_reports_router(service: ReportService, require_reports: Callable[..., Any]) -> APIRouter:
+class ReportChrome(Protocol):
+    """What the web UI adds to the report pages it serves (``cloud.web.pages.WebChrome``):
+    its header bar (user, logout, language) and the language the user chose there."""
+
+    def lang(self, request: Request, user: Any) -> Lang | None: ...
+
+    def header(self, request: Request, user: Any, lang: Lang) -> str: ...
+
+
+def _day(d: date) -> str:
+    return d.strftime("%d/%m/%Y")
+
+
+def wifi_reports_router(
+    service: ReportService, require_reports: Callable[..., Any], chrome: ReportChrome | None = None
+) -> APIRouter:
     router = APIRouter(dependencies=[Depends(require_reports)], tags=["reports"])
     tz = service.cfg.timezone
+    user_dep = Depends(require_reports)  # the same call as the router's: FastAPI runs it once
 
     def period_of(first: date | None, last: date | None) -> Period:
         if first is None:
             if last is not None:
-                raise HTTPException(422, "give 'from' with 'to'")
+                raise Problem(422, "give 'from' with 'to'", "Hãy chọn cả ngày bắt đầu (Từ ngày).")
             return last_month(datetime.now().astimezone(), tz)
+        last = last or first
+        if last < first:
+            raise Problem(
+                422,
+                f"the range ends ({last}) before it starts ({first})",
+                f"Ngày kết thúc ({_day(last)}) ở trước ngày bắt đầu ({_day(first)}).",
+            )
         try:
-            p = Period(first, last or first, tz).check_supported()
+            p = Period(first, last, tz).check_supported()
         except ValueError as exc:
-            raise HTTPException(422, str(exc)) from None
+            raise Problem(
+                422, str(exc), f"Báo cáo chỉ lập được cho các ngày từ {_day(EARLIEST)} đến {_day(LATEST)}."
+            ) from None
         if p.days > 400:
-            raise HTTPException(422, "at most 400 days per report")
+            raise Problem(422, "at most 400 days per report", "Mỗi báo cáo dài tối đa 400 ngày.")
         return p
 
     async def build(first: date | None, last: date | None, commune: str | None, refresh: bool) -> WifiReport:
         try:
             return await service.build(period_of(first, last), commune or None, refresh=refresh)
         except UnknownCommune as exc:
-            raise HTTPException(404, str(exc)) from None
+            raise Problem(404, str(exc), f"Không có xã «{commune}».") from None
         except InfluxError as exc:
-            raise HTTPException(503, f"time-series database unavailable: {exc}") from None
+            raise Problem(
+                503,
+                f"time-series database unavailable: {exc}",
+                "Cơ sở dữ liệu số liệu Wi-Fi đang không truy cập được; vui lòng thử lại sau ít phút.",
+            ) from None
 
-    def lang_of(lang: Lang | None) -> Lang:
-        return lang or service.cfg.language
+    def lang_of(lang: Lang | None, request: Request | None = None, user: Any = None) -> Lang:
+        if lang:
+            return lang
+        chosen = chrome.lang(request, user) if chrome is not None and request is not None else None
+        return chosen or service.cfg.language
+
+    def header(request: Request, user: Any, lang: Lang) -> str:
+        return chrome.header(request, user, lang) if chrome is not None else ""
 
     def nav(lang: Lang, first: date | None, last: date | None, commune: str | None) -> str:
         q: dict[str, str] = {}
@@ -110,13 +151,20 @@ def wifi_reports_router(service: ReportService, require_reports: Callable[..., A
             q["commune"] = commune
         other: Lang = "en" if lang == "vi" else "vi"
         links = [
-            ("/", t("home", lang)),
-            ("/reports", t("reports", lang)),
             ("/reports/wifi.xlsx?" + urlencode({**q, "lang": lang}), "XLSX"),
             ("/reports/wifi.csv?" + urlencode({**q, "lang": lang}), "CSV"),
-            ("/reports/wifi?" + urlencode({**q, "lang": other}), other.upper()),
         ]
+        if chrome is None:  # else the app's header links the kept reports and switches language
+            links.append(("/reports", t("kept_reports", lang)))
+            links.append(("/reports/wifi?" + urlencode({**q, "lang": other}), other.upper()))
         inner = "".join(f'<a href="{escape(h)}">{escape(x)}</a>' for h, x in links)
+        refresh = (
+            '<form class="report-period" method="get" action="/reports/wifi">'
+            + "".join(f'<input type="hidden" name="{k}" value="{escape(v)}">' for k, v in q.items())
+            + f'<input type="hidden" name="lang" value="{lang}">'
+            '<input type="hidden" name="refresh" value="1">'
+            f'<button type="submit" id="refresh-button">{t("refresh", lang)}</button></form>'
+        )
         options = "".join(
             f'<option value="{escape(c.id)}"{" selected" if c.id == commune else ""}>'
             f"{escape(c.name or c.id)}</option>"
@@ -131,21 +179,29 @@ def wifi_reports_router(service: ReportService, require_reports: Callable[..., A
             f'<input type="hidden" name="lang" value="{lang}">'
             f'<button type="submit">{t("show", lang)}</button></form>'
         )
-        return f'<nav class="report-nav">{inner}{picker}</nav>'
+        return f'<nav class="report-nav">{inner}{refresh}{picker}</nav>'
 
     @router.get("/reports/wifi", response_class=HTMLResponse, summary="Wi-Fi report page (printable)")
     async def wifi_page(
+        request: Request,
         first: FromQ = None,
         last: ToQ = None,
         commune: CommuneQ = None,
         lang: LangQ = None,
         refresh: RefreshQ = False,
+        user: Any = user_dep,
     ) -> HTMLResponse:
         report = await build(first, last, commune, refresh)
-        lg = lang_of(lang)
+        lg = lang_of(lang, request, user)
         from cloud.reports.render_html import render_html
 
-        body = render_html(report, lg, service.inventory, nav=nav(lg, first, last, commune))
+        body = render_html(
+            report,
+            lg,
+            service.inventory,
+            nav=nav(lg, first, last, commune),
+            header=header(request, user, lg),
+        )
         return HTMLResponse(body)
 
     def download(report: WifiReport, fmt: str, lang: Lang) -> Response:
@@ -195,28 +251,12 @@ def wifi_reports_router(service: ReportService, require_reports: Callable[..., A
         return [StoredReportOut.of(s) for s in await asyncio.to_thread(stored)]
 
     @router.get("/reports", response_class=HTMLResponse, summary="Kept reports (page)")
-    async def list_page(lang: LangQ = None) -> HTMLResponse:
-        lg = lang_of(lang)
-        rows = []
-        for s in await asyncio.to_thread(stored):
-            links = " ".join(f'<a href="/reports/{s.id}.{f}">{f.upper()}</a>' for f in s.files) or escape(
-                s.state
-            )
-            rows.append(
-                f"<tr data-id='{s.id}'><td>{escape(s.period)}</td>"
-                f"<td>{escape(s.commune or t('all', lg))}</td>"
-                f"<td>{escape(s.origin)}</td><td>{links}</td></tr>"
-            )
-        body = (
-            f'<!DOCTYPE html><html lang="{lg}"><head><meta charset="utf-8"><title>{t("reports", lg)}</title>'
-            '<meta name="viewport" content="width=device-width, initial-scale=1"></head><body>'
-            f'<p><a href="/">{t("home", lg)}</a></p>'
-            f"<h1>{t('reports', lg)}</h1>"
-            f'<p><a href="/reports/wifi?lang={lg}">{t("title", lg)}</a></p>'
-            f"<table><thead><tr><th>{t('period', lg)}</th><th>{t('scope', lg)}</th><th></th>"
-            f"<th>{t('download', lg)}</th></tr></thead><tbody>{''.join(rows)}</tbody></table></body></html>"
-        )
-        return HTMLResponse(body)
+    async def list_page(request: Request, lang: LangQ = None, user: Any = user_dep) -> HTMLResponse:
+        lg = lang_of(lang, request, user)
+        from cloud.reports.render_html import render_list
+
+        kept = await asyncio.to_thread(stored)
+        return HTMLResponse(render_list(kept, lg, service.inventory, header=header(request, user, lg)))
 
     @router.get("/reports/{report_id}.{fmt}", summary="A kept report's file", response_class=Response)
     async def stored_file(report_id: RowId, fmt: Literal["html", "xlsx", "csv", "json"]) -> Response:
@@ -224,7 +264,7 @@ def wifi_reports_router(service: ReportService, require_reports: Callable[..., A
         s = await asyncio.to_thread(store.get, report_id) if store is not None else None
         path = store.file(s, fmt) if store is not None and s is not None else None
         if s is None or path is None:
-            raise HTTPException(404, "no such report file")
+            raise Problem(404, "no such report file", "Không có tệp báo cáo này.")
         media = MEDIA.get(fmt, "application/json")
         return FileResponse(
             path, media_type=media, filename=f"wifi-{s.period}{'-' + s.commune if s.commune else ''}.{fmt}"

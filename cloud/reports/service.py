@@ -18,7 +18,7 @@ from cloud.reports.i18n import Lang
 from cloud.reports.period import Period
 from cloud.reports.settings import ReportsConfig
 from cloud.reports.store import ReportStore
-from cloud.reports.wifi_model import WifiReport
+from cloud.reports.wifi_model import Rollups, WifiReport
 from cloud.storage.influx import InfluxClient, InfluxError
 
 log = logging.getLogger(__name__)
@@ -84,6 +84,47 @@ class ReportService:
         prev = period.previous()
         await wifi_query.refresh(self.influx, self.database, prev.start_ms, period.end_ms)
 
+    async def freshen(
+        self, period: Period, commune: str | None, data_until_ms: int, *, force: bool = False
+    ) -> Rollups:
+        """Make the rollups of the period and the one before complete up to ``data_until_ms``:
+        everything when ``force``, else the local days where they hold fewer readings than the
+        raw data (:func:`wifi_query.stale_days`). A failure is logged and reported, not raised
+        (the report is then read from the rollups as they are, and says so)."""
+        zone = period.zone
+        until = period.local(max(period.start_ms, data_until_ms))
+        start_ms = period.previous().start_ms
+        if data_until_ms <= start_ms:  # nothing measured yet
+            return Rollups(data_until=until, checked=True)
+        if force:  # the whole range, up to the last whole bucket (a filling one is the CQs' job)
+            await wifi_query.refresh(self.influx, self.database, start_ms, data_until_ms)
+            return Rollups(data_until=until, checked=True, refreshed=True)
+        offset_s = -int(period.start.utcoffset().total_seconds()) % 86400  # type: ignore[union-attr]
+        stale: list[int] = []
+        try:
+            stale = await wifi_query.stale_days(
+                self.influx, self.database, start_ms, data_until_ms, commune, offset_s
+            )
+            for a, b in _runs(stale, 86_400_000):
+                await wifi_query.refresh(self.influx, self.database, a, min(b, data_until_ms))
+        except InfluxError as exc:
+            if "unreachable" in str(exc):
+                raise
+            log.warning(
+                "report rollups not checked or not refreshed: %s; the report may lack data of %d day(s)",
+                exc,
+                len(stale),
+            )
+            days = [datetime.fromtimestamp(ms / 1000, zone).date() for ms in stale]
+            return Rollups(data_until=until, checked=False, stale_days=days, error=str(exc)[:300])
+        days = [datetime.fromtimestamp(ms / 1000, zone).date() for ms in stale]
+        if days:
+            log.info(
+                "report rollups were stale, refreshed",
+                extra={"days": len(days), "first": str(days[0]), "last": str(days[-1])},
+            )
+        return Rollups(data_until=until, checked=True, stale_days=days, refreshed=bool(days))
+
     def period(self, first: str, last: str | None) -> Period:
         from cloud.reports.period import parse_range
 
@@ -104,9 +145,13 @@ class ReportService:
         """The report's numbers (InfluxDB reads for both periods run concurrently)."""
         self.check_commune(commune)
         t0 = time.perf_counter()
+        now = now or datetime.now(ZoneInfo(self.cfg.timezone))
+        grain_ms = wifi_query.GRAIN_S * 1000
+        now_ms = int(now.timestamp() * 1000)
         await self.ensure_rollups()
-        if refresh:
-            await self.refresh(period)
+        rollups = await self.freshen(
+            period, commune, min(period.end_ms, now_ms - now_ms % grain_ms), force=refresh
+        )
         s = self.settings_for(period)
         prev = period.previous()
         cur_data, prev_data = await asyncio.gather(
@@ -114,7 +159,6 @@ class ReportService:
             wifi_query.fetch(self.influx, self.database, prev.start_ms, prev.end_ms, commune),
         )
         t1 = time.perf_counter()
-        now = now or datetime.now(ZoneInfo(self.cfg.timezone))
         report = await asyncio.to_thread(
             wifi_compute.build,
             self.inventory,
@@ -123,9 +167,10 @@ class ReportService:
             prev_data,
             s,
             commune=commune,
-            now_ms=int(now.timestamp() * 1000),
+            now_ms=now_ms,
             generated_at=now.astimezone(ZoneInfo(self.cfg.timezone)),
         )
+        report.rollups = rollups
         log.info(
             "wifi report built",
             extra={
@@ -151,3 +196,14 @@ class ReportService:
 
             return render_csv(report, lang).encode("utf-8-sig")  # BOM: Excel reads UTF-8
         raise ValueError(f"unknown format {fmt!r} (html, xlsx, csv)")
+
+
+def _runs(starts: list[int], step: int) -> list[tuple[int, int]]:
+    """Sorted day starts as ``[start, end)`` runs of consecutive days (one refresh each)."""
+    runs: list[tuple[int, int]] = []
+    for t in starts:
+        if runs and runs[-1][1] == t:
+            runs[-1] = (runs[-1][0], t + step)
+        else:
+            runs.append((t, t + step))
+    return runs

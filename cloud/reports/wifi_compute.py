@@ -25,12 +25,16 @@ definitions are repeated in ``docs/reports.md`` and in the report's footnotes.
   falls within unknown time counts as unknown. Availability = (measured - unknown - down)
   / (measured - unknown); measured = the period up to now. Groups add up the times. An AP
   with neither readings nor outage records in the period is *no data* and left out.
+* **Coverage** = buckets with client readings / buckets of the measured part of the period
+  (summed over a group's APs), beside availability: how much of the period the figures rest on.
+* **No data is None**, never 0: client-hours without client readings, traffic without counter
+  readings, availability, outages and down/unknown time of an AP that was not heard at all.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -89,6 +93,10 @@ class ApFigures:
     heat: list[list[float | None]] = field(default_factory=lambda: [[None] * 24 for _ in range(7)])
     traffic_in: float = 0.0
     traffic_out: float = 0.0
+    has_traffic: bool = False  # counter readings in the period (else traffic is "no data")
+    buckets: int = 0  # buckets with client readings, of ``expected`` (the coverage)
+    expected: int = 0
+    judged: bool = False  # readings or outage records: availability is computed (else "no data")
     measured_ms: int = 0
     unknown_ms: int = 0
     down_ms: int = 0
@@ -119,11 +127,14 @@ def ap_figures(
     total = 0.0
     hour, weekday, is_open = cal.hour, cal.weekday, cal.is_open
     n = len(hour)
+    f.expected = max(0, min(n, (measured_end_ms - start_ms) // grain_ms))
     for ms in sorted(data.clients):
         v = data.clients[ms]
         i = (ms - cal.start_ms) // grain_ms
         if not 0 <= i < n:
             continue
+        if i < f.expected:
+            f.buckets += 1
         total += v
         if f.peak is None or v > f.peak:
             f.peak, f.peak_ms = v, ms
@@ -140,12 +151,14 @@ def ap_figures(
     f.profile = [_mean(hs[h], hn[h]) for h in range(24)]
     f.heat = [[_mean(ws[w][h], wn[w][h]) for h in range(24)] for w in range(7)]
     for readings in data.counters.values():
+        f.has_traffic = f.has_traffic or any(t >= start_ms for t, _, _ in readings)
         up = data.uptime
         rin = [(t, a, up.get(t)) for t, a, _ in readings if a is not None]
         rout = [(t, b, up.get(t)) for t, _, b in readings if b is not None]
         f.traffic_in += counters.total(rin, settings.gap_s)
         f.traffic_out += counters.total(rout, settings.gap_s)
     if data.clients or data.counters or records:  # else "no data": left out of availability
+        f.judged = True
         _availability(f, records, start_ms, measured_end_ms)
     return f
 
@@ -183,8 +196,16 @@ def _sum_opt(values: Iterable[float | None]) -> float | None:
     return sum(vs) if vs else None
 
 
+def _sum_if(
+    figs: Sequence[ApFigures], has: Callable[[ApFigures], bool], value: Callable[[ApFigures], float]
+) -> float | None:
+    """The sum over the figures that have the data; None (no data) when none has."""
+    with_data = [value(f) for f in figs if has(f)]
+    return sum(with_data) if with_data else None
+
+
 def metrics_of(figs: Sequence[ApFigures], period: Period) -> Metrics:
-    """Group figures (one AP is a group of one) as the report's Metrics."""
+    """Group figures (one AP is a group of one) as the report's Metrics; None = no data."""
     if len(figs) == 1:
         f = figs[0]
         peak, peak_ms = f.peak, f.peak_ms
@@ -198,23 +219,26 @@ def metrics_of(figs: Sequence[ApFigures], period: Period) -> Metrics:
             if peak is None or summed[ms] > peak:
                 peak, peak_ms = summed[ms], ms
     profile = [_sum_opt(f.profile[h] for f in figs) for h in range(24)]
-    measured = sum(f.measured_ms for f in figs)
-    unknown = sum(f.unknown_ms for f in figs)
-    down = sum(f.down_ms for f in figs)
+    judged = [f for f in figs if f.judged]
+    measured = sum(f.measured_ms for f in judged)
+    unknown = sum(f.unknown_ms for f in judged)
+    down = sum(f.down_ms for f in judged)
     known = measured - unknown
+    expected = sum(f.expected for f in figs)
     return Metrics(
         aps=len(figs),
         peak_clients=peak,
         peak_at=period.local(peak_ms) if peak_ms is not None else None,
         avg_clients_open=_sum_opt(f.avg_open for f in figs),
-        client_hours=sum(f.client_hours for f in figs),
-        traffic_in_bytes=sum(f.traffic_in for f in figs),
-        traffic_out_bytes=sum(f.traffic_out for f in figs),
+        client_hours=_sum_if(figs, lambda f: bool(f.clients), lambda f: f.client_hours),
+        traffic_in_bytes=_sum_if(figs, lambda f: f.has_traffic, lambda f: f.traffic_in),
+        traffic_out_bytes=_sum_if(figs, lambda f: f.has_traffic, lambda f: f.traffic_out),
         availability_pct=(known - down) / known * 100 if known > 0 else None,
-        down_s=down / 1000,
-        unknown_s=unknown / 1000,
-        outages=sum(f.outages for f in figs),
-        board_outages=sum(f.board_outages for f in figs),
+        coverage_pct=sum(f.buckets for f in figs) / expected * 100 if expected else None,
+        down_s=down / 1000 if judged else None,
+        unknown_s=unknown / 1000 if judged else None,
+        outages=sum(f.outages for f in judged) if judged else None,
+        board_outages=sum(f.board_outages for f in judged) if judged else None,
         hourly_profile=profile,
         busiest_hours=_busiest(profile),
     )

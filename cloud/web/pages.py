@@ -32,14 +32,28 @@ from cloud.api.events import (
 )
 from cloud.api.params import MAX_ROW_ID, RowId
 from cloud.api.session import do_login, do_logout
-from cloud.auth.deps import audit, optional_principal, require, services
+from cloud.auth.deps import audit, require, services
 from cloud.auth.principal import Principal
 from cloud.auth.roles import Perm
 from cloud.events.store import LOCAL_TZ
+from cloud.httperrors import Problem
+from cloud.reports.i18n import Lang
 from cloud.web.auditview import describe
 from cloud.web.i18n import DEFAULT_LANG, LANGS, Translator
 
 LANG_COOKIE = "ciot_lang"
+#: The event list's filter fields (their count shows on the folded panel on a phone).
+FILTERS = (
+    "commune",
+    "device",
+    "site",
+    "date_from",
+    "date_to",
+    "time_from",
+    "time_to",
+    "reviewed",
+    "min_duration_s",
+)
 PAGE_SIZE = 25
 AUDIT_PAGE_SIZE = 100
 
@@ -60,31 +74,44 @@ def lang_of(request: Request, p: Principal | None) -> str:
     return p.lang if p is not None and p.lang in LANGS else DEFAULT_LANG
 
 
+def _context(request: Request, p: Principal | None, lang: str) -> dict[str, Any]:
+    """What every template (and the header bar of the report pages) needs."""
+    others = [(k, v) for k, v in request.query_params.multi_items() if k != "lang"]
+    return {
+        "t": Translator(lang),
+        "lang": lang,
+        "user": p,
+        "Perm": Perm,
+        "names": services(request).names(),
+        "csrf": p.csrf_token if p else "",
+        "path": request.url.path,
+        # Query only: resolved against the page itself, never another host (a path like //x/).
+        "lang_url": lambda code: "?" + urlencode([*others, ("lang", code)]),
+    }
+
+
 def render(request: Request, name: str, p: Principal | None, status: int = 200, **ctx: Any) -> HTMLResponse:
     lang = lang_of(request, p)
-    t = Translator(lang)
-    svc = services(request)
-    others = [(k, v) for k, v in request.query_params.multi_items() if k != "lang"]
     resp = templates.TemplateResponse(
-        request,
-        name,
-        {
-            "t": t,
-            "lang": lang,
-            "user": p,
-            "Perm": Perm,
-            "names": svc.names(),
-            "csrf": p.csrf_token if p else "",
-            "path": request.url.path,
-            # Query only: resolved against the page itself, never another host (a path like //x/).
-            "lang_url": lambda code: "?" + urlencode([*others, ("lang", code)]),
-            **ctx,
-        },
-        status_code=status,
+        request, name, {**_context(request, p, lang), **ctx}, status_code=status
     )
     if request.query_params.get("lang") in LANGS:
         resp.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, samesite="lax", path="/")
     return resp
+
+
+class WebChrome:
+    """The web UI's part of the Wi-Fi report pages (``cloud.reports.router.ReportChrome``): the
+    same header bar as every other page (user, logout, language) and the language chosen there."""
+
+    def lang(self, request: Request, user: Any) -> Lang | None:
+        lang = lang_of(request, user if isinstance(user, Principal) else None)
+        return "en" if lang == "en" else "vi"
+
+    def header(self, request: Request, user: Any, lang: Lang) -> str:
+        p = user if isinstance(user, Principal) else None
+        bar = templates.get_template("_header.html").render(_context(request, p, lang))
+        return '<link rel="stylesheet" href="/static/header.css">' + bar
 
 
 def pages_router() -> APIRouter:
@@ -160,7 +187,11 @@ def pages_router() -> APIRouter:
                 min_duration_s=float(min_duration_s) if min_duration_s else None,
             )
         except ValueError as exc:
-            raise HTTPException(422, f"bad filter: {exc}") from None
+            raise Problem(
+                422,
+                f"bad filter: {exc}",
+                "Bộ lọc không hợp lệ: ngày có dạng năm-tháng-ngày, thời lượng là một số giây.",
+            ) from None
         svc = services(request)
         result = await asyncio.to_thread(svc.events.search, f, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE)
         audit(
@@ -180,15 +211,18 @@ def pages_router() -> APIRouter:
         ]
         params = {k: v for k, v in request.query_params.items() if k not in {"page", "lang"} and v}
         pages = max(1, math.ceil(result.total / PAGE_SIZE))
+        note_counts = await asyncio.to_thread(svc.events.note_counts, [e.id for e in result.events])
         return render(
             request,
             "events.html",
             p,
             result=result,
+            note_counts=note_counts,
             communes=communes,
             cameras=cameras,
             sites=sorted({d.site for d in cameras}),
             f=dict(request.query_params),
+            active=sum(1 for k in FILTERS if request.query_params.get(k)),
             page=page,
             pages=pages,
             page_url=lambda n: "/events?" + urlencode({**params, "page": n}),
@@ -202,6 +236,7 @@ def pages_router() -> APIRouter:
         before, after = await asyncio.to_thread(svc.events.neighbours, ev)
         audit(request, p, "event_view", f"event:{ev.id}", commune=ev.commune)
         day = datetime.fromtimestamp(ev.start, LOCAL_TZ).date().isoformat()
+        people = await asyncio.to_thread(svc.people)
         return render(
             request,
             "event.html",
@@ -212,6 +247,7 @@ def pages_router() -> APIRouter:
             after=after,
             has_snapshot=has_snapshot(request, ev),
             day=day,
+            people=people,
         )
 
     @r.post("/events/{event_pk}/review")
@@ -246,7 +282,11 @@ def pages_router() -> APIRouter:
         try:
             the_day = date.fromisoformat(day) if day else datetime.now(LOCAL_TZ).date()
         except ValueError:
-            raise HTTPException(422, f"day: expected YYYY-MM-DD, got {day!r}") from None
+            raise Problem(
+                422,
+                f"day: expected YYYY-MM-DD, got {day!r}",
+                "Ngày phải có dạng năm-tháng-ngày, ví dụ 2026-11-20.",
+            ) from None
         d, start, evs = await camera_day(request, p, device, the_day)
         bars = [
             {
@@ -277,7 +317,9 @@ def pages_router() -> APIRouter:
         reason: Annotated[str, Form(max_length=1000)] = "",
     ) -> Response:
         if not event:
-            raise HTTPException(422, "select at least one event to export")
+            raise Problem(
+                422, "select at least one event to export", "Hãy chọn ít nhất một sự kiện để trích xuất."
+            )
         rec = await create_export(request, p, event, reason)
         return RedirectResponse(f"/exports/{rec.id}", status_code=303)
 
@@ -286,7 +328,8 @@ def pages_router() -> APIRouter:
         scope = p.event_scope()
         recs = await asyncio.to_thread(services(request).exports.all)
         recs = [x for x in recs if scope is None or x.communes <= scope]
-        return render(request, "exports.html", p, exports=recs)
+        people = await asyncio.to_thread(services(request).people)
+        return render(request, "exports.html", p, exports=recs, people=people)
 
     @r.get("/exports/{export_id}")
     async def export_page(request: Request, p: Police, export_id: RowId) -> Response:
@@ -295,7 +338,8 @@ def pages_router() -> APIRouter:
         signer = services(request).exports.signer
         current = await asyncio.to_thread(signer.current)
         retired = await asyncio.to_thread(signer.retired)
-        return render(request, "export.html", p, rec=rec, key=current, retired_keys=retired)
+        people = await asyncio.to_thread(services(request).people)
+        return render(request, "export.html", p, rec=rec, key=current, retired_keys=retired, people=people)
 
     @r.get("/audit")
     async def audit_page(
@@ -313,7 +357,9 @@ def pages_router() -> APIRouter:
                 date.fromisoformat(date_to) if date_to else None,
             )
         except (ValueError, OverflowError):
-            raise HTTPException(422, "dates: expected YYYY-MM-DD") from None
+            raise Problem(
+                422, "dates: expected YYYY-MM-DD", "Ngày phải có dạng năm-tháng-ngày, ví dụ 2026-11-20."
+            ) from None
         svc = services(request)
         filters: dict[str, Any] = {
             "actor": actor or None,
@@ -355,8 +401,3 @@ def _safe_next(target: str) -> str:
     if not target.startswith("/") or target.startswith("//") or "\\" in target:
         return "/"
     return target
-
-
-async def html_error(request: Request, status: int, detail: str) -> HTMLResponse:
-    p = await optional_principal(request)
-    return render(request, "error.html", p, status=status, status_code=status, detail=detail)

@@ -64,3 +64,7 @@ class WebServices:
         for s in self.inventory.sites:
             out[s.id] = s.name or s.id
         return out
+
+    def people(self) -> dict[str, str]:
+        """User name -> display name, for pages and exports that name people (few users: all)."""
+        return {u.username: u.display_name or u.username for u in self.users.all()}

@@ -155,7 +155,7 @@ def main(run_dir: Path | None = None, days: int | None = None) -> int:
                     svc.render(report, fmt, "vi")
                     timings[f"render_{fmt}_s"] = time.perf_counter() - t
                 print(
-                    f"  report: {report.total.metrics.client_hours:,.0f} client-hours, "
+                    f"  report: {report.total.metrics.client_hours or 0:,.0f} client-hours, "
                     f"peak {report.total.metrics.peak_clients}",
                     flush=True,
                 )

@@ -21,7 +21,6 @@ The expected values are arithmetic on the scenario, never calls into the report 
 from __future__ import annotations
 
 import asyncio
-import math
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -208,11 +207,12 @@ async def test_month_report_numbers_match_hand_computation(
     assert A.down_s == pytest.approx(2.5 * H)
     assert A.availability_pct == pytest.approx((720 - 4 - 2.5) / (720 - 4) * 100)
     assert (A.outages, A.board_outages) == (1, 2)
+    assert A.coverage_pct == pytest.approx(readings_a / buckets * 100)  # beside availability
     prof_a = [0.0] * 6 + [4.0] * 16 + [0.0] * 2
     prof_a[20] = (119 * 4 + 30) / 120  # 30 days x 4 buckets at 20h, one of them 30
     assert A.hourly_profile == pytest.approx(prof_a)
     assert A.busiest_hours == [20, 6, 7]
-    assert ra.previous is not None and ra.previous.client_hours == 0
+    assert ra.previous is not None and ra.previous.client_hours is None  # no readings: no data, not 0
     assert ra.change_pct["client_hours"] is None and ra.change_availability_pts is None
 
     # --- dr-ap-02 -------------------------------------------------------------------------
@@ -227,6 +227,7 @@ async def test_month_report_numbers_match_hand_computation(
     assert B.unknown_s == pytest.approx(1 * H)
     assert B.availability_pct == pytest.approx((720 - 1 - 2) / (720 - 1) * 100)
     assert B.busiest_hours == [0, 1, 2]
+    assert B.coverage_pct == pytest.approx(readings_b / buckets * 100)
     assert rb.previous is not None
     assert rb.previous.availability_pct == pytest.approx((720 - 2) / 720 * 100)  # 22:00-24:00 on 31 Aug
     assert rb.change_availability_pts == pytest.approx((720 - 1 - 2) / 719 * 100 - (720 - 2) / 720 * 100)
@@ -236,7 +237,7 @@ async def test_month_report_numbers_match_hand_computation(
     assert C.traffic_in_bytes == pytest.approx(buckets * 3_000_000)  # from 31 Aug 23:45's reading
     assert C.traffic_out_bytes == pytest.approx(buckets * 300_000)
     assert C.availability_pct == pytest.approx(100)  # the snmp_unreachable alert is not down time
-    assert (C.outages, C.down_s, C.unknown_s) == (0, 0, 0)
+    assert (C.outages, C.down_s, C.unknown_s, C.coverage_pct) == (0, 0, 0, 100)
     assert rc.previous is not None
     assert rc.previous.client_hours == pytest.approx(buckets * 2 * 0.25)
     assert rc.previous.traffic_in_bytes == pytest.approx((buckets - 1) * 3_000_000)  # no reading before 2 Aug
@@ -272,6 +273,7 @@ async def test_month_report_numbers_match_hand_computation(
     assert tot.availability_pct == pytest.approx(
         (known_a - 2.5 * H + known_b - 2 * H + known_c) / (known_a + known_b + known_c) * 100
     )
+    assert tot.coverage_pct == pytest.approx((readings_a + readings_b + buckets) / (35 * buckets) * 100)
     assert rep.total.change_pct["client_hours"] == pytest.approx((tot.client_hours - 1440) / 1440 * 100)
     # 10 Sep is a Thursday: 4 Thursdays x 4 buckets at 20h for A, one of them 30
     assert rep.heatmap[3][20] == pytest.approx((15 * 4 + 30) / 16 + 2 + 1)
@@ -281,9 +283,13 @@ async def test_month_report_numbers_match_hand_computation(
     assert rep.series.lines["tu-tra"][i] == pytest.approx(1)
     # an AP without any data is "no data", not 100 % available
     assert row(rep.aps, "lx-ap-01").metrics.availability_pct is None
-    assert math.isclose(row(rep.aps, "lx-ap-01").metrics.client_hours, 0)
+    lx = row(rep.aps, "lx-ap-01").metrics
+    assert (lx.client_hours, lx.traffic_in_bytes, lx.outages, lx.coverage_pct) == (None, None, None, 0)
 
-    # the commune filter gives the commune's own figures
+    # the commune filter gives the commune's own figures; the rollups were complete (refreshed
+    # by the first build), so this build found nothing stale
+    assert only_da_ron.rollups is not None and only_da_ron.rollups.checked
+    assert (only_da_ron.rollups.stale_days, only_da_ron.rollups.refreshed) == ([], False)
     assert only_da_ron.total.metrics.client_hours == pytest.approx(dr.metrics.client_hours)
     assert only_da_ron.total.metrics.peak_clients == pytest.approx(32)
     assert [c.id for c in only_da_ron.communes] == ["da-ron"]

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, date, datetime
+import re
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from report_helpers import small_fleet_report
 
 from cloud.config import load_config
 from cloud.inventory import load_inventory
-from cloud.reports import counters, intervals
+from cloud.reports import charts, counters, intervals
 from cloud.reports.i18n import number
 from cloud.reports.period import Period, last_month, parse_range
 from commune_iot.cli import main as cli
@@ -123,3 +124,43 @@ def test_bench_report_short_run(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert result["points"] == 2 * (35 * 2 * 1440 * 2) + 2 * 10  # 2 periods, ap + ap_if, outages
     assert 0 < result["build_s"] < 5
     assert {"render_html_s", "render_xlsx_s", "render_csv_s", "rollup_refresh_s"} <= set(result)
+
+
+def test_chart_axes_midnight_ticks_nice_steps_and_lone_points() -> None:
+    """Issue 17 item 6: date labels sit at local midnights, y ticks are round numbers read the
+    same way twice at most once, a value without neighbours is drawn, an empty chart says so."""
+    assert charts.nice_ticks(38) == ([0, 10, 20, 30, 40], 0)
+    assert charts.nice_ticks(12) == ([0, 5, 10, 15], 0)
+    assert charts.nice_ticks(1) == ([0, 0.2, 0.4, 0.6, 0.8, 1.0], 1)  # not 0, 0, 1, 1, 1
+    assert charts.nice_ticks(0) == ([0, 1], 0)
+    month = Period(date(2026, 10, 1), date(2026, 10, 31), "Asia/Ho_Chi_Minh")
+    for step_s, n in ((3600, 31 * 24), (86400, 31)):
+        ticks = charts.day_ticks(month.start, step_s, n, lambda d: d.strftime("%d/%m"))
+        assert 5 <= len(ticks) <= 10
+        for pos, label in ticks:
+            at = month.start + timedelta(seconds=pos * step_s)
+            assert (at.hour, at.minute) == (0, 0) and label == at.strftime("%d/%m"), (pos, label)
+    week = charts.day_ticks(month.start, 3600, 7 * 24, lambda d: d.strftime("%d/%m"))
+    assert [p for p, _ in week] == [24 * d for d in range(8)] and week[3][1] == "04/10"
+    day = charts.day_ticks(month.start, 3600, 24, lambda d: d.strftime("%d/%m %H:%M"))
+    assert [label for _, label in day] == [
+        "01/10 00:00",
+        "01/10 06:00",
+        "01/10 12:00",
+        "01/10 18:00",
+        "02/10 00:00",
+    ]
+    assert [p for p, _ in day] == [0, 6, 12, 18, 24]
+
+    def fmt(v: float, d: int) -> str:
+        return number(v, "vi", d)
+
+    lone = charts.line_chart({"all": [None, 3.0, None, 5.0, 6.0]}, {}, [], fmt)
+    assert lone.count("<circle") == 1 and lone.count('class="series"') == 1  # the dot and the segment
+    one = charts.line_chart({"all": [7.0]}, {}, [], fmt)
+    assert "<circle" in one
+    empty = charts.line_chart({"all": [None] * 24}, {}, [], fmt, empty="Không có số liệu")
+    assert re.findall(r'class="axis y-tick"[^>]*>([^<]*)<', empty) == ["0"] and "Không có số liệu" in empty
+    some = charts.line_chart({"all": [0.1, 0.9, 0.4]}, {}, [], fmt)
+    labels = re.findall(r'class="axis y-tick"[^>]*>([^<]*)<', some)
+    assert labels == ["0,0", "0,2", "0,4", "0,6", "0,8", "1,0"] and len(set(labels)) == len(labels)

@@ -4,14 +4,23 @@ browser (Debian chromium), then the audit trail of that session, in order."""
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 import sys
 import zipfile
+from datetime import datetime
 
 from browser import chromium
 from web_portal import PASSWORDS, Portal
 
 from cloud.events.evidence import verify_export
+from cloud.events.store import LOCAL_TZ
+
+#: An image's load, awaited (resolves false if it fails to load).
+LOADED = """img => img.complete ? img.naturalWidth > 0 : new Promise(done => {
+  img.addEventListener("load", () => done(img.naturalWidth > 0));
+  img.addEventListener("error", () => done(false));
+})"""
 
 
 def test_police_officer_filters_reviews_notes_and_exports_evidence(portal: Portal) -> None:
@@ -43,7 +52,7 @@ def test_police_officer_filters_reviews_notes_and_exports_evidence(portal: Porta
         assert page.inner_text("#result-count") == "2 sự kiện"
         rows = page.locator("tr.event-row")
         assert rows.count() == 2
-        assert page.locator("td.thumb img").first.evaluate("img => img.complete && img.naturalWidth > 0")
+        assert page.locator("td.thumb img").first.evaluate(LOADED)  # lazy: may still be on its way
         page.screenshot(path=str(portal.artifacts / "events-list.png"), full_page=True)
 
         # Open the 13:00 event: the snapshot and its boxes are shown.
@@ -58,7 +67,7 @@ def test_police_officer_filters_reviews_notes_and_exports_evidence(portal: Porta
         # Review it and add a note.
         page.click("#review-button")
         page.wait_for_load_state()
-        assert "Xem xét bởi ca-daron" in page.inner_text("#review-state")
+        assert "Xem xét bởi Công an xã Đạ Ròn" in page.inner_text("#review-state")  # the display name
         page.fill("#note-form textarea", "Người đi bộ qua ngã ba, không có vi phạm.")
         page.click("#note-form button[type=submit]")
         page.wait_for_load_state()
@@ -79,6 +88,7 @@ def test_police_officer_filters_reviews_notes_and_exports_evidence(portal: Porta
         page.click("#export-button")
         page.wait_for_url("**/exports/*")
         shown_sha = page.inner_text("#export-sha")
+        assert page.inner_text("#export-by") == "Công an xã Đạ Ròn (ca-daron)"  # a name, not a login
         with page.expect_download() as dl:
             page.click("#download-link")
         zip_path = portal.artifacts / "evidence-export.zip"
@@ -114,6 +124,13 @@ def test_police_officer_filters_reviews_notes_and_exports_evidence(portal: Porta
         jpgs = sorted(n for n in z.namelist() if n.endswith(".jpg"))
         assert {hashlib.sha256(z.read(n)).hexdigest() for n in jpgs} == {dr01[0].sha256, target.sha256}
         assert "Người đi bộ qua ngã ba" in z.read("manifest.csv").decode("utf-8-sig")
+        # summary.html: the exporter by name, the note's time local like every other time there
+        summary = z.read("summary.html").decode()
+        note = next(r["notes"] for r in json.loads(z.read("manifest.json"))["events"] if r["notes"])
+        noted_utc = note.split(" ", 1)[0]  # "2026-12-02T09:41:07.5Z ca-daron: ..."
+        noted = datetime.fromisoformat(noted_utc.replace("Z", "+00:00")).astimezone(LOCAL_TZ)
+        assert noted.strftime("%d/%m/%Y %H:%M") + " · Công an xã Đạ Ròn" in summary
+        assert noted_utc not in summary and "Công an xã Đạ Ròn (ca-daron)" in summary
 
     # Must-show 3: the audit trail holds every action of that session, in order.
     status, entries = admin.get(f"/api/v1/audit?actor=ca-daron&after_id={first_id}&limit=1000")

@@ -28,7 +28,11 @@ ROLES = {
     "mic-lamdong": ({Role.MIC}, set()),
     "kythuat": ({Role.TECHNICIAN}, set()),
 }
-NAMES = {"ca-daron": "Công an xã Đạ Ròn", "ca-tutra": "Công an xã Tu Tra"}
+NAMES = {
+    "ca-daron": "Công an xã Đạ Ròn",
+    "ca-tutra": "Công an xã Tu Tra",
+    "mic-lamdong": "Sở Thông tin và Truyền thông Lâm Đồng",
+}
 
 #: (commune, camera, local start, duration s) of the seeded events.
 SEED: list[tuple[str, str, datetime, float]] = [

@@ -14,6 +14,10 @@ document.addEventListener("DOMContentLoaded", () => {
       }
     });
   }
+  // On a phone the filter panel starts folded (its summary counts the active filters), so the
+  // events are on the first screen; without JavaScript it stays open.
+  const panel = document.getElementById("filter-panel");
+  if (panel && window.matchMedia("(max-width: 700px)").matches) panel.open = false;
   const here = location.pathname.split("/")[1];
   for (const a of document.querySelectorAll("nav a[data-nav]")) if (a.dataset.nav === here) a.classList.add("on");
 });
