@@ -81,7 +81,10 @@ class Fleet:
         commune = self.inventory.node(node).commune  # type: ignore[union-attr]
         self.now += 1
         upd = (*update, self.now) if update else None
-        st = StatusUpdate(node, commune, True, "online", "birth", self.now, version, "0123abcd", upd)
+        ms = int(self.now * 1000)
+        st = StatusUpdate(
+            node, commune, True, "online", "birth", self.now, version, "0123abcd", ms, update=upd
+        )
         self.sql.apply(BatchUpdate(statuses=[st]))
 
     async def step(self) -> dict[str, Any]:
