@@ -94,6 +94,10 @@ class RolloutNodeOut(BaseModel):
     sent_at: float | None
     done_at: float | None
     detail: str
+    command: str | None = Field(
+        description="Its update command's id: state, progress and the board's answer at "
+        "/api/v1/fleet/commands/{id}."
+    )
 
 
 class RolloutOut(BaseModel):

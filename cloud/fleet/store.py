@@ -7,9 +7,9 @@ names of the secrets each version set.
 
 Command states: ``queued`` (stored; sent whenever the board is online, again every
 ``resend_s`` until it answers), ``delivered`` (the board accepted it; ``progress`` while
-it runs), then ``done`` (with ``result``), ``failed`` (with ``error``: a handler error or
-a refusal) or ``expired`` (its time-to-live ran out before any board took it, or the
-board found it expired). Final states never change.
+it runs), then ``done`` (with ``result``), ``failed`` (with ``error``: a handler error, a
+refusal, or withdrawn before any board took it) or ``expired`` (its time-to-live ran out
+before any board took it, or the board found it expired). Final states never change.
 """
 
 from __future__ import annotations
@@ -409,6 +409,20 @@ class FleetStore:
                 .where(commands.c.id == command_id)
                 .values(sent_at=at, sends=commands.c.sends + 1)
             )
+
+    def withdraw(self, command_ids: list[str], why: str) -> int:
+        """Commands no board has taken yet become ``failed`` (never sent again); returns how many.
+        One a board took runs to its end: the board alone can stop it."""
+        if not command_ids:
+            return 0
+        c = commands.c
+        with self.engine.begin() as conn:
+            res = conn.execute(
+                update(commands)
+                .where(and_(c.id.in_(command_ids), c.state == "queued"))
+                .values(state="failed", finished_at=time.time(), error=f"withdrawn: {why}: never run"[:2000])
+            )
+        return int(res.rowcount or 0)
 
     def expire(self, now: float) -> list[CommandRow]:
         """Queued commands whose time ran out: ``expired``, never to be sent. Returns them."""

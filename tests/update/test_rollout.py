@@ -2,37 +2,45 @@
 
 Real parts: the SQL store (board reports go in through ``SqlStore.apply``, the path the
 ingest writes births with), the inventory of the pilot, the published bundle, and the
-``update`` command as a real MQTT publish (``MqttUpdateSender``) on a real Mosquitto, read
-back by a subscriber. Board births are written as the ingest would write them, so 59
-boards need no 59 agents; the clock is the rollout's own, moved by the test for timeouts."""
+fleet's command channel: a started ``FleetService`` on a real Mosquitto, bound to the
+rollouts by ``fleet_sender`` as ``cloud serve`` binds it. ``update`` commands are queued in
+the fleet's table, sent signed to a board whose birth is on the broker, read back by a
+subscriber, and a board's reply travels back over MQTT. Births for the rollout's judgement
+are written as the ingest would write them, so 59 boards need no 59 agents; the clock is the
+rollout's own, moved by the test for timeouts."""
 
 from __future__ import annotations
 
 import json
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
-from update_helpers import Bundles
+from update_helpers import Bundles, wait_until
 
-from cloud.config import MqttConfig
+from cloud.audit.trail import AuditTrail
+from cloud.config import load_config
 from cloud.fleet.releases import ReleaseStore
-from cloud.fleet.rollout import Rollouts
-from cloud.fleet.update_sender import MqttUpdateSender
+from cloud.fleet.rollout import RolloutError, Rollouts
+from cloud.fleet.service import FleetService
+from cloud.fleet.updates import NO_FLEET, fleet_sender
 from cloud.inventory import load_inventory
 from cloud.storage.sql import BatchUpdate, SqlStore, StatusUpdate
 from commune_iot.localsvc import Mosquitto
 from commune_iot.provision.bundle import ROOT
+from wire import CommandReply, Status, crypto, encode
+from wire.topics import Channel, topic_for
 
 INVENTORY = ROOT / "firmware_config" / "inventory.yaml"
 
 
 class Commands:
-    """Every ``update`` command the broker delivers, by board."""
+    """Every command the broker delivers on a ``cmd`` topic, by board."""
 
     def __init__(self, port: int) -> None:
         self.got: list[tuple[str, dict[str, Any]]] = []
@@ -51,15 +59,26 @@ class Commands:
             self.got.append((msg.topic.split("/")[3], json.loads(msg.payload)))
             self._cond.notify_all()
 
-    def wait(self, n: int) -> list[str]:
+    def wait(self, n: int) -> list[tuple[str, dict[str, Any]]]:
         with self._cond:
             assert self._cond.wait_for(lambda: len(self.got) >= n, 10), f"{len(self.got)} of {n} commands"
-            return [node for node, _ in self.got]
+            return list(self.got)
+
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
+        self.c.publish(topic, payload, qos=1, retain=retain).wait_for_publish(10)
 
 
 class Fleet:
     def __init__(self, tmp: Path, mosquitto: Mosquitto, bundles: Bundles) -> None:
-        self.sql = SqlStore(f"sqlite:///{tmp / 'cloud.db'}")
+        cfg = load_config(
+            None,
+            mqtt={"url": mosquitto.url, "client_id": "rollout-test"},
+            influx={"spool_dir": tmp / "spool"},
+            sql={"url": f"sqlite:///{tmp / 'cloud.db'}"},
+            snapshots_dir=tmp / "snapshots",
+            fleet={"signing_key_file": tmp / "fleet-signing.pem"},
+        )
+        self.sql = SqlStore(cfg.sql.url)
         self.inventory = load_inventory(INVENTORY)
         self.releases = ReleaseStore(tmp / "releases", [bundles.public])
         self.version = self.releases.publish(bundles.b).version
@@ -73,19 +92,52 @@ class Fleet:
             timeout_s=600,
             clock=lambda: self.now,
         )
-        self.sender = MqttUpdateSender(MqttConfig(url=mosquitto.url), "rollout-test")
+        self.service = FleetService(cfg, self.sql.engine, self.inventory, "rollout-test")
+        self.service.start()
+        wait_until(lambda: self.service.connected, 10, "the fleet service connected")
+        self.audit = AuditTrail(self.sql.engine)
+        self.sender = fleet_sender(self.service, self.audit)
         self.commands = Commands(mosquitto.port)
+
+    def commune(self, node: str) -> str:
+        return self.inventory.node(node).commune  # type: ignore[union-attr]
 
     def birth(self, node: str, version: str, update: tuple[str, str, str] | None = None) -> None:
         """A board's birth, stored as the ingest stores it."""
-        commune = self.inventory.node(node).commune  # type: ignore[union-attr]
         self.now += 1
         upd = (*update, self.now) if update else None
         ms = int(self.now * 1000)
         st = StatusUpdate(
-            node, commune, True, "online", "birth", self.now, version, "0123abcd", ms, update=upd
+            node, self.commune(node), True, "online", "birth", self.now, version, "0123abcd", ms, update=upd
         )
         self.sql.apply(BatchUpdate(statuses=[st]))
+
+    def online(self, node: str) -> None:
+        """The board's birth on the broker, as its agent publishes it (the fleet service
+        delivers a board's queued commands on its birth)."""
+        msg = Status(
+            node=node, session="0123abcd", seq=0, ts=datetime.now(UTC), state="online", reason="birth"
+        )
+        self.commands.publish(topic_for(self.commune(node), node, Channel.STATUS), encode(msg), retain=True)
+        wait_until(lambda: self.service.online.get(node), 10, f"{node} online at the fleet service")
+
+    def reply(self, node: str, command_id: str, state: str, error: str) -> None:
+        """The board's answer to a command, on its ``reply`` topic."""
+        msg = CommandReply(
+            node=node,
+            session="0123abcd",
+            seq=0,
+            ts=datetime.now(UTC),
+            id=command_id,
+            name="update",
+            state=state,  # type: ignore[arg-type]
+            error=error,
+        )
+        self.commands.publish(topic_for(self.commune(node), node, Channel.REPLY), encode(msg))
+
+    def issued(self) -> list[str]:
+        """Boards given an update command (the fleet's queue, oldest first)."""
+        return [r.node for r in reversed(self.service.store.commands(limit=1000)) if r.name == "update"]
 
     async def step(self) -> dict[str, Any]:
         await self.rollouts.advance(self.sender)
@@ -94,7 +146,8 @@ class Fleet:
         return doc
 
     def close(self) -> None:
-        self.sender.close()
+        self.service.stop()
+        self.commands.c.disconnect()
         self.commands.c.loop_stop()
         self.sql.dispose()
 
@@ -112,20 +165,27 @@ def _nodes(doc: dict[str, Any], stage: int) -> dict[str, str]:
 
 async def test_canary_first_then_commune_by_commune(fleet: Fleet) -> None:
     v = fleet.version
+    fleet.online("lx-ap-01")
     doc = fleet.rollouts.create(v, canary="lx-ap-01", communes=["lac-xuan", "tu-tra"], created_by="t")
     assert doc["stages"] == 3
     lac_xuan = [n.id for n in fleet.inventory.nodes if n.commune == "lac-xuan" and n.id != "lx-ap-01"]
     assert set(_nodes(doc, 1)) == set(lac_xuan) and len(_nodes(doc, 2)) == 24  # da-ron is not in it
 
     doc = await fleet.step()
-    assert fleet.commands.wait(1) == ["lx-ap-01"]
-    node, cmd = fleet.commands.got[0]
-    assert cmd["name"] == "update" and cmd["node"] == node and cmd["issued_by"] == "rollout"
+    [(node, cmd)] = fleet.commands.wait(1)  # the canary is online: sent at once, signed
+    assert node == "lx-ap-01" and cmd["name"] == "update" and cmd["issued_by"] == "rollout"
+    crypto.verify(fleet.service.verify_key, cmd)
     assert cmd["args"] == {
         "url": f"https://ciot.example.vn/api/v1/releases/{v}/",
         "version": v,
         "manifest_sha256": fleet.releases.get(v).manifest_sha256,  # type: ignore[union-attr]
     }
+    assert doc["nodes"][0]["command"] == cmd["id"]
+    assert fleet.service.store.command(cmd["id"]).state == "queued"  # type: ignore[union-attr]
+    [entry] = fleet.audit.entries(action="fleet_command")
+    assert (entry.actor, entry.target, entry.commune) == ("rollout", f"command:{cmd['id']}", "lac-xuan")
+    assert entry.detail["args"] == cmd["args"] and entry.detail["rollout"] == doc["id"]
+
     fleet.birth("lx-ap-01", v, (v, "trial", ""))  # running it, not yet kept by the launcher
     doc = await fleet.step()
     assert doc["stage"] == 0 and _nodes(doc, 0) == {"lx-ap-01": "sent"}
@@ -133,7 +193,8 @@ async def test_canary_first_then_commune_by_commune(fleet: Fleet) -> None:
     doc = await fleet.step()  # canary done: stage 1 starts and is sent in the next step
     assert doc["stage"] == 1
     doc = await fleet.step()
-    assert sorted(fleet.commands.wait(1 + len(lac_xuan))[1:]) == sorted(lac_xuan)
+    # offline boards: queued until their birth, never published before
+    assert sorted(fleet.issued()[1:]) == sorted(lac_xuan) and len(fleet.commands.got) == 1
     assert set(_nodes(doc, 2).values()) == {"pending"}
     for n in lac_xuan:
         fleet.birth(n, v, (v, "active", ""))
@@ -144,13 +205,15 @@ async def test_canary_first_then_commune_by_commune(fleet: Fleet) -> None:
         fleet.birth(n, v, (v, "active", ""))
     doc = await fleet.step()
     assert doc["state"] == "done" and doc["counts"]["updated"] == 1 + len(lac_xuan) + 24
-    assert len(fleet.commands.wait(1 + len(lac_xuan) + 24)) == 1 + len(lac_xuan) + 24
+    assert len(fleet.issued()) == 1 + len(lac_xuan) + 24
+    assert fleet.audit.count(action="fleet_command", actor="rollout") == 1 + len(lac_xuan) + 24
 
 
 async def test_a_silent_canary_pauses_the_rollout_at_its_timeout(fleet: Fleet) -> None:
     v = fleet.version
     fleet.rollouts.create(v, canary="dr-cam-01", communes=["da-ron"], timeout_s=300, created_by="t")
-    await fleet.step()
+    doc = await fleet.step()
+    first = doc["nodes"][0]["command"]
     fleet.now += 299
     doc = await fleet.step()
     assert doc["state"] == "running"
@@ -159,13 +222,24 @@ async def test_a_silent_canary_pauses_the_rollout_at_its_timeout(fleet: Fleet) -
     assert doc["state"] == "paused"
     assert doc["reason"].startswith(f"board dr-cam-01 failed: did not report {v} as active within 300 s")
     assert set(_nodes(doc, 1).values()) == {"pending"}
-    assert fleet.commands.wait(1) == ["dr-cam-01"]  # nobody else was told
+    assert fleet.issued() == ["dr-cam-01"]  # nobody else was told
+    # its command, never taken, is withdrawn: the board cannot run it after the rollout gave up
+    row = fleet.service.store.command(first)
+    assert row is not None and row.state == "failed" and row.error.startswith("withdrawn: rollout")  # type: ignore[union-attr]
 
     with pytest.raises(ValueError, match="still running or paused"):
         fleet.rollouts.create(v, canary=None, created_by="t")
     doc = fleet.rollouts.resume(doc["id"], "t", skip_failed=True)
     doc = await fleet.step()
     assert doc["stage"] == 1 and _nodes(doc, 0) == {"dr-cam-01": "skipped"}
+    doc = await fleet.step()
+    queued = [n["command"] for n in doc["nodes"] if n["state"] == "sent"]
+    assert len(queued) == 23
+    fleet.rollouts.abort(doc["id"], "kythuat")  # the stage's commands no board took are withdrawn
+    rows = [fleet.service.store.command(c) for c in queued]
+    assert {(r.state, r.error) for r in rows if r} == {
+        ("failed", f"withdrawn: rollout {doc['id']} aborted by kythuat: never run")
+    }
 
 
 async def test_an_old_failure_report_is_not_taken_for_a_new_one(fleet: Fleet) -> None:
@@ -186,4 +260,42 @@ async def test_an_old_failure_report_is_not_taken_for_a_new_one(fleet: Fleet) ->
     fleet.birth("tt-ap-01", v, (v, "active", ""))
     doc = await fleet.step()
     assert doc["state"] == "done"
-    assert fleet.commands.wait(2) == ["tt-ap-01", "tt-ap-01"]
+    assert fleet.issued() == ["tt-ap-01", "tt-ap-01"]
+
+
+async def test_a_board_that_refuses_the_command_pauses_the_rollout_at_once(fleet: Fleet) -> None:
+    """An agent older than the ``update`` command refuses it: the rollout pauses with the
+    board's words on the next step, not after ``timeout_s``."""
+    fleet.online("tt-ap-02")
+    fleet.rollouts.create(fleet.version, canary="tt-ap-02", communes=["tu-tra"], created_by="t")
+    await fleet.step()
+    [(_, cmd)] = fleet.commands.wait(1)
+    refusal = "unknown command 'update' (this agent knows diag, logs, ping, poll, rebirth, restart, snapshot)"
+    fleet.reply("tt-ap-02", cmd["id"], "refused", refusal)
+    wait_until(lambda: fleet.service.store.command(cmd["id"]).state == "failed", 10, "the refusal stored")  # type: ignore[union-attr]
+    doc = await fleet.step()
+    assert doc["state"] == "paused"
+    assert doc["reason"] == f"board tt-ap-02 failed: update command refused: {refusal}"
+    assert fleet.issued() == ["tt-ap-02"]
+
+
+async def test_without_the_fleet_service_no_rollout_starts(fleet: Fleet) -> None:
+    fleet.rollouts.create(fleet.version, canary="dr-cam-01", communes=[], created_by="t")
+    off = Rollouts(
+        fleet.sql.engine,
+        fleet.inventory,
+        fleet.releases,
+        fleet.sql.node_states,
+        public_url="https://ciot.example.vn",
+        timeout_s=600,
+        unavailable=NO_FLEET,
+    )
+    off.halt()  # what `cloud serve` does at start with fleet.enabled: false
+    doc = off.latest()
+    assert doc is not None and doc["state"] == "paused" and doc["reason"] == NO_FLEET
+    with pytest.raises(RolloutError, match=r"fleet service is off \(fleet.enabled: false\)"):
+        off.resume(doc["id"], "t")
+    off.abort(doc["id"], "t")
+    with pytest.raises(RolloutError, match="no rollout can start or resume"):
+        off.create(fleet.version, canary="dr-cam-01", created_by="t")
+    assert fleet.issued() == []
