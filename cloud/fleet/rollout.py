@@ -1,27 +1,28 @@
 """Staged rollouts: a canary board first, then commune by commune, paused when a board fails.
 
 A rollout is a list of stages (``[canary]``, then each commune's boards in the order
-given); the next stage starts only when every board of this one runs the new version and
-its launcher kept it (the birth's ``update.state == "active"``). A board fails when it
-reports the update failed or rolled back, or has not reported the version as active
-within ``timeout_s`` of its command, or its ``update`` command failed, expired or was
-refused (an agent too old to know it says so at once); the first failure pauses the whole
-rollout, so a bad release stops at the canary instead of reaching 59 boards. ``resume``
-tries the failed boards again (or leaves them behind with ``skip_failed``), ``abort`` ends
-it and withdraws the commands no board has taken yet.
-
-What a board reports comes from the ``nodes`` table (the ingest keeps each node's last
-birth). The ``update`` command is one of the fleet's commands: it goes out through an
+given); the next stage starts only when every board of this one has updated. Each board
+gets its own ``update`` command, one of the fleet's commands: issued through an
 ``UpdateSender`` (the serve process binds it to ``FleetService.issue``: signed, queued
-until the board is online, expiring, audited) and its state is read back from the fleet's
-``commands`` table. Everything is in SQL, so a restart of the cloud picks a rollout up
-where it was.
+until the board is online, expiring, audited) and judged by its state in the fleet's
+``commands`` table, the board's answer to exactly that command: ``done`` once the new
+version runs and its launcher kept it; ``failed`` when the board refused the release,
+could not install it, rolled back (the old version answers, with the launcher's reason) or
+does not know the command (an older agent); ``expired`` when the board stayed offline. No
+answer within ``timeout_s`` fails the board too. The first failure pauses the whole
+rollout, so a bad release stops at the canary instead of reaching 59 boards. ``resume``
+tries the failed boards again with new commands (or leaves them behind with
+``skip_failed``), ``abort`` ends it and withdraws the commands that were never sent (their
+boards stayed offline).
+
+Which version a board runs comes from the ``nodes`` table (the ingest keeps each node's
+last birth): a board already running the version counts as updated. Everything is in SQL,
+so a restart of the cloud picks a rollout up where it was.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -66,7 +67,6 @@ rollout_nodes = Table(
     Column("stage", Integer, nullable=False),
     Column("state", String(16), nullable=False),  # pending | sent | updated | failed | skipped
     Column("from_version", String(64)),
-    Column("baseline", Text),  # the node's update report when its command went out (JSON)
     Column("sent_at", Float),
     Column("done_at", Float),
     Column("detail", Text, nullable=False),
@@ -74,7 +74,6 @@ rollout_nodes = Table(
 )
 
 ACTIVE: Final = ("running", "paused")
-_REPORT = ("update_version", "update_state", "update_error", "update_ts")
 #: Who issues the update commands (the command's ``issued_by``).
 ISSUER: Final = "rollout"
 
@@ -133,7 +132,7 @@ class Rollouts:
                 .order_by(rollout_nodes.c.stage, rollout_nodes.c.node)
             ).all()
         doc = dict(row._mapping)
-        doc["nodes"] = [{k: v for k, v in n._mapping.items() if k != "baseline"} for n in nodes]
+        doc["nodes"] = [dict(n._mapping) for n in nodes]
         doc["counts"] = {
             s: sum(n.state == s for n in nodes) for s in ("pending", "sent", "updated", "failed", "skipped")
         }
@@ -288,7 +287,7 @@ class Rollouts:
         sent = [n["command"] for n in doc["nodes"] if n["state"] == "sent" and n["command"]]
         withdrawn = self.commands.withdraw(sent, f"rollout {rollout_id} aborted by {actor}")
         if withdrawn:
-            log.info("rollout %s: %d update command(s) no board had taken withdrawn", rollout_id, withdrawn)
+            log.info("rollout %s: %d update command(s) never sent withdrawn", rollout_id, withdrawn)
         out = self.get(rollout_id)
         assert out is not None
         return out
@@ -335,14 +334,12 @@ class Rollouts:
                 except Exception as exc:  # the database may be busy: try again next step
                     log.warning("rollout %s: cannot issue the update to %s yet: %s", rid, row.node, exc)
                     continue
-                baseline = json.dumps([st.get(k) for k in _REPORT])
                 self._node(
                     rid,
                     row.node,
                     state="sent",
                     sent_at=now,
                     from_version=st.get("agent_version"),
-                    baseline=baseline,
                     command=command,
                 )
                 log.info(
@@ -358,7 +355,7 @@ class Rollouts:
                 if verdict is not None:
                     state, detail = verdict
                     self._node(rid, row.node, state=state, done_at=now, detail=detail)
-                    if state == "failed" and row.command:  # not taken yet: a resume sends a new one
+                    if state == "failed" and row.command:  # never sent: a resume sends a new one
                         self.commands.withdraw([row.command], f"rollout {rid}: board {row.node} failed")
                     log.log(
                         logging.INFO if state == "updated" else logging.WARNING,
@@ -374,23 +371,20 @@ class Rollouts:
     def _judge(
         self, version: str, row: Any, st: dict[str, Any], now: float, timeout_s: float
     ) -> tuple[str, str] | None:
-        report = [st.get(k) for k in _REPORT]
-        fresh = json.dumps(report) != row.baseline
-        if fresh and st.get("update_version") == version:
-            if st.get("update_state") in ("rolled_back", "failed"):
-                return "failed", f"{st['update_state']}: {st.get('update_error') or 'no reason given'}"
-            if st.get("update_state") == "active" and st.get("agent_version") == version:
-                return "updated", ""
         cmd = self.commands.command(row.command) if row.command else None
+        if cmd is not None and cmd.state == "done":
+            return "updated", ""
         if cmd is not None and cmd.state in ("failed", "expired"):
-            # the store keeps the board's word: "failed: ...", "refused: ..." (an old agent)
+            # the board's words as stored: "failed: ...", "refused: ..." (an older agent)
             return "failed", f"update command {cmd.error or cmd.state}"
         if now - float(row.sent_at) > timeout_s:
             runs = st.get("agent_version") or "nothing reported"
             seen = st.get("status") or "never seen"
+            where = "missing" if cmd is None else cmd.state + (f": {cmd.progress}" if cmd.progress else "")
             return (
                 "failed",
-                f"did not report {version} as active within {timeout_s:g} s (runs {runs}, {seen})",
+                f"did not finish the update to {version} within {timeout_s:g} s "
+                f"(its command {where}; runs {runs}, {seen})",
             )
         return None
 

@@ -411,15 +411,16 @@ class FleetStore:
             )
 
     def withdraw(self, command_ids: list[str], why: str) -> int:
-        """Commands no board has taken yet become ``failed`` (never sent again); returns how many.
-        One a board took runs to its end: the board alone can stop it."""
+        """Commands never sent to their board become ``failed`` and never will be; returns how
+        many. One already sent stays as it is: it may wait in the broker's queue for its board
+        or be running there (its reply still on the way), so only the board can say how it ends."""
         if not command_ids:
             return 0
         c = commands.c
         with self.engine.begin() as conn:
             res = conn.execute(
                 update(commands)
-                .where(and_(c.id.in_(command_ids), c.state == "queued"))
+                .where(and_(c.id.in_(command_ids), c.state == "queued", c.sent_at.is_(None)))
                 .values(state="failed", finished_at=time.time(), error=f"withdrawn: {why}: never run"[:2000])
             )
         return int(res.rowcount or 0)

@@ -1,13 +1,13 @@
 """The rollout state machine over many boards, stage by stage, in seconds.
 
-Real parts: the SQL store (board reports go in through ``SqlStore.apply``, the path the
-ingest writes births with), the inventory of the pilot, the published bundle, and the
-fleet's command channel: a started ``FleetService`` on a real Mosquitto, bound to the
-rollouts by ``fleet_sender`` as ``cloud serve`` binds it. ``update`` commands are queued in
-the fleet's table, sent signed to a board whose birth is on the broker, read back by a
-subscriber, and a board's reply travels back over MQTT. Births for the rollout's judgement
-are written as the ingest would write them, so 59 boards need no 59 agents; the clock is the
-rollout's own, moved by the test for timeouts."""
+Real parts: the SQL store, the inventory of the pilot, the published bundle, and the fleet's
+command channel: a started ``FleetService`` on a real Mosquitto, bound to the rollouts by
+``fleet_sender`` as ``cloud serve`` binds it. ``update`` commands are queued in the fleet's
+table, sent signed once a board's birth is on the broker, read back by a subscriber, and
+the boards' answers travel back over MQTT as replies. The boards are played by the test
+(a birth and a reply each, what the board's agent publishes; tests/update/test_update_e2e.py
+runs real ones), so 59 boards need no 59 agents; the clock for timeouts is the rollout's
+own, moved by the test."""
 
 from __future__ import annotations
 
@@ -28,12 +28,14 @@ from cloud.config import load_config
 from cloud.fleet.releases import ReleaseStore
 from cloud.fleet.rollout import RolloutError, Rollouts
 from cloud.fleet.service import FleetService
+from cloud.fleet.store import CommandRow
 from cloud.fleet.updates import NO_FLEET, fleet_sender
 from cloud.inventory import load_inventory
 from cloud.storage.sql import BatchUpdate, SqlStore, StatusUpdate
 from commune_iot.localsvc import Mosquitto
 from commune_iot.provision.bundle import ROOT
 from wire import CommandReply, Status, crypto, encode
+from wire.control import FINAL_REPLIES
 from wire.topics import Channel, topic_for
 
 INVENTORY = ROOT / "firmware_config" / "inventory.yaml"
@@ -102,13 +104,19 @@ class Fleet:
     def commune(self, node: str) -> str:
         return self.inventory.node(node).commune  # type: ignore[union-attr]
 
-    def birth(self, node: str, version: str, update: tuple[str, str, str] | None = None) -> None:
-        """A board's birth, stored as the ingest stores it."""
+    def birth(self, node: str, version: str) -> None:
+        """A board's birth, stored as the ingest stores it (what it runs)."""
         self.now += 1
-        upd = (*update, self.now) if update else None
-        ms = int(self.now * 1000)
         st = StatusUpdate(
-            node, self.commune(node), True, "online", "birth", self.now, version, "0123abcd", ms, update=upd
+            node,
+            self.commune(node),
+            True,
+            "online",
+            "birth",
+            self.now,
+            version,
+            "0123abcd",
+            int(self.now * 1000),
         )
         self.sql.apply(BatchUpdate(statuses=[st]))
 
@@ -121,19 +129,36 @@ class Fleet:
         self.commands.publish(topic_for(self.commune(node), node, Channel.STATUS), encode(msg), retain=True)
         wait_until(lambda: self.service.online.get(node), 10, f"{node} online at the fleet service")
 
-    def reply(self, node: str, command_id: str, state: str, error: str) -> None:
-        """The board's answer to a command, on its ``reply`` topic."""
+    def answer(self, node: str, state: str, **fields: Any) -> CommandRow:
+        """The board comes online, takes its newest update command and answers it on its
+        ``reply`` topic (``done`` with a result, ``failed`` or ``refused`` with an error)."""
+        if not self.service.online.get(node):
+            self.online(node)
+
+        def sent() -> CommandRow | None:
+            row = next(r for r in self.service.store.commands(node, limit=1) if r.name == "update")
+            return row if row.sent_at else None
+
+        cmd: CommandRow = wait_until(sent, 10, f"{node}'s update command sent")
         msg = CommandReply(
             node=node,
             session="0123abcd",
             seq=0,
             ts=datetime.now(UTC),
-            id=command_id,
+            id=cmd.id,
             name="update",
             state=state,  # type: ignore[arg-type]
-            error=error,
+            **fields,
         )
         self.commands.publish(topic_for(self.commune(node), node, Channel.REPLY), encode(msg))
+
+        def stored() -> CommandRow | None:
+            r = self.service.store.command(cmd.id)
+            final = state in FINAL_REPLIES
+            return r if r and r.state != "queued" and (r.state != "delivered" or not final) else None
+
+        row: CommandRow = wait_until(stored, 10, f"{node}'s answer stored")
+        return row
 
     def issued(self) -> list[str]:
         """Boards given an update command (the fleet's queue, oldest first)."""
@@ -181,28 +206,28 @@ async def test_canary_first_then_commune_by_commune(fleet: Fleet) -> None:
         "manifest_sha256": fleet.releases.get(v).manifest_sha256,  # type: ignore[union-attr]
     }
     assert doc["nodes"][0]["command"] == cmd["id"]
-    assert fleet.service.store.command(cmd["id"]).state == "queued"  # type: ignore[union-attr]
     [entry] = fleet.audit.entries(action="fleet_command")
     assert (entry.actor, entry.target, entry.commune) == ("rollout", f"command:{cmd['id']}", "lac-xuan")
     assert entry.detail["args"] == cmd["args"] and entry.detail["rollout"] == doc["id"]
 
-    fleet.birth("lx-ap-01", v, (v, "trial", ""))  # running it, not yet kept by the launcher
+    fleet.answer("lx-ap-01", "running", progress="fetched 1 of 1 file(s)")  # still at it
     doc = await fleet.step()
     assert doc["stage"] == 0 and _nodes(doc, 0) == {"lx-ap-01": "sent"}
-    fleet.birth("lx-ap-01", v, (v, "active", ""))
+    fleet.answer("lx-ap-01", "done", result={"version": v, "state": "active"})
     doc = await fleet.step()  # canary done: stage 1 starts and is sent in the next step
     assert doc["stage"] == 1
     doc = await fleet.step()
-    # offline boards: queued until their birth, never published before
+    # boards offline: their commands wait in the queue, nothing is published for them yet
     assert sorted(fleet.issued()[1:]) == sorted(lac_xuan) and len(fleet.commands.got) == 1
     assert set(_nodes(doc, 2).values()) == {"pending"}
     for n in lac_xuan:
-        fleet.birth(n, v, (v, "active", ""))
+        fleet.answer(n, "done", result={"version": v, "state": "active"})
+    assert {n for n, _ in fleet.commands.got} == {"lx-ap-01", *lac_xuan}  # sent on their births
     await fleet.step()
     doc = await fleet.step()
     assert doc["stage"] == 2 and set(_nodes(doc, 2).values()) == {"sent"}
     for n in _nodes(doc, 2):
-        fleet.birth(n, v, (v, "active", ""))
+        fleet.answer(n, "done", result={"version": v, "state": "active"})
     doc = await fleet.step()
     assert doc["state"] == "done" and doc["counts"]["updated"] == 1 + len(lac_xuan) + 24
     assert len(fleet.issued()) == 1 + len(lac_xuan) + 24
@@ -220,10 +245,12 @@ async def test_a_silent_canary_pauses_the_rollout_at_its_timeout(fleet: Fleet) -
     fleet.now += 2
     doc = await fleet.step()
     assert doc["state"] == "paused"
-    assert doc["reason"].startswith(f"board dr-cam-01 failed: did not report {v} as active within 300 s")
+    assert doc["reason"].startswith(
+        f"board dr-cam-01 failed: did not finish the update to {v} within 300 s (its command queued; "
+    )
     assert set(_nodes(doc, 1).values()) == {"pending"}
     assert fleet.issued() == ["dr-cam-01"]  # nobody else was told
-    # its command, never taken, is withdrawn: the board cannot run it after the rollout gave up
+    # its command, never sent, is withdrawn: the board cannot run it after the rollout gave up
     row = fleet.service.store.command(first)
     assert row is not None and row.state == "failed" and row.error.startswith("withdrawn: rollout")  # type: ignore[union-attr]
 
@@ -235,32 +262,37 @@ async def test_a_silent_canary_pauses_the_rollout_at_its_timeout(fleet: Fleet) -
     doc = await fleet.step()
     queued = [n["command"] for n in doc["nodes"] if n["state"] == "sent"]
     assert len(queued) == 23
-    fleet.rollouts.abort(doc["id"], "kythuat")  # the stage's commands no board took are withdrawn
+    fleet.rollouts.abort(doc["id"], "kythuat")  # the stage's commands never sent are withdrawn
     rows = [fleet.service.store.command(c) for c in queued]
     assert {(r.state, r.error) for r in rows if r} == {
         ("failed", f"withdrawn: rollout {doc['id']} aborted by kythuat: never run")
     }
 
 
-async def test_an_old_failure_report_is_not_taken_for_a_new_one(fleet: Fleet) -> None:
-    """A board whose last birth already says "this version failed" (an earlier attempt) fails
-    this rollout only with a new report; a fresh rollback or refusal pauses at once."""
+async def test_a_rollback_pauses_and_resume_tries_again_with_a_new_command(fleet: Fleet) -> None:
+    """The old version answers the command after its launcher went back to it: the rollout
+    pauses with the launcher's reason; resume sends a new command, judged on its own answer."""
     v = fleet.version
-    fleet.birth("tt-ap-01", "0.0.9", (v, "failed", "no space left"))
-    fleet.rollouts.create(v, canary="tt-ap-01", communes=[], created_by="t")
+    fleet.birth("tt-ap-01", "0.0.9")
+    fleet.birth("tt-ap-03", v)  # already runs it: updated without a command
+    fleet.rollouts.create(v, canary="tt-ap-01", communes=["tu-tra"], created_by="t")
     await fleet.step()
+    why = "rolled back to 0.0.9: exited 3 times before a healthy birth (status 1)"
+    first = fleet.answer("tt-ap-01", "failed", error=why)
     doc = await fleet.step()
-    assert doc["state"] == "running" and _nodes(doc, 0) == {"tt-ap-01": "sent"}
-    fleet.birth("tt-ap-01", "0.0.9", (v, "rolled_back", "exited 3 times before a healthy birth"))
-    doc = await fleet.step()
-    assert doc["state"] == "paused" and "rolled_back: exited 3 times" in doc["reason"]
+    assert (
+        doc["state"] == "paused" and doc["reason"] == f"board tt-ap-01 failed: update command failed: {why}"
+    )
 
-    doc = fleet.rollouts.resume(doc["id"], "t")  # tried again
+    doc = fleet.rollouts.resume(doc["id"], "t")  # tried again: a new command, not the failed one
     await fleet.step()
-    fleet.birth("tt-ap-01", v, (v, "active", ""))
+    again = fleet.answer("tt-ap-01", "done", result={"version": v, "state": "active"})
+    assert again.id != first.id
     doc = await fleet.step()
-    assert doc["state"] == "done"
-    assert fleet.issued() == ["tt-ap-01", "tt-ap-01"]
+    assert doc["state"] == "running" and doc["stage"] == 1
+    doc = await fleet.step()
+    assert _nodes(doc, 1)["tt-ap-03"] == "updated"
+    assert fleet.issued().count("tt-ap-01") == 2 and "tt-ap-03" not in fleet.issued()
 
 
 async def test_a_board_that_refuses_the_command_pauses_the_rollout_at_once(fleet: Fleet) -> None:
@@ -269,10 +301,8 @@ async def test_a_board_that_refuses_the_command_pauses_the_rollout_at_once(fleet
     fleet.online("tt-ap-02")
     fleet.rollouts.create(fleet.version, canary="tt-ap-02", communes=["tu-tra"], created_by="t")
     await fleet.step()
-    [(_, cmd)] = fleet.commands.wait(1)
     refusal = "unknown command 'update' (this agent knows diag, logs, ping, poll, rebirth, restart, snapshot)"
-    fleet.reply("tt-ap-02", cmd["id"], "refused", refusal)
-    wait_until(lambda: fleet.service.store.command(cmd["id"]).state == "failed", 10, "the refusal stored")  # type: ignore[union-attr]
+    fleet.answer("tt-ap-02", "refused", error=refusal)
     doc = await fleet.step()
     assert doc["state"] == "paused"
     assert doc["reason"] == f"board tt-ap-02 failed: update command refused: {refusal}"
