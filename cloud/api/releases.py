@@ -77,7 +77,11 @@ class RolloutIn(BaseModel):
         None, max_length=64, description="Communes in order, one stage each (default: all)."
     )
     timeout_s: float | None = Field(
-        None, gt=0, le=30 * 86400, description="Seconds a board has to report the version as active."
+        None,
+        gt=0,
+        le=30 * 86400,
+        description="Seconds a board has to finish its update command (done); default: "
+        "releases.board_timeout_s.",
     )
 
 

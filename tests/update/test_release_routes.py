@@ -45,7 +45,8 @@ def basic(user: str, password: str) -> dict[str, str]:
 
 
 @pytest.fixture
-async def api(tmp_path: Path, bundles: Bundles) -> AsyncIterator[Api]:
+async def api(request: pytest.FixtureRequest, tmp_path: Path, bundles: Bundles) -> AsyncIterator[Api]:
+    """The app in process (no lifespan); ``indirect`` parametrization False: fleet service off."""
     broker = BrokerFiles(tmp_path / "broker")
     add_board(broker.dir, BOARD, PASSWORD, COMMUNES)
     add_cloud_user(broker.dir, "ciot-cloud-1", "cloud-secret", COMMUNES)
@@ -61,6 +62,8 @@ async def api(tmp_path: Path, bundles: Bundles) -> AsyncIterator[Api]:
             "board_passwd_file": broker.passwd,
             "public_url": "https://ciot.example.vn",
         },
+        fleet={"enabled": getattr(request, "param", True), "signing_key_file": tmp_path / "fleet.pem"},
+        events={"exports_dir": tmp_path / "exports"},
     )
     rt = Runtime(cfg)
     app = create_app(rt, manage_runtime=False)
@@ -155,3 +158,14 @@ async def test_releases_and_rollouts_are_for_technicians(api: Api) -> None:
     assert r.status_code == 409 and "still running or paused" in r.json()["detail"]
     r = await api.client.post("/api/v1/rollouts", headers=tech, json=body | {"canary": "no-such-board"})
     assert r.status_code == 409
+
+
+@pytest.mark.parametrize("api", [False], indirect=True, ids=["fleet-off"])
+async def test_without_the_fleet_service_a_rollout_is_refused_with_the_reason(api: Api) -> None:
+    """Update commands go out only through the fleet service: no silent publishing around it."""
+    tech = api.token("kythuat", Role.TECHNICIAN)
+    body = {"version": api.version, "canary": BOARD, "communes": []}
+    r = await api.client.post("/api/v1/rollouts", headers=tech, json=body)
+    assert r.status_code == 409
+    assert r.json()["detail"].startswith("the fleet service is off (fleet.enabled: false)")
+    assert (await api.client.get("/api/v1/rollouts", headers=tech)).json() == []
