@@ -402,13 +402,17 @@ class FleetStore:
         with self.engine.connect() as conn:
             return [_command(r) for r in conn.execute(q)]
 
-    def sent(self, command_id: str, at: float) -> None:
+    def sent(self, command_id: str, at: float) -> bool:
+        """Note a send about to happen; False when the command is no longer queued (withdrawn,
+        expired or answered meanwhile): then it must not go out."""
+        c = commands.c
         with self.engine.begin() as conn:
-            conn.execute(
+            res = conn.execute(
                 update(commands)
-                .where(commands.c.id == command_id)
-                .values(sent_at=at, sends=commands.c.sends + 1)
+                .where(and_(c.id == command_id, c.state == "queued"))
+                .values(sent_at=at, sends=c.sends + 1)
             )
+        return bool(res.rowcount)
 
     def withdraw(self, command_ids: list[str], why: str) -> int:
         """Commands never sent to their board become ``failed`` and never will be; returns how

@@ -227,7 +227,7 @@ def test_signed_update_rollback_and_staged_rollout(
     r1 = stack.rollout(forged.name, [])
     paused = stack.rollout_state(r1, "paused", timeout=60)
     assert "bad signature" in paused["reason"], paused
-    cmd = stack.command(r1, "done", "failed", timeout=10)
+    cmd = stack.command(r1, "done", "failed", timeout=30)
     assert cmd["state"] == "failed" and "bad signature by key" in cmd["error"], cmd
     assert cmd["issued_by"] == "rollout" and cmd["args"]["version"] == forged.name
     assert installed(stack.root) == before, "a refused bundle changed the board"
@@ -270,7 +270,7 @@ def test_signed_update_rollback_and_staged_rollout(
     r3 = stack.rollout(b, [])
     paused = stack.rollout_state(r3, "paused", timeout=60)
     assert "bytes, signed:" in paused["reason"], paused
-    cmd = stack.command(r3, "done", "failed", timeout=10)
+    cmd = stack.command(r3, "done", "failed", timeout=30)
     assert cmd["state"] == "failed" and "bytes, signed:" in cmd["error"], cmd
     assert installed(stack.root) == before, "a truncated download changed the board"
 
