@@ -320,8 +320,9 @@ class ReleasesConfig(_Section):
     board_timeout_s: float = Field(
         1800.0,
         gt=0,
-        description="In a rollout, a board that has not reported the new version as active this long "
-        "after its command counts as failed (and pauses the rollout). Above the boards' update.trial_s.",
+        description="In a rollout, a board whose update command has not ended done this long after it "
+        "was issued counts as failed (and pauses the rollout); also the command's time-to-live. Above the "
+        "boards' update.trial_s plus a download over 3G.",
     )
     rollout_interval_s: float = Field(2.0, gt=0, le=300, description="How often rollouts are advanced.")
 

@@ -320,7 +320,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     hist.set_defaults(func=_config_history)
 
     cmd = fs.add_parser(
-        "cmd", help="run a command on a board: snapshot, poll, ping, diag, logs, rebirth, restart"
+        "cmd", help="run a command on a board: snapshot, poll, ping, diag, logs, rebirth, restart, update"
     )
     cmd.add_argument("node")
     cmd.add_argument("name")

@@ -24,7 +24,8 @@ against ``COMMANDS``. Replies carry the command's id (correlation in the envelop
 they survive the board's outbox): ``accepted`` on receipt, ``running`` with progress for
 long ones, then ``done`` with a result or ``failed`` with an error; ``refused`` for a
 duplicate, forged or unknown command. A command may outlive the agent process that took
-it (``restart``, an update): the next process finishes it from the board's command log.
+it (``restart``; ``update``, finished by the new version, or by the old one after a
+rollback): the next process finishes it from the board's command log.
 
 Adding a command is adding its argument model to ``COMMANDS`` and a handler on the
 board (``edge.control.commands``); nothing else on the channel changes.
@@ -47,6 +48,7 @@ from wire.messages import (
     _Model,
     decode_as,
 )
+from wire.release import UpdateArgs
 from wire.topics import Channel
 
 #: Longest a command may wait for its board (an agent update rolled out to boards that
@@ -161,7 +163,9 @@ class LogsArgs(_Model):
 #: Commands and their arguments. ``snapshot``: a camera's picture now; ``poll``: an access
 #: point polled now; ``ping``: reachability from the board; ``diag``: versions, uptime,
 #: disk, outbox, clock; ``logs``: the agent's last log lines (size-capped); ``rebirth``:
-#: birth certificate and configuration report again; ``restart``: the agent process.
+#: birth certificate and configuration report again; ``restart``: the agent process;
+#: ``update``: a signed agent release installed and put on trial (its model lives with the
+#: release format in ``wire.release``; docs/updates.md).
 COMMANDS: Final[dict[str, type[_Model]]] = {
     "snapshot": DeviceArgs,
     "poll": DeviceArgs,
@@ -170,6 +174,7 @@ COMMANDS: Final[dict[str, type[_Model]]] = {
     "logs": LogsArgs,
     "rebirth": NoArgs,
     "restart": NoArgs,
+    "update": UpdateArgs,
 }
 
 

@@ -24,9 +24,9 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from pydantic import Field, StringConstraints, ValidationError, model_validator
 
-from wire.messages import Sha256, UtcDatetime
+from wire.messages import Sha256, UtcDatetime, _Model
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -52,10 +52,6 @@ _RELEASE = re.compile(r"^([0-9]+(?:\.[0-9]+)*)")
 
 class ReleaseError(ValueError):
     """A bundle that must not be installed or published; the text says why."""
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class ManifestFile(_Model):

@@ -42,10 +42,9 @@ from cloud.auth.deps import LoginRequired, audit, audit_refusal, require
 from cloud.auth.principal import Principal
 from cloud.auth.roles import Perm
 from cloud.events.retention import retention_loop
-from cloud.fleet.rollout import UpdateSender, run_rollouts
+from cloud.fleet.rollout import run_rollouts
 from cloud.fleet.service import FleetService
-from cloud.fleet.update_sender import MqttUpdateSender
-from cloud.fleet.updates import Updates
+from cloud.fleet.updates import Updates, fleet_sender
 from cloud.reports.router import wifi_reports_router
 from cloud.reports.runtime import ReportsRuntime
 from cloud.runtime import Runtime
@@ -146,17 +145,13 @@ async def _audited_reports(request: Request, p: Annotated[Principal, Depends(_mi
     return p
 
 
-def create_app(
-    runtime: Runtime, *, manage_runtime: bool = True, update_sender: UpdateSender | None = None
-) -> FastAPI:
-    """The app; with ``manage_runtime`` its lifespan starts and stops ingest. Rollouts send
-    their ``update`` commands through ``update_sender`` (default: straight to MQTT)."""
+def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
+    """The app; with ``manage_runtime`` its lifespan starts and stops ingest (and the fleet
+    service). Rollouts issue their ``update`` commands through the fleet service; without it
+    they are refused, and any left running are paused with the reason."""
 
     web = WebServices.build(runtime.cfg, runtime.sql.engine, runtime.inventory, runtime.snapshots)
     updates = Updates.build(runtime.cfg, runtime.sql, runtime.inventory)
-    mqtt_sender = None
-    if update_sender is None:
-        update_sender = mqtt_sender = MqttUpdateSender(runtime.cfg.mqtt, f"{runtime.client_id}-rollouts")
     reports = ReportsRuntime.create(
         runtime.cfg, runtime.influx, runtime.sql.engine, runtime.inventory, holder=runtime.client_id
     )
@@ -179,21 +174,20 @@ def create_app(
             name="event-retention",
         )
         refusals = asyncio.create_task(_flush_refusals(web), name="refusal-counts")
-        assert update_sender is not None
-        rollouts = asyncio.create_task(
-            run_rollouts(updates.rollouts, update_sender, runtime.cfg.releases.rollout_interval_s),
-            name="rollouts",
-        )
+        tasks = [retention, refusals]
+        if fleet is not None:
+            send, every = fleet_sender(fleet, web.audit), runtime.cfg.releases.rollout_interval_s
+            tasks.append(asyncio.create_task(run_rollouts(updates.rollouts, send, every), name="rollouts"))
+        else:
+            await asyncio.to_thread(updates.rollouts.halt)
         try:
             yield
         finally:
-            for task in (retention, refusals, rollouts):
+            for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await asyncio.to_thread(web.refusals.close)
-            if mqtt_sender is not None:
-                await asyncio.to_thread(mqtt_sender.close)
             if manage_runtime:
                 if fleet is not None:
                     await asyncio.to_thread(fleet.stop)

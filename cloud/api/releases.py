@@ -77,7 +77,11 @@ class RolloutIn(BaseModel):
         None, max_length=64, description="Communes in order, one stage each (default: all)."
     )
     timeout_s: float | None = Field(
-        None, gt=0, le=30 * 86400, description="Seconds a board has to report the version as active."
+        None,
+        gt=0,
+        le=30 * 86400,
+        description="Seconds a board has to finish its update command (done); default: "
+        "releases.board_timeout_s.",
     )
 
 
@@ -94,6 +98,10 @@ class RolloutNodeOut(BaseModel):
     sent_at: float | None
     done_at: float | None
     detail: str
+    command: str | None = Field(
+        description="Its update command's id: state, progress and the board's answer at "
+        "/api/v1/fleet/commands/{id}."
+    )
 
 
 class RolloutOut(BaseModel):

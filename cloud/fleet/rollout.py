@@ -1,23 +1,28 @@
 """Staged rollouts: a canary board first, then commune by commune, paused when a board fails.
 
 A rollout is a list of stages (``[canary]``, then each commune's boards in the order
-given); the next stage starts only when every board of this one runs the new version and
-its launcher kept it (the birth's ``update.state == "active"``). A board fails when it
-reports the update failed or rolled back, or has not reported the version as active
-within ``timeout_s`` of its command; the first failure pauses the whole rollout, so a bad
-release stops at the canary instead of reaching 59 boards. ``resume`` tries the failed
-boards again (or leaves them behind with ``skip_failed``), ``abort`` ends it.
+given); the next stage starts only when every board of this one has updated. Each board
+gets its own ``update`` command, one of the fleet's commands: issued through an
+``UpdateSender`` (the serve process binds it to ``FleetService.issue``: signed, queued
+until the board is online, expiring, audited) and judged by its state in the fleet's
+``commands`` table, the board's answer to exactly that command: ``done`` once the new
+version runs and its launcher kept it; ``failed`` when the board refused the release,
+could not install it, rolled back (the old version answers, with the launcher's reason) or
+does not know the command (an older agent); ``expired`` when the board stayed offline. No
+answer within ``timeout_s`` fails the board too. The first failure pauses the whole
+rollout, so a bad release stops at the canary instead of reaching 59 boards. ``resume``
+tries the failed boards again with new commands (or leaves them behind with
+``skip_failed``), ``abort`` ends it and withdraws the commands that were never sent (their
+boards stayed offline).
 
-What a board reports comes from the ``nodes`` table (the ingest keeps each node's last
-birth); the command goes out through an ``UpdateSender``, the one function this module
-needs from the command channel. Everything is in SQL, so a restart of the cloud picks a
-rollout up where it was.
+Which version a board runs comes from the ``nodes`` table (the ingest keeps each node's
+last birth): a board already running the version counts as updated. Everything is in SQL,
+so a restart of the cloud picks a rollout up where it was.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -26,6 +31,7 @@ from typing import Any, Final, Protocol
 from sqlalchemy import Column, Engine, Float, Integer, MetaData, String, Table, Text, select, update
 
 from cloud.fleet.releases import ReleaseStore
+from cloud.fleet.store import FleetStore
 from cloud.inventory import Inventory
 from cloud.storage.schema import ensure_schema
 from wire.release import UpdateArgs
@@ -61,14 +67,15 @@ rollout_nodes = Table(
     Column("stage", Integer, nullable=False),
     Column("state", String(16), nullable=False),  # pending | sent | updated | failed | skipped
     Column("from_version", String(64)),
-    Column("baseline", Text),  # the node's update report when its command went out (JSON)
     Column("sent_at", Float),
     Column("done_at", Float),
     Column("detail", Text, nullable=False),
+    Column("command", String(64)),  # the id of its update command (GET /api/v1/fleet/commands/{id})
 )
 
 ACTIVE: Final = ("running", "paused")
-_REPORT = ("update_version", "update_state", "update_error", "update_ts")
+#: Who issues the update commands (the command's ``issued_by``).
+ISSUER: Final = "rollout"
 
 
 class RolloutError(ValueError):
@@ -76,9 +83,12 @@ class RolloutError(ValueError):
 
 
 class UpdateSender(Protocol):
-    """Sends the ``update`` command to one board (the fleet's command channel)."""
+    """Issues the ``update`` command to one board on the fleet's command channel; returns the
+    command's id."""
 
-    def __call__(self, node: str, commune: str, args: UpdateArgs, ttl_s: float) -> Awaitable[None]: ...
+    def __call__(
+        self, node: str, commune: str, args: UpdateArgs, ttl_s: float, *, rollout: int
+    ) -> Awaitable[str]: ...
 
 
 NodeStates = Callable[[], dict[str, dict[str, Any]]]
@@ -94,6 +104,7 @@ class Rollouts:
         *,
         public_url: str,
         timeout_s: float,
+        unavailable: str = "",
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.engine = engine
@@ -102,7 +113,10 @@ class Rollouts:
         self.node_states = node_states
         self.public_url = public_url.rstrip("/")
         self.timeout_s = timeout_s
+        #: Why no rollout can run with this configuration (the fleet service is off); "": they can.
+        self.unavailable = unavailable
         self.clock = clock
+        self.commands = FleetStore(engine)
         ensure_schema(engine, metadata)
 
     # -- reads --------------------------------------------------------------------------------
@@ -118,7 +132,7 @@ class Rollouts:
                 .order_by(rollout_nodes.c.stage, rollout_nodes.c.node)
             ).all()
         doc = dict(row._mapping)
-        doc["nodes"] = [{k: v for k, v in n._mapping.items() if k != "baseline"} for n in nodes]
+        doc["nodes"] = [dict(n._mapping) for n in nodes]
         doc["counts"] = {
             s: sum(n.state == s for n in nodes) for s in ("pending", "sent", "updated", "failed", "skipped")
         }
@@ -175,6 +189,8 @@ class Rollouts:
         timeout_s: float | None = None,
         created_by: str,
     ) -> dict[str, Any]:
+        if self.unavailable:
+            raise RolloutError(self.unavailable)
         rel = self.releases.get(version)
         if rel is None:
             raise RolloutError(f"version {version} is not published (commune-iot release publish BUNDLE)")
@@ -235,6 +251,8 @@ class Rollouts:
             raise RolloutError(f"no rollout {rollout_id}")
         if doc["state"] != "paused":
             raise RolloutError(f"rollout {rollout_id} is {doc['state']}, not paused")
+        if self.unavailable:
+            raise RolloutError(self.unavailable)
         if self._active() != [rollout_id]:
             raise RolloutError("another rollout is active")
         with self.engine.begin() as conn:
@@ -248,7 +266,7 @@ class Rollouts:
                 .values(
                     {"state": "skipped"}
                     if skip_failed
-                    else {"state": "pending", "detail": "", "sent_at": None}
+                    else {"state": "pending", "detail": "", "sent_at": None, "command": None}
                 )
             )
         self._set(rollout_id, state="running", reason="")
@@ -266,6 +284,10 @@ class Rollouts:
         if doc["state"] not in ACTIVE:
             raise RolloutError(f"rollout {rollout_id} is already {doc['state']}")
         self._set(rollout_id, state="aborted", reason=f"aborted by {actor}")
+        sent = [n["command"] for n in doc["nodes"] if n["state"] == "sent" and n["command"]]
+        withdrawn = self.commands.withdraw(sent, f"rollout {rollout_id} aborted by {actor}")
+        if withdrawn:
+            log.info("rollout %s: %d update command(s) never sent withdrawn", rollout_id, withdrawn)
         out = self.get(rollout_id)
         assert out is not None
         return out
@@ -280,6 +302,14 @@ class Rollouts:
                 continue
             states = await asyncio.to_thread(self.node_states)
             await self._step(doc, states, send)
+
+    def halt(self) -> None:
+        """Pause running rollouts when they cannot run here (``unavailable``): the reason shows."""
+        for rid in self._active():
+            doc = self.get(rid)
+            if doc is not None and doc["state"] == "running":
+                self._set(rid, state="paused", reason=self.unavailable)
+                log.error("rollout %s paused: %s", rid, self.unavailable, extra={"rollout": rid})
 
     async def _step(self, doc: dict[str, Any], states: dict[str, dict[str, Any]], send: UpdateSender) -> None:
         rid, version, stage = doc["id"], doc["version"], doc["stage"]
@@ -300,25 +330,33 @@ class Rollouts:
                 try:
                     # the command expires with the board's time: it must not run days later,
                     # outside any rollout
-                    await send(row.node, row.commune, args, doc["timeout_s"])
-                except Exception as exc:  # the broker may be down: try again next step
-                    log.warning("rollout %s: cannot send the update to %s yet: %s", rid, row.node, exc)
+                    command = await send(row.node, row.commune, args, doc["timeout_s"], rollout=rid)
+                except Exception as exc:  # the database may be busy: try again next step
+                    log.warning("rollout %s: cannot issue the update to %s yet: %s", rid, row.node, exc)
                     continue
-                baseline = json.dumps([st.get(k) for k in _REPORT])
                 self._node(
                     rid,
                     row.node,
                     state="sent",
                     sent_at=now,
                     from_version=st.get("agent_version"),
-                    baseline=baseline,
+                    command=command,
                 )
-                log.info("rollout %s: update to %s sent to %s (stage %s)", rid, version, row.node, stage)
+                log.info(
+                    "rollout %s: update to %s issued to %s as command %s (stage %s)",
+                    rid,
+                    version,
+                    row.node,
+                    command,
+                    stage,
+                )
             elif row.state == "sent":
                 verdict = self._judge(version, row, st, now, doc["timeout_s"])
                 if verdict is not None:
                     state, detail = verdict
                     self._node(rid, row.node, state=state, done_at=now, detail=detail)
+                    if state == "failed" and row.command:  # never sent: a resume sends a new one
+                        self.commands.withdraw([row.command], f"rollout {rid}: board {row.node} failed")
                     log.log(
                         logging.INFO if state == "updated" else logging.WARNING,
                         "rollout %s: %s %s%s",
@@ -330,23 +368,23 @@ class Rollouts:
                     )
         self._conclude(rid, stage, doc["stages"])
 
-    @staticmethod
     def _judge(
-        version: str, row: Any, st: dict[str, Any], now: float, timeout_s: float
+        self, version: str, row: Any, st: dict[str, Any], now: float, timeout_s: float
     ) -> tuple[str, str] | None:
-        report = [st.get(k) for k in _REPORT]
-        fresh = json.dumps(report) != row.baseline
-        if fresh and st.get("update_version") == version:
-            if st.get("update_state") in ("rolled_back", "failed"):
-                return "failed", f"{st['update_state']}: {st.get('update_error') or 'no reason given'}"
-            if st.get("update_state") == "active" and st.get("agent_version") == version:
-                return "updated", ""
+        cmd = self.commands.command(row.command) if row.command else None
+        if cmd is not None and cmd.state == "done":
+            return "updated", ""
+        if cmd is not None and cmd.state in ("failed", "expired"):
+            # the board's words as stored: "failed: ...", "refused: ..." (an older agent)
+            return "failed", f"update command {cmd.error or cmd.state}"
         if now - float(row.sent_at) > timeout_s:
             runs = st.get("agent_version") or "nothing reported"
             seen = st.get("status") or "never seen"
+            where = "missing" if cmd is None else cmd.state + (f": {cmd.progress}" if cmd.progress else "")
             return (
                 "failed",
-                f"did not report {version} as active within {timeout_s:g} s (runs {runs}, {seen})",
+                f"did not finish the update to {version} within {timeout_s:g} s "
+                f"(its command {where}; runs {runs}, {seen})",
             )
         return None
 
@@ -381,7 +419,7 @@ class Rollouts:
 
 
 async def run_rollouts(rollouts_: Rollouts, send: UpdateSender, interval_s: float) -> None:
-    """The cloud service's rollout task."""
+    """The cloud service's rollout task (the ``serve`` process, with the fleet service)."""
     while True:
         try:
             await rollouts_.advance(send)

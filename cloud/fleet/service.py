@@ -288,10 +288,11 @@ class FleetService:
         props.MessageExpiryInterval = max(1, int(row.expires_at - now))
         props.ResponseTopic = topic_for(row.commune, row.node, Channel.REPLY)
         props.CorrelationData = row.id.encode()
+        if not self.store.sent(row.id, now):  # noted first: a command withdrawn meanwhile never goes out
+            return
         self._client.publish(
             topic_for(row.commune, row.node, Channel.CMD), self._signed(msg), qos=1, properties=props
         )
-        self.store.sent(row.id, now)
 
     def _signed(self, msg: DesiredConfig | Command) -> bytes:
         doc = msg.model_dump(mode="json", exclude_none=True)

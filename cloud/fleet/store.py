@@ -7,9 +7,9 @@ names of the secrets each version set.
 
 Command states: ``queued`` (stored; sent whenever the board is online, again every
 ``resend_s`` until it answers), ``delivered`` (the board accepted it; ``progress`` while
-it runs), then ``done`` (with ``result``), ``failed`` (with ``error``: a handler error or
-a refusal) or ``expired`` (its time-to-live ran out before any board took it, or the
-board found it expired). Final states never change.
+it runs), then ``done`` (with ``result``), ``failed`` (with ``error``: a handler error, a
+refusal, or withdrawn before any board took it) or ``expired`` (its time-to-live ran out
+before any board took it, or the board found it expired). Final states never change.
 """
 
 from __future__ import annotations
@@ -402,13 +402,32 @@ class FleetStore:
         with self.engine.connect() as conn:
             return [_command(r) for r in conn.execute(q)]
 
-    def sent(self, command_id: str, at: float) -> None:
+    def sent(self, command_id: str, at: float) -> bool:
+        """Note a send about to happen; False when the command is no longer queued (withdrawn,
+        expired or answered meanwhile): then it must not go out."""
+        c = commands.c
         with self.engine.begin() as conn:
-            conn.execute(
+            res = conn.execute(
                 update(commands)
-                .where(commands.c.id == command_id)
-                .values(sent_at=at, sends=commands.c.sends + 1)
+                .where(and_(c.id == command_id, c.state == "queued"))
+                .values(sent_at=at, sends=c.sends + 1)
             )
+        return bool(res.rowcount)
+
+    def withdraw(self, command_ids: list[str], why: str) -> int:
+        """Commands never sent to their board become ``failed`` and never will be; returns how
+        many. One already sent stays as it is: it may wait in the broker's queue for its board
+        or be running there (its reply still on the way), so only the board can say how it ends."""
+        if not command_ids:
+            return 0
+        c = commands.c
+        with self.engine.begin() as conn:
+            res = conn.execute(
+                update(commands)
+                .where(and_(c.id.in_(command_ids), c.state == "queued", c.sent_at.is_(None)))
+                .values(state="failed", finished_at=time.time(), error=f"withdrawn: {why}: never run"[:2000])
+            )
+        return int(res.rowcount or 0)
 
     def expire(self, now: float) -> list[CommandRow]:
         """Queued commands whose time ran out: ``expired``, never to be sent. Returns them."""

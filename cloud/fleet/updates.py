@@ -1,17 +1,30 @@
-"""Agent updates as one service for the API and the command line: releases, rollouts, board auth."""
+"""Agent updates as one service for the API and the command line: releases, rollouts, board
+auth; and ``fleet_sender``, which makes rollouts' ``update`` commands fleet commands."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from cloud.audit.trail import AuditTrail
 from cloud.config import CloudConfig
 from cloud.fleet.boardauth import BoardAuth
 from cloud.fleet.releases import ReleaseStore
-from cloud.fleet.rollout import Rollouts
+from cloud.fleet.rollout import ISSUER, Rollouts, UpdateSender
 from cloud.inventory import Inventory
 from cloud.storage.sql import SqlStore
+from wire.release import UpdateArgs
+
+if TYPE_CHECKING:
+    from cloud.fleet.service import FleetService
+
+#: Why rollouts are refused when the fleet service is off (updates are fleet commands).
+NO_FLEET = (
+    "the fleet service is off (fleet.enabled: false): update commands go to boards through it, "
+    "so no rollout can start or resume; turn it on and restart `commune-iot cloud serve`"
+)
 
 
 @dataclass
@@ -33,6 +46,7 @@ class Updates:
             sql.node_states,
             public_url=rc.public_url,
             timeout_s=rc.board_timeout_s,
+            unavailable="" if cfg.fleet.enabled else NO_FLEET,
         )
         boards = BoardAuth(rc.board_passwd_file, {n.id for n in inventory.nodes})
         return cls(releases, rollouts, boards, sql, inventory)
@@ -76,3 +90,24 @@ class Updates:
             doc["nodes"] = [n["node"] for n in nodes if n["agent_version"] == rel.version]
             releases.append(doc)
         return {"releases": releases, "nodes": nodes}
+
+
+def fleet_sender(fleet: FleetService, audit: AuditTrail) -> UpdateSender:
+    """Rollouts' ``update`` commands through ``fleet`` like any other command: signed, queued
+    until the board is online, expiring, their state in the API, and in the audit trail
+    (actor ``rollout``, with the rollout's id; who started the rollout is its own entry)."""
+
+    async def send(node: str, commune: str, args: UpdateArgs, ttl_s: float, *, rollout: int) -> str:
+        doc = args.model_dump(mode="json", exclude_none=True)
+        row, _ = await asyncio.to_thread(fleet.issue, node, "update", doc, ttl_s=ttl_s, by=ISSUER)
+        await asyncio.to_thread(
+            audit.record,
+            ISSUER,
+            "fleet_command",
+            f"command:{row.id}",
+            commune=commune,
+            detail={"node": node, "name": row.name, "args": row.args, "ttl_s": ttl_s, "rollout": rollout},
+        )
+        return row.id
+
+    return send

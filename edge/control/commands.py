@@ -9,11 +9,11 @@ replayed runs once). Then ``accepted``, the handler, and ``done`` with its resul
 never lost to a dropped link.
 
 A handler may hand its command over to the next agent process (raise :class:`Deferred`,
-state ``running``): ``restart`` does, and so can an update that restarts into a new
-version. At start, :meth:`CommandRunner.resume` finishes such commands through the
-handler's ``resume``; any other command cut short by a restart is answered ``failed``.
-Adding a command: its argument model in ``wire.control.COMMANDS`` and a ``Handler`` in
-``HANDLERS`` here.
+state ``running``): ``restart`` does, and so does ``update`` once its version is on trial
+(the launcher, not this agent, restarts into it). At start, :meth:`CommandRunner.resume`
+finishes such commands through the handler's ``resume``; any other command cut short by
+a restart is answered ``failed``. Adding a command: its argument model in
+``wire.control.COMMANDS`` and a ``Handler`` in ``HANDLERS`` here.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import json
 import logging
 import platform
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -38,9 +39,14 @@ from edge.config import EdgeConfig
 from edge.control.logbuf import LogBuffer
 from edge.control.state import CommandRecord, ControlState
 from edge.ping import ping
+from edge.update import apply_update
+from edge.update.config import MAX_TRIAL_S
+from edge.update.layout import Layout
 from wire import Command, WireError, command_args, crypto, decode_as
 from wire.control import DeviceArgs, LogsArgs, PingArgs
 from wire.messages import MAX_JSON_BYTES, check_snapshot
+from wire.release import UpdateArgs
+from wire.version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +54,12 @@ log = logging.getLogger(__name__)
 HANDLER_TIMEOUT_S = 120.0
 #: The ``logs`` result stays well inside the contract's JSON limit.
 LOGS_MAX_BYTES = MAX_JSON_BYTES - 8 * 1024
+#: An update downloads over 3G (tens of minutes for a bundle with dependencies) and installs
+#: (pip, at most 30 min) before the launcher takes over. Past this it is answered failed: the
+#: download stops at once, an install under way finishes first.
+UPDATE_TIMEOUT_S = 3 * 3600.0
+#: How often the next agent process looks whether the launcher kept the new version.
+UPDATE_POLL_S = 1.0
 
 
 class Board(Protocol):
@@ -74,7 +86,16 @@ class Board(Protocol):
 
 
 class Deferred(Exception):
-    """The command continues in the next agent process (``resume`` finishes it)."""
+    """The command continues in the next agent process (``resume`` finishes it with
+    ``handover``, which the board keeps with the command)."""
+
+    def __init__(self, why: str, handover: dict[str, Any] | None = None) -> None:
+        super().__init__(why)
+        self.handover = handover
+
+
+class Failed(Exception):
+    """The command failed for the reason its text gives in full (answered without a type name)."""
 
 
 @dataclass
@@ -95,8 +116,10 @@ class Handler:
     #: Finishes a command a previous agent process deferred (in the next process, which may be
     #: a new version); None: such a command is answered failed.
     resume: Callable[[Board, CommandRecord], Awaitable[dict[str, Any]]] | None = None
-    #: Longest ``run`` (and ``resume``) may take (a download over 3G needs far more than a ping).
+    #: Longest ``run`` may take (a download over 3G needs far more than a ping).
     timeout_s: float = HANDLER_TIMEOUT_S
+    #: Longest ``resume`` may take; None: ``timeout_s``.
+    resume_timeout_s: float | None = None
 
 
 def _collector_for(board: Board, device: str | None, what: str) -> tuple[Collector, str]:
@@ -196,6 +219,78 @@ async def _restarted(board: Board, record: CommandRecord) -> dict[str, Any]:
     return {"session": board.session, "restarted_after_s": round(time.time() - record.received_at, 1)}
 
 
+async def _update(ctx: Context) -> dict[str, Any]:
+    """Download, check and install the release (``edge.update``); once it is on trial the
+    launcher stops this agent and starts the new version, whose ``resume`` answers."""
+    args = ctx.args
+    assert isinstance(args, UpdateArgs)
+    cfg = ctx.board.cfg
+    secret = cfg.broker.secret()
+    auth = (cfg.broker.username, secret) if cfg.broker.username and secret is not None else None
+    loop = asyncio.get_running_loop()
+
+    def progress(text: str) -> None:  # from the update's thread
+        with contextlib.suppress(RuntimeError):  # the loop closed: the agent stopped
+            loop.call_soon_threadsafe(ctx.progress, text)
+
+    ctx.progress(f"updating {__version__} to {args.version} from {args.url}")
+    cancel = threading.Event()
+    work = asyncio.ensure_future(
+        apply_update(
+            args.url,
+            args.version,
+            args.manifest_sha256,
+            cfg=cfg.update,
+            auth=auth,
+            cancel=cancel,
+            progress=progress,
+        )
+    )
+    try:
+        result = await asyncio.shield(work)
+    except asyncio.CancelledError:
+        # Stopped or out of time: the download stops now. If the trial began meanwhile (the
+        # launcher stops this agent as soon as it sees it), the next process answers.
+        cancel.set()
+        result = await work
+        if result.state != "trial":
+            raise
+    if not result.ok:
+        raise Failed(result.error)
+    summary: dict[str, Any] = {
+        "version": args.version,
+        "from": __version__,
+        "signed_by": result.signed_by,
+        "seconds": result.seconds,
+        "files": result.files,
+    }
+    if result.state == "trial":
+        ctx.progress(f"{args.version} installed and on trial: the launcher restarts the agent into it")
+        raise Deferred("on trial", handover=summary)
+    return summary | {"state": result.state}
+
+
+async def _updated(board: Board, record: CommandRecord) -> dict[str, Any]:
+    """In the next agent process: the launcher's verdict on the version the command installed
+    (this process is that version, or the old one again after a rollback)."""
+    layout = Layout.from_env()
+    if layout is None:
+        raise Failed("this agent was not started by the launcher: it cannot tell how the update went")
+    version = str(record.args.get("version"))
+    while True:
+        report = await asyncio.to_thread(layout.report, __version__)
+        # an outcome older than the command is an earlier update's (second-resolution stamps)
+        if report is None or report.version != version or report.ts.timestamp() < record.received_at - 2:
+            raise Failed(f"the agent stopped before {version} was installed; nothing changed")
+        if report.state == "active":
+            return (record.handover or {}) | {"state": "active", "session": board.session}
+        if report.state == "rolled_back":
+            raise Failed(f"rolled back to {__version__}: {report.error}")
+        if report.state == "failed":
+            raise Failed(report.error or "failed")
+        await asyncio.sleep(UPDATE_POLL_S)  # on trial: the launcher decides within update.trial_s
+
+
 HANDLERS: dict[str, Handler] = {
     "snapshot": Handler(_snapshot),
     "poll": Handler(_poll),
@@ -204,6 +299,9 @@ HANDLERS: dict[str, Handler] = {
     "logs": Handler(_logs),
     "rebirth": Handler(_rebirth),
     "restart": Handler(_restart, resume=_restarted),
+    "update": Handler(
+        _update, resume=_updated, timeout_s=UPDATE_TIMEOUT_S, resume_timeout_s=MAX_TRIAL_S + 600
+    ),
 }
 
 Reply = Callable[..., None]
@@ -299,19 +397,23 @@ class CommandRunner:
             self.reply(cmd.id, cmd.name, "running", progress=text[:500])
 
         ctx = Context(self.board, cmd, args, self.logs, progress)
+        handler = HANDLERS[cmd.name]
         self.ran += 1
         try:
-            result = await asyncio.wait_for(HANDLERS[cmd.name].run(ctx), HANDLERS[cmd.name].timeout_s)
-        except Deferred:
-            self.state.set_state(cmd.id, "running")
+            # in this task, so a handler that must hand over even when stopped (an update whose
+            # trial began) can answer a cancellation with Deferred
+            async with asyncio.timeout(handler.timeout_s):
+                result = await handler.run(ctx)
+        except Deferred as exc:
+            self.state.defer(cmd.id, exc.handover)
             return
         except asyncio.CancelledError:
             self.state.set_state(cmd.id, "failed", final=True)
             self.reply(cmd.id, cmd.name, "failed", error="the agent stopped while the command ran")
             raise
         except TimeoutError:
-            error = f"did not finish within {HANDLERS[cmd.name].timeout_s:.0f} s"
-        except Unsupported as exc:
+            error = f"did not finish within {handler.timeout_s:.0f} s"
+        except (Unsupported, Failed) as exc:
             error = str(exc)
         except Exception as exc:
             log.exception("command %s (%s) failed", cmd.id, cmd.name)
@@ -341,13 +443,22 @@ class CommandRunner:
 
     async def _resume(self, handler: Handler, rec: CommandRecord) -> None:
         assert handler.resume is not None
+        limit = handler.resume_timeout_s or handler.timeout_s
         try:
-            result = await asyncio.wait_for(handler.resume(self.board, rec), handler.timeout_s)
+            async with asyncio.timeout(limit):
+                result = await handler.resume(self.board, rec)
         except asyncio.CancelledError:
             raise  # the agent stops again: the next process resumes it
         except Exception as exc:
+            if isinstance(exc, TimeoutError):
+                error = f"did not finish within {limit:.0f} s"
+            elif isinstance(exc, Unsupported | Failed):
+                error = str(exc)
+            else:
+                error = f"{type(exc).__name__}: {exc}"
+            log.warning("command %s (%s) failed: %s", rec.id, rec.name, error)
             self.state.set_state(rec.id, "failed", final=True)
-            self.reply(rec.id, rec.name, "failed", error=f"{type(exc).__name__}: {exc}"[:2000])
+            self.reply(rec.id, rec.name, "failed", error=error[:2000])
             return
         self.state.set_state(rec.id, "done", final=True)
         self.reply(rec.id, rec.name, "done", result=result)
@@ -362,8 +473,6 @@ class CommandRunner:
 
 def diagnostics_base() -> dict[str, Any]:
     """Versions of what runs (the rest of ``diag`` comes from the agent)."""
-    from wire.version import __version__
-
     return {
         "agent_version": __version__,
         "python": sys.version.split()[0],

@@ -58,6 +58,8 @@ class CommandRecord:
     received_at: float
     expires_at: float
     args: dict[str, Any]
+    #: What the process that deferred the command left for the one that finishes it.
+    handover: dict[str, Any] | None = None
 
 
 class ControlState:
@@ -71,8 +73,11 @@ class ControlState:
         self.db.execute(
             "CREATE TABLE IF NOT EXISTS commands (id TEXT PRIMARY KEY, name TEXT NOT NULL, "
             "state TEXT NOT NULL, received_at REAL NOT NULL, expires_at REAL NOT NULL, "
-            "args TEXT NOT NULL DEFAULT '{}', finished_at REAL)"
+            "args TEXT NOT NULL DEFAULT '{}', finished_at REAL, handover TEXT)"
         )
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(commands)")}
+        if "handover" not in columns:  # a board upgraded from an agent without it
+            self.db.execute("ALTER TABLE commands ADD COLUMN handover TEXT")
 
     def close(self) -> None:
         self.db.close()
@@ -94,10 +99,7 @@ class ControlState:
     # -- commands ------------------------------------------------------------------------------
 
     def command(self, command_id: str) -> CommandRecord | None:
-        row = self.db.execute(
-            "SELECT id, name, state, received_at, expires_at, args FROM commands WHERE id = ?",
-            (command_id,),
-        ).fetchone()
+        row = self.db.execute(f"SELECT {_COLUMNS} FROM commands WHERE id = ?", (command_id,)).fetchone()
         return _record(row) if row else None
 
     def take(self, command_id: str, name: str, expires_at: float, args: dict[str, Any]) -> bool:
@@ -118,11 +120,17 @@ class ControlState:
             (state, time.time() if final else None, command_id),
         )
 
+    def defer(self, command_id: str, handover: dict[str, Any] | None) -> None:
+        """The command continues in the next agent process, which gets ``handover``."""
+        self.db.execute(
+            "UPDATE commands SET state = 'running', finished_at = NULL, handover = ? WHERE id = ?",
+            (json.dumps(handover) if handover is not None else None, command_id),
+        )
+
     def unfinished(self) -> list[CommandRecord]:
         """Commands a previous agent process accepted and did not finish (a restart, an update)."""
         rows = self.db.execute(
-            "SELECT id, name, state, received_at, expires_at, args FROM commands "
-            "WHERE finished_at IS NULL ORDER BY received_at"
+            f"SELECT {_COLUMNS} FROM commands WHERE finished_at IS NULL ORDER BY received_at"
         ).fetchall()
         return [_record(r) for r in rows]
 
@@ -135,8 +143,13 @@ class ControlState:
         )
 
 
+_COLUMNS = "id, name, state, received_at, expires_at, args, handover"
+
+
 def _record(row: Any) -> CommandRecord:
-    return CommandRecord(row[0], row[1], row[2], row[3], row[4], json.loads(row[5]))
+    return CommandRecord(
+        row[0], row[1], row[2], row[3], row[4], json.loads(row[5]), json.loads(row[6]) if row[6] else None
+    )
 
 
 def board_key(directory: Path) -> X25519PrivateKey:

@@ -17,6 +17,7 @@ import shutil
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
@@ -42,6 +43,15 @@ log = logging.getLogger(__name__)
 
 #: Room needed beyond the bundle: a virtualenv with its dependencies (measured about 60 MB).
 VENV_ROOM = 150 * 1024 * 1024
+#: Fetched-files progress is told at most this often (the ``update`` command's progress replies).
+PROGRESS_EVERY_S = 5.0
+
+#: Told each step of an update, in a line for a technician (called from the update's thread).
+Progress = Callable[[str], None]
+
+
+def _quiet(_text: str) -> None:
+    pass
 
 
 @dataclass
@@ -133,6 +143,7 @@ def _apply(
     layout: Layout,
     *,
     first: bool,
+    progress: Progress,
 ) -> Result:
     started = time.monotonic()
     result = Result(ok=False, version=version, state="failed")
@@ -165,9 +176,11 @@ def _apply(
         manifest, result.signed_by = verify(body, signature, cfg.trusted_keys)
         _check_rules(manifest, version, running)
         _check_room(layout.root, manifest)
+        n, total, done, told = len(manifest.files), manifest.total_bytes, 0, time.monotonic()
+        progress(f"{version} signed by key {result.signed_by}; fetching {n} file(s), {total:,} bytes")
         # 2. every file, resumable, at its signed size and hash
         files = layout.downloads / version
-        for f in manifest.files:
+        for i, f in enumerate(manifest.files, 1):
             got = source.fetch(f, files / f.name)
             result.files[f.name] = {
                 "size": got.size,
@@ -175,9 +188,15 @@ def _apply(
                 "resumes": got.resumes,
                 "retries": got.retries,
             }
+            done += f.size
+            if time.monotonic() - told >= PROGRESS_EVERY_S or i == n:
+                told = time.monotonic()
+                resumed = f" ({got.resumes} resumed after a dropped connection)" if got.resumes else ""
+                progress(f"fetched {i} of {n} file(s), {done:,} of {total:,} bytes{resumed}")
         # 3. only now: install beside the running version, then hand over to the launcher
         keep = {version, *(v for v in (running, layout.current_version()) if v)}
         prune(layout, keep)
+        progress(f"installing {version} beside {running or 'nothing'}")
         log.info(
             "installing %s (%d files, %d bytes) beside %s",
             version,
@@ -199,11 +218,18 @@ def _apply(
 
 
 def _run(
-    source: _Source, version: str, pin: str | None, cfg: UpdateConfig, layout: Layout, *, first: bool
+    source: _Source,
+    version: str,
+    pin: str | None,
+    cfg: UpdateConfig,
+    layout: Layout,
+    *,
+    first: bool,
+    progress: Progress = _quiet,
 ) -> Result:
     started = time.monotonic()
     try:
-        return _apply(source, version, pin, cfg, layout, first=first)
+        return _apply(source, version, pin, cfg, layout, first=first, progress=progress)
     except (ReleaseError, DownloadError, InstallError, LayoutError, OSError) as exc:
         error = str(exc) if not isinstance(exc, OSError) else f"{exc.strerror or exc}: {exc.filename or ''}"
         log.error("update to %s refused: %s", version, error, extra={"version": version})
@@ -238,12 +264,15 @@ async def apply_update(
     auth: tuple[str, str] | None,
     layout: Layout | None = None,
     cancel: threading.Event | None = None,
+    progress: Progress = _quiet,
 ) -> Result:
     """Download, verify and install ``version`` from ``url`` (the release's directory on the
     cloud), then put it on trial. Never raises for a bad release: the Result says why.
 
     ``auth`` is the board's broker username and password (HTTP Basic; the cloud checks them
-    against the broker's password file). ``layout`` defaults to the launcher's root."""
+    against the broker's password file). ``layout`` defaults to the launcher's root.
+    ``cancel`` stops a download (an install under way finishes); ``progress`` is told each
+    step, from the update's thread."""
     layout = layout or Layout.from_env()
     if layout is None:
         return Result(
@@ -256,7 +285,9 @@ async def apply_update(
         await asyncio.to_thread(_note_failure, layout, version, error)
         return Result(False, version, "failed", error)
     source = _Remote(url, _fetcher(cfg, auth, cancel))
-    return await asyncio.to_thread(_run, source, version, manifest_sha256, cfg, layout, first=False)
+    return await asyncio.to_thread(
+        _run, source, version, manifest_sha256, cfg, layout, first=False, progress=progress
+    )
 
 
 def _note_failure(layout: Layout, version: str, error: str) -> None:

@@ -9,6 +9,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from wire.release import ReleaseError, parse_public_key
 
+#: The longest trial a board may be configured with (the ``update`` command's resume waits
+#: that long at most for the launcher's verdict).
+MAX_TRIAL_S = 24 * 3600.0
+
 
 class UpdateConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -39,7 +43,7 @@ class UpdateConfig(BaseModel):
     trial_s: float = Field(
         default=600.0,
         gt=0,
-        le=24 * 3600,
+        le=MAX_TRIAL_S,
         description="A new version must connect and have its birth acknowledged by the broker within "
         "this many seconds, or the launcher goes back to the previous version.",
     )

@@ -19,10 +19,11 @@ from cloud.config import load_config
 from cloud.fleet.releases import ReleaseStore
 from cloud.runtime import Runtime
 from cloud.storage.sql import BatchUpdate, StatusUpdate
-from commune_iot.provision.broker import BrokerFiles
+from commune_iot.provision.broker import BrokerFiles, add_board, add_cloud_user, revoke_board
 from wire.release import MANIFEST, parse_manifest
 
 BOARD, PASSWORD = "dr-cam-01", "board-secret-from-provision"
+COMMUNES = {BOARD: "da-ron"}
 
 
 @dataclass
@@ -44,10 +45,11 @@ def basic(user: str, password: str) -> dict[str, str]:
 
 
 @pytest.fixture
-async def api(tmp_path: Path, bundles: Bundles) -> AsyncIterator[Api]:
+async def api(request: pytest.FixtureRequest, tmp_path: Path, bundles: Bundles) -> AsyncIterator[Api]:
+    """The app in process (no lifespan); ``indirect`` parametrization False: fleet service off."""
     broker = BrokerFiles(tmp_path / "broker")
-    broker.set_user(BOARD, PASSWORD)
-    broker.set_user("ciot-cloud-1", "cloud-secret")
+    add_board(broker.dir, BOARD, PASSWORD, COMMUNES)
+    add_cloud_user(broker.dir, "ciot-cloud-1", "cloud-secret", COMMUNES)
     cfg = load_config(
         None,
         mqtt={"url": "mqtt://127.0.0.1:1", "client_id": "release-api-test"},
@@ -60,6 +62,8 @@ async def api(tmp_path: Path, bundles: Bundles) -> AsyncIterator[Api]:
             "board_passwd_file": broker.passwd,
             "public_url": "https://ciot.example.vn",
         },
+        fleet={"enabled": getattr(request, "param", True), "signing_key_file": tmp_path / "fleet.pem"},
+        events={"exports_dir": tmp_path / "exports"},
     )
     rt = Runtime(cfg)
     app = create_app(rt, manage_runtime=False)
@@ -98,7 +102,7 @@ async def test_anyone_else_gets_401(api: Api, user: str, password: str) -> None:
 async def test_a_revoked_board_is_locked_out_at_once(api: Api) -> None:
     url = f"/api/v1/releases/{api.version}/{MANIFEST}"
     assert (await api.client.get(url, headers=basic(BOARD, PASSWORD))).status_code == 200
-    api.broker.remove_user(BOARD)  # `commune-iot provision dr-cam-01 --revoke`
+    revoke_board(api.broker.dir, BOARD, COMMUNES)  # `commune-iot provision dr-cam-01 --revoke`
     assert (await api.client.get(url, headers=basic(BOARD, PASSWORD))).status_code == 401
 
 
@@ -136,7 +140,8 @@ async def test_releases_and_rollouts_are_for_technicians(api: Api) -> None:
                     1e9,
                     "0.0.9",
                     "0123abcd",
-                    ("0.0.9", "active", "", 1e9),
+                    int(1e12),
+                    update=("0.0.9", "active", "", 1e9),
                 )
             ]
         )
@@ -153,3 +158,14 @@ async def test_releases_and_rollouts_are_for_technicians(api: Api) -> None:
     assert r.status_code == 409 and "still running or paused" in r.json()["detail"]
     r = await api.client.post("/api/v1/rollouts", headers=tech, json=body | {"canary": "no-such-board"})
     assert r.status_code == 409
+
+
+@pytest.mark.parametrize("api", [False], indirect=True, ids=["fleet-off"])
+async def test_without_the_fleet_service_a_rollout_is_refused_with_the_reason(api: Api) -> None:
+    """Update commands go out only through the fleet service: no silent publishing around it."""
+    tech = api.token("kythuat", Role.TECHNICIAN)
+    body = {"version": api.version, "canary": BOARD, "communes": []}
+    r = await api.client.post("/api/v1/rollouts", headers=tech, json=body)
+    assert r.status_code == 409
+    assert r.json()["detail"].startswith("the fleet service is off (fleet.enabled: false)")
+    assert (await api.client.get("/api/v1/rollouts", headers=tech)).json() == []

@@ -1,18 +1,22 @@
 """Issue 15, must-show: signed agent updates with rollback, on a board run under supervision.
 
-Real parts: Mosquitto, InfluxDB, the cloud service (``commune-iot cloud serve``, ingest and
-API) behind a TLS reverse proxy that can cut downloads like a 3G uplink, the board's
-launcher (``firmware_config/launcher/ciot_launcher.py``, run by the base interpreter as
-systemd would) supervising real agents installed in their own virtualenvs from real wheels,
-the broker password file made by ``commune-iot provision`` (the board downloads with those
-credentials), and rollouts driven by the cloud. One stand-in: the board's command handler
-(``CommandStandIn``), which is the device-twin work's and runs the same ``edge update``.
+Real parts: Mosquitto, InfluxDB, the cloud service (``commune-iot cloud serve``: ingest, API,
+the fleet service, rollouts) behind a TLS reverse proxy that can cut downloads like a 3G
+uplink, the board's launcher (``firmware_config/launcher/ciot_launcher.py``, run by the base
+interpreter as systemd would) supervising real agents installed in their own virtualenvs
+from real wheels, the broker password file made by ``commune-iot provision`` (the board
+downloads with those credentials). The ``update`` command goes the way every fleet command
+goes: the rollout issues it to the fleet queue, the fleet service signs and sends it, the
+agent (which checks the signature) runs its ``update`` handler, and the command's state in
+``/api/v1/fleet/commands/{id}`` ends ``done`` or ``failed`` with the board's reason; a command
+that restarts into a new version is answered by the next agent process.
 
 In order: A is installed and reports itself; a forged bundle and a truncated download are
 refused with nothing changed, and each pauses its rollout; B' (fails to import at start-up)
-is rolled back to A by the launcher within the trial window, the rollout pauses before any
-other board of the commune gets the command; B, downloaded through three cut connections,
-resumes each time, becomes active and reports its version; the API and CLI show who runs what.
+is rolled back to A by the launcher within the trial window, A answers the command failed
+with the launcher's reason, the rollout pauses before any other board of the commune gets
+the command; B, downloaded through three cut connections, resumes each time, becomes active,
+answers the command done and reports its version; the API and CLI show who runs what.
 """
 
 from __future__ import annotations
@@ -20,8 +24,11 @@ from __future__ import annotations
 import json
 import random
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +36,7 @@ import paho.mqtt.client as mqtt
 import pytest
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
-from update_helpers import (
-    Bundles,
-    CommandStandIn,
-    CuttingProxy,
-    LauncherProcess,
-    installed,
-    read_state,
-    wait_until,
-)
+from update_helpers import Bundles, CuttingProxy, LauncherProcess, installed, read_state, wait_until
 
 from commune_iot.cli import main as cli
 from commune_iot.fleet import CloudProcess, cloud_config
@@ -101,6 +100,8 @@ class Stack:
             "rollout_interval_s": 0.3,
         }
         self.cloud = CloudProcess.write(tmp / "cloud", cfg).start()
+        # the board checks every command against the cloud's key (control.cloud_public_key)
+        cloud_key = self.cloud.get_json("/api/v1/fleet/key")["cloud_public_key"]
         self.root = tmp / "board" / "root"
         self.edge_yaml = tmp / "board" / "edge.yaml"
         self.edge_yaml.parent.mkdir(parents=True)
@@ -110,6 +111,7 @@ class Stack:
             "broker": {"url": mosquitto.url, "username": BOARD, "password_file": str(self.password_file)},
             "health_interval_s": 1,
             "outbox": {"path": str(tmp / "board" / "outbox.sqlite3")},
+            "control": {"cloud_public_key": cloud_key},
             "update": {
                 "server_url": cfg["releases"]["public_url"],
                 "ca_file": str(broker / "ca.crt"),
@@ -123,9 +125,7 @@ class Stack:
         }
         self.edge_yaml.write_text(yaml.safe_dump(doc))
         self.launcher: LauncherProcess | None = None
-        self.stand_in: CommandStandIn | None = None
         self.commands = CommandLog(mosquitto.port)
-        self.mosquitto = mosquitto
 
     # -- cloud ------------------------------------------------------------------------------
 
@@ -153,12 +153,20 @@ class Stack:
     def act(self, rid: int, action: str) -> None:
         self.cloud.post_json(f"/api/v1/rollouts/{rid}/{action}", {} if action == "resume" else None)
 
+    def command(self, rid: int, *states: str, timeout: float) -> dict[str, Any]:
+        """The board's ``update`` command of rollout ``rid``, once the fleet API shows it in ``states``."""
+        node = next(n for n in self.cloud.get_json(f"/api/v1/rollouts/{rid}")["nodes"] if n["node"] == BOARD)
+        assert node["command"], node
+
+        def check() -> dict[str, Any] | None:
+            row: dict[str, Any] = self.cloud.get_json(f"/api/v1/fleet/commands/{node['command']}")
+            return row if row["state"] in states else None
+
+        return wait_until(check, timeout, f"command {node['command']} {states}", interval=0.2)  # type: ignore[no-any-return]
+
     # -- board ------------------------------------------------------------------------------
 
     def install_first(self, bundle: Path) -> None:
-        import subprocess
-        import sys
-
         argv = [sys.executable, "-m", "commune_iot", "edge", "update", "--bundle", str(bundle), "--first"]
         res = subprocess.run(
             [*argv, "--root", str(self.root), "--config", str(self.edge_yaml)], capture_output=True, text=True
@@ -172,14 +180,9 @@ class Stack:
             self.tmp / "board" / "launcher.log",
             restart_s=0.3,
         )
-        self.stand_in = CommandStandIn(
-            self.mosquitto.port, f"ciot/v1/{COMMUNE}/{BOARD}/cmd", self.root, self.edge_yaml
-        )
 
     def close(self) -> None:
-        for part in (self.stand_in, self.commands):
-            if part is not None:
-                part.close()
+        self.commands.close()
         if self.launcher is not None:
             self.launcher.stop()
             self.launcher.kill()
@@ -200,6 +203,10 @@ def _version(bundle: Path) -> str:
     return parse_manifest((bundle / MANIFEST).read_bytes()).version
 
 
+def _seconds(since: str, until: str) -> float:
+    return (datetime.fromisoformat(until) - datetime.fromisoformat(since)).total_seconds()
+
+
 def test_signed_update_rollback_and_staged_rollout(
     stack: Stack, bundles: Bundles, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -207,7 +214,6 @@ def test_signed_update_rollback_and_staged_rollout(
     a, b, broken = _version(bundles.a), _version(bundles.b), _version(bundles.broken)
     stack.install_first(bundles.a)
     stack.start_board()
-    assert stack.stand_in is not None
     wait_until(lambda: stack.board()["agent_version"] == a, 60, f"board reporting {a}", interval=0.2)
     t_a = time.monotonic() - t0
 
@@ -221,23 +227,34 @@ def test_signed_update_rollback_and_staged_rollout(
     r1 = stack.rollout(forged.name, [])
     paused = stack.rollout_state(r1, "paused", timeout=60)
     assert "bad signature" in paused["reason"], paused
-    assert stack.stand_in.wait_result(1, 5)["state"] == "failed"
+    cmd = stack.command(r1, "done", "failed", timeout=30)
+    assert cmd["state"] == "failed" and "bad signature by key" in cmd["error"], cmd
+    assert cmd["issued_by"] == "rollout" and cmd["args"]["version"] == forged.name
     assert installed(stack.root) == before, "a refused bundle changed the board"
     assert stack.board()["agent_version"] == a
     stack.act(r1, "abort")
 
-    # 2. B' installs, cannot start, and the launcher goes back to A by itself.
+    # 2. B' installs, cannot start, and the launcher goes back to A by itself; A answers.
     stack.publish(bundles.broken)
     r2 = stack.rollout(broken, [COMMUNE])
-    res = stack.stand_in.wait_result(2, 120)
-    assert res["ok"] and res["state"] == "trial", res
-    trial_began = time.monotonic()
-    state = wait_until(lambda: (s := read_state(stack.root))["status"] == "stable" and s, TRIAL_S, "rollback")
-    rolled_back_after = time.monotonic() - trial_began
-    assert state["version"] == a and state["last"]["state"] == "rolled_back"
+
+    def rolled_back() -> dict[str, Any] | None:
+        state = read_state(stack.root)
+        last = state.get("last") or {}
+        return state if (last.get("version"), last.get("state")) == (broken, "rolled_back") else None
+
+    state = wait_until(rolled_back, 120, "B' installed, put on trial and rolled back")
+    rolled_back_after = _seconds(state["since"], state["last"]["ts"])
+    assert rolled_back_after <= TRIAL_S, state
+    assert state["status"] == "stable" and state["version"] == a
     assert "No module named 'ciot_module_that_is_not_there'" in state["last"]["error"]
+    cmd = stack.command(r2, "done", "failed", timeout=60)
+    assert cmd["state"] == "failed", cmd
+    assert cmd["error"].startswith(f"failed: rolled back to {a}: exited 3 times before a healthy birth"), cmd
+    assert "No module named 'ciot_module_that_is_not_there'" in cmd["error"]
+    assert f"{broken} installed and on trial" in cmd["progress"], cmd
     paused = stack.rollout_state(r2, "paused", timeout=60)
-    assert f"board {BOARD} failed: rolled_back" in paused["reason"], paused
+    assert f"board {BOARD} failed: " in paused["reason"] and "exited 3 times" in paused["reason"], paused
     others = [n for n in paused["nodes"] if n["node"] != BOARD]
     assert len(others) == 23 and all(n["state"] == "pending" for n in others)
     assert set(stack.commands.nodes) == {BOARD}, "a paused rollout reached other boards"
@@ -253,15 +270,21 @@ def test_signed_update_rollback_and_staged_rollout(
     r3 = stack.rollout(b, [])
     paused = stack.rollout_state(r3, "paused", timeout=60)
     assert "bytes, signed:" in paused["reason"], paused
+    cmd = stack.command(r3, "done", "failed", timeout=30)
+    assert cmd["state"] == "failed" and "bytes, signed:" in cmd["error"], cmd
     assert installed(stack.root) == before, "a truncated download changed the board"
 
-    # 4. The file mended, resume: the download is cut three times at random points and resumes.
+    # 4. The file mended, resume: the download is cut three times at random points and resumes;
+    # A installs B and hands over, B answers the command once its launcher kept it.
     wheel.write_bytes(good)
     cut_at = random.randrange(20_000, len(good) // 4)
     stack.proxy.cut(3, cut_at)
     stack.act(r3, "resume")
     done = stack.rollout_state(r3, "done", timeout=60)
-    res = stack.stand_in.wait_result(4, 5)
+    cmd = stack.command(r3, "done", "failed", timeout=30)
+    assert cmd["state"] == "done", cmd
+    res = cmd["result"]
+    assert (res["state"], res["version"], res["from"]) == ("active", b, a), res
     fetched = res["files"][wheel.name]
     assert len(stack.proxy.cuts) == 3
     assert fetched["resumes"] == 3 and fetched["retries"] == 3, fetched
@@ -272,6 +295,8 @@ def test_signed_update_rollback_and_staged_rollout(
     assert read_state(stack.root)["version"] == b
     listed = {r["version"]: r["nodes"] for r in stack.cloud.get_json("/api/v1/releases")["releases"]}
     assert listed[b] == [BOARD] and listed[broken] == []
+    history = stack.cloud.get_json(f"/api/v1/fleet/nodes/{BOARD}/commands")
+    assert [(c["name"], c["state"]) for c in history] == [("update", "done")] + [("update", "failed")] * 3
     # 5. Who runs what, on the command line too.
     capsys.readouterr()
     assert cli(["release", "list", "--config", str(stack.cloud.config_path)]) == 0
@@ -281,6 +306,6 @@ def test_signed_update_rollback_and_staged_rollout(
         line.split()[0] == b and "on 1 board(s)" in line for line in out.splitlines() if line.strip()
     ), out
     print(
-        f"\nA reported after {t_a:.1f} s; B' rolled back {rolled_back_after:.1f} s after its trial began "
+        f"\nA reported after {t_a:.1f} s; B' rolled back {rolled_back_after:.0f} s after its trial began "
         f"(N = {TRIAL_S:g} s); cut at {cut_at} B x3; all {time.monotonic() - t0:.1f} s"
     )

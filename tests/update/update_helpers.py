@@ -1,5 +1,5 @@
 """Test helpers for agent updates: offline dependency wheels, a TLS proxy that cuts downloads,
-the launcher as a process, and a stand-in for the board's command handler."""
+the launcher as a process and its install root."""
 
 from __future__ import annotations
 
@@ -24,10 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
 from packaging.markers import default_environment
 from packaging.requirements import Requirement
-from paho.mqtt.enums import CallbackAPIVersion
 
 REPO = Path(__file__).resolve().parents[2]
 LAUNCHER = REPO / "firmware_config" / "launcher" / "ciot_launcher.py"
@@ -272,70 +270,3 @@ def installed(root: Path) -> dict[str, Any]:
         for v in versions
     }
     return {"current": os.readlink(root / "current"), "state": state, "versions": trees}
-
-
-# -- the board's command handler, until the fleet's control channel does it -------------------
-
-
-class CommandStandIn:
-    """Plays the board's ``update`` command handler (edge/control, built beside this work):
-    receives the cloud's real MQTT command on the board's ``cmd`` topic and runs the update
-    client of the version the board runs (``<root>/versions/<v>/venv/bin/commune-iot edge
-    update``), exactly what the handler will call. Results are kept for the test to read."""
-
-    def __init__(self, port: int, topic: str, root: Path, config: Path) -> None:
-        self.root = root
-        self.config = config
-        self.commands: list[dict[str, Any]] = []
-        self.results: list[dict[str, Any]] = []
-        self._cond = threading.Condition()
-        self.c = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id="board-command-stand-in", protocol=mqtt.MQTTv5
-        )
-        self.c.on_message = self._on_message
-        subscribed = threading.Event()
-        self.c.on_subscribe = lambda *a: subscribed.set()
-        self.c.on_connect = lambda c, *a: c.subscribe(topic, qos=1)
-        self.c.connect("127.0.0.1", port)
-        self.c.loop_start()
-        assert subscribed.wait(10), "stand-in could not subscribe"
-
-    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        cmd = json.loads(msg.payload)
-        with self._cond:
-            self.commands.append(cmd)
-        threading.Thread(target=self._run, args=(cmd,), daemon=True).start()
-
-    def _run(self, cmd: dict[str, Any]) -> None:
-        assert cmd["name"] == "update", cmd
-        args = cmd["args"]
-        running = read_state(self.root)["version"]
-        exe = self.root / "versions" / running / "venv" / "bin" / "commune-iot"
-        argv = [str(exe), "edge", "update", "--url", args["url"], "--version", args["version"]]
-        argv += [
-            "--manifest-sha256",
-            args["manifest_sha256"],
-            "--config",
-            str(self.config),
-            "--root",
-            str(self.root),
-        ]
-        res = subprocess.run(argv, capture_output=True, text=True, timeout=300)
-        doc = (
-            json.loads(res.stdout.strip().splitlines()[-1])
-            if res.stdout.strip()
-            else {"ok": False, "error": res.stderr[-500:]}
-        )
-        with self._cond:
-            self.results.append(doc)
-            self._cond.notify_all()
-
-    def wait_result(self, n: int, timeout: float) -> dict[str, Any]:
-        with self._cond:
-            if not self._cond.wait_for(lambda: len(self.results) >= n, timeout):
-                raise AssertionError(f"no update result #{n} after {timeout} s (commands: {self.commands})")
-            return self.results[n - 1]
-
-    def close(self) -> None:
-        self.c.disconnect()
-        self.c.loop_stop()
