@@ -114,10 +114,10 @@ def upgrade() -> None:
         sa.Column("stage", sa.Integer(), nullable=False),
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("from_version", sa.String(length=64), nullable=True),
-        sa.Column("baseline", sa.Text(), nullable=True),
         sa.Column("sent_at", sa.Float(), nullable=True),
         sa.Column("done_at", sa.Float(), nullable=True),
         sa.Column("detail", sa.Text(), nullable=False),
+        sa.Column("command", sa.String(length=64), nullable=True),
         sa.PrimaryKeyConstraint("rollout_id", "node"),
     )
     op.create_table(
