@@ -71,6 +71,8 @@ def channel_notice(
 class Message:
     title: str
     text: str
+    #: The alert's page in the web UI (``web.public_url``/alerts/<id>); empty without one.
+    url: str = ""
 
 
 _KIND = {
@@ -192,7 +194,12 @@ def _place(notice: Notice, inventory: Inventory, lang: Language) -> tuple[str, s
     return what, where
 
 
-def render(notice: Notice, inventory: Inventory, lang: Language = "vi") -> Message:
+def alert_url(public_url: str, alert_id: int) -> str:
+    """Where a technician opens the alert: its page in the web UI ('' without a public URL)."""
+    return f"{public_url.rstrip('/')}/alerts/{alert_id}" if public_url and alert_id else ""
+
+
+def render(notice: Notice, inventory: Inventory, lang: Language = "vi", public_url: str = "") -> Message:
     what, where = _place(notice, inventory, lang)
     words = _WORDS[lang]
     problem = _PROBLEM[lang].get(notice.problem, notice.problem)
@@ -224,4 +231,7 @@ def render(notice: Notice, inventory: Inventory, lang: Language = "vi") -> Messa
         lines.append(fix)
     if notice.alert_id:
         lines.append(f"#{notice.alert_id}")
-    return Message(title=title, text="\n".join(lines))
+    url = alert_url(public_url, notice.alert_id)
+    if url:
+        lines.append(url)
+    return Message(title=title, text="\n".join(lines), url=url)
