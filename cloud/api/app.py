@@ -49,6 +49,9 @@ from cloud.fleet.updates import Updates
 from cloud.reports.router import wifi_reports_router
 from cloud.reports.runtime import ReportsRuntime
 from cloud.runtime import Runtime
+from cloud.web.console.routes import console_router
+from cloud.web.console.services import Console
+from cloud.web.help import help_router
 from cloud.web.pages import html_error, pages_router
 from cloud.web.services import WebServices
 
@@ -64,6 +67,10 @@ SECURITY_HEADERS = {
     "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
     "Cross-Origin-Opener-Policy": "same-origin",
 }
+#: Paths whose answers hold data no browser or proxy should keep.
+NO_STORE: tuple[str, ...] = ("/api/", "/events", "/exports", "/audit", "/cameras", "/reports")
+#: ... and the technicians' console.
+NO_STORE += ("/fleet", "/devices", "/boards", "/alerts", "/maintenance")
 
 
 class DeviceOut(BaseModel):
@@ -221,7 +228,7 @@ def create_app(
         response: Response = await call_next(request)
         for k, v in SECURITY_HEADERS.items():
             response.headers.setdefault(k, v)
-        if request.url.path.startswith(("/api/", "/events", "/exports", "/audit", "/cameras", "/reports")):
+        if request.url.path.startswith(NO_STORE):
             response.headers.setdefault("Cache-Control", "no-store")
         return response
 
@@ -343,6 +350,8 @@ def create_app(
     if fleet is not None:
         app.include_router(fleet_router(fleet))
     app.include_router(pages_router())
+    app.include_router(console_router(Console.of(runtime, fleet)))
+    app.include_router(help_router())
 
     @app.get(
         "/metrics",

@@ -199,9 +199,9 @@ def alert_url(public_url: str, alert_id: int) -> str:
     return f"{public_url.rstrip('/')}/alerts/{alert_id}" if public_url and alert_id else ""
 
 
-def render(notice: Notice, inventory: Inventory, lang: Language = "vi", public_url: str = "") -> Message:
+def summary(notice: Notice, inventory: Inventory, lang: Language = "vi") -> tuple[str, str]:
+    """(what happened, where): the title's words without its head, for lists of alerts."""
     what, where = _place(notice, inventory, lang)
-    words = _WORDS[lang]
     problem = _PROBLEM[lang].get(notice.problem, notice.problem)
     if notice.detail:
         problem = f"{problem} ({notice.detail})"
@@ -210,8 +210,14 @@ def render(notice: Notice, inventory: Inventory, lang: Language = "vi", public_u
         .get(notice.cause, notice.cause)
         .format(flaps=notice.flaps, problem=problem, commune=what, down=notice.down, total=notice.total)
     )
-    head = _HEAD[lang][notice.kind]
     subject = cause[0].upper() + cause[1:] if notice.scope == "commune" else f"{what}: {cause}"
+    return subject, where
+
+
+def render(notice: Notice, inventory: Inventory, lang: Language = "vi", public_url: str = "") -> Message:
+    subject, where = summary(notice, inventory, lang)
+    words = _WORDS[lang]
+    head = _HEAD[lang][notice.kind]
     title = f"{head}: {subject}"
     lines = [title]
     if where:

@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
+from urllib.parse import urlencode
 
 from cloud.alerting.engine import State
 from cloud.alerting.maintenance import Window, in_maintenance
@@ -61,11 +62,13 @@ class Filters:
         return True
 
     def query(self) -> dict[str, str]:
-        return {
-            k: v
-            for k, v in (("commune", self.commune), ("state", self.state), ("kind", self.kind), ("q", self.q))
-            if v
-        }
+        pairs = (("commune", self.commune), ("state", self.state), ("kind", self.kind), ("q", self.q))
+        return {k: v for k, v in pairs if v}
+
+    def url(self, **change: str) -> str:
+        """These filters with some changed, as a query string (``?state=down``)."""
+        q = {k: v for k, v in {**self.query(), **change}.items() if v}
+        return "?" + urlencode(q) if q else "?"
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,9 +97,7 @@ def rows(
     inventory: Inventory,
     devices: Iterable[Device],
     *,
-    judged: dict[str, tuple[State, State]],
-    problems: dict[str, dict[str, str]],
-    engine_seen: dict[str, float | None],
+    judged: dict[str, tuple[State, State, dict[str, str], float | None]],
     node_states: dict[str, dict[str, Any]],
     twins: dict[str, Twin],
     active: list[AlertRow],
@@ -107,13 +108,14 @@ def rows(
     out = []
     for d in devices:
         st = node_states.get(d.node) or {}
-        seen = engine_seen.get(d.node) or st.get("last_seen")
         board: State | Literal["never_seen"]
-        if d.id in judged:
-            board, own = judged[d.id]
+        problems: dict[str, str] = {}
+        if d.id in judged:  # the evaluator's judgement, and its newer last-seen
+            board, own, problems, heard = judged[d.id]
+            seen = heard or st.get("last_seen")
         else:  # alerting off: raw presence only
-            status = st.get("status")
-            board = "down" if status == "offline" else ("up" if seen else "unknown")
+            seen = st.get("last_seen")
+            board = "down" if st.get("status") == "offline" else ("up" if seen else "unknown")
             own = "up" if board == "up" else "unknown"
         if not seen:
             board = "never_seen"
@@ -132,7 +134,7 @@ def rows(
                 device=d,
                 state=state,
                 board=board,
-                problems=problems.get(d.id, {}),
+                problems=problems,
                 last_seen=float(seen) if seen else None,
                 agent_version=(t.agent_version if t else None) or st.get("agent_version"),
                 running_version=t.running_version if t else None,
