@@ -63,9 +63,10 @@ def portal(tmp_path_factory: pytest.TempPathFactory, influx_server: InfluxDB) ->
         broker.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def console_lab(tmp_path_factory: pytest.TempPathFactory, influx_server: InfluxDB) -> Iterator[ConsoleLab]:
-    """The technicians' console against a real cloud, broker and agents (see console_lab.py)."""
+    """The technicians' console against a real cloud, broker and agents (see console_lab.py); one
+    for the session: each test starts the boards it needs, of its own."""
     lab = start_lab(tmp_path_factory.mktemp("console"), influx_server)
     try:
         yield lab

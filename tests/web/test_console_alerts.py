@@ -9,43 +9,58 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 from browser import chromium
 from console_lab import WIDTHS, ConsoleLab, fits, shot, wait_until
 
+LOCAL = ZoneInfo("Asia/Ho_Chi_Minh")
 #: The board each width's walk stops (its own alert).
 STOPPED = {"desktop": "lx-ap-05", "phone": "lx-ap-06"}
 
 
+@pytest.fixture(scope="module")
+def stopped(console_lab: ConsoleLab) -> dict[str, dict[str, Any]]:
+    """Each width's board started, then stopped: width -> the alert that opened about it."""
+    lab = console_lab
+    agents = {width: lab.start_sim(node) for width, node in STOPPED.items()}
+    for node in STOPPED.values():
+        lab.wait_state(node, "up")
+    for agent in agents.values():
+        agent.terminate()  # an orderly stop: the board says it is going (shutdown), an alert opens
+    return {
+        width: wait_until(
+            f"an open alert about {node}",
+            lambda n=node: lab.get(f"/api/v1/alerts?subject={n}&state=open"),
+            30,
+        )[0]
+        for width, node in STOPPED.items()
+    }
+
+
 @pytest.mark.parametrize("width", list(WIDTHS))
 def test_a_technician_acknowledges_an_alert_from_its_notification(
-    console_lab: ConsoleLab, width: str
+    console_lab: ConsoleLab, stopped: dict[str, dict[str, Any]], width: str
 ) -> None:
     lab = console_lab
-    node = STOPPED[width]
-    agent = lab.start_sim(node)
-    lab.wait_state(node, "up")
-    agent.terminate()  # an orderly stop: the board says it is going (shutdown), the alert opens
-    alert = wait_until(
-        f"an open alert about {node}", lambda: lab.get(f"/api/v1/alerts?subject={node}&state=open"), 30
-    )[0]
+    alert = stopped[width]
     (notice,) = wait_until("its notification", lambda: lab.notices(alert["id"]), 30)
     assert notice["url"] == f"{lab.url}/alerts/{alert['id']}"
     assert notice["url"] in notice["text"]  # the link is in the text every channel sends
     comment = f"Anh Tùng lên Lạc Xuân kiểm tra nguồn điện ({width})"
 
     with chromium() as browser:
-        page = browser.new_page(viewport={"width": WIDTHS[width], "height": 900})
+        page = browser.new_page(viewport={"width": WIDTHS[width], "height": 900}, locale="vi-VN")
         page.goto(notice["url"])  # the link in the message, before logging in
         assert "/login" in page.url
         page.fill("input[name=username]", "kythuat")
         page.fill("input[name=password]", "kythuat-mat-khau-2026!")
         page.click("#login-form button[type=submit]")
         page.wait_for_url(f"**/alerts/{alert['id']}")
-        assert node in page.inner_text("h1")
+        assert STOPPED[width] in page.inner_text("h1")
         assert page.get_attribute("#alert-state [data-state]", "data-state") == "open"
         assert page.locator("#alert-devices tr.device-row").count() == 1
         if width == "desktop":
@@ -78,16 +93,20 @@ def test_a_technician_plans_a_weekly_window_and_sees_what_it_covers(
     console_lab: ConsoleLab, width: str
 ) -> None:
     lab = console_lab
-    site = {"desktop": "tt-thon-02", "phone": "dr-thon-04"}[width]
-    expected = sorted(d["id"] for d in lab.get("/api/v1/devices") if d["site"] == site)
+    # A commune on the desktop, a village's site on the phone; from next month, so that it covers
+    # nothing while the other tests run, whatever the day and hour.
+    kind, target = {"desktop": ("commune", "lac-xuan"), "phone": ("site", "dr-thon-07")}[width]
+    expected = sorted(d["id"] for d in lab.get("/api/v1/devices") if d[kind] == target)
     assert expected
+    first = (datetime.now(LOCAL) + timedelta(days=30)).date()
     comment = f"Thay ắc quy hằng tuần ({width})"
     with chromium() as browser:
-        page = browser.new_page(viewport={"width": WIDTHS[width], "height": 900})
+        page = browser.new_page(viewport={"width": WIDTHS[width], "height": 900}, locale="vi-VN")
         lab.login(page, "kythuat", "/maintenance")
-        page.select_option("#target-kind", "site")
-        page.fill("#target", site)
+        page.select_option("#target-kind", kind)
+        page.fill("#target", target)
         page.check("input[name=mode][value=weekly]")
+        page.fill("input[name=first_day]", first.isoformat())
         for day in ("1", "3"):  # Tuesday and Thursday
             page.check(f"input[name=weekdays][value='{day}']")
         page.fill("input[name=at]", "22:00")
@@ -113,14 +132,14 @@ def test_a_technician_plans_a_weekly_window_and_sees_what_it_covers(
 
     (w,) = [x for x in lab.get("/api/v1/maintenance") if x["id"] == wid]
     assert (w["target_kind"], w["target"], w["weekdays"], w["local_start"], w["duration_s"]) == (
-        "site",
-        site,
+        kind,
+        target,
         [1, 3],
         "22:00",
         7200.0,
     )
     assert w["tz"] == "Asia/Ho_Chi_Minh" and w["comment"] == comment
-    first = datetime.fromisoformat(w["starts_at"]).astimezone(ZoneInfo("Asia/Ho_Chi_Minh"))
-    assert (first.hour, first.minute) == (0, 0)  # from today, local midnight
+    starts = datetime.fromisoformat(w["starts_at"]).astimezone(LOCAL)
+    assert (starts.date(), starts.hour, starts.minute) == (first, 0, 0)  # that day, local midnight
     trail = lab.get("/api/v1/audit?actor=kythuat&action=maintenance_add&limit=50", user="admin")
     assert any(e["target"] == f"maintenance:{wid}" for e in trail)

@@ -132,3 +132,37 @@ def test_a_mask_drawn_on_the_picture_runs_on_the_camera(camera: ConsoleLab, widt
         assert spec["zones"][-1]["name"] == "lan_duong" and _near(spec["zones"][-1]["polygon"], dragged)
     trail = lab.get("/api/v1/audit?actor=kythuat&action=fleet_config_set&limit=50", user="admin")
     assert any(e["target"] == f"node:{CAMERA}" and e["detail"]["version"] == version for e in trail)
+
+
+def test_the_board_page_changes_a_setting_and_runs_a_command_following_both(camera: ConsoleLab) -> None:
+    """Page 6 on the same camera board: a field of the generated form changed, previewed as a diff,
+    applied; a command sent; the page follows the board's answers to both without a reload."""
+    lab = camera
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": WIDTHS["desktop"], "height": 900}, locale="vi-VN")
+        lab.login(page, "kythuat", f"/boards/{CAMERA}")
+        page.fill("[name='collectors.0.detect_fps']", "3")
+        page.click("#config-preview")
+        page.wait_for_selector("#config-valid")
+        assert "collectors.0.detect_fps" in page.inner_text("#change-preview")
+        page.click("#config-apply")
+        page.wait_for_url("**/boards/*?saved=*")
+        version = int(page.url.split("saved=")[1].split("#")[0])
+        page.evaluate("window.sameDocument = 'yes'")
+        page.wait_for_selector("#sync-state[data-sync='in_sync']", timeout=60_000)
+        assert page.inner_text("#running-version") == str(version)
+        page.click("button[data-command='diag']")
+        page.wait_for_url("**/boards/*?cmd=*")
+        command = page.url.split("cmd=")[1].split("#")[0]
+        page.evaluate("window.sameDocument = 'yes'")
+        page.wait_for_selector(f"tr[data-command-id='{command}'][data-state='done']", timeout=60_000)
+        assert page.evaluate("window.sameDocument") == "yes"  # followed, not reloaded
+        shot(page, "board", full=True)
+    twin = lab.get(f"/api/v1/fleet/nodes/{CAMERA}/config")
+    assert twin["running_version"] == version and twin["reported"]["collectors"][0]["detect_fps"] == 3.0
+    row = lab.get(f"/api/v1/fleet/commands/{command}")
+    assert (
+        row["state"] == "done"
+        and row["issued_by"] == "kythuat"
+        and row["result"]["config_version"] == version
+    )

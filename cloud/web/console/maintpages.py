@@ -160,6 +160,12 @@ _VI_API = {
 }
 
 
+def upcoming(w: Window, now: float, n: int) -> list[tuple[float, float]]:
+    """The window's next ``n`` occurrences (the one under way first), within 15 days of its start."""
+    start = max(now, w.starts_at)
+    return occurrences(w, now, start + 15 * 86400)[:n]
+
+
 @dataclass
 class Preview:
     devices: list[Any]  # fleet rows of the covered devices
@@ -179,7 +185,7 @@ def router(c: Console) -> APIRouter:
         ]
         rows, _ = await fleet_rows(c, p, devs) if devs else ([], True)
         now = time.time()
-        return Preview(rows, occurrences(w, now, now + 15 * 86400)[:4], w.active(now))
+        return Preview(rows, upcoming(w, now, 4), w.active(now))
 
     async def page(
         request: Request,
@@ -203,7 +209,7 @@ def router(c: Console) -> APIRouter:
             (
                 w,
                 len(covered_devices(w.target_kind, w.target, c.inventory)),
-                occurrences(w, now, now + 15 * 86400)[:1],
+                upcoming(w, now, 1),
             )
             for w in windows
         ]

@@ -189,6 +189,7 @@ VI: Final[dict[str, str]] = {
     "now_value": "Hiện tại",
     "new_value": "Mới",
     "no_change": "Không có thay đổi.",
+    "default_value": "(mặc định)",
     "config_invalid": "Cấu hình chưa hợp lệ: sửa các ô báo đỏ rồi thử lại. Chưa có gì được gửi đi.",
     "config_valid": "Cấu hình hợp lệ. Bấm “Áp dụng” để gửi cho bo mạch.",
     "config_form_note": "Chỉ những ô bạn sửa mới được ghi vào cấu hình; mật khẩu được mã hóa cho "
@@ -495,6 +496,7 @@ EN: Final[dict[str, str]] = {
     "now_value": "Now",
     "new_value": "New",
     "no_change": "No change.",
+    "default_value": "(default)",
     "config_invalid": "Not valid yet: fix the fields in red and try again. Nothing was sent.",
     "config_valid": "Valid. Press “Apply” to send it to the board.",
     "config_form_note": "Only the fields you change are written; passwords are sealed for this board "
