@@ -292,10 +292,11 @@ def create_app(
     @app.get(
         "/api/v1/devices",
         response_model=list[DeviceOut],
-        summary="Inventory merged with live status",
+        summary="Inventory merged with live status (a technician given communes: theirs)",
         dependencies=technician,
     )
     async def devices(
+        p: Annotated[Principal, Depends(require(Perm.DEVICES))],
         commune: str | None = Query(None, description="Only this commune id."),
         kind: str | None = Query(None, description="Only this kind (ap, camera)."),
     ) -> list[DeviceOut]:
@@ -308,7 +309,11 @@ def create_app(
             if node not in inventory_nodes:
                 out.append(_device(node, None, st["commune"], None, node, "", False, st))
         out = [
-            d for d in out if (commune is None or d.commune == commune) and (kind is None or d.kind == kind)
+            d
+            for d in out
+            if (commune is None or d.commune == commune)
+            and (kind is None or d.kind == kind)
+            and p.manages(d.commune)
         ]
         if runtime.alerting is not None:
             judged = runtime.alerting.alerter.judgement(dev.id for dev in out)

@@ -60,6 +60,7 @@ TEXT: dict[str, dict[Lang, str]] = {
     "all": {"vi": "Tất cả", "en": "All"},
     "reports": {"vi": "Danh sách báo cáo", "en": "Reports"},
     "home": {"vi": "‹ Trang chủ", "en": "‹ Home"},
+    "help": {"vi": "Hướng dẫn", "en": "Help"},
     "from": {"vi": "Từ ngày", "en": "From"},
     "to": {"vi": "Đến ngày", "en": "To"},
     "show": {"vi": "Xem báo cáo", "en": "Show report"},

@@ -115,6 +115,7 @@ def wifi_reports_router(service: ReportService, require_reports: Callable[..., A
             ("/reports/wifi.xlsx?" + urlencode({**q, "lang": lang}), "XLSX"),
             ("/reports/wifi.csv?" + urlencode({**q, "lang": lang}), "CSV"),
             ("/reports/wifi?" + urlencode({**q, "lang": other}), other.upper()),
+            ("/help", t("help", lang)),
         ]
         inner = "".join(f'<a href="{escape(h)}">{escape(x)}</a>' for h, x in links)
         options = "".join(

@@ -35,7 +35,13 @@ CAMERA = {
     "detect_fps": 4.0,
     "masks": [[[0.0, 0.0], [0.2, 0.0], [0.2, 0.2]]],
 }
-USERS = {"kythuat": (Role.TECHNICIAN, set()), "kythuat-tutra": (Role.TECHNICIAN, {"tu-tra"})}
+USERS = {
+    "kythuat": (Role.TECHNICIAN, set()),
+    "kythuat-tutra": (Role.TECHNICIAN, {"tu-tra"}),
+    "ca-daron": (Role.POLICE, {"da-ron"}),
+    "mic": (Role.MIC, set()),
+}
+REPO = Path(__file__).resolve().parents[2]
 
 
 class Web:
@@ -254,6 +260,8 @@ async def test_a_technician_of_tu_tra_sees_and_acts_on_tu_tra_only(rt: Runtime, 
     rows = re.findall(r'data-device="([a-z0-9-]+)"', fleet)
     inventory = load_inventory(rt.cfg.inventory)
     assert rows and set(rows) == {d.id for d in inventory.devices if d.commune == "tu-tra"}
+    listed = (await tutra.get("/api/v1/devices")).json()
+    assert listed and {d["commune"] for d in listed} == {"tu-tra"}
     assert (await tutra.get("/devices/dr-cam-01")).status_code == 404
     assert (await tutra.get("/devices/tt-cam-01")).status_code == 200
     alerts = (await tutra.get("/alerts")).text
@@ -278,9 +286,34 @@ async def test_a_technician_of_tu_tra_sees_and_acts_on_tu_tra_only(rt: Runtime, 
 
 
 def test_notifications_link_to_the_alert_page() -> None:
-    inventory = load_inventory(Path(__file__).resolve().parents[2] / "firmware_config" / "inventory.yaml")
+    inventory = load_inventory(REPO / "firmware_config" / "inventory.yaml")
     notice = Notice("open", 42, "node:dr-ap-02", "node", "dr-ap-02", "da-ron", "silent", "critical", 0.0, 1.0)
     message = render(notice, inventory, "vi", "https://ciot.example.vn/")
     assert message.url == "https://ciot.example.vn/alerts/42"
     assert message.text.splitlines()[-1] == message.url
     assert render(notice, inventory, "vi").url == ""  # no public URL configured: no link
+
+
+async def test_the_help_link_opens_each_roles_guide_with_its_screenshots(web: dict[str, Web]) -> None:
+    for user, guide in (("kythuat", "technician"), ("ca-daron", "police"), ("mic", "mic")):
+        r = await web[user].get("/help")
+        assert r.status_code == 303 and r.headers["location"] == f"/help/vi/{guide}", user
+        page = await web[user].get(f"/help/vi/{guide}")
+        assert page.status_code == 200 and 'id="help-link"' in page.text
+        images = re.findall(r'<img src="\.\./screenshots/([^"]+)"', page.text)
+        assert images, guide
+        for name in images:  # resolved against /help/vi/<guide>: /help/screenshots/<name>
+            shot = await web[user].get(f"/help/screenshots/{name}")
+            assert shot.status_code == 200 and shot.content[:8] == b"\x89PNG\r\n\x1a\n", name
+    assert (await web["mic"].get("/help/screenshots/..%2Fvi%2Fmic.md")).status_code == 404
+
+
+def test_the_guides_and_screenshots_are_where_the_readme_says() -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    for guide in ("technician", "police", "mic"):
+        assert f"docs/vi/{guide}.md" in readme
+        text = (REPO / "docs" / "vi" / f"{guide}.md").read_text(encoding="utf-8")
+        for name in re.findall(r"\]\(\.\./screenshots/([^)]+)\)", text):
+            assert (REPO / "docs" / "screenshots" / name).is_file(), f"{guide}.md shows a missing {name}"
+    for name in re.findall(r"\(docs/screenshots/([^)]+)\)", readme):
+        assert (REPO / "docs" / "screenshots" / name).is_file(), f"the README links a missing {name}"

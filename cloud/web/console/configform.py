@@ -56,6 +56,11 @@ class FormField:
     def walk(self) -> list[FormField]:
         return [self, *(f for c in self.children for f in c.walk())]
 
+    @property
+    def failed(self) -> bool:
+        """This field or one inside it has an error (its section is shown open)."""
+        return any(f.error for f in self.walk())
+
 
 def _unwrap(ann: Any) -> tuple[Any, bool]:
     """(the type inside Optional[...], whether None is allowed)."""
