@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import urlencode
 
 from fastapi import Depends, Request, Response
@@ -35,11 +34,6 @@ def timed(resp: Response, started: float) -> Response:
     return resp
 
 
-async def timed_call(fn: Callable[[], Awaitable[Response]]) -> Response:
-    started = time.perf_counter()
-    return timed(await fn(), started)
-
-
 def grafana_links(cfg: CloudConfig, d: Device) -> list[tuple[str, str]]:
     """(dashboard key, URL) into Grafana with the device preselected (web.grafana_url)."""
     base = cfg.web.grafana_url.rstrip("/")
@@ -53,7 +47,3 @@ def grafana_links(cfg: CloudConfig, d: Device) -> list[tuple[str, str]]:
         links.append(("grafana_ap", "ciot-aps", {"var-ap": d.id}))
     links.append(("grafana_board", "ciot-boards", {"var-node": d.node}))
     return [(key, f"{base}/d/{uid}/?{urlencode({**where, **extra})}") for key, uid, extra in links]
-
-
-def only(values: dict[str, Any], *keys: str) -> dict[str, Any]:
-    return {k: values[k] for k in keys if values.get(k)}

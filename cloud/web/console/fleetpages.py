@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
@@ -17,6 +17,7 @@ from cloud.api.fleet import issue_command
 from cloud.auth.deps import audit, services
 from cloud.auth.principal import Principal
 from cloud.events.store import EventFilter
+from cloud.fleet.store import Twin
 from cloud.inventory import Device
 from cloud.notify.messages import Language, summary
 from cloud.storage.alerts_sql import AlertRow
@@ -42,7 +43,7 @@ async def fleet_rows(c: Console, p: Principal, devices: list[Device] | None = No
     )
     now = time.time()
     judging = True
-    judged: dict[str, Any] = {}
+    judged: dict[str, fleetview.Judged] = {}
     active: list[AlertRow] = []
     windows: list[Window] = []
     if c.alerting is not None:
@@ -53,16 +54,19 @@ async def fleet_rows(c: Console, p: Principal, devices: list[Device] | None = No
             asyncio.to_thread(a.store.query, state="active", limit=10_000, communes=scope),
             asyncio.to_thread(a.store.windows, now),
         )
-    node_states, twins = await asyncio.gather(
-        asyncio.to_thread(c.sql.node_states),
-        asyncio.to_thread(c.fleet.store.twins) if c.fleet is not None else asyncio.sleep(0, []),
+
+    def twins() -> list[Twin]:
+        return c.fleet.store.twins() if c.fleet is not None else []
+
+    node_states, twin_rows = await asyncio.gather(
+        asyncio.to_thread(c.sql.node_states), asyncio.to_thread(twins)
     )
     rows = fleetview.rows(
         c.inventory,
         devs,
         judged=judged,
         node_states=node_states,
-        twins={t.node: t for t in twins},
+        twins={t.node: t for t in twin_rows},
         active=active,
         windows=windows,
         now=now,
@@ -74,8 +78,7 @@ async def fleet_rows(c: Console, p: Principal, devices: list[Device] | None = No
 class Picture:
     sha256: str
     at: float
-    source: str  # "event" or "command"
-    ref: str  # event id or command id
+    source: Literal["event", "command"]
 
 
 async def latest_picture(request: Request, c: Console, d: Device) -> Picture | None:
@@ -85,14 +88,13 @@ async def latest_picture(request: Request, c: Console, d: Device) -> Picture | N
     page = await asyncio.to_thread(svc.events.search, EventFilter(device=d.id), limit=10)
     ev = next((e for e in page.events if e.snapshot_sha256), None)
     if ev is not None and ev.snapshot_sha256:
-        found.append(Picture(ev.snapshot_sha256, ev.end or ev.start, "event", str(ev.id)))
+        found.append(Picture(ev.snapshot_sha256, ev.end or ev.start, "event"))
     if c.fleet is not None:
-        cmds = await asyncio.to_thread(lambda: c.fleet.store.commands(d.node, limit=50) if c.fleet else [])
-        for cmd in cmds:
+        for cmd in await asyncio.to_thread(c.fleet.store.commands, d.node, limit=50):
             sha = (cmd.result or {}).get("snapshot_sha256")
             mine = cmd.name == "snapshot" and cmd.args.get("device", d.id) == d.id
             if mine and cmd.state == "done" and isinstance(sha, str) and len(sha) == 64:
-                found.append(Picture(sha, cmd.finished_at or cmd.issued_at, "command", cmd.id))
+                found.append(Picture(sha, cmd.finished_at or cmd.issued_at, "command"))
                 break
     found = [x for x in found if svc.snapshots.path_for(x.sha256).exists()]
     return max(found, key=lambda x: x.at) if found else None
@@ -113,9 +115,9 @@ def router(c: Console) -> APIRouter:
     def filters(commune: str, state: str, kind: str, q: str) -> Filters:
         return Filters(commune=commune, state=state if state in fleetview.STATES else "", kind=kind, q=q[:64])
 
-    async def fleet_view(p: Principal, f: Filters) -> fleetview.FleetView:
+    async def fleet_view(request: Request, p: Principal, f: Filters) -> fleetview.FleetView:
         rows, judging = await fleet_rows(c, p)
-        return fleetview.view(rows, f, c.names(), judging)
+        return fleetview.view(rows, f, services(request).names(), judging)
 
     @r.get("/fleet")
     async def fleet_page(
@@ -123,7 +125,7 @@ def router(c: Console) -> APIRouter:
     ) -> Response:
         started = time.perf_counter()
         f = filters(commune, state, kind, q)
-        v = await fleet_view(p, f)
+        v = await fleet_view(request, p, f)
         scope = p.device_scope()
         communes = [x for x in c.inventory.communes if scope is None or x.id in scope]
         resp = render(
@@ -145,7 +147,7 @@ def router(c: Console) -> APIRouter:
         """The counts and the table alone: what the fleet page's script swaps in every few seconds."""
         started = time.perf_counter()
         f = filters(commune, state, kind, q)
-        v = await fleet_view(p, f)
+        v = await fleet_view(request, p, f)
         return timed(render(request, "console/_fleet_live.html", p, v=v, f=f, now=time.time()), started)
 
     @r.get("/devices/{device}")

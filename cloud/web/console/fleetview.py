@@ -23,6 +23,8 @@ from cloud.inventory import Device, Inventory
 from cloud.storage.alerts_sql import AlertRow
 
 Shown = Literal["up", "down", "unknown", "never_seen", "maintenance"]
+#: The evaluator's look at a device: its board's state, its own, its problems, its board's last message.
+Judged = tuple[State, State, dict[str, str], float | None]
 STATES: Final[tuple[Shown, ...]] = ("up", "down", "unknown", "never_seen", "maintenance")
 
 
@@ -97,7 +99,7 @@ def rows(
     inventory: Inventory,
     devices: Iterable[Device],
     *,
-    judged: dict[str, tuple[State, State, dict[str, str], float | None]],
+    judged: dict[str, Judged],
     node_states: dict[str, dict[str, Any]],
     twins: dict[str, Twin],
     active: list[AlertRow],

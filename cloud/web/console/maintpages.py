@@ -25,6 +25,7 @@ from cloud.auth.principal import Principal
 from cloud.web.console.common import Technician, form_list, form_of
 from cloud.web.console.configform import vi
 from cloud.web.console.fleetpages import fleet_rows
+from cloud.web.console.fleetview import Row
 from cloud.web.console.services import Console
 from cloud.web.pages import render
 
@@ -168,7 +169,7 @@ def upcoming(w: Window, now: float, n: int) -> list[tuple[float, float]]:
 
 @dataclass
 class Preview:
-    devices: list[Any]  # fleet rows of the covered devices
+    devices: list[Row]  # the covered devices as the fleet page shows them
     next: list[tuple[float, float]]  # the next occurrences (start, end)
     active: bool
 

@@ -59,8 +59,3 @@ class Console:
             note_refusal(request, f"node:{node[:64]}", n.commune if n is not None else None)
             raise HTTPException(404, f"no board {node} in your communes")
         return n
-
-    def names(self) -> dict[str, str]:
-        out = {c.id: c.name or c.id for c in self.inventory.communes}
-        out.update({s.id: s.name or s.id for s in self.inventory.sites})
-        return out
