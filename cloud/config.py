@@ -261,6 +261,20 @@ class WebConfig(_Section):
         default_factory=list,
         description="Addresses of reverse proxies whose X-Forwarded-For is believed (audit 'from where').",
     )
+    public_url: str = Field(
+        "",
+        description="The web UI's address as people reach it, e.g. https://ciot.example.vn: alert "
+        "notifications link to <public_url>/alerts/<id>. Empty: notifications carry no link.",
+    )
+    grafana_url: str = Field(
+        "",
+        description="Grafana's address as technicians reach it, e.g. https://grafana.example.vn: the "
+        "device pages link into its dashboards with the device preselected. Empty: no links.",
+    )
+    docs_dir: Path = Field(
+        REPO_ROOT / "docs",
+        description="The user guides (vi/*.md) and their screenshots, served by the UI's help link.",
+    )
 
 
 class EventsConfig(_Section):
@@ -416,6 +430,7 @@ def load_config(path: Path | str | None = None, **overrides: Any) -> CloudConfig
         cfg.reports.output_dir = _resolve(base, cfg.reports.output_dir)
         cfg.fleet.signing_key_file = _resolve(base, cfg.fleet.signing_key_file)
         cfg.releases.dir = _resolve(base, cfg.releases.dir)
+        cfg.web.docs_dir = _resolve(base, cfg.web.docs_dir)
         if cfg.releases.board_passwd_file is not None:
             cfg.releases.board_passwd_file = _resolve(base, cfg.releases.board_passwd_file)
         if cfg.sql.url.startswith("sqlite:///") and not cfg.sql.url.startswith("sqlite:////"):

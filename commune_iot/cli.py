@@ -82,6 +82,12 @@ def _bench_fleet(args: argparse.Namespace) -> int:
     return main(boards=args.boards, run_dir=args.run_dir)
 
 
+def _bench_console(args: argparse.Namespace) -> int:
+    from commune_iot.bench.console import main
+
+    return main(boards=args.boards, requests=args.requests, run_dir=args.run_dir)
+
+
 def _provision(args: argparse.Namespace) -> int:
     from commune_iot.provision import main as prov
     from commune_iot.provision.broker import command_reload
@@ -276,6 +282,14 @@ def build_parser() -> argparse.ArgumentParser:
     bfl.add_argument("--boards", type=int, default=None, help="only the first N devices' boards")
     bfl.add_argument("--run-dir", type=Path, default=None)
     bfl.set_defaults(func=_bench_fleet)
+    bco = bench_sub.add_parser(
+        "console",
+        help="the technicians' fleet page on the demo fleet: server time, and a frozen board seen",
+    )
+    bco.add_argument("--boards", type=int, default=None, help="only the first N devices' boards")
+    bco.add_argument("--requests", type=int, default=50, help="fetches of /fleet timed")
+    bco.add_argument("--run-dir", type=Path, default=None)
+    bco.set_defaults(func=_bench_console)
 
     prov = sub.add_parser(
         "provision",

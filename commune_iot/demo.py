@@ -68,7 +68,7 @@ DEMO_USERS = (
     ("ca-daron", "police", "da-ron", "Công an xã Đạ Ròn", "police: motion events of Da Ron"),
     ("ca-tutra", "police", "tu-tra", "Công an xã Tu Tra", "police: motion events of Tu Tra"),
     ("mic", "mic", "", "Sở TT&TT Lâm Đồng", "Wi-Fi reports"),
-    ("kythuat", "technician", "", "Kỹ thuật viên", "devices and alerts (the JSON API)"),
+    ("kythuat", "technician", "", "Kỹ thuật viên", "the console: devices, alerts, maintenance, boards"),
 )
 
 
@@ -162,6 +162,7 @@ commune-iot demo is running ({agents} agents: cameras and access points of Da Ro
 
   Web UI         {url}/  log in as (passwords also in {q(str(run_dir / "secrets" / "web-users.txt"))}):
 {users}
+  Console        {url}/fleet  (technician or admin: every device, live; guide: {url}/help)
   Devices        {url}/api/v1/devices  (technician or admin: log in above first, or send a token)
   Alerts         {url}/api/v1/alerts
   With a token   curl -sS -H "Authorization: Bearer {token}" {url}/api/v1/devices

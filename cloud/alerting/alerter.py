@@ -382,6 +382,18 @@ class Alerter:
         with self._lock:
             return {d: self.engine.judge(d) for d in devices}
 
+    def details(self, devices: Iterable[str]) -> dict[str, tuple[State, State, dict[str, str], float | None]]:
+        """Device -> (its board's state, its own, its problems now with their figures, its
+        board's last message): what the console shows, in one look at the engine."""
+        with self._lock:
+            out = {}
+            for dev in devices:
+                d = self.inventory.device(dev)
+                board, own = self.engine.judge(dev)
+                seen = self.engine.last_seen(d.node if d is not None else dev)
+                out[dev] = (board, own, self.engine.device_problems(dev), seen)
+            return out
+
     def device_states(self) -> list[tuple[str, State, float | None]]:
         """(device, state, its node's last message) for every inventory device."""
         with self._lock:

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from cloud.inventory import Inventory
+from cloud.inventory import Device, Inventory
 
 TargetKind = Literal["device", "node", "site", "commune"]
 DEFAULT_TZ = "Asia/Ho_Chi_Minh"
@@ -84,3 +84,54 @@ def in_maintenance(windows: list[Window], scope: str, subject: str, inventory: I
         return True
     covered = {w.target for w in live if w.target_kind == "device"}
     return bool(devices) and devices <= covered
+
+
+def covered_devices(kind: str, target: str, inventory: Inventory) -> list[Device]:
+    """The inventory devices a window on (kind, target) covers, in inventory order."""
+    match kind:
+        case "device":
+            return [d for d in inventory.devices if d.id == target]
+        case "node":
+            return inventory.devices_of(target)
+        case "site":
+            return [d for d in inventory.devices if d.site == target]
+        case "commune":
+            return [d for d in inventory.devices if d.commune == target]
+    return []
+
+
+def target_commune(kind: str, target: str, inventory: Inventory) -> str | None:
+    """The commune a window's target belongs to; None when the inventory does not know it."""
+    if kind == "commune":
+        return target if any(c.id == target for c in inventory.communes) else None
+    if kind == "site":
+        return next((s.commune for s in inventory.sites if s.id == target), None)
+    if kind == "node":
+        n = inventory.node(target)
+        return n.commune if n is not None else None
+    d = inventory.device(target)
+    return d.commune if d is not None else None
+
+
+def occurrences(w: Window, since: float, until: float) -> list[tuple[float, float]]:
+    """The window's (start, end) spans overlapping [since, until), oldest first: for a timeline
+    and for "next: Tuesday 22:00" on the maintenance page."""
+    if not w.recurring:
+        end = w.ends_at if w.ends_at is not None else until
+        return [(w.starts_at, end)] if w.starts_at < until and end > since else []
+    zone = ZoneInfo(w.tz)
+    hh, mm = (int(x) for x in w.local_start.split(":"))
+    out: list[tuple[float, float]] = []
+    day = datetime.fromtimestamp(max(since, w.starts_at), zone).date() - timedelta(days=1)
+    last = datetime.fromtimestamp(until, zone).date()
+    while day <= last:
+        if day.weekday() in w.weekdays:
+            start = datetime(day.year, day.month, day.day, hh, mm, tzinfo=zone).timestamp()
+            end = start + w.duration_s
+            start = max(start, w.starts_at)  # what ``active`` says, span by span
+            if w.ends_at is not None:
+                end = min(end, w.ends_at)
+            if start < min(end, until) and end > since:
+                out.append((start, end))
+        day += timedelta(days=1)
+    return out

@@ -83,7 +83,9 @@ class AlertRunner:
         lang = self.cfg.language
         self.queue = SqlNoticeQueue(sql.engine)
         links = CloudLinks(OAuthTokenStore(sql.engine), holder, _ChannelTrouble(self))
-        self.people = Dispatcher(build_notifiers(self.cfg.notify, lang, links), inventory, lang, self.queue)
+        self.people = Dispatcher(
+            build_notifiers(self.cfg.notify, lang, links), inventory, lang, self.queue, cfg.web.public_url
+        )
         recorder = OutageRecorder(influx, cfg.influx.database, inventory)
         self.outages = Dispatcher([recorder], inventory, lang, self.queue)
         channels = {"people": self.people.names, "records": self.outages.names}

@@ -2,32 +2,37 @@
 a live summary per commune, and availability per device.
 
 Who acknowledges, silences or plans maintenance is the logged-in user (never a name in the
-request), and each of these actions is a row of the audit trail.
+request), and each of these actions is a row of the audit trail. A technician scoped to
+communes sees and acts on their communes' alerts and windows only (others answer 404, as if
+they did not exist; the audit trail tells which). The web console (``cloud/web/console``)
+calls the same functions as these routes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
-from cloud.alerting.maintenance import DEFAULT_TZ, Window
+from cloud.alerting.maintenance import DEFAULT_TZ, Window, target_commune
 from cloud.alerting.outages import availability
 from cloud.alerting.runner import AlertRunner
 from cloud.api.params import RowId
-from cloud.auth.deps import audit, require
+from cloud.auth.deps import audit, note_refusal, require
 from cloud.auth.principal import Principal
 from cloud.auth.roles import Perm
-from cloud.storage.alerts_sql import AlertRow
+from cloud.inventory import Inventory
+from cloud.storage.alerts_sql import AlertRow, AlertStore
 
 Technician = Annotated[Principal, Depends(require(Perm.DEVICES))]
 
 #: Device problems that make a device unavailable (the others are warnings).
-_DOWN_PROBLEMS = frozenset({"stream_down", "frozen", "unreachable"})
+DOWN_PROBLEMS = frozenset({"stream_down", "frozen", "unreachable"})
 
 
 class AlertOut(BaseModel):
@@ -179,6 +184,141 @@ def _window_out(w: Window) -> WindowOut:
     )
 
 
+async def alert_or_404(request: Request, p: Principal, store: AlertStore, alert_id: int) -> AlertRow:
+    """The alert if the caller manages its commune; 404 otherwise (audited as a refusal)."""
+    row = await asyncio.to_thread(store.get, alert_id)
+    if row is None or not p.manages(row.commune):
+        note_refusal(request, f"alert:{alert_id}", row.commune if row is not None else None)
+        raise HTTPException(404, f"no alert #{alert_id} in your communes")
+    return row
+
+
+async def acknowledge(
+    request: Request, p: Principal, store: AlertStore, alert_id: int, comment: str
+) -> AlertRow:
+    """Acknowledge in the caller's name (reminders stop); 409 when someone else already did."""
+    await alert_or_404(request, p, store, alert_id)
+    row = await asyncio.to_thread(store.acknowledge, alert_id, p.username, time.time(), comment)
+    if row is None:
+        raise HTTPException(404, f"no alert #{alert_id}")
+    if row.acked_by != p.username:
+        raise HTTPException(409, f"alert #{alert_id} is {row.state}, acknowledged by {row.acked_by}")
+    audit(
+        request,
+        p,
+        "alert_ack",
+        f"alert:{alert_id}",
+        commune=row.commune,
+        detail={"key": row.key, "comment": comment},
+    )
+    return row
+
+
+async def silence(request: Request, p: Principal, store: AlertStore, alert_id: int, for_s: float) -> AlertRow:
+    """No reminders for ``for_s`` seconds."""
+    await alert_or_404(request, p, store, alert_id)
+    row = await asyncio.to_thread(store.silence, alert_id, time.time() + for_s)
+    if row is None:
+        raise HTTPException(404, f"no alert #{alert_id}")
+    audit(
+        request,
+        p,
+        "alert_silence",
+        f"alert:{alert_id}",
+        commune=row.commune,
+        detail={"key": row.key, "for_s": for_s},
+    )
+    return row
+
+
+def window_of(body: WindowIn, window_id: int = 0) -> Window:
+    """The window a request describes; 422 when it is incomplete."""
+    if body.weekdays and (not body.local_start or body.duration_s <= 0):
+        raise HTTPException(422, "a recurring window needs local_start and duration_s")
+    if not body.weekdays and body.ends_at is None:
+        raise HTTPException(422, "a one-off window needs ends_at")
+    if body.ends_at is not None and body.ends_at <= body.starts_at:
+        raise HTTPException(422, "ends_at must be after starts_at")
+    return Window(
+        target_kind=body.target_kind,
+        target=body.target,
+        starts_at=body.starts_at.timestamp(),
+        ends_at=body.ends_at.timestamp() if body.ends_at is not None else None,
+        weekdays=frozenset(body.weekdays),
+        local_start=body.local_start,
+        duration_s=body.duration_s,
+        tz=body.tz,
+        comment=body.comment,
+        id=window_id,
+    )
+
+
+def window_commune(p: Principal, inventory: Inventory, w: Window) -> str:
+    """The commune of the window's target ('' when the inventory does not know it); 422 when
+    a caller scoped to communes names a target outside them (or one nobody knows)."""
+    commune = target_commune(w.target_kind, w.target, inventory)
+    if p.device_scope() is not None and (commune is None or not p.manages(commune)):
+        raise HTTPException(422, f"target: no {w.target_kind} {w.target} in your communes")
+    return commune or ""
+
+
+async def window_or_404(
+    request: Request, p: Principal, runner: AlertRunner, window_id: int
+) -> tuple[Window, str]:
+    """A window not over yet, and its commune, if the caller manages it; else 404."""
+    w = next((x for x in await asyncio.to_thread(runner.store.windows) if x.id == window_id), None)
+    commune = target_commune(w.target_kind, w.target, runner.alerter.inventory) if w is not None else None
+    if w is None or (p.device_scope() is not None and (commune is None or not p.manages(commune))):
+        note_refusal(request, f"maintenance:{window_id}", commune)
+        raise HTTPException(404, f"no maintenance window #{window_id} in your communes")
+    return w, commune or ""
+
+
+async def add_window(request: Request, p: Principal, runner: AlertRunner, w: Window) -> Window:
+    commune = window_commune(p, runner.alerter.inventory, w)
+    saved = await asyncio.to_thread(runner.store.add_window, w)
+    runner.alerter.refresh_windows()
+    what = _window_out(saved).model_dump(mode="json")
+    audit(request, p, "maintenance_add", f"maintenance:{saved.id}", commune=commune, detail=what)
+    return saved
+
+
+async def update_window(request: Request, p: Principal, runner: AlertRunner, w: Window) -> Window:
+    before, _ = await window_or_404(request, p, runner, w.id)
+    commune = window_commune(p, runner.alerter.inventory, w)
+    if not await asyncio.to_thread(runner.store.update_window, w):
+        raise HTTPException(404, f"no maintenance window #{w.id}")
+    runner.alerter.refresh_windows()
+    detail = {"before": _window_out(before).model_dump(mode="json"), **_window_out(w).model_dump(mode="json")}
+    audit(request, p, "maintenance_edit", f"maintenance:{w.id}", commune=commune, detail=detail)
+    return w
+
+
+async def end_window(request: Request, p: Principal, runner: AlertRunner, window_id: int) -> Window | None:
+    """End a window now: one not started yet is deleted (None), one under way or weekly stops now."""
+    w, commune = await window_or_404(request, p, runner, window_id)
+    now = time.time()
+    what = _window_out(w).model_dump(mode="json")
+    if w.starts_at > now:
+        await asyncio.to_thread(runner.store.delete_window, window_id)
+        ended = None
+    else:
+        ended = replace(w, ends_at=now)
+        await asyncio.to_thread(runner.store.update_window, ended)
+    runner.alerter.refresh_windows()
+    audit(request, p, "maintenance_end", f"maintenance:{window_id}", commune=commune, detail=what)
+    return ended
+
+
+async def delete_window(request: Request, p: Principal, runner: AlertRunner, window_id: int) -> None:
+    w, commune = await window_or_404(request, p, runner, window_id)
+    if not await asyncio.to_thread(runner.store.delete_window, window_id):
+        raise HTTPException(404, f"no maintenance window #{window_id}")
+    runner.alerter.refresh_windows()
+    what = _window_out(w).model_dump(mode="json")
+    audit(request, p, "maintenance_delete", f"maintenance:{window_id}", commune=commune, detail=what)
+
+
 def alerts_router(runner: AlertRunner) -> APIRouter:
     store = runner.store
     inventory = runner.alerter.inventory
@@ -186,6 +326,7 @@ def alerts_router(runner: AlertRunner) -> APIRouter:
 
     @r.get("/alerts", response_model=list[AlertOut], summary="Alerts, newest first")
     async def list_alerts(
+        p: Technician,
         state: Literal["active", "open", "acknowledged", "resolved"] | None = Query(
             None, description="active = open or acknowledged."
         ),
@@ -195,51 +336,30 @@ def alerts_router(runner: AlertRunner) -> APIRouter:
         limit: int = Query(100, ge=1, le=1000),
     ) -> list[AlertOut]:
         rows = await asyncio.to_thread(
-            store.query, state=state, commune=commune, scope=scope, subject=subject, limit=limit
+            store.query,
+            state=state,
+            commune=commune,
+            scope=scope,
+            subject=subject,
+            limit=limit,
+            communes=p.device_scope(),
         )
         return [_alert(x) for x in rows]
 
     @r.get("/alerts/{alert_id}", response_model=AlertOut)
-    async def get_alert(alert_id: RowId) -> AlertOut:
-        row = await asyncio.to_thread(store.get, alert_id)
-        if row is None:
-            raise HTTPException(404, f"no alert #{alert_id}")
-        return _alert(row)
+    async def get_alert(request: Request, p: Technician, alert_id: RowId) -> AlertOut:
+        return _alert(await alert_or_404(request, p, store, alert_id))
 
     @r.post("/alerts/{alert_id}/ack", response_model=AlertOut, summary="Acknowledge: reminders stop")
     async def ack(request: Request, p: Technician, alert_id: RowId, body: AckIn) -> AlertOut:
-        row = await asyncio.to_thread(store.acknowledge, alert_id, p.username, time.time(), body.comment)
-        if row is None:
-            raise HTTPException(404, f"no alert #{alert_id}")
-        if row.acked_by != p.username:
-            raise HTTPException(409, f"alert #{alert_id} is {row.state}, acknowledged by {row.acked_by}")
-        audit(
-            request,
-            p,
-            "alert_ack",
-            f"alert:{alert_id}",
-            commune=row.commune,
-            detail={"key": row.key, "comment": body.comment},
-        )
-        return _alert(row)
+        return _alert(await acknowledge(request, p, store, alert_id, body.comment))
 
     @r.post("/alerts/{alert_id}/silence", response_model=AlertOut, summary="No reminders for a while")
-    async def silence(request: Request, p: Technician, alert_id: RowId, body: SilenceIn) -> AlertOut:
-        row = await asyncio.to_thread(store.silence, alert_id, time.time() + body.for_s)
-        if row is None:
-            raise HTTPException(404, f"no alert #{alert_id}")
-        audit(
-            request,
-            p,
-            "alert_silence",
-            f"alert:{alert_id}",
-            commune=row.commune,
-            detail={"key": row.key, "for_s": body.for_s},
-        )
-        return _alert(row)
+    async def silence_route(request: Request, p: Technician, alert_id: RowId, body: SilenceIn) -> AlertOut:
+        return _alert(await silence(request, p, store, alert_id, body.for_s))
 
     @r.get("/communes/summary", response_model=list[CommuneSummary], summary="Live status per commune")
-    async def summary() -> list[CommuneSummary]:
+    async def summary(p: Technician) -> list[CommuneSummary]:
         counts = runner.alerter.summary()
         active = await asyncio.to_thread(store.query, state="active", limit=1000)
         judging = runner.alerter.engine.judging
@@ -252,46 +372,43 @@ def alerts_router(runner: AlertRunner) -> APIRouter:
                 **counts[c.id],
             )
             for c in inventory.communes
+            if p.manages(c.id)
         ]
 
     @r.get("/maintenance", response_model=list[WindowOut], summary="Maintenance windows not yet over")
-    async def list_windows() -> list[WindowOut]:
-        return [_window_out(w) for w in await asyncio.to_thread(store.windows, time.time())]
+    async def list_windows(p: Technician) -> list[WindowOut]:
+        rows = await asyncio.to_thread(store.windows, time.time())
+        if p.device_scope() is not None:
+            rows = [w for w in rows if p.manages(target_commune(w.target_kind, w.target, inventory) or "")]
+        return [_window_out(w) for w in rows]
 
     @r.post("/maintenance", response_model=WindowOut, status_code=201, summary="Add a maintenance window")
-    async def add_window(request: Request, p: Technician, body: WindowIn) -> WindowOut:
-        if body.weekdays and (not body.local_start or body.duration_s <= 0):
-            raise HTTPException(422, "a recurring window needs local_start and duration_s")
-        if not body.weekdays and body.ends_at is None:
-            raise HTTPException(422, "a one-off window needs ends_at")
-        w = Window(
-            target_kind=body.target_kind,
-            target=body.target,
-            starts_at=body.starts_at.timestamp(),
-            ends_at=body.ends_at.timestamp() if body.ends_at is not None else None,
-            weekdays=frozenset(body.weekdays),
-            local_start=body.local_start,
-            duration_s=body.duration_s,
-            tz=body.tz,
-            comment=body.comment,
-        )
-        saved = await asyncio.to_thread(store.add_window, w)
-        runner.alerter.refresh_windows()
-        out = _window_out(saved)
-        audit(request, p, "maintenance_add", f"maintenance:{saved.id}", detail=out.model_dump(mode="json"))
-        return out
+    async def add_window_route(request: Request, p: Technician, body: WindowIn) -> WindowOut:
+        return _window_out(await add_window(request, p, runner, window_of(body)))
+
+    @r.put("/maintenance/{window_id}", response_model=WindowOut, summary="Change a maintenance window")
+    async def update_window_route(
+        request: Request, p: Technician, window_id: RowId, body: WindowIn
+    ) -> WindowOut:
+        return _window_out(await update_window(request, p, runner, window_of(body, window_id)))
+
+    @r.post(
+        "/maintenance/{window_id}/end",
+        response_model=WindowOut | None,
+        summary="End a window now (one not started yet is deleted: null)",
+    )
+    async def end_window_route(request: Request, p: Technician, window_id: RowId) -> WindowOut | None:
+        ended = await end_window(request, p, runner, window_id)
+        return _window_out(ended) if ended is not None else None
 
     @r.delete("/maintenance/{window_id}", status_code=204)
-    async def delete_window(request: Request, p: Technician, window_id: RowId) -> None:
-        gone = next((w for w in await asyncio.to_thread(store.windows) if w.id == window_id), None)
-        if gone is None or not await asyncio.to_thread(store.delete_window, window_id):
-            raise HTTPException(404, f"no maintenance window #{window_id}")
-        runner.alerter.refresh_windows()
-        what = _window_out(gone).model_dump(mode="json")
-        audit(request, p, "maintenance_delete", f"maintenance:{window_id}", detail=what)
+    async def delete_window_route(request: Request, p: Technician, window_id: RowId) -> None:
+        await delete_window(request, p, runner, window_id)
 
     @r.get("/availability", response_model=AvailabilityOut, summary="Availability of one device")
     async def device_availability(
+        request: Request,
+        p: Technician,
         device: Annotated[str, Query(description="Device id.")],
         start: Annotated[datetime, Query(description="Period start (ISO 8601).")],
         end: Annotated[datetime | None, Query(description="Period end; default now.")] = None,
@@ -299,20 +416,14 @@ def alerts_router(runner: AlertRunner) -> APIRouter:
         d = inventory.device(device)
         node = d.node if d is not None else device
         commune = d.commune if d is not None else None
+        if commune is not None and not p.manages(commune):
+            note_refusal(request, f"device:{device}", commune)
+            raise HTTPException(404, f"no device {device} in your communes")
         t0, t1 = start.timestamp(), (end.timestamp() if end is not None else time.time())
         if t1 <= t0:
             raise HTTPException(422, "end must be after start")
         rows = await asyncio.to_thread(store.query, commune=commune, since=t0, limit=100_000)
-        spans = [
-            (x.started_at, x.end)
-            for x in rows
-            if x.started_at < t1
-            and (
-                (x.scope == "node" and x.subject == node)
-                or (x.scope == "commune" and node in x.members)
-                or (x.scope == "device" and x.subject == device and x.problem in _DOWN_PROBLEMS)
-            )
-        ]
+        spans = outage_spans(rows, device, node, t1)
         share = availability(spans, t0, t1)
         return AvailabilityOut(
             device=device,
@@ -324,3 +435,26 @@ def alerts_router(runner: AlertRunner) -> APIRouter:
         )
 
     return r
+
+
+def covers(x: AlertRow, device: str, node: str) -> bool:
+    """The alert stands for the device: its board's, its commune's (with the board among the
+    silent ones), or its own."""
+    return (
+        (x.scope == "node" and x.subject == node)
+        or (x.scope == "commune" and node in x.members)
+        or (x.scope == "device" and x.subject == device)
+    )
+
+
+def outage_spans(
+    rows: list[AlertRow], device: str, node: str, before: float
+) -> list[tuple[float, float | None]]:
+    """(start, end or None while it lasts) of the outages that made the device unavailable."""
+    return [
+        (x.started_at, x.end)
+        for x in rows
+        if x.started_at < before
+        and covers(x, device, node)
+        and (x.scope != "device" or x.problem in DOWN_PROBLEMS)
+    ]

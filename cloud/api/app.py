@@ -48,7 +48,10 @@ from cloud.fleet.updates import Updates, fleet_sender
 from cloud.reports.router import wifi_reports_router
 from cloud.reports.runtime import ReportsRuntime
 from cloud.runtime import Runtime
+from cloud.web.console.routes import console_router
+from cloud.web.console.services import Console
 from cloud.web.errors import html_error, html_validation_error
+from cloud.web.help import help_router
 from cloud.web.pages import WebChrome, pages_router
 from cloud.web.services import WebServices
 
@@ -64,6 +67,10 @@ SECURITY_HEADERS = {
     "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
     "Cross-Origin-Opener-Policy": "same-origin",
 }
+#: Paths whose answers hold data no browser or proxy should keep.
+NO_STORE: tuple[str, ...] = ("/api/", "/events", "/exports", "/audit", "/cameras", "/reports")
+#: ... and the technicians' console.
+NO_STORE += ("/fleet", "/devices", "/boards", "/alerts", "/maintenance")
 
 
 class DeviceOut(BaseModel):
@@ -222,7 +229,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
         response: Response = await call_next(request)
         for k, v in SECURITY_HEADERS.items():
             response.headers.setdefault(k, v)
-        if request.url.path.startswith(("/api/", "/events", "/exports", "/audit", "/cameras", "/reports")):
+        if request.url.path.startswith(NO_STORE):
             response.headers.setdefault("Cache-Control", "no-store")
         return response
 
@@ -286,10 +293,11 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
     @app.get(
         "/api/v1/devices",
         response_model=list[DeviceOut],
-        summary="Inventory merged with live status",
+        summary="Inventory merged with live status (a technician given communes: theirs)",
         dependencies=technician,
     )
     async def devices(
+        p: Annotated[Principal, Depends(require(Perm.DEVICES))],
         commune: str | None = Query(None, description="Only this commune id."),
         kind: str | None = Query(None, description="Only this kind (ap, camera)."),
     ) -> list[DeviceOut]:
@@ -302,7 +310,11 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
             if node not in inventory_nodes:
                 out.append(_device(node, None, st["commune"], None, node, "", False, st))
         out = [
-            d for d in out if (commune is None or d.commune == commune) and (kind is None or d.kind == kind)
+            d
+            for d in out
+            if (commune is None or d.commune == commune)
+            and (kind is None or d.kind == kind)
+            and p.manages(d.commune)
         ]
         if runtime.alerting is not None:
             judged = runtime.alerting.alerter.judgement(dev.id for dev in out)
@@ -344,6 +356,8 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
     if fleet is not None:
         app.include_router(fleet_router(fleet))
     app.include_router(pages_router())
+    app.include_router(console_router(Console.of(runtime, fleet)))
+    app.include_router(help_router())
 
     @app.get(
         "/metrics",

@@ -20,9 +20,9 @@ from pydantic import BaseModel, Field
 
 from cloud.auth.deps import audit, require, services
 from cloud.auth.principal import Principal
-from cloud.auth.roles import Perm, Role
+from cloud.auth.roles import Perm
 from cloud.fleet import schema
-from cloud.fleet.service import Conflict, FleetService, UnknownNode
+from cloud.fleet.service import ConfigSet, Conflict, FleetService, UnknownNode
 from cloud.fleet.store import CommandRow, Twin, Version
 from wire import COMMANDS, WireError
 from wire.control import MAX_TTL_S, CommandId, CommandName
@@ -134,9 +134,7 @@ def _dt(ts: float | None) -> datetime | None:
 
 def scope(p: Principal) -> frozenset[str] | None:
     """Communes a user may manage: all for admins and unscoped technicians."""
-    if Role.ADMIN in p.roles or not p.communes:
-        return None
-    return p.communes
+    return p.device_scope()
 
 
 def sync_of(t: Twin | None) -> Sync:
@@ -171,6 +169,57 @@ def command_out(r: CommandRow) -> CommandOut:
         result=r.result,
         error=r.error,
     )
+
+
+async def set_desired(
+    request: Request,
+    p: Principal,
+    fleet: FleetService,
+    node: str,
+    commune: str,
+    config: dict[str, Any],
+    secrets: dict[str, str],
+) -> ConfigSet:
+    """Validate, store and send a board's desired configuration in the caller's name; audited
+    with its changes (secrets by name only). schema.ConfigRejected when the schema refuses it."""
+    done = await asyncio.to_thread(fleet.set_config, node, config, secrets, p.username)
+    audit(
+        request,
+        p,
+        "fleet_config_set",
+        f"node:{node}",
+        commune=commune,
+        detail={"version": done.version, "changes": done.changes[:200], "secrets": done.secrets},
+    )
+    return done
+
+
+async def issue_command(
+    request: Request,
+    p: Principal,
+    fleet: FleetService,
+    node: str,
+    commune: str,
+    name: str,
+    args: dict[str, Any],
+    *,
+    ttl_s: float | None = None,
+    command_id: str | None = None,
+) -> tuple[CommandRow, bool]:
+    """Queue a command in the caller's name (sent at once if the board is online); audited.
+    WireError: unknown command or bad arguments; Conflict: that id was another command."""
+    row, created = await asyncio.to_thread(
+        lambda: fleet.issue(node, name, args, ttl_s=ttl_s, by=p.username, command_id=command_id)
+    )
+    audit(
+        request,
+        p,
+        "fleet_command",
+        f"command:{row.id}",
+        commune=commune,
+        detail={"node": node, "name": row.name, "args": row.args, "ttl_s": ttl_s, "repeat": not created},
+    )
+    return row, created
 
 
 def fleet_router(fleet: FleetService) -> APIRouter:
@@ -245,7 +294,7 @@ def fleet_router(fleet: FleetService) -> APIRouter:
     async def set_config(request: Request, p: Technician, node: NodeId, body: ConfigIn) -> ConfigSetOut:
         commune = commune_for(p, node)
         try:
-            done = await asyncio.to_thread(fleet.set_config, node, body.config, body.secrets, p.username)
+            done = await set_desired(request, p, fleet, node, commune, body.config, body.secrets)
         except schema.ConfigRejected as exc:
             raise HTTPException(
                 422,
@@ -254,14 +303,6 @@ def fleet_router(fleet: FleetService) -> APIRouter:
                     for path, msg in exc.errors
                 ],
             ) from None
-        audit(
-            request,
-            p,
-            "fleet_config_set",
-            f"node:{node}",
-            commune=commune,
-            detail={"version": done.version, "changes": done.changes[:200], "secrets": done.secrets},
-        )
         return ConfigSetOut(version=done.version, changes=done.changes, secrets=done.secrets)
 
     @r.get("/nodes/{node}/config/diff", response_model=DiffOut, summary="Desired against reported")
@@ -312,10 +353,8 @@ def fleet_router(fleet: FleetService) -> APIRouter:
     ) -> CommandOut:
         commune = commune_for(p, node)
         try:
-            row, created = await asyncio.to_thread(
-                lambda: fleet.issue(
-                    node, body.name, body.args, ttl_s=body.ttl_s, by=p.username, command_id=body.id
-                )
+            row, created = await issue_command(
+                request, p, fleet, node, commune, body.name, body.args, ttl_s=body.ttl_s, command_id=body.id
             )
         except WireError as exc:
             raise HTTPException(
@@ -323,20 +362,6 @@ def fleet_router(fleet: FleetService) -> APIRouter:
             ) from None
         except Conflict as exc:
             raise HTTPException(409, str(exc)) from None
-        audit(
-            request,
-            p,
-            "fleet_command",
-            f"command:{row.id}",
-            commune=commune,
-            detail={
-                "node": node,
-                "name": row.name,
-                "args": row.args,
-                "ttl_s": body.ttl_s,
-                "repeat": not created,
-            },
-        )
         if not created:
             response.status_code = 200
         return command_out(row)

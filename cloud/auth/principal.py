@@ -40,3 +40,14 @@ class Principal:
     def sees_commune(self, commune: str) -> bool:
         scope = self.event_scope()
         return scope is None or commune in scope
+
+    def device_scope(self) -> frozenset[str] | None:
+        """Communes whose devices, alerts and boards the user manages: all (None) for admins and
+        for technicians given no commune, else the listed ones."""
+        if Role.ADMIN in self.roles or not self.communes:
+            return None
+        return self.communes
+
+    def manages(self, commune: str) -> bool:
+        scope = self.device_scope()
+        return scope is None or commune in scope

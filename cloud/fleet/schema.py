@@ -96,8 +96,13 @@ def seal_into(doc: dict[str, Any], secrets: dict[str, str], board_key: str | Non
 
 
 def diff(desired: Any, reported: Any, path: str = "") -> list[dict[str, Any]]:
-    """Where the desired and the reported configuration differ: [{path, desired, reported}].
-    A sealed secret and the board's ``REDACTED`` count as equal (the board never shows it)."""
+    """Where the desired and the reported configuration differ: [{path, desired, reported}],
+    down to the field (a section set on one side only is compared field by field with an empty
+    one). A sealed secret and the board's ``REDACTED`` count as equal (the board never shows it)."""
+    if isinstance(desired, dict) and reported is None and path:
+        reported = {}
+    elif isinstance(reported, dict) and desired is None and path:
+        desired = {}
     if isinstance(desired, dict) and isinstance(reported, dict):
         out = []
         for key in sorted(set(desired) | set(reported)):

@@ -56,9 +56,11 @@ class Dispatcher:
         inventory: Inventory,
         language: Language = "vi",
         queue: NoticeQueue | None = None,
+        public_url: str = "",
     ) -> None:
         self.inventory = inventory
         self.language: Language = language
+        self.public_url = public_url  # notices link to the alert's page there
         self._channels = [_Channel(n) for n in notifiers]
         limit = min((n.retry.queue_max for n in notifiers), default=1000)
         self.queue: NoticeQueue = queue if queue is not None else MemoryNoticeQueue(limit)
@@ -157,7 +159,8 @@ class Dispatcher:
         where = {"notifier": n.name, "channel": n.kind, "alert_id": notice.alert_id, "alert": notice.key}
         try:
             await asyncio.wait_for(
-                n.send(notice, render(notice, self.inventory, self.language)), retry.timeout_s
+                n.send(notice, render(notice, self.inventory, self.language, self.public_url)),
+                retry.timeout_s,
             )
         except Exception as exc:
             c.stats.failed_attempts += 1

@@ -71,6 +71,8 @@ def channel_notice(
 class Message:
     title: str
     text: str
+    #: The alert's page in the web UI (``web.public_url``/alerts/<id>); empty without one.
+    url: str = ""
 
 
 _KIND = {
@@ -192,9 +194,14 @@ def _place(notice: Notice, inventory: Inventory, lang: Language) -> tuple[str, s
     return what, where
 
 
-def render(notice: Notice, inventory: Inventory, lang: Language = "vi") -> Message:
+def alert_url(public_url: str, alert_id: int) -> str:
+    """Where a technician opens the alert: its page in the web UI ('' without a public URL)."""
+    return f"{public_url.rstrip('/')}/alerts/{alert_id}" if public_url and alert_id else ""
+
+
+def summary(notice: Notice, inventory: Inventory, lang: Language = "vi") -> tuple[str, str]:
+    """(what happened, where): the title's words without its head, for lists of alerts."""
     what, where = _place(notice, inventory, lang)
-    words = _WORDS[lang]
     problem = _PROBLEM[lang].get(notice.problem, notice.problem)
     if notice.detail:
         problem = f"{problem} ({notice.detail})"
@@ -203,8 +210,14 @@ def render(notice: Notice, inventory: Inventory, lang: Language = "vi") -> Messa
         .get(notice.cause, notice.cause)
         .format(flaps=notice.flaps, problem=problem, commune=what, down=notice.down, total=notice.total)
     )
-    head = _HEAD[lang][notice.kind]
     subject = cause[0].upper() + cause[1:] if notice.scope == "commune" else f"{what}: {cause}"
+    return subject, where
+
+
+def render(notice: Notice, inventory: Inventory, lang: Language = "vi", public_url: str = "") -> Message:
+    subject, where = summary(notice, inventory, lang)
+    words = _WORDS[lang]
+    head = _HEAD[lang][notice.kind]
     title = f"{head}: {subject}"
     lines = [title]
     if where:
@@ -224,4 +237,7 @@ def render(notice: Notice, inventory: Inventory, lang: Language = "vi") -> Messa
         lines.append(fix)
     if notice.alert_id:
         lines.append(f"#{notice.alert_id}")
-    return Message(title=title, text="\n".join(lines))
+    url = alert_url(public_url, notice.alert_id)
+    if url:
+        lines.append(url)
+    return Message(title=title, text="\n".join(lines), url=url)

@@ -1,6 +1,7 @@
 """JSON webhook: one POST per notice, signed with HMAC-SHA256 so the receiver can trust it.
 
-Body: ``{"notice": {...}, "title": "...", "text": "...", "language": "vi"}``. Header
+Body: ``{"notice": {...}, "title": "...", "text": "...", "url": "...", "language": "vi"}``
+(``url``: the alert's page in the web UI, empty when ``web.public_url`` is not set). Header
 ``X-Ciot-Signature: sha256=<hex HMAC of the exact body>`` when a secret is set (GitHub's
 scheme, which most receivers already know how to check).
 """
@@ -40,6 +41,7 @@ class WebhookNotifier(Notifier):
                 "notice": notice.to_dict(),
                 "title": message.title,
                 "text": message.text,
+                "url": message.url,
                 "language": self.language,
             },
             ensure_ascii=False,

@@ -295,8 +295,10 @@ class AlertStore:
         subject: str | None = None,
         since: float | None = None,
         limit: int = 100,
+        communes: frozenset[str] | None = None,
     ) -> list[AlertRow]:
-        """Newest first; ``state='active'`` means open or acknowledged."""
+        """Newest first; ``state='active'`` means open or acknowledged; ``communes``: only
+        these (a scoped caller's), None: all."""
         q = select(alerts).order_by(alerts.c.id.desc()).limit(limit)
         if state == "active":
             q = q.where(alerts.c.active_key.is_not(None))
@@ -310,6 +312,8 @@ class AlertStore:
             q = q.where(alerts.c.subject == subject)
         if since is not None:
             q = q.where(or_(alerts.c.resolved_at.is_(None), alerts.c.resolved_at >= since))
+        if communes is not None:
+            q = q.where(alerts.c.commune.in_(sorted(communes)))
         with self.engine.connect() as conn:
             return [AlertRow.of(r) for r in conn.execute(q)]
 
@@ -332,6 +336,14 @@ class AlertStore:
             pk = res.inserted_primary_key
         assert pk is not None
         return Window(**{**_window_fields(w), "id": int(pk[0])})
+
+    def update_window(self, w: Window) -> bool:
+        """Replace window ``w.id`` with ``w``; False when there is no such window."""
+        fields = {k: v for k, v in _window_fields(w).items() if k != "id"}
+        fields["weekdays"] = ",".join(str(d) for d in sorted(w.weekdays))
+        with self.engine.begin() as conn:
+            res = conn.execute(update(maintenance).where(maintenance.c.id == w.id).values(**fields))
+            return bool(res.rowcount)
 
     def delete_window(self, window_id: int) -> bool:
         with self.engine.begin() as conn:

@@ -418,3 +418,18 @@ class Translator:
             return f"{m}:{sec:02d}"
         h, m = divmod(m, 60)
         return f"{h}:{m:02d}:{sec:02d}"
+
+    def ago(self, seconds: float) -> str:
+        """How long ago, in the largest unit that fits: ``5 phút trước``."""
+        s = max(0, round(seconds))
+        for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+            if s >= size:
+                return self(f"ago_{unit}", n=s // size)
+        return self("ago_s", n=s)
+
+
+# The technicians' console keeps its words beside its code (cloud/web/console/text.py).
+from cloud.web.console import text as _console  # noqa: E402
+
+VI.update(_console.VI)
+EN.update(_console.EN)

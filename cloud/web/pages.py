@@ -156,6 +156,8 @@ def pages_router() -> APIRouter:
             return RedirectResponse("/events", status_code=303)
         if p.can(Perm.REPORTS):
             return RedirectResponse("/reports/wifi", status_code=303)
+        if p.can(Perm.DEVICES):
+            return RedirectResponse("/fleet", status_code=303)
         return render(request, "home.html", p)
 
     @r.get("/events")

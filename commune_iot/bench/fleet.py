@@ -19,6 +19,8 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -54,10 +56,12 @@ def _wait(what: str, check: Any, timeout: float) -> None:
         time.sleep(1.0)
 
 
-def main(*, boards: int | None = None, run_dir: Path | None = None, timeout_s: float = 60.0) -> int:
-    base = run_dir or Path(tempfile.mkdtemp(prefix="ciot-bench-fleet-"))
-    devices = load_devices()[:boards] if boards else load_devices()
-    nodes = sorted({d["node"] for d in devices})
+@contextmanager
+def demo_fleet(
+    base: Path, devices: list[dict[str, Any]]
+) -> Iterator[tuple[CloudProcess, list[AgentProcess]]]:
+    """Mosquitto, InfluxDB, ``cloud serve`` and one simulated agent per device, as the demo runs
+    them; all stopped on the way out (the agents first, so their stopping is not an outage)."""
     broker = Mosquitto(base / "mosquitto")
     influx = InfluxDB(base / "influx")
     cloud: CloudProcess | None = None
@@ -75,13 +79,31 @@ def main(*, boards: int | None = None, run_dir: Path | None = None, timeout_s: f
             http_port=free_port(),
         )
         cloud = CloudProcess.write(base, cfg).start(wait=60)
-        print(f"starting {len(nodes)} simulated boards as the demo runs them", flush=True)
+        print(f"starting {len(devices)} simulated boards as the demo runs them", flush=True)
         for dev in devices:
             agents.append(
                 AgentProcess.write(base, edge_config(dev, broker.url, base / "agents" / dev["node"])).start()
             )
             time.sleep(0.05)  # as the demo: spread the interpreter start-ups
-        c = cloud
+        yield cloud, agents
+    finally:
+        for a in agents:
+            a.terminate()
+        for a in agents:
+            a.wait(15)
+        if cloud is not None:
+            cloud.stop()
+        broker.stop()
+        influx.stop()
+
+
+def main(*, boards: int | None = None, run_dir: Path | None = None, timeout_s: float = 60.0) -> int:
+    base = run_dir or Path(tempfile.mkdtemp(prefix="ciot-bench-fleet-"))
+    devices = load_devices()[:boards] if boards else load_devices()
+    nodes = sorted({d["node"] for d in devices})
+    sent: dict[str, tuple[int, float]] = {}
+    applied: dict[str, float] = {}
+    with demo_fleet(base, devices) as (c, _agents):
 
         def reported() -> tuple[bool, str]:
             seen = _nodes(c)
@@ -91,8 +113,6 @@ def main(*, boards: int | None = None, run_dir: Path | None = None, timeout_s: f
         _wait("start-up", reported, 180)
         docs = {n: c.get_json(f"/api/v1/fleet/nodes/{n}/config")["reported"] for n in nodes}
         print(f"pushing health_interval_s 10 -> 5 to {len(nodes)} boards", flush=True)
-        sent: dict[str, tuple[int, float]] = {}
-        applied: dict[str, float] = {}
         pushing = threading.Event()
         pushing.set()
 
@@ -122,15 +142,6 @@ def main(*, boards: int | None = None, run_dir: Path | None = None, timeout_s: f
         missing = sorted(set(nodes) - set(applied))
         if missing:
             print(f"  not applied within {timeout_s:.0f} s: {', '.join(missing)}", flush=True)
-    finally:
-        for a in agents:
-            a.terminate()
-        for a in agents:
-            a.wait(15)
-        if cloud is not None:
-            cloud.stop()
-        broker.stop()
-        influx.stop()
     times = list(applied.values())
     result = {
         "boards": len(nodes),

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from console_lab import ConsoleLab, start_lab
 from web_helpers import camera_event, publish
 from web_portal import NAMES, PASSWORDS, ROLES, SEED, Portal, wait_ready, wait_stored
 
@@ -60,3 +61,14 @@ def portal(tmp_path_factory: pytest.TempPathFactory, influx_server: InfluxDB) ->
     finally:
         cloud.stop()
         broker.stop()
+
+
+@pytest.fixture(scope="session")
+def console_lab(tmp_path_factory: pytest.TempPathFactory, influx_server: InfluxDB) -> Iterator[ConsoleLab]:
+    """The technicians' console against a real cloud, broker and agents (see console_lab.py); one
+    for the session: each test starts the boards it needs, of its own."""
+    lab = start_lab(tmp_path_factory.mktemp("console"), influx_server)
+    try:
+        yield lab
+    finally:
+        lab.close()
