@@ -49,6 +49,9 @@ def tu_tra(portal: Portal) -> dict[str, Any]:
         "window_id": 1,
         "report_id": 1,
         "fmt": "html",
+        "version": "0.1.0",  # a release (served to boards and technicians only)
+        "name": "manifest.json",
+        "rollout_id": 1,
     }
 
 
