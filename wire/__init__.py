@@ -1,7 +1,8 @@
 """The wire contract between edge agents and the cloud: topics and message schemas.
 
-Edge and cloud share this package and nothing else, so a change here is a protocol
-change and must keep ``docs/protocol.md`` true.
+Edge and cloud share this package and, for object labels, the ``labels`` package (a model
+and the policy that turns its detections into an event's labels: no protocol). A change here
+is a protocol change and must keep ``docs/protocol.md`` true.
 """
 
 from wire.messages import (
@@ -10,6 +11,7 @@ from wire.messages import (
     Envelope,
     Health,
     HostState,
+    Label,
     Metrics,
     MotionEvent,
     Point,
@@ -39,6 +41,7 @@ __all__ = [
     "Envelope",
     "Health",
     "HostState",
+    "Label",
     "Metrics",
     "MotionEvent",
     "Point",
