@@ -25,6 +25,7 @@ from pydantic_settings import (
 
 from cloud.alerting.settings import AlertingConfig
 from cloud.reports.settings import ReportsConfig
+from labels.settings import LabelSettings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENV_PREFIX = "CIOT_CLOUD_"
@@ -273,6 +274,26 @@ class EventsConfig(_Section):
     )
 
 
+class LabelsConfig(LabelSettings):
+    """Object labels on events from their snapshots (``labels`` package, docs/eventlog.md)."""
+
+    enabled: bool | Literal["auto"] = Field(
+        "auto",
+        description="Label events from their snapshots. auto: when the `labels` extra is installed "
+        "and the model fetched (`commune-iot models fetch`); true: the same, but saying so loudly "
+        "when they are missing; false: never (events the boards label keep their labels).",
+    )
+    window_h: float = Field(
+        24.0,
+        gt=0,
+        description="Events first received within this many hours are labelled (a backlog after a "
+        "restart included); older ones are left as they are.",
+    )
+    sweep_s: float = Field(
+        30.0, gt=0, description="Besides being woken by ingest, look for unlabelled snapshots this often."
+    )
+
+
 class CloudConfig(BaseSettings):
     """The whole cloud configuration; see cloud/sample.yaml for an annotated example."""
 
@@ -292,6 +313,9 @@ class CloudConfig(BaseSettings):
     )
     reports: ReportsConfig = Field(
         default_factory=ReportsConfig, description="Wi-Fi usage reports (docs/reports.md)."
+    )
+    labels: LabelsConfig = Field(
+        default_factory=LabelsConfig, description="Object labels (person, motorbike, car...) on events."
     )
     inventory: Path = Field(
         REPO_ROOT / "firmware_config" / "inventory.yaml",
@@ -354,6 +378,8 @@ def load_config(path: Path | str | None = None, **overrides: Any) -> CloudConfig
         cfg.events.signing_key_file = _resolve(base, cfg.events.signing_key_file)
         cfg.influx.spool_dir = _resolve(base, cfg.influx.spool_dir)
         cfg.reports.output_dir = _resolve(base, cfg.reports.output_dir)
+        if cfg.labels.model is not None:
+            cfg.labels.model = _resolve(base, cfg.labels.model.expanduser())
         if cfg.sql.url.startswith("sqlite:///") and not cfg.sql.url.startswith("sqlite:////"):
             rel = cfg.sql.url.removeprefix("sqlite:///")
             if rel and rel != ":memory:":

@@ -82,6 +82,13 @@ EN: Final[dict[str, str]] = {
 }
 
 
+#: What the event list's object filter offers, in this order.
+FILTER_CHOICES: Final = (
+    "person", "vehicle", "motorcycle", "car", "truck", "bus", "bicycle",
+    "animal", "dog", "cat", "cow", "horse", "sheep", "bird",
+)  # fmt: skip
+
+
 def members(name: str) -> frozenset[str]:
     """The classes a filter value stands for: a group's members, or the class itself."""
     return GROUPS.get(name, frozenset({name}))

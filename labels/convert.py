@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -218,7 +219,7 @@ def convert(graph_json: Path, weights_bin: Path, out: Path) -> None:
     model.ir_version = 8  # readable by onnxruntime 1.14 and later (older board images)
     onnx.checker.check_model(model)
     model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
-    tmp = out.with_suffix(".tmp")
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")  # concurrent fetches never share one
     onnx.save(model, str(tmp))
     tmp.replace(out)
 

@@ -138,11 +138,3 @@ def merge(
             earlier[p["label"]] = max(earlier.get(p["label"], 0.0), float(p["confidence"]))
     out += [{"label": k, "confidence": v} for k, v in sorted(earlier.items(), key=lambda kv: -kv[1])]
     return out[:MAX_LABELS]
-
-
-def label_set(labels: Sequence[Mapping[str, Any]] | None) -> str | None:
-    """The classes of ``labels`` as ``,car,person,`` (what the event store filters on);
-    None when the event was not labelled."""
-    if labels is None:
-        return None
-    return "," + "".join(f"{c}," for c in sorted({str(lab["label"]) for lab in labels}))

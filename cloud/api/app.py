@@ -38,6 +38,7 @@ from cloud.api.session import session_router
 from cloud.auth.deps import LoginRequired, audit, audit_refusal, require
 from cloud.auth.principal import Principal
 from cloud.auth.roles import Perm
+from cloud.events.labelling import SnapshotLabeller, load_labeller
 from cloud.events.retention import retention_loop
 from cloud.reports.router import wifi_reports_router
 from cloud.reports.runtime import ReportsRuntime
@@ -144,9 +145,17 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
             name="event-retention",
         )
         refusals = asyncio.create_task(_flush_refusals(web), name="refusal-counts")
+        labeller = await asyncio.to_thread(load_labeller, runtime.cfg.labels)
+        labelling = None
+        if labeller is not None:
+            labelling = SnapshotLabeller(runtime.cfg.labels, web.events, web.snapshots, labeller).start()
+            runtime.worker.observers.append(labelling.heard)
+        app.state.labelling = labelling
         try:
             yield
         finally:
+            if labelling is not None:
+                await asyncio.to_thread(labelling.stop)
             for task in (retention, refusals):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -2,7 +2,8 @@
 
 A deployment keeps its database across upgrades. Tables are created when missing; a
 column added by a newer release is added with ``ALTER TABLE ... ADD COLUMN`` (new
-columns are always nullable or have a server default, so existing rows stay valid).
+columns are always nullable or have a server default, so existing rows stay valid), and an
+index added by a newer release is created.
 Nothing is ever dropped or renamed here: that would need a real migration.
 """
 
@@ -42,3 +43,8 @@ def _add_missing_columns(engine: Engine, metadata: MetaData) -> None:
             with engine.begin() as conn:
                 conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {ddl}"))
             log.warning("database upgraded: added column %s.%s", table.name, column.name)
+        indexes = {i["name"] for i in insp.get_indexes(table.name)}
+        for index in table.indexes:
+            if index.name not in indexes:
+                index.create(engine, checkfirst=True)
+                log.warning("database upgraded: added index %s on %s", index.name, table.name)
