@@ -118,15 +118,17 @@ class Detector:
         boxes, scores, classes = self.decode(raw, min_confidence)
         sx, sy = (right - left) / SIZE, (bottom - top) / SIZE
         out = []
-        for (x0, y0, x1, y1), score, cls in zip(boxes, scores, classes, strict=True):
+        for (x0, y0, x1, y1), score, cls in zip(
+            boxes.tolist(), scores.tolist(), classes.tolist(), strict=True
+        ):
             px0, py0 = max(0.0, left + x0 * sx), max(0.0, top + y0 * sy)
             px1, py1 = min(float(width), left + x1 * sx), min(float(height), top + y1 * sy)
             if px1 <= px0 or py1 <= py0:
                 continue
             out.append(
                 Detection(
-                    COCO[int(cls)],
-                    float(score),
+                    COCO[cls],
+                    score,
                     px0 / width,
                     py0 / height,
                     (px1 - px0) / width,

@@ -5,21 +5,28 @@ A wrong label is worse than none, so a detection becomes a label only when:
 - its class is one a commune camera reports (``labels.classes.MIN_CONFIDENCE``) and its
   confidence reaches that class's bar;
 - when the moving regions of the picture are known, at least ``motion_cover`` of its box lies
-  in them: a parked car beside a walking person is not what moved.
+  in them: a parked car beside a walking person is not what moved;
+- it is not *parked*: an object of the same class found at the same place (boxes overlapping by
+  ``STATIC_IOU``) in another snapshot of the same event, or in a recent picture of the same
+  camera (the previous event's), did not move, whatever the motion detector said about that
+  spot (clouds and sun make it flag whole car parks). A person who stands still through an
+  event is dropped too: precision first.
 
 Small objects are where NanoDet at 416x416 is weakest (a person 40 px tall in a 576-line frame
 is 29 px at the model's scale), so besides the whole picture the model also looks at up to
 ``crops`` zoomed windows around the moving regions; detections of all views are merged by
 class-aware non-maximum suppression.
 
-Over an event's life the picture may change (a better frame). :func:`merge` keeps what the
-earlier pictures showed: labels of the current picture carry their boxes, classes seen only
-in an earlier one stay without a box (their box would point into another picture).
+Over an event's life the picture may change (a better frame). :meth:`Labeller.event_labels`
+labels all of an event's pictures and keeps what the earlier ones showed: labels of the current
+(last) picture carry their boxes, classes seen only in an earlier one stay without a box (their
+box would point into another picture).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -33,6 +40,32 @@ from labels.settings import LabelSettings
 Rect = tuple[float, float, float, float]  # x, y, w, h in fractions of the picture
 MAX_LABELS = 16  # per event; the wire allows 32
 CROP_MERGE_IOU = 0.5
+#: Same class, boxes overlapping this much in two pictures of one event: it did not move. A walker
+#: shifts far more between two snapshots (at least a second apart); a parked car's boxes differ
+#: only by the detector's jitter.
+STATIC_IOU = 0.5
+#: The model's detections are kept down to this confidence: below every class's bar, so that a
+#: parked car found with less confidence in another picture still counts as evidence.
+EVIDENCE_FLOOR = 0.3
+
+
+@dataclass(frozen=True)
+class Picture:
+    """What the model saw in one picture of an event, and where that picture moved."""
+
+    per_view: list[list[Detection]]
+    regions: list[Rect]
+
+    @property
+    def detections(self) -> list[Detection]:
+        return [d for view in self.per_view for d in view]
+
+
+def iou(a: Detection, b: Detection) -> float:
+    w = max(0.0, min(a.x1, b.x1) - max(a.x, b.x))
+    h = max(0.0, min(a.y1, b.y1) - max(a.y, b.y))
+    inter = w * h
+    return inter / max(a.w * a.h + b.w * b.h - inter, 1e-12)
 
 
 def coverage(box: Rect, regions: Sequence[Rect], samples: int = 24) -> float:
@@ -79,7 +112,7 @@ class Labeller:
         self.settings = settings or LabelSettings()
         self.model_path = find(self.settings.model)
         self.detector = Detector(self.model_path, self.settings.threads)
-        self.floor = min(self.settings.min_confidence.values(), default=1.0)
+        self.floor = min(EVIDENCE_FLOOR, *self.settings.min_confidence.values())
         self.inferences = 0
 
     def label(self, picture: Image.Image, regions: Sequence[Rect] = ()) -> list[Detection]:
@@ -87,9 +120,32 @@ class Labeller:
         where the picture moved (fractions of it); empty when unknown (then no motion test)."""
         return self.choose(self.look(picture, regions), regions)
 
+    def picture(self, picture: Image.Image, regions: Sequence[Rect] = ()) -> Picture:
+        """Look at one picture of an event (for :meth:`event_labels`)."""
+        return Picture(self.look(picture, regions), list(regions))
+
+    def event_labels(
+        self, pictures: Sequence[Picture], reference: Sequence[Picture] = ()
+    ) -> list[dict[str, Any]]:
+        """An event's labels from all its pictures, oldest first (see the module docstring);
+        ``reference``: recent pictures of the same camera from other events, only to tell what
+        is parked."""
+        labels: list[dict[str, Any]] = []
+        seen_elsewhere = [d for pic in reference for d in pic.detections]
+        for i, pic in enumerate(pictures):
+            others = [d for j, other in enumerate(pictures) if j != i for d in other.detections]
+            others += seen_elsewhere
+            found = [
+                d
+                for d in self.choose(pic.per_view, pic.regions)
+                if not any(o.label == d.label and iou(o, d) >= STATIC_IOU for o in others)
+            ]
+            labels = merge(labels, as_labels(found))
+        return labels
+
     def look(self, picture: Image.Image, regions: Sequence[Rect] = ()) -> list[list[Detection]]:
-        """The model's detections above the lowest class bar, per view: the whole picture
-        first, then the zoomed windows around ``regions``."""
+        """The model's detections down to ``EVIDENCE_FLOOR``, per view: the whole picture first,
+        then the zoomed windows around ``regions``."""
         s = self.settings
         width, height = picture.size
         views: list[Window | None] = [None, *windows(regions, width, height, s.crops, s.crop_min)]

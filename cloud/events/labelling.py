@@ -19,7 +19,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from collections import OrderedDict
+from typing import TYPE_CHECKING
 
 from cloud.events.store import Event, EventStore
 from cloud.storage.snapshots import SnapshotStore
@@ -28,11 +29,13 @@ from wire.topics import Channel
 if TYPE_CHECKING:
     from cloud.config import LabelsConfig
     from cloud.ingest.convert import Converted
-    from labels.labeller import Labeller
+    from labels.labeller import Labeller, Picture
 
 log = logging.getLogger(__name__)
 
 BATCH = 16
+SEEN_MAX = 512  # snapshots whose detections are kept for their events' later snapshots
+REFERENCE_S = 3600.0  # the previous event's snapshot tells what is parked, if it ended this recently
 
 
 def load_labeller(cfg: LabelsConfig) -> Labeller | None:
@@ -76,6 +79,7 @@ class SnapshotLabeller:
         self.labeller = labeller
         self.labelled = 0
         self.failed = 0
+        self._seen: OrderedDict[str, Picture] = OrderedDict()  # snapshot -> what the model saw
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="event-labels", daemon=True)
@@ -120,48 +124,101 @@ class SnapshotLabeller:
             for ev in todo:
                 if self._stop.is_set():
                     break
-                if self.label_event(ev):
+                try:
+                    labelled = self.label_event(ev)
+                except Exception:  # one event must not stop the others being labelled
+                    log.exception("event labels: event %d could not be labelled; left unlabelled", ev.id)
+                    self.failed += 1
+                    self.store.set_cloud_labels(
+                        ev.id, ev.snapshot_sha256 or "", [ev.snapshot_sha256 or ""], None
+                    )
+                    labelled = True
+                if labelled:
                     done += 1
                 else:
                     waiting.add((ev.id, ev.snapshot_sha256))
         return done
 
-    def label_event(self, ev: Event) -> bool:
-        """Label one event's current snapshot; False when its file is not there (yet)."""
+    def snapshots_of(self, ev: Event) -> list[str]:
+        """Every snapshot the event has had, oldest first (the ``snapshots`` table of ingest)."""
+        from sqlalchemy import select
+
+        from cloud.storage.sql import snapshots
+
+        c = snapshots.c
+        q = select(c.sha256).where(c.node == ev.node, c.event_id == ev.event_id).order_by(c.received_at)
+        with self.store.engine.connect() as conn:
+            return [r.sha256 for r in conn.execute(q)]
+
+    def _picture(self, sha: str, regions: list[tuple[float, float, float, float]]) -> Picture | None:
+        """What the model sees in one stored snapshot (cached); None when it cannot be read."""
         from PIL import Image, UnidentifiedImageError
 
-        from labels.labeller import as_labels, merge
-
-        sha = ev.snapshot_sha256 or ""
-        path = self.snapshots.path_for(sha)
-        if not sha or not path.exists():
-            return False
-        regions = [
-            (float(b["x"]), float(b["y"]), float(b["w"]), float(b["h"]))
-            for b in (ev.snapshot_boxes if ev.snapshot_boxes is not None else ev.boxes)
-        ]
+        pic = self._seen.get(sha)
+        if pic is not None:
+            self._seen.move_to_end(sha)
+            return pic
         try:
-            t0 = time.perf_counter()
-            with Image.open(path) as img:
+            with Image.open(self.snapshots.path_for(sha)) as img:
                 picture = img.convert("RGB")
-            found = self.labeller.label(picture, regions)
-            ms = 1000 * (time.perf_counter() - t0)
+            pic = self.labeller.picture(picture, regions)
         except (OSError, UnidentifiedImageError, ValueError) as exc:
-            log.warning(
-                "event labels: snapshot %s of event %d cannot be read (%s); left unlabelled", sha, ev.id, exc
-            )
+            log.warning("event labels: snapshot %s cannot be read (%s); not labelled from it", sha, exc)
             self.failed += 1
-            self.store.set_cloud_labels(ev.id, sha, None)
-            return True
-        previous = ev.labels if ev.labels_source == "cloud" else None  # an earlier snapshot's
-        labels: list[dict[str, Any]] = merge(previous, as_labels(found))
-        if self.store.set_cloud_labels(ev.id, sha, labels):
+            return None
+        self._seen[sha] = pic
+        while len(self._seen) > SEEN_MAX:
+            self._seen.popitem(last=False)
+        return pic
+
+    def _reference(self, ev: Event) -> list[Picture]:
+        """The camera's previous event's snapshot, when recent: what is parked there."""
+        before, _ = self.store.neighbours(ev, 1)
+        prev = before[-1] if before else None
+        if (
+            prev is None
+            or not prev.snapshot_sha256
+            or ev.start - (prev.start + prev.duration_s) > REFERENCE_S
+        ):
+            return []
+        if not self.snapshots.path_for(prev.snapshot_sha256).exists():
+            return []
+        boxes = prev.snapshot_boxes if prev.snapshot_boxes is not None else prev.boxes
+        pic = self._picture(prev.snapshot_sha256, [(b["x"], b["y"], b["w"], b["h"]) for b in boxes])
+        return [pic] if pic is not None else []
+
+    def label_event(self, ev: Event) -> bool:
+        """Label the event from all its stored snapshots, its current one last (its labels keep
+        their boxes; classes only earlier snapshots showed stay without one; objects at the same
+        place in two of them are parked, see ``labels.labeller``). False when the current
+        snapshot's file is not there (yet)."""
+        sha = ev.snapshot_sha256 or ""
+        if not sha or not self.snapshots.path_for(sha).exists():
+            return False
+        union = [(float(b["x"]), float(b["y"]), float(b["w"]), float(b["h"])) for b in ev.boxes]
+        here = (
+            union
+            if ev.snapshot_boxes is None
+            else [(float(b["x"]), float(b["y"]), float(b["w"]), float(b["h"])) for b in ev.snapshot_boxes]
+        )
+        t0 = time.perf_counter()
+        current = self._picture(sha, here)
+        shas = [old for old in self.snapshots_of(ev) if old != sha and self.snapshots.path_for(old).exists()]
+        # Where an earlier snapshot moved is not kept; the event's union of boxes stands in.
+        earlier = [p for p in (self._picture(old, union) for old in shas) if p is not None]
+        labels = (
+            self.labeller.event_labels([*earlier, current], self._reference(ev))
+            if current is not None
+            else None
+        )
+        ms = 1000 * (time.perf_counter() - t0)
+        if self.store.set_cloud_labels(ev.id, sha, [*shas, sha], labels):
             self.labelled += 1
             log.debug(
                 "event labels: event %d (%s) %s in %.0f ms",
                 ev.id,
                 ev.event_id,
-                ", ".join(f"{lab['label']} {lab['confidence']:.2f}" for lab in labels) or "nothing",
+                ", ".join(f"{lab['label']} {lab['confidence']:.2f}" for lab in labels or []) or "nothing",
                 ms,
             )
         return True

@@ -12,9 +12,10 @@ Rows are reached by a surrogate integer ``id`` in URLs.
 
 Object labels (``labels``: person, motorcycle, car...) come from the board when it labels its
 events (then ingest merges them like the other descriptive fields and ``labels_source`` is
-``edge``), else from the cloud's labeller (``cloud.events.labelling``), which labels the stored
-snapshot and records which one in ``labels_sha``. ``label_set`` (``,car,person,``) is what the
-filters match; NULL there means "not labelled (yet)", ``,`` "labelled, nothing found".
+``edge``), else from the cloud's labeller (``cloud.events.labelling``), which labels each stored
+snapshot of the event and lists the ones it labelled in ``labelled_snapshots``. ``label_set``
+(``,car,person,``) is what the filters match; NULL there means "not labelled (yet)", ``,``
+"labelled, nothing found".
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ events = Table(
     Column("snapshot_boxes", Text),  # JSON [{x,y,w,h}]: what moved in the snapshot's frame
     Column("labels", Text),  # JSON [{label, confidence, box?}]; NULL: not labelled (yet)
     Column("label_set", String(512)),  # ",car,person," for filters; NULL: not labelled (yet)
-    Column("labels_sha", String(64)),  # the snapshot the cloud labelled
+    Column("labelled_snapshots", Text),  # "sha,sha": the snapshots the cloud labelled
     Column("labels_source", String(8)),  # "edge" or "cloud"
     Column("version_ts", Float, nullable=False),  # edge time of the message behind the fields
     Column("messages", Integer, nullable=False, default=1),
@@ -154,7 +155,7 @@ class EventRecord:
             "snapshot_boxes": _json(self.snapshot_boxes),
             "labels": _json(self.labels),
             "label_set": label_set(self.labels),
-            "labels_sha": None,
+            "labelled_snapshots": None,
             "labels_source": "edge" if self.labels is not None else None,
             "version_ts": self.msg_ts,
             "messages": 1,
@@ -479,7 +480,7 @@ class EventStore:
                 c.received_at >= since,
                 c.snapshot_sha256.is_not(None),
                 or_(c.labels_source.is_(None), c.labels_source == "cloud"),
-                or_(c.labels_sha.is_(None), c.labels_sha != c.snapshot_sha256),
+                or_(c.labelled_snapshots.is_(None), ~c.labelled_snapshots.contains(c.snapshot_sha256)),
             )
             .order_by(c.received_at.desc())
             .limit(limit)
@@ -487,12 +488,15 @@ class EventStore:
         with self.engine.connect() as conn:
             return [Event.from_row(r) for r in conn.execute(q)]
 
-    def set_cloud_labels(self, event_pk: int, sha256: str, labels: list[dict[str, Any]] | None) -> bool:
-        """Store what the cloud found on snapshot ``sha256`` (None: it could not be read; only
-        marks it done). Changes nothing when the event has moved on to another snapshot or the
-        board labels it meanwhile; True when stored."""
+    def set_cloud_labels(
+        self, event_pk: int, sha256: str, labelled: Sequence[str], labels: list[dict[str, Any]] | None
+    ) -> bool:
+        """Store what the cloud found on the event's snapshots ``labelled`` (the current one,
+        ``sha256``, among them); None: the current one could not be read (only marks them done).
+        Changes nothing when the event has moved on to another snapshot or the board labels it
+        meanwhile; True when stored."""
         c = events.c
-        values: dict[str, Any] = {"labels_sha": sha256}
+        values: dict[str, Any] = {"labelled_snapshots": ",".join(labelled)}
         if labels is not None:
             values |= {"labels": _json(labels), "label_set": label_set(labels), "labels_source": "cloud"}
         q = (

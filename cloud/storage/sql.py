@@ -19,6 +19,7 @@ from sqlalchemy import (
     Column,
     Engine,
     Float,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -92,6 +93,7 @@ snapshots = Table(
     Column("event_id", String(64), nullable=False),
     Column("size", Integer, nullable=False),
     Column("received_at", Float, nullable=False),
+    Index("ix_snapshots_event", "node", "event_id"),  # an event's snapshots, for its labels
 )
 
 

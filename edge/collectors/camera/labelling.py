@@ -2,10 +2,11 @@
 
 Off by default (``labels.enabled``): most boards beside a camera have no CPU to spare, and the
 cloud labels the snapshots it receives with the same code. When on, the detector thread hands
-every event message to this worker instead of the outbox queue; the worker labels the new
-snapshot's frame, if the message brings one (only then: at most one picture per ``update_s``),
-merges that with what the event's earlier snapshots showed, puts ``labels`` on the message and
-passes it on, in order. Detection never waits for it: a full queue passes messages on unlabelled
+every event message to this worker instead of the outbox queue; when the message brings a new
+snapshot (with ``start``, then at most one per ``update_s``) the worker looks at its frame and
+labels the event from all its snapshots so far (``Labeller.event_labels``: an object at the same
+place in two of them is parked, not what moved); it puts ``labels`` on the message and passes it
+on, in order. Detection never waits for it: a full queue passes messages on unlabelled
 (counted and logged), and a model that cannot be loaded leaves every message unlabelled (the
 cloud then labels them), saying why once.
 """
@@ -23,11 +24,13 @@ from edge.collectors.camera.config import CameraLabels
 from edge.collectors.camera.events import Emission
 
 if TYPE_CHECKING:
-    from labels.labeller import Labeller
+    from labels.labeller import Labeller, Picture
 
 log = logging.getLogger("edge.camera")
 
 QUEUE_MAX = 32
+#: The previous event's pictures tell what is parked for this long after it ended.
+REFERENCE_S = 3600.0
 
 
 class LabelWorker:
@@ -39,7 +42,9 @@ class LabelWorker:
         self.unlabelled = 0  # messages passed on without labelling (queue full)
         self.last_ms = 0.0
         self._q: queue.Queue[Emission | None] = queue.Queue(QUEUE_MAX)
+        self._pictures: dict[str, list[Picture]] = {}  # event id -> what its snapshots showed
         self._labels: dict[str, list[dict[str, Any]]] = {}  # event id -> its labels so far
+        self._last: tuple[float, list[Picture]] = (0.0, [])  # the last ended event's, and when
         self._thread = threading.Thread(target=self._run, name=f"labels-{device}", daemon=True)
 
     def start(self) -> LabelWorker:
@@ -105,16 +110,18 @@ class LabelWorker:
         import numpy as np
         from PIL import Image
 
-        from labels.labeller import as_labels, merge
-
         event_id = str(em.event["event_id"])
         if em.frame is not None:
             t0 = time.perf_counter()
             picture = Image.fromarray(np.ascontiguousarray(em.frame[:, :, ::-1]))
-            found = self.labeller.label(picture, em.regions)
-            self._labels[event_id] = merge(self._labels.get(event_id), as_labels(found))
+            pictures = self._pictures.setdefault(event_id, [])
+            pictures.append(self.labeller.picture(picture, em.regions))
+            ended, reference = self._last
+            recent = reference if time.monotonic() - ended < REFERENCE_S else []
+            self._labels[event_id] = self.labeller.event_labels(pictures, recent)
             self.last_ms = 1000 * (time.perf_counter() - t0)
         if event_id in self._labels:
             em.event["labels"] = self._labels[event_id]
         if em.event.get("phase") == "end":
             self._labels.pop(event_id, None)
+            self._last = (time.monotonic(), self._pictures.pop(event_id, []))
