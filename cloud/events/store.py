@@ -314,9 +314,17 @@ class Event:
     @property
     def label_names(self) -> list[str]:
         """The event's classes, most confident first, each once."""
-        return list(
-            dict.fromkeys(lab["label"] for lab in sorted(self.labels or [], key=lambda x: -x["confidence"]))
-        )
+        return [name for name, *_ in self.label_counts]
+
+    @property
+    def label_counts(self) -> list[tuple[str, int, float, bool]]:
+        """Per class, most confident first: (class, objects, best confidence, seen in the
+        current snapshot)."""
+        out: dict[str, tuple[str, int, float, bool]] = {}
+        for lab in sorted(self.labels or [], key=lambda x: -x["confidence"]):
+            name, n, best, here = out.get(lab["label"], (lab["label"], 0, lab["confidence"], False))
+            out[name] = (name, n + 1, best, here or bool(lab.get("box")))
+        return list(out.values())
 
     @classmethod
     def from_row(cls, r: Any) -> Event:

@@ -1,15 +1,16 @@
 """The label path end to end (issue 19, must-show): people walking past a car park (the PETS 2009
 clip) filmed by two cameras whose real edge agents send their events through Mosquitto to the
 real cloud service. Camera 1's board does not label (the default): the cloud labels the
-snapshot. Camera 2's board labels its own events (``labels.enabled``). Both events carry
-``person`` in the API; a Da Ron police officer in Debian's chromium finds them with the object
-filter and sees "người" on the event page, with the boxes drawn over the snapshot.
+snapshot. Camera 2's board labels its own events (``labels.enabled``). On each camera the event
+of the people walking carries ``person`` in the API (a short first event, the clouds changing
+the light as the detector starts, carries none); a Da Ron police officer in Debian's chromium
+finds exactly the events with people with the object filter, none with "truck", and sees
+"người" on the event page with the boxes drawn over the snapshot.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,12 +49,15 @@ def _clip(tmp: Path) -> Path:
     return out
 
 
-def _wait(pred: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (got := pred()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.3)
-    return got
+def _has(event: dict[str, Any], label: str) -> bool:
+    return any(x["label"] == label for x in event["labels"] or [])
+
+
+def _summary(per: dict[str, list[dict[str, Any]]]) -> dict[str, list[Any]]:
+    return {
+        d: [(e["id"], e["duration_s"], e["end"] is not None, e["labels_source"], e["labels"]) for e in v]
+        for d, v in per.items()
+    }
 
 
 def test_an_event_with_people_is_labelled_person_shown_and_found(
@@ -97,42 +101,29 @@ def test_an_event_with_people_is_labelled_person_shown_and_found(
         for agent in agents:
             agent.wait_log("end of file", timeout=90)
 
-        def all_labelled() -> dict[str, list[dict[str, Any]]] | None:
-            """Every event ended and labelled (the agents have read the whole clip), per camera."""
-            body = cloud.get_json("/api/v1/events?limit=100")
-            evs = body["events"]
-            if not evs or any(e["end"] is None or e["labels"] is None for e in evs):
-                return None
+        def per_camera() -> dict[str, list[dict[str, Any]]]:
             per: dict[str, list[dict[str, Any]]] = {}
-            for e in evs:
+            for e in cloud.get_json("/api/v1/events?limit=100")["events"]:
                 per.setdefault(e["device"], []).append(e)
-            return per if len(per) == 2 else None
+            return per
 
-        per_camera = _wait(all_labelled, 60, "both cameras' events, ended and labelled")
-        import json
+        def settled() -> dict[str, list[dict[str, Any]]] | None:
+            """Every event ended and labelled, and a person found on each camera."""
+            per = per_camera()
+            evs = [e for v in per.values() for e in v]
+            if len(per) < 2 or any(e["end"] is None or e["labels"] is None for e in evs):
+                return None
+            return per if all(any(_has(e, "person") for e in v) for v in per.values()) else None
 
-        print(
-            json.dumps(
-                {
-                    k: [(e["id"], e["start"], e["duration_s"], e["labels"], e["labels_source"]) for e in v]
-                    for k, v in per_camera.items()
-                },
-                indent=1,
-            )
-        )
-        picked: dict[str, dict[str, Any]] = {}
+        deadline = time.monotonic() + 60
+        while (events := settled()) is None:
+            assert time.monotonic() < deadline, f"no person on each camera's events: {_summary(per_camera())}"
+            time.sleep(0.3)
         for device, source in (("dr-cam-01", "cloud"), ("dr-cam-02", "edge")):
-            evs = per_camera[device]
-            assert all(e["labels_source"] == source for e in evs), evs
-            for e in evs:
-                names = [x["label"] for x in e["labels"]]
-                assert "car" not in names, f"a parked car labelled a walkers' event: {e['labels']}"
-            with_people = [e for e in evs if "person" in [x["label"] for x in e["labels"]]]
-            assert with_people, f"no event of {device} labelled person: {[e['labels'] for e in evs]}"
-            picked[device] = with_people[0]
-            assert all(x["box"] for x in with_people[0]["labels"] if x["label"] == "person")
-        by_cloud = picked["dr-cam-01"]
-        people = {str(e["id"]) for v in per_camera.values() for e in v if "person" in str(e["labels"])}
+            assert all(e["labels_source"] == source for e in events[device]), _summary(events)
+        by_cloud = next(e for e in events["dr-cam-01"] if _has(e, "person"))
+        assert all(x["box"] and x["name"] == "người" for x in by_cloud["labels"] if x["label"] == "person")
+        people = {str(e["id"]) for v in events.values() for e in v if _has(e, "person")}
         assert "labelling events on the board" in agents[1].log()
 
         with chromium() as browser:
