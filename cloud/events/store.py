@@ -268,7 +268,9 @@ class EventFilter:
         if self.min_duration_s is not None:
             out.append(c.duration_s >= self.min_duration_s)
         if self.labels is not None:
-            out.append(or_(*(c.label_set.like(f"%,{name},%") for name in sorted(self.labels))))
+            out.append(
+                or_(*(c.label_set.contains(f",{name},", autoescape=True) for name in sorted(self.labels)))
+            )
         if self.labelled is not None:
             has = and_(c.label_set.is_not(None), c.label_set != ",")
             out.append(has if self.labelled else or_(c.label_set.is_(None), c.label_set == ","))

@@ -40,4 +40,3 @@ def _check(result: dict[str, object]) -> None:
 
 def test_bench_labels_precision_on_every_12th_object_frame(capsys: pytest.CaptureFixture[str]) -> None:
     _check(_run(12, capsys))
-
