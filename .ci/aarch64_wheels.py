@@ -1,11 +1,12 @@
 """Check that a board's extras install from wheels alone on 64-bit Raspberry Pi OS (aarch64).
 
 A Pi has no compiler toolchain worth waiting for (building numpy or cryptography there takes
-hours or fails on memory), so every dependency of the ``edge`` and ``camera`` extras must
-come as a manylinux aarch64 (or pure-Python) wheel for CPython 3.11. The requirement lists
-are read from pyproject.toml, so a new dependency is checked the day it is added.
+hours or fails on memory), so every dependency of the ``edge``, ``camera`` and ``labels`` (a
+board that labels its own events) extras must come as a manylinux aarch64 (or pure-Python)
+wheel for CPython 3.11. The requirement lists are read from pyproject.toml, so a new
+dependency is checked the day it is added.
 
-Usage: python .ci/aarch64_wheels.py [--dest DIR] [extra ...]   (default extras: edge camera)
+Usage: python .ci/aarch64_wheels.py [--dest DIR] [extra ...]   (default extras: edge camera labels)
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ def check(extra: str, dest: Path) -> bool:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("extras", nargs="*", default=["edge", "camera"])
+    ap.add_argument("extras", nargs="*", default=["edge", "camera", "labels"])
     ap.add_argument("--dest", type=Path, help="keep the wheels here (default: a temporary directory)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:

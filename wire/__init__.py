@@ -1,7 +1,8 @@
 """The wire contract between edge agents and the cloud: topics and message schemas.
 
-Edge and cloud share this package and nothing else, so a change here is a protocol
-change and must keep ``docs/protocol.md`` true. ``messages`` holds the telemetry,
+Edge and cloud share this package and, for object labels, the ``labels`` package (a model
+and the policy that turns its detections into an event's labels: no protocol). A change here
+is a protocol change and must keep ``docs/protocol.md`` true. ``messages`` holds the telemetry,
 ``control`` the device twin and commands, ``crypto`` their sealing and signatures;
 ``version`` and ``logs`` are what both sides need below them (the release they report,
 one log format).
@@ -21,6 +22,7 @@ from wire.messages import (
     Envelope,
     Health,
     HostState,
+    Label,
     Metrics,
     MotionEvent,
     Point,
@@ -62,6 +64,7 @@ __all__ = [
     "Envelope",
     "Health",
     "HostState",
+    "Label",
     "Metrics",
     "MotionEvent",
     "Point",

@@ -197,6 +197,15 @@ class Box(_Model):
     h: float = Field(ge=0, le=1)
 
 
+class Label(_Model):
+    """An object the board's labeller found in the event's snapshot (see ``labels/``)."""
+
+    label: Key  # COCO class name with underscores: person, motorcycle, car, truck, dog...
+    confidence: float = Field(ge=0, le=1)
+    #: Where in the snapshot; absent for a class seen only in an earlier snapshot of the event.
+    box: Box | None = None
+
+
 class MotionEvent(Envelope):
     event_id: EventId
     device: Id
@@ -212,6 +221,12 @@ class MotionEvent(Envelope):
     # Frames the detector found motion in during the event so far (at its detect rate, pre-roll
     # included). Optional: agents older than the field omit it.
     frames: int | None = Field(default=None, ge=0)
+    # The moving regions of the snapshot's own frame (``boxes`` is their union over the whole
+    # event): where the cloud's labeller looks. Optional: older agents omit it.
+    snapshot_boxes: list[Box] | None = Field(default=None, max_length=32)
+    # Objects in the event, when the board labels them itself (labels.enabled on a camera);
+    # absent: the board did not label (the cloud may), [] : it looked and found nothing.
+    labels: list[Label] | None = Field(default=None, max_length=32)
 
 
 class HostState(_Model):

@@ -41,6 +41,7 @@ from cloud.api.session import session_router
 from cloud.auth.deps import LoginRequired, audit, audit_refusal, require
 from cloud.auth.principal import Principal
 from cloud.auth.roles import Perm
+from cloud.events.labelling import SnapshotLabeller, load_labeller
 from cloud.events.retention import retention_loop
 from cloud.fleet.rollout import run_rollouts
 from cloud.fleet.service import FleetService
@@ -181,6 +182,12 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
             name="event-retention",
         )
         refusals = asyncio.create_task(_flush_refusals(web), name="refusal-counts")
+        labeller = await asyncio.to_thread(load_labeller, runtime.cfg.labels)
+        labelling = None
+        if labeller is not None:
+            labelling = SnapshotLabeller(runtime.cfg.labels, web.events, web.snapshots, labeller).start()
+            runtime.worker.observers.append(labelling.heard)
+        app.state.labelling = labelling
         tasks = [retention, refusals]
         if fleet is not None:
             send, every = fleet_sender(fleet, web.audit), runtime.cfg.releases.rollout_interval_s
@@ -190,6 +197,8 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
         try:
             yield
         finally:
+            if labelling is not None:
+                await asyncio.to_thread(labelling.stop)
             for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

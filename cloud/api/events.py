@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import FileResponse, Response
@@ -23,6 +23,8 @@ from cloud.events.store import LOCAL_TZ, Event, EventFilter, Note, Page
 from cloud.httperrors import Problem
 from cloud.inventory import Device
 from cloud.storage.thumbnails import thumbnail
+from labels.classes import display, members
+from labels.classes import known as known_label
 
 Police = Annotated[Principal, Depends(require(Perm.EVENTS))]
 
@@ -32,6 +34,15 @@ class BoxOut(BaseModel):
     y: float
     w: float
     h: float
+
+
+class LabelOut(BaseModel):
+    label: str = Field(description="COCO class: person, bicycle, motorcycle, car, bus, truck, dog...")
+    name: str = Field(description="The class in Vietnamese (người, xe máy, ô tô...).")
+    confidence: float
+    box: BoxOut | None = Field(
+        None, description="Where in the snapshot; null for a class seen only in an earlier snapshot."
+    )
 
 
 class NoteOut(BaseModel):
@@ -61,6 +72,11 @@ class EventOut(BaseModel):
     reviewed_at: datetime | None
     keep: bool = Field(description="Held past retention.")
     exports: int = Field(description="Evidence exports that include it (kept while > 0).")
+    labels: list[LabelOut] | None = Field(
+        description="Objects seen in the event, most confident first; [] none found, null not "
+        "labelled (yet: the cloud labels snapshots as they arrive, when labelling is on)."
+    )
+    labels_source: str | None = Field(description='Who labelled it: "edge" (the board) or "cloud".')
 
 
 class EventDetail(EventOut):
@@ -93,6 +109,11 @@ class ExportIn(BaseModel):
         min_length=1, max_length=500, description="Row ids of the events."
     )
     reason: str = Field("", max_length=1000, description="Why (case number, request).")
+    require_label: str | None = Field(
+        None,
+        max_length=40,
+        description="Refuse (422) unless every event carries this class or group (person, vehicle...).",
+    )
 
 
 class ExportOut(BaseModel):
@@ -151,6 +172,18 @@ def event_out(ev: Event, request: Request) -> EventOut:
         reviewed_at=_dt(ev.reviewed_at),
         keep=ev.keep,
         exports=ev.exports,
+        labels=None if ev.labels is None else [label_out(lab) for lab in ev.labels],
+        labels_source=ev.labels_source,
+    )
+
+
+def label_out(lab: dict[str, Any]) -> LabelOut:
+    box = lab.get("box")
+    return LabelOut(
+        label=lab["label"],
+        name=display(lab["label"]),
+        confidence=lab["confidence"],
+        box=BoxOut(**box) if box else None,
     )
 
 
@@ -201,8 +234,12 @@ def build_filter(
     time_to: str | None,
     reviewed: bool | None,
     min_duration_s: float | None,
+    label: str | None = None,
+    labelled: bool | None = None,
 ) -> EventFilter:
     """Filters from request parameters; dates are local (Asia/Ho_Chi_Minh) and inclusive."""
+    if label and not known_label(label):
+        raise HTTPException(422, f"label: unknown class or group {label[:40]!r}")
     return EventFilter(
         communes=p.event_scope(),
         commune=commune or None,
@@ -214,6 +251,8 @@ def build_filter(
         minute_to=_minutes(time_to, "time_to"),
         reviewed=reviewed,
         min_duration_s=min_duration_s,
+        labels=members(label) if label else None,
+        labelled=labelled,
     )
 
 
@@ -286,7 +325,9 @@ async def keep_event(request: Request, p: Principal, ev: Event, on: bool) -> Non
     audit(request, p, "keep" if on else "unkeep", f"event:{ev.id}", commune=ev.commune)
 
 
-async def create_export(request: Request, p: Principal, ids: list[int], reason: str) -> ExportRecord:
+async def create_export(
+    request: Request, p: Principal, ids: list[int], reason: str, require_label: str | None = None
+) -> ExportRecord:
     svc = services(request)
     wanted = list(dict.fromkeys(ids))
     evs = await asyncio.to_thread(svc.events.get_many, wanted, p.event_scope())
@@ -298,6 +339,17 @@ async def create_export(request: Request, p: Principal, ids: list[int], reason: 
             f"events not found in your communes: {shown}",
             f"Không có các sự kiện {shown} trong xã của bạn.",
         )
+    if require_label:
+        if not known_label(require_label):
+            raise HTTPException(422, f"require_label: unknown class or group {require_label[:40]!r}")
+        wanted_classes = members(require_label)
+        lacking = [e.id for e in evs if not wanted_classes.intersection(e.label_names)]
+        if lacking:
+            raise HTTPException(
+                422,
+                f"events {', '.join(map(str, lacking))} carry no {require_label!r} label; "
+                "leave them out or drop require_label",
+            )
     people = await asyncio.to_thread(svc.people)
     rec = await asyncio.to_thread(
         svc.exports.create, evs, p.username, reason=reason, names=svc.names(), people=people
@@ -308,7 +360,13 @@ async def create_export(request: Request, p: Principal, ids: list[int], reason: 
         "export_create",
         f"export:{rec.id}",
         commune=",".join(sorted(rec.communes)),
-        detail={"events": list(rec.events), "sha256": rec.sha256, "size": rec.size, "reason": reason},
+        detail={
+            "events": list(rec.events),
+            "sha256": rec.sha256,
+            "size": rec.size,
+            "reason": reason,
+            **({"require_label": require_label} if require_label else {}),
+        },
     )
     return rec
 
@@ -329,6 +387,15 @@ def events_router() -> APIRouter:
         time_to: str | None = Query(None, description="Local time of day HH:MM (start < it); may wrap."),
         reviewed: bool | None = Query(None),
         min_duration_s: float | None = Query(None, ge=0),
+        label: str | None = Query(
+            None,
+            max_length=40,
+            description="Only events labelled with this class (person, motorcycle, car, truck, dog...) "
+            "or group (vehicle, animal).",
+        ),
+        labelled: bool | None = Query(
+            None, description="true: only events with a label; false: only those without (none yet)."
+        ),
         offset: int = Query(0, ge=0, le=10_000_000),
         limit: int = Query(50, ge=1, le=500),
         order: Literal["desc", "asc"] = Query("desc"),
@@ -344,6 +411,8 @@ def events_router() -> APIRouter:
             time_to=time_to,
             reviewed=reviewed,
             min_duration_s=min_duration_s,
+            label=label,
+            labelled=labelled,
         )
         page: Page = await asyncio.to_thread(
             services(request).events.search, f, offset=offset, limit=limit, order=order
@@ -440,7 +509,7 @@ def events_router() -> APIRouter:
 
     @r.post("/exports", response_model=ExportOut, status_code=201, summary="Export events as evidence (ZIP)")
     async def new_export(request: Request, p: Police, body: ExportIn) -> ExportOut:
-        return export_out(await create_export(request, p, body.event_ids, body.reason))
+        return export_out(await create_export(request, p, body.event_ids, body.reason, body.require_label))
 
     @r.get("/exports", response_model=list[ExportOut], summary="Evidence exports in your communes")
     async def list_exports(request: Request, p: Police) -> list[ExportOut]:

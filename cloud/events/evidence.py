@@ -42,6 +42,7 @@ from cloud.events.signing import EvidenceSigner, fingerprint, normalise_fingerpr
 from cloud.events.store import LOCAL_TZ, Event, EventStore, Note
 from cloud.storage.schema import ensure_schema
 from cloud.storage.snapshots import SnapshotStore
+from labels.classes import display
 
 SIG_DIR = "signature/"
 STATEMENT = SIG_DIR + "statement.json"
@@ -88,6 +89,7 @@ MANIFEST_FIELDS = (
     "zones",
     "score",
     "frames",
+    "labels",
     "snapshot_file",
     "snapshot_sha256",
     "reviewed_by",
@@ -136,6 +138,10 @@ def manifest_row(ev: Event, notes: Sequence[Note]) -> dict[str, Any]:
         "zones": ",".join(ev.zones),
         "score": ev.score if ev.score is not None else "",
         "frames": ev.frames if ev.frames is not None else "",
+        # Objects recognised (JSON; "" when not labelled): a machine's reading, not a finding.
+        "labels": json.dumps(ev.labels, separators=(",", ":"), ensure_ascii=False)
+        if ev.labels is not None
+        else "",
         "snapshot_file": f"snapshots/{ev.id}_{ev.snapshot_sha256}.jpg" if ev.snapshot_sha256 else "",
         "snapshot_sha256": ev.snapshot_sha256 or "",
         "reviewed_by": ev.reviewed_by or "",
@@ -163,6 +169,12 @@ def _summary_notes(notes: Sequence[Note], people: dict[str, str]) -> str:
     )
 
 
+def _objects(labels_json: str) -> str:
+    """ "người 91 %, xe máy 74 %" from a manifest's labels ("—" when none)."""
+    labels = json.loads(labels_json) if labels_json else []
+    return ", ".join(f"{display(x['label'])} {x['confidence'] * 100:.0f} %" for x in labels) or "—"
+
+
 def _summary(
     meta: dict[str, Any],
     rows: list[dict[str, Any]],
@@ -176,6 +188,7 @@ def _summary(
         f"<td>{r['id']}</td><td>{e(names.get(r['commune'], r['commune']))}</td>"
         f"<td>{e(r['device'])}<br><small>{e(names.get(r['site'], r['site']))}</small></td>"
         f"<td>{e(r['start_local'])}</td><td>{r['duration_s']:.0f} s</td><td>{r['peak_area_pct']:.1f} %</td>"
+        f"<td>{e(_objects(r['labels']))}</td>"
         f"<td>{'<img src=' + chr(34) + e(r['snapshot_file']) + chr(34) + '>' if r['snapshot_file'] else '—'}"
         f"<br><code>{e(r['snapshot_sha256'])}</code></td><td>{_summary_notes(ns, people)}</td>"
         "</tr>"
@@ -199,7 +212,8 @@ Số sự kiện / Events: {len(rows)}. Kiểm tra tính toàn vẹn / Verify:
 (chữ ký Ed25519 trong thư mục signature/, SHA256SUMS, manifest.json, manifest.csv; xem VERIFY.txt).<br>
 Khóa ký / Signing key: <code>{meta["key_fingerprint"]}</code></p>
 <table><tr><th>#</th><th>Xã / Commune</th><th>Camera</th><th>Bắt đầu / Start</th>
-<th>Thời lượng / Duration</th><th>Diện tích / Area</th><th>Ảnh, SHA-256</th><th>Ghi chú / Notes</th></tr>
+<th>Thời lượng / Duration</th><th>Diện tích / Area</th><th>Đối tượng / Objects</th>
+<th>Ảnh, SHA-256</th><th>Ghi chú / Notes</th></tr>
 {trs}</table></body></html>"""
     return page.encode()
 

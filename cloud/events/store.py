@@ -9,13 +9,20 @@ belong to people and are never touched by ingest.
 An event is keyed by (device, event_id): ids are unique per camera, and keying by the
 device as well keeps a board from overwriting another camera's event with a chosen id.
 Rows are reached by a surrogate integer ``id`` in URLs.
+
+Object labels (``labels``: person, motorcycle, car...) come from the board when it labels its
+events (then ingest merges them like the other descriptive fields and ``labels_source`` is
+``edge``), else from the cloud's labeller (``cloud.events.labelling``), which labels each stored
+snapshot of the event and lists the ones it labelled in ``labelled_snapshots``. ``label_set``
+(``,car,person,``) is what the filters match; NULL there means "not labelled (yet)", ``,``
+"labelled, nothing found".
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -71,6 +78,11 @@ events = Table(
     Column("score", Float),
     Column("frames", Integer),
     Column("snapshot_sha256", String(64)),
+    Column("snapshot_boxes", Text),  # JSON [{x,y,w,h}]: what moved in the snapshot's frame
+    Column("labels", Text),  # JSON [{label, confidence, box?}]; NULL: not labelled (yet)
+    Column("label_set", String(512)),  # ",car,person," for filters; NULL: not labelled (yet)
+    Column("labelled_snapshots", Text),  # "sha,sha": the snapshots the cloud labelled
+    Column("labels_source", String(8)),  # "edge" or "cloud"
     Column("version_ts", Float, nullable=False),  # edge time of the message behind the fields
     Column("messages", Integer, nullable=False, default=1),
     Column("received_at", Float, nullable=False),
@@ -82,6 +94,7 @@ events = Table(
     Index("ix_events_commune_start", "commune", "start"),
     Index("ix_events_device_start", "device", "start"),
     Index("ix_events_start", "start"),
+    Index("ix_events_received", "received_at"),  # the labeller's look for new snapshots
 )
 
 notes = Table(
@@ -115,6 +128,8 @@ class EventRecord:
     frames: int | None
     snapshot_sha256: str | None
     received_at: float = field(default_factory=time.time)
+    snapshot_boxes: list[dict[str, float]] | None = None
+    labels: list[dict[str, Any]] | None = None  # the board's, when it labels
 
     def row(self) -> dict[str, Any]:
         last = self.end if self.end is not None else max(self.msg_ts, self.start)
@@ -137,10 +152,26 @@ class EventRecord:
             "score": self.score,
             "frames": self.frames,
             "snapshot_sha256": self.snapshot_sha256,
+            "snapshot_boxes": _json(self.snapshot_boxes),
+            "labels": _json(self.labels),
+            "label_set": label_set(self.labels),
+            "labelled_snapshots": None,
+            "labels_source": "edge" if self.labels is not None else None,
             "version_ts": self.msg_ts,
             "messages": 1,
             "received_at": self.received_at,
         }
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, separators=(",", ":"))
+
+
+def label_set(labels: Sequence[Mapping[str, Any]] | None) -> str | None:
+    """``,car,person,`` for filters; None when not labelled."""
+    if labels is None:
+        return None
+    return "," + "".join(f"{c}," for c in sorted({str(lab["label"]) for lab in labels}))
 
 
 def upsert_events(conn: Connection, insert: Callable[[Table], Any], records: Sequence[EventRecord]) -> None:
@@ -168,6 +199,14 @@ def upsert_events(conn: Connection, insert: Callable[[Table], Any], records: Seq
             "snapshot_sha256": case(
                 (newer & ex.snapshot_sha256.is_not(None), ex.snapshot_sha256), else_=c.snapshot_sha256
             ),
+            "snapshot_boxes": case(
+                (newer & ex.snapshot_boxes.is_not(None), ex.snapshot_boxes), else_=c.snapshot_boxes
+            ),
+            # The board's labels (newest message wins; a board merges its own over the event),
+            # else whatever the cloud's labeller wrote stays.
+            "labels": case((newer & ex.labels.is_not(None), ex.labels), else_=c.labels),
+            "label_set": case((newer & ex.labels.is_not(None), ex.label_set), else_=c.label_set),
+            "labels_source": case((ex.labels.is_not(None), ex.labels_source), else_=c.labels_source),
             "version_ts": _greatest(c.version_ts, ex.version_ts),
             "messages": c.messages + 1,
             "received_at": _least(c.received_at, ex.received_at),
@@ -193,6 +232,11 @@ class EventFilter:
     minute_to: int | None = None
     reviewed: bool | None = None
     min_duration_s: float | None = None
+    #: Only events labelled with one of these classes (a group's members, or one class).
+    labels: frozenset[str] | None = None
+    #: True: only events with at least one label; False: only events without (none found, or
+    #: not labelled yet).
+    labelled: bool | None = None
 
     def clauses(self) -> list[Any]:
         c = events.c
@@ -223,6 +267,13 @@ class EventFilter:
             out.append(c.reviewed_at.is_not(None) if self.reviewed else c.reviewed_at.is_(None))
         if self.min_duration_s is not None:
             out.append(c.duration_s >= self.min_duration_s)
+        if self.labels is not None:
+            out.append(
+                or_(*(c.label_set.contains(f",{name},", autoescape=True) for name in sorted(self.labels)))
+            )
+        if self.labelled is not None:
+            has = and_(c.label_set.is_not(None), c.label_set != ",")
+            out.append(has if self.labelled else or_(c.label_set.is_(None), c.label_set == ","))
         return out
 
 
@@ -258,6 +309,24 @@ class Event:
     reviewed_at: float | None
     keep: bool
     exports: int
+    labels: list[dict[str, Any]] | None = None  # None: not labelled (yet)
+    labels_source: str | None = None
+    snapshot_boxes: list[dict[str, float]] | None = None
+
+    @property
+    def label_names(self) -> list[str]:
+        """The event's classes, most confident first, each once."""
+        return [name for name, *_ in self.label_counts]
+
+    @property
+    def label_counts(self) -> list[tuple[str, int, float, bool]]:
+        """Per class, most confident first: (class, objects, best confidence, seen in the
+        current snapshot)."""
+        out: dict[str, tuple[str, int, float, bool]] = {}
+        for lab in sorted(self.labels or [], key=lambda x: -x["confidence"]):
+            name, n, best, here = out.get(lab["label"], (lab["label"], 0, lab["confidence"], False))
+            out[name] = (name, n + 1, best, here or bool(lab.get("box")))
+        return list(out.values())
 
     @classmethod
     def from_row(cls, r: Any) -> Event:
@@ -285,6 +354,9 @@ class Event:
             reviewed_at=m["reviewed_at"],
             keep=bool(m["keep"]),
             exports=m["exports"],
+            labels=json.loads(m["labels"]) if m["labels"] is not None else None,
+            labels_source=m["labels_source"],
+            snapshot_boxes=json.loads(m["snapshot_boxes"]) if m["snapshot_boxes"] is not None else None,
         )
 
 
@@ -419,6 +491,47 @@ class EventStore:
         with self.engine.begin() as conn:
             conn.execute(delete(notes).where(notes.c.event.in_(list(ids))))
             return int(conn.execute(delete(events).where(events.c.id.in_(list(ids)))).rowcount or 0)
+
+    def label_todo(self, since: float, limit: int = 16) -> list[Event]:
+        """Events first received after ``since`` whose snapshot the cloud has not labelled yet
+        (none the board labels), newest first."""
+        c = events.c
+        q = (
+            select(events)
+            .where(
+                c.received_at >= since,
+                c.snapshot_sha256.is_not(None),
+                or_(c.labels_source.is_(None), c.labels_source == "cloud"),
+                or_(c.labelled_snapshots.is_(None), ~c.labelled_snapshots.contains(c.snapshot_sha256)),
+            )
+            .order_by(c.received_at.desc())
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [Event.from_row(r) for r in conn.execute(q)]
+
+    def set_cloud_labels(
+        self, event_pk: int, sha256: str, labelled: Sequence[str], labels: list[dict[str, Any]] | None
+    ) -> bool:
+        """Store what the cloud found on the event's snapshots ``labelled`` (the current one,
+        ``sha256``, among them); None: the current one could not be read (only marks them done).
+        Changes nothing when the event has moved on to another snapshot or the board labels it
+        meanwhile; True when stored."""
+        c = events.c
+        values: dict[str, Any] = {"labelled_snapshots": ",".join(labelled)}
+        if labels is not None:
+            values |= {"labels": _json(labels), "label_set": label_set(labels), "labels_source": "cloud"}
+        q = (
+            update(events)
+            .where(
+                c.id == event_pk,
+                c.snapshot_sha256 == sha256,
+                or_(c.labels_source.is_(None), c.labels_source == "cloud"),
+            )
+            .values(**values)
+        )
+        with self.engine.begin() as conn:
+            return bool(conn.execute(q).rowcount)
 
     def snapshot_in_use(self, sha256: str) -> bool:
         q = select(func.count()).select_from(events).where(events.c.snapshot_sha256 == sha256)

@@ -325,6 +325,10 @@ class IngestWorker:
             frames=msg.frames,
             snapshot_sha256=msg.snapshot_sha256,
             received_at=at,
+            snapshot_boxes=(
+                None if msg.snapshot_boxes is None else [b.model_dump() for b in msg.snapshot_boxes]
+            ),
+            labels=None if msg.labels is None else [x.model_dump(exclude_none=True) for x in msg.labels],
         )
 
     def _node_delta(self, nodes: dict[str, NodeDelta], node: str, topic: str) -> NodeDelta:

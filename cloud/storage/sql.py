@@ -27,6 +27,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     Float,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -112,6 +113,7 @@ snapshots = Table(
     Column("event_id", String(64), nullable=False),
     Column("size", Integer, nullable=False),
     Column("received_at", Float, nullable=False),
+    Index("ix_snapshots_event", "node", "event_id"),  # an event's snapshots, for its labels
 )
 
 

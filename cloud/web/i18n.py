@@ -11,6 +11,8 @@ from datetime import datetime
 from typing import Final
 from zoneinfo import ZoneInfo
 
+from labels.classes import display
+
 LANGS: Final = ("vi", "en")
 DEFAULT_LANG: Final = "vi"
 LOCAL_TZ: Final = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -48,6 +50,13 @@ VI: Final[dict[str, str]] = {
     "area": "Diện tích lớn nhất",
     "zones": "Vùng",
     "frames": "Số khung hình",
+    "objects": "Đối tượng",
+    "only_labelled": "Chỉ sự kiện có đối tượng (ẩn sự kiện không nhận ra gì)",
+    "not_labelled_yet": "chưa phân tích",
+    "nothing_recognised": "không nhận ra đối tượng nào",
+    "seen_earlier": "thấy trong ảnh trước của sự kiện",
+    "labelled_by_edge": "nhận dạng tại camera",
+    "labelled_by_cloud": "nhận dạng trên máy chủ",
     "snapshot": "Ảnh chụp",
     "no_snapshot": "Không có ảnh",
     "status": "Trạng thái",
@@ -263,6 +272,13 @@ EN: Final[dict[str, str]] = {
     "area": "Peak area",
     "zones": "Zones",
     "frames": "Frames",
+    "objects": "Objects",
+    "only_labelled": "Only events with an object (hide those where nothing was recognised)",
+    "not_labelled_yet": "not analysed yet",
+    "nothing_recognised": "no object recognised",
+    "seen_earlier": "seen in an earlier picture of the event",
+    "labelled_by_edge": "recognised on the camera's board",
+    "labelled_by_cloud": "recognised on the server",
     "snapshot": "Snapshot",
     "no_snapshot": "No snapshot",
     "status": "Status",
@@ -389,6 +405,10 @@ class Translator:
     def optional(self, key: str, default: str) -> str:
         """The translation of ``key`` if there is one, else ``default`` (e.g. a raw code)."""
         return self._t.get(key, EN.get(key, default))
+
+    def label(self, name: str) -> str:
+        """An object class or group (``person``, ``vehicle``) in the page's language."""
+        return display(name, self.lang)
 
     def action(self, code: str) -> str:
         """An audit action code as words (the code itself when unknown)."""

@@ -40,6 +40,7 @@ from cloud.httperrors import Problem
 from cloud.reports.i18n import Lang
 from cloud.web.auditview import describe
 from cloud.web.i18n import DEFAULT_LANG, LANGS, Translator
+from labels.classes import FILTER_CHOICES
 
 LANG_COOKIE = "ciot_lang"
 #: The event list's filter fields (their count shows on the folded panel on a phone).
@@ -173,6 +174,8 @@ def pages_router() -> APIRouter:
         time_to: str = "",
         reviewed: str = "",
         min_duration_s: str = "",
+        label: Annotated[str, Query(max_length=40)] = "",
+        labelled: str = "",
         page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
     ) -> Response:
         try:
@@ -187,6 +190,8 @@ def pages_router() -> APIRouter:
                 time_to=time_to,
                 reviewed={"yes": True, "no": False}.get(reviewed),
                 min_duration_s=float(min_duration_s) if min_duration_s else None,
+                label=label or None,
+                labelled=True if labelled == "yes" else None,
             )
         except ValueError as exc:
             raise Problem(
@@ -223,6 +228,7 @@ def pages_router() -> APIRouter:
             communes=communes,
             cameras=cameras,
             sites=sorted({d.site for d in cameras}),
+            label_choices=FILTER_CHOICES,
             f=dict(request.query_params),
             active=sum(1 for k in FILTERS if request.query_params.get(k)),
             page=page,
@@ -317,12 +323,13 @@ def pages_router() -> APIRouter:
         p: Police,
         event: Annotated[list[int] | None, Form()] = None,
         reason: Annotated[str, Form(max_length=1000)] = "",
+        require_label: Annotated[str, Form(max_length=40)] = "",
     ) -> Response:
         if not event:
             raise Problem(
                 422, "select at least one event to export", "Hãy chọn ít nhất một sự kiện để trích xuất."
             )
-        rec = await create_export(request, p, event, reason)
+        rec = await create_export(request, p, event, reason, require_label or None)
         return RedirectResponse(f"/exports/{rec.id}", status_code=303)
 
     @r.get("/exports")

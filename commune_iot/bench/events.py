@@ -24,7 +24,17 @@ FILTERS: dict[str, str] = {
     "night_unreviewed": "/events?time_from=22:00&time_to=05:00&reviewed=no",
     "long_events_page_20": "/events?min_duration_s=60&page=20",
     "api_commune_day": "/api/v1/events?commune=da-ron&date_from=2026-10-15&date_to=2026-10-15&limit=50",
+    "vehicles_at_night": "/events?label=vehicle&time_from=22:00&time_to=05:00",
+    "people_only_labelled": "/events?label=person&labelled=yes",
 }
+#: Objects the events carry (as a labelling board sends them), with how often.
+LABELS: tuple[tuple[list[str], float], ...] = (
+    (["person"], 0.35),
+    (["motorcycle"], 0.2),
+    (["person", "motorcycle"], 0.1),
+    (["car"], 0.1),
+    ([], 0.25),
+)
 
 
 def _fill(sql: object, n: int, cameras: list[tuple[str, str, str]], seed: int = 7) -> None:
@@ -58,6 +68,10 @@ def _fill(sql: object, n: int, cameras: list[tuple[str, str, str]], seed: int = 
                 frames=int(dur * 5),
                 snapshot_sha256=None,
                 received_at=start + dur,
+                labels=[
+                    {"label": name, "confidence": 0.8}
+                    for name in rnd.choices([x for x, _ in LABELS], [w for _, w in LABELS])[0]
+                ],
             )
         )
         if len(batch) == 5000:

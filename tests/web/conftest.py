@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from console_lab import ConsoleLab, start_lab
+from support import need_model
 from web_helpers import camera_event, publish
 from web_portal import NAMES, PASSWORDS, ROLES, SEED, Portal, wait_ready, wait_stored
 
@@ -34,6 +35,7 @@ def portal(tmp_path_factory: pytest.TempPathFactory, influx_server: InfluxDB) ->
         client_id=f"web-{run.name}",
     )
     cfg["events"] = {"exports_dir": str(run / "state" / "exports")}
+    cfg["labels"] = {"enabled": True, "model": str(need_model())}
     cloud = CloudProcess.write(run, cfg)
     sql = SqlStore(cfg["sql"]["url"])
     users = UserStore(sql.engine)

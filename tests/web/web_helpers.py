@@ -15,7 +15,7 @@ import numpy as np
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from wire import Box, Channel, MotionEvent, encode, topic_for
+from wire import Box, Channel, Label, MotionEvent, encode, topic_for
 
 
 def jpeg(seed: int, size: tuple[int, int] = (320, 180)) -> bytes:
@@ -56,8 +56,10 @@ def camera_event(
     *,
     session: str = "5e5510a1",
     seq0: int = 0,
+    labels: list[Label] | None = None,
 ) -> SentEvent:
-    """start, update and end messages of one event plus its snapshot, as the agent publishes them."""
+    """start, update and end messages of one event plus its snapshot, as the agent publishes them
+    (with ``labels``: as a board that labels its events sends them, with the snapshot)."""
     snap = jpeg(n)
     sha = hashlib.sha256(snap).hexdigest()
     end = start + timedelta(seconds=duration_s)
@@ -82,6 +84,8 @@ def camera_event(
             score=0.9,
             snapshot_sha256=sha if phase != "start" else None,
             snapshot_bytes=len(snap) if phase != "start" else None,
+            snapshot_boxes=[box] if phase != "start" else None,
+            labels=labels if phase != "start" else None,
         )
         ev.messages.append((topic_for(commune, device, Channel.EVENT), encode(msg)))
     ev.messages.insert(2, (topic_for(commune, device, Channel.SNAPSHOT, ev.event_id), snap))

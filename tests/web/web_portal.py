@@ -77,7 +77,9 @@ def wait_ready(cloud: CloudProcess, timeout: float = 30.0) -> None:
 
 
 def wait_stored(p: Portal, timeout: float = 30.0) -> None:
-    """Until every seeded event is stored with its snapshot (ingest is asynchronous)."""
+    """Until every seeded event is stored with its snapshot and the cloud has labelled it
+    (ingest and labelling are asynchronous; the synthetic pictures show no object, so their
+    labels are ``[]``)."""
     import time
 
     admin = p.api("admin")
@@ -85,7 +87,11 @@ def wait_stored(p: Portal, timeout: float = 30.0) -> None:
     while True:
         status, body = admin.get("/api/v1/events?limit=500")
         assert status == 200, body
-        done = {e["event_id"]: e for e in body["events"] if e["has_snapshot"] and e["end"]}
+        done = {
+            e["event_id"]: e
+            for e in body["events"]
+            if e["has_snapshot"] and e["end"] and e["labels"] is not None
+        }
         if len(done) >= len(p.sent):
             p.ids = {k: v["id"] for k, v in done.items()}
             return

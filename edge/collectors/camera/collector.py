@@ -23,6 +23,7 @@ from edge.collectors.base import Collector, CollectorOptions, JobState, Sink, Un
 from edge.collectors.camera.capture import CaptureSettings, StreamReader
 from edge.collectors.camera.config import CameraOptions, MotionSettings
 from edge.collectors.camera.events import Emission, EventTracker, encode_jpeg
+from edge.collectors.camera.labelling import LabelWorker
 from edge.collectors.camera.masks import keep_mask, polygon_mask, zones_touched
 from edge.collectors.camera.motion import MotionDetector
 from wire import Point
@@ -56,6 +57,8 @@ class Pipeline:
         self._pending: CameraOptions | None = None  # new detector options, taken by the thread
         self._pending_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=f"detect-{device}", daemon=True)
+        # Object labels on the board, when switched on: messages pass through it on their way out.
+        self.labels = LabelWorker(opts.labels, device, self._put) if opts.labels.enabled else None
 
     def _detector(self, profile: str) -> MotionDetector:
         settings: MotionSettings = (
@@ -71,6 +74,8 @@ class Pipeline:
         return MotionDetector(settings, fps=self.opts.detect_fps, ignore_mask=keep)
 
     def start(self) -> Pipeline:
+        if self.labels is not None:
+            self.labels.start()
         self._thread.start()
         return self
 
@@ -97,6 +102,16 @@ class Pipeline:
         self._stop.set()
         self._thread.join(10)
         for em in self.tracker.close(time.time()):
+            self._emit(em)
+        if self.labels is not None:
+            self.labels.stop()
+
+    def _emit(self, em: Emission) -> None:
+        """An event message from the tracker: labelled first when the board labels."""
+        if self.labels is not None:
+            self.labels.submit(em)
+        else:
+            em.frame = None
             self._put(em)
 
     def _put(self, em: Emission) -> None:
@@ -121,7 +136,7 @@ class Pipeline:
                 if not self.reader.health(5.0).up:
                     self.motion = False
                     for em in self.tracker.close(now):  # the stream is gone: close the event
-                        self._put(em)
+                        self._emit(em)
                     if self.detector.frames:
                         self.detector.reset()
                 continue
@@ -147,7 +162,7 @@ class Pipeline:
                     self._zones = {z.name: polygon_mask([z.polygon], w, h) for z in self.opts.zones}
                 zones = zones_touched(result.mask, self._zones)
             for em in self.tracker.feed(result, frame if result.motion else None, ts, zones):
-                self._put(em)
+                self._emit(em)
 
 
 class Camera(Collector):

@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from edge.collectors.base import CollectorOptions
+from labels.settings import LabelSettings
 
 Fraction = Annotated[float, Field(ge=0, le=1)]
 Polygon = Annotated[list[tuple[Fraction, Fraction]], Field(min_length=3, max_length=64)]
@@ -182,6 +183,18 @@ class EventSettings(BaseModel):
     jpeg_quality: int = Field(default=70, ge=10, le=100, description="Snapshot JPEG quality.")
 
 
+class CameraLabels(LabelSettings):
+    """Object labels on this camera's events, computed on the board (``labels`` package)."""
+
+    enabled: bool = Field(
+        default=False,
+        description="Label events here, from each new snapshot frame. Needs the `labels` extra, the "
+        "model (`commune-iot models fetch` on the board) and the CPU: about 4 inferences of "
+        "30-60 ms on a desktop core per new snapshot, several times that on a Pi. Off: the cloud "
+        "labels the snapshots (the default).",
+    )
+
+
 class CameraOptions(CollectorOptions):
     """One camera stream: capture, detection, events and health."""
 
@@ -235,6 +248,9 @@ class CameraOptions(CollectorOptions):
     zones: list[Zone] = Field(default_factory=list, max_length=16, description="Named areas that matter.")
     only_in_zones: bool = Field(default=False, description="Ignore motion outside every zone.")
     events: EventSettings = Field(default_factory=EventSettings, description="Event lifecycle and snapshots.")
+    labels: CameraLabels = Field(
+        default_factory=CameraLabels, description="Object labels (person, motorbike, car...) on the board."
+    )
 
     def stream_url(self) -> str:
         """``url`` with ``username``/``password_file`` filled in (percent-encoded)."""

@@ -9,7 +9,9 @@ motion, and sends at most one ``update`` per ``update_s``. ``frames`` counts the
 motion in the event (pre-roll included), at the rate frames are fed. The snapshot is the frame
 with the largest moving area seen so far: it goes with ``start``, and with ``update``/``end``
 only when a better frame came along (otherwise they repeat its hash, so the cloud links them to
-the bytes it already has).
+the bytes it already has). ``snapshot_boxes`` says where that frame moved, for whoever labels the
+objects in it (this board's label worker, or the cloud); an emission that carries a new snapshot
+also carries its frame for the board's label worker.
 """
 
 from __future__ import annotations
@@ -35,6 +37,10 @@ PRE_ROLL_MAX = 64  # frames remembered for pre-roll (the detector's start_window
 class Emission:
     event: dict[str, Any]
     jpeg: bytes | None
+    #: With a new snapshot: its frame (BGR, snapshot-sized) and the frame's moving regions
+    #: (x, y, w, h fractions), for labelling on the board; dropped once labelled.
+    frame: npt.NDArray[Any] | None = None
+    regions: list[tuple[float, float, float, float]] = field(default_factory=list)
 
 
 def encode_jpeg(frame: npt.NDArray[Any], width: int, quality: int) -> bytes:
@@ -97,6 +103,7 @@ class _Event:
     last_update: float = 0.0
     best_area: float = -1.0
     best_frame: npt.NDArray[Any] | None = None
+    best_blobs: list[Blob] = field(default_factory=list)  # what moved in best_frame
     best_dirty: bool = False  # a better frame than the last one sent
     sent_sha: str | None = None
     sent_bytes: int | None = None
@@ -148,6 +155,7 @@ class EventTracker:
             ev.zones.update(zones or ())
             if frame is not None and result.area > ev.best_area:
                 ev.best_area = result.area
+                ev.best_blobs = list(result.blobs)
                 # Keep only a snapshot-sized copy: bounded memory whatever the camera's resolution.
                 h, w = frame.shape[:2]
                 width = self.s.snapshot_width
@@ -208,7 +216,9 @@ class EventTracker:
         }
         if end is not None:
             doc["end"] = _ts(end)
+        frame: npt.NDArray[Any] | None = None
         if ev.best_dirty and ev.best_frame is not None:
+            frame = ev.best_frame
             jpeg = encode_jpeg(ev.best_frame, self.s.snapshot_width, self.s.jpeg_quality)
             ev.best_dirty = False
             import hashlib
@@ -218,6 +228,11 @@ class EventTracker:
         elif ev.sent_sha is not None:
             doc["snapshot_sha256"] = ev.sent_sha
             doc["snapshot_bytes"] = ev.sent_bytes
+        regions = [(b.x, b.y, b.w, b.h) for b in ev.best_blobs[:MAX_BOXES]]
+        if jpeg is not None or ev.sent_sha is not None:
+            doc["snapshot_boxes"] = [
+                {k: round(min(1.0, max(0.0, v)), 4) for k, v in zip("xywh", r, strict=True)} for r in regions
+            ]
         if phase == "end":
             ev.best_frame = None
-        return Emission(doc, jpeg)
+        return Emission(doc, jpeg, frame, regions if frame is not None else [])
