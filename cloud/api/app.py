@@ -35,6 +35,7 @@ from cloud.api.alerts import alerts_router
 from cloud.api.audit import audit_router
 from cloud.api.events import events_router
 from cloud.api.fleet import fleet_router
+from cloud.api.inventory import inventory_router, presence
 from cloud.api.limits import BodyLimit, validation_error
 from cloud.api.releases import releases_router
 from cloud.api.session import session_router
@@ -46,6 +47,7 @@ from cloud.fleet.rollout import UpdateSender, run_rollouts
 from cloud.fleet.service import FleetService
 from cloud.fleet.update_sender import MqttUpdateSender
 from cloud.fleet.updates import Updates
+from cloud.onboarding.service import Onboarding, expire_loop
 from cloud.reports.router import wifi_reports_router
 from cloud.reports.runtime import ReportsRuntime
 from cloud.runtime import Runtime
@@ -164,6 +166,7 @@ def create_app(
         if runtime.cfg.fleet.enabled
         else None
     )
+    onboarding = Onboarding(runtime.cfg, runtime.live, fleet)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -178,6 +181,7 @@ def create_app(
             name="event-retention",
         )
         refusals = asyncio.create_task(_flush_refusals(web), name="refusal-counts")
+        bundles = asyncio.create_task(expire_loop(onboarding), name="bundle-expiry")
         assert update_sender is not None
         rollouts = asyncio.create_task(
             run_rollouts(updates.rollouts, update_sender, runtime.cfg.releases.rollout_interval_s),
@@ -186,7 +190,7 @@ def create_app(
         try:
             yield
         finally:
-            for task in (retention, refusals, rollouts):
+            for task in (retention, refusals, rollouts, bundles):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
@@ -209,6 +213,8 @@ def create_app(
         openapi_url=None,
     )
     app.state.web = web
+    app.state.onboarding = onboarding
+    app.state.presence = presence(runtime)
     http = runtime.cfg.http
     technician = [Depends(require(Perm.DEVICES))]
     app.add_exception_handler(RequestValidationError, validation_error)
@@ -298,7 +304,7 @@ def create_app(
             out.append(_device(d.id, d.kind, d.commune, d.site, d.node, d.address, True, states.get(d.node)))
         inventory_nodes = {n.id for n in runtime.inventory.nodes}
         for node, st in sorted(states.items()):
-            if node not in inventory_nodes:
+            if node not in inventory_nodes and not runtime.inventory.is_retired(node):
                 out.append(_device(node, None, st["commune"], None, node, "", False, st))
         out = [
             d for d in out if (commune is None or d.commune == commune) and (kind is None or d.kind == kind)
@@ -342,6 +348,7 @@ def create_app(
     app.include_router(wifi_reports_router(reports.service, _audited_reports))
     if fleet is not None:
         app.include_router(fleet_router(fleet))
+    app.include_router(inventory_router(onboarding, app.state.presence))
     app.include_router(pages_router())
 
     @app.get(
