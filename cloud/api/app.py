@@ -51,6 +51,7 @@ from cloud.onboarding.service import Onboarding, expire_loop
 from cloud.reports.router import wifi_reports_router
 from cloud.reports.runtime import ReportsRuntime
 from cloud.runtime import Runtime
+from cloud.web.onboarding import onboarding_router
 from cloud.web.pages import html_error, pages_router
 from cloud.web.services import WebServices
 
@@ -350,6 +351,7 @@ def create_app(
         app.include_router(fleet_router(fleet))
     app.include_router(inventory_router(onboarding, app.state.presence))
     app.include_router(pages_router())
+    app.include_router(onboarding_router())
 
     @app.get(
         "/metrics",

@@ -11,6 +11,8 @@ from datetime import datetime
 from typing import Final
 from zoneinfo import ZoneInfo
 
+from cloud.web import i18n_onboarding as onboarding
+
 LANGS: Final = ("vi", "en")
 DEFAULT_LANG: Final = "vi"
 LOCAL_TZ: Final = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -279,6 +281,8 @@ EN: Final[dict[str, str]] = {
     "outcome_csrf": "missing or wrong CSRF token",
 }
 
+VI.update(onboarding.VI)  # kept apart: one module per page's text merges cleanly
+EN.update(onboarding.EN)
 _TABLES: Final = {"vi": VI, "en": EN}
 
 
