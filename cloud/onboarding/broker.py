@@ -108,6 +108,6 @@ class BrokerAdmin:
             time.sleep(0.05)
         raise ProvisionError(
             f"the broker files are updated but the broker's reload watcher did not acknowledge within "
-            f"{timeout_s:.0f} s (no {ack} with the token written to {request}): is reload-watcher.sh "
+            f"{timeout_s:g} s (no {ack} with the token written to {request}): is reload-watcher.sh "
             "running beside the broker (docs/onboarding.md)? Reload the broker by hand"
         )

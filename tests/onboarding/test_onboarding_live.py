@@ -9,11 +9,15 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import re
+import subprocess
+import sys
 import time
 import zipfile
 from pathlib import Path
 
+import yaml
 from onboarding_lab import BOARDS, Lab, wait_until
 
 from cloud.web.onboarding import onboarding_router
@@ -165,3 +169,44 @@ def test_police_and_mic_are_refused_every_inventory_route_and_scoped_technicians
     assert status == 422 and "camera URL" in body["detail"]
     _, inv = tech.call("GET", "/api/v1/inventory")
     assert "dr-cam-14" not in {d["id"] for d in inv["devices"]}, "a refused device was stored"
+
+
+def test_the_command_line_adds_lists_exports_imports_and_decommissions(lab: Lab, tmp_path: Path) -> None:
+    """docs/onboarding.md's commands, as printed there (with this lab's URL and token)."""
+    env = dict(os.environ, CIOT_API_TOKEN=lab.tokens["kythuat"], CIOT_API_URL=lab.cloud.url)
+
+    def run(*args: str) -> str:
+        argv = [sys.executable, "-m", "commune_iot", "inventory", *args]
+        res = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        assert res.returncode == 0, res
+        return res.stdout
+
+    (tmp_path / "cam.pw").write_text("m4t-khau\n")
+    said = run(
+        "add", "dr-cam-31", "--kind", "camera", "--commune", "da-ron", "--site", "dr-diem-31",
+        "--site-name", "Cổng chợ mới", "--camera-url", "rtsp://192.168.1.64:554/Streaming/Channels/102",
+        "--camera-password-file", "cam.pw", "--out", "bundles/",
+    )  # fmt: skip
+    assert "device dr-cam-31 (camera) on board dr-cam-31 at dr-diem-31 (da-ron): never_seen" in said
+    zip_path = tmp_path / "bundles" / "ciot-dr-cam-31.zip"
+    assert zip_path.stat().st_mode & 0o077 == 0  # it holds the board's password
+    assert zipfile.ZipFile(zip_path).read("dr-cam-31/camera.password") == b"m4t-khau\n"
+    assert re.search(
+        r"^dr-cam-31 +camera +dr-cam-31 +da-ron +dr-diem-31 +never_seen$",
+        run("list", "--commune", "da-ron"),
+        flags=re.M,
+    )
+    run("rename", "dr-cam-31", "--name", "Camera cổng chợ mới")
+    run("move", "dr-cam-31", "--commune", "da-ron", "--site", "dr-diem-12")
+
+    config = str(lab.cloud.config_path)
+    run("export", "inventory.yaml", "--config", config)
+    exported = yaml.safe_load((tmp_path / "inventory.yaml").read_text(encoding="utf-8"))
+    mine = next(d for d in exported["devices"] if d["id"] == "dr-cam-31")
+    assert mine["name"] == "Camera cổng chợ mới" and mine["site"] == "dr-diem-12"
+    assert mine["camera_url"] == "rtsp://192.168.1.64:554/Streaming/Channels/102"
+    assert "added nothing; updated nothing" in run("import", "inventory.yaml", "--config", config)
+
+    said = run("decommission", "dr-cam-31", "--yes")
+    assert "board dr-cam-31: credentials revoked" in said
+    assert "dr-cam-31:" not in (lab.broker.auth / "passwd").read_text()
