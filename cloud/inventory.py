@@ -143,6 +143,7 @@ class Inventory(BaseModel):
         """Become ``other`` in place. Fields and indexes live in the instance dict, so one
         assignment swaps them all: a reader sees the old inventory or the new, never a mix."""
         object.__setattr__(self, "__dict__", dict(other.__dict__))
+        object.__setattr__(self, "__pydantic_extra__", other.__pydantic_extra__)
 
     def model_post_init(self, __context: Any) -> None:
         by_node: dict[str, list[Device]] = {}

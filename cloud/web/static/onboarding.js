@@ -51,6 +51,8 @@ document.addEventListener("DOMContentLoaded", () => {
           badge.dataset.state = d.state;
           badge.className = "badge state-" + d.state;
           badge.textContent = label || d.state;
+          const hint = document.getElementById("watch-hint");
+          if (hint && (d.state === "up" || d.state === "decommissioned")) hint.hidden = true;
           if (seen && d.last_seen) seen.textContent = localTime(d.last_seen);
         }
       } catch (e) {
