@@ -343,9 +343,8 @@ class InventoryStore:
             return False
         try:
             with self.engine.begin() as conn:
-                if conn.execute(select(state.c.version).where(state.c.id == 1)).first() is not None:
+                if not self._start(conn, by):
                     return False
-                conn.execute(state.insert().values(id=1, version=0, changed_at=time.time(), changed_by=by))
                 self._upsert(conn, inv.model_dump(mode="json", exclude_none=True), by)
                 self._commit(conn, by)
         except IntegrityError:  # seeded concurrently
@@ -357,11 +356,17 @@ class InventoryStore:
         (decommission does that, with the broker); a decommissioned id is not brought back,
         and a board is never moved to another commune here (``move`` changes its ACL)."""
         with self.engine.begin() as conn:
-            if conn.execute(select(state.c.version).where(state.c.id == 1)).first() is None:
-                conn.execute(state.insert().values(id=1, version=0, changed_at=time.time(), changed_by=by))
+            self._start(conn, by)
             report = self._upsert(conn, inv.model_dump(mode="json", exclude_none=True), by)
             self._commit(conn, by)
         return report
+
+    def _start(self, conn: Connection, by: str) -> bool:
+        """The version row of a database that has none yet; False when it had one."""
+        if conn.execute(select(state.c.version).where(state.c.id == 1)).first() is not None:
+            return False
+        conn.execute(state.insert().values(id=1, version=0, changed_at=time.time(), changed_by=by))
+        return True
 
     def _upsert(self, conn: Connection, doc: dict[str, Any], by: str) -> ImportReport:
         added: dict[str, int] = {}
