@@ -362,6 +362,46 @@ class LabelsConfig(LabelSettings):
     )
 
 
+class BrokerAdminConfig(_Section):
+    """Onboarding from the cloud (docs/onboarding.md): the broker's auth directory and its reload."""
+
+    dir: Path | None = Field(
+        None,
+        description="The broker's auth directory (passwd, acl, ca.crt; what `commune-iot provision "
+        "--broker-dir` writes), writable by the cloud. Unset: devices can be added to the inventory but "
+        "no board credentials or bundles are issued and decommissioning revokes nothing.",
+    )
+    reload_command: str = Field(
+        "",
+        description="A command (no shell) that makes the running broker reread its files, e.g. "
+        "`kill -HUP 1234` or `systemctl reload mosquitto` when the cloud may signal the broker.",
+    )
+    reload_request_file: SecretFile = Field(
+        None,
+        description="Instead of a command (compose: the cloud's container cannot signal the broker's): "
+        "write a token to this file, which firmware_config/mosquitto/reload-watcher.sh beside the broker "
+        "watches; it sends the broker SIGHUP and writes the token to reload_ack_file.",
+    )
+    reload_ack_file: SecretFile = Field(
+        None, description="Where the watcher acknowledges a reload (see reload_request_file)."
+    )
+    reload_timeout_s: float = Field(
+        15.0, gt=0, le=300, description="How long to wait for the command or the watcher's acknowledgement."
+    )
+    board_url: str = Field(
+        "",
+        description="What boards dial, mqtts://HOST:8883, written into each bundle's edge.yaml. "
+        "Required to issue bundles.",
+    )
+    bundle_ttl_s: float = Field(
+        86400.0,
+        gt=0,
+        le=30 * 86400,
+        description="A bundle not downloaded within this time is deleted (issue another: the board "
+        "gets a new password).",
+    )
+
+
 class CloudConfig(BaseSettings):
     """The whole cloud configuration; see cloud/sample.yaml for an annotated example."""
 
@@ -393,7 +433,22 @@ class CloudConfig(BaseSettings):
     )
     inventory: Path = Field(
         REPO_ROOT / "firmware_config" / "inventory.yaml",
-        description="Device inventory YAML; relative paths are resolved against the config file.",
+        description="Inventory YAML the SQL inventory is filled from when the database holds none "
+        "(first start, the demo); afterwards SQL is the inventory (docs/onboarding.md). Relative "
+        "paths are resolved against the config file.",
+    )
+    inventory_poll_s: float = Field(
+        2.0,
+        gt=0,
+        le=300,
+        description="How often each cloud process checks the SQL inventory's version: a device added, "
+        "moved or decommissioned through another process reaches this one's ingest, alerting and "
+        "reports within this time (through this process's own API: at once).",
+    )
+    broker_admin: BrokerAdminConfig = Field(
+        default_factory=BrokerAdminConfig,
+        description="The broker's password and ACL files, written by the cloud when devices are "
+        "onboarded or decommissioned, and how the broker is told to reload them.",
     )
     snapshots_dir: Path = Field(
         Path("var/snapshots"), description="Snapshot JPEGs, stored by SHA-256 (ab/cd/<sha>.jpg)."
@@ -459,6 +514,13 @@ def load_config(path: Path | str | None = None, **overrides: Any) -> CloudConfig
             cfg.releases.board_passwd_file = _resolve(base, cfg.releases.board_passwd_file)
         if cfg.labels.model is not None:
             cfg.labels.model = _resolve(base, cfg.labels.model.expanduser())
+        ba = cfg.broker_admin
+        if ba.dir is not None:
+            ba.dir = _resolve(base, ba.dir)
+        if ba.reload_request_file is not None:
+            ba.reload_request_file = _resolve(base, ba.reload_request_file)
+        if ba.reload_ack_file is not None:
+            ba.reload_ack_file = _resolve(base, ba.reload_ack_file)
         if cfg.sql.url.startswith("sqlite:///") and not cfg.sql.url.startswith("sqlite:////"):
             rel = cfg.sql.url.removeprefix("sqlite:///")
             if rel and rel != ":memory:":

@@ -1,4 +1,4 @@
-"""Wires one cloud process together: inventory, stores, an ingest worker and the drainer.
+"""Wires one cloud process together: the live inventory, stores, an ingest worker and the drainer.
 
 Used by ``serve`` (inside the FastAPI lifespan), ``ingest_only``, the benchmark and the
 tests, so all of them run exactly the same ingest path.
@@ -17,7 +17,8 @@ from cloud.ingest.consumer import IngestWorker
 from cloud.ingest.convert import Converter
 from cloud.ingest.drainer import Drainer
 from cloud.ingest.stats import Stats, render
-from cloud.inventory import Inventory, load_inventory
+from cloud.inventory import Inventory
+from cloud.onboarding.live import LiveInventory
 from cloud.selfmon import SelfMonitor
 from cloud.storage.influx import InfluxClient
 from cloud.storage.journal import Journal
@@ -30,12 +31,15 @@ log = logging.getLogger(__name__)
 class Runtime:
     def __init__(self, cfg: CloudConfig, *, role: str = "serve") -> None:
         self.cfg = cfg
-        self.inventory: Inventory = load_inventory(cfg.inventory)
         self.client_id = cfg.mqtt.effective_client_id(role)
         self.stats = Stats()
         self.sql = SqlStore(
             cfg.sql.url, password=cfg.sql.password_value(), busy_timeout_ms=cfg.sql.busy_timeout_ms
         )
+        # The inventory in SQL (seeded from cfg.inventory when empty); every part below holds
+        # this one object, which the poller keeps current (cloud.onboarding.live).
+        self.live = LiveInventory.open(self.sql.engine, cfg.inventory, by=self.client_id)
+        self.inventory: Inventory = self.live.inventory
         spool = cfg.influx.spool_dir / re.sub(r"[^A-Za-z0-9_.-]", "_", self.client_id)
         self.journal = Journal(spool)
         self.snapshots = SnapshotStore(cfg.snapshots_dir)
@@ -75,14 +79,15 @@ class Runtime:
         )
         self._selfmon_task: asyncio.Task[None] | None = None
         self._drain_task: asyncio.Task[None] | None = None
+        self._inventory_task: asyncio.Task[None] | None = None
         self._stopped = False
 
     async def start(self) -> None:
         counts = ", ".join(f"{n} {k}" for k, n in sorted(self.inventory.counts().items()))
         log.info(
-            "cloud ingest starting: inventory %s (%s), broker %s, InfluxDB %s/%s, "
+            "cloud ingest starting: inventory version %d (%s), broker %s, InfluxDB %s/%s, "
             "journal %s (%s lines pending)",
-            self.cfg.inventory,
+            self.inventory.version,
             counts,
             self.cfg.mqtt.url,
             self.cfg.influx.url,
@@ -91,6 +96,9 @@ class Runtime:
             f"{self.journal.depth_lines:,}",
         )
         self._drain_task = asyncio.create_task(self.drainer.run(), name="influx-drainer")
+        self._inventory_task = asyncio.create_task(
+            self.live.run(self.cfg.inventory_poll_s), name="inventory-poll"
+        )
         if self.cfg.influx.self_metrics_s:
             self._selfmon_task = asyncio.create_task(self.selfmon.run(), name="self-metrics")
         self.worker.start()
@@ -105,10 +113,11 @@ class Runtime:
         if self.alerting is not None:
             await self.alerting.stop()
         await asyncio.to_thread(self.worker.stop)
-        if self._selfmon_task is not None:
-            self._selfmon_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._selfmon_task
+        for task in (self._selfmon_task, self._inventory_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._drain_task is not None:
             self._drain_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

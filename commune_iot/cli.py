@@ -10,8 +10,12 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from commune_iot import __version__
+
+if TYPE_CHECKING:
+    from cloud.inventory import Inventory
 
 
 def _edge_run(args: argparse.Namespace) -> int:
@@ -91,12 +95,15 @@ def _bench_console(args: argparse.Namespace) -> int:
 def _provision(args: argparse.Namespace) -> int:
     from commune_iot.provision import main as prov
     from commune_iot.provision.broker import command_reload
-    from commune_iot.provision.bundle import ROOT
 
-    inventory = args.inventory or ROOT / "firmware_config" / "inventory.yaml"
     reload = command_reload(args.reload) if args.reload else None
     if args.ca:
         return prov.init_ca(args.broker_dir, args.host, reload)
+    try:
+        inventory = _provision_inventory(args)
+    except (OSError, ValueError) as exc:
+        print(f"provision: {exc}", file=sys.stderr)
+        return 2
     if args.cloud_user:
         return prov.cloud_user(args.cloud_user, args.broker_dir, args.out, inventory, reload)
     if not args.device:
@@ -115,6 +122,28 @@ def _provision(args: argparse.Namespace) -> int:
         release_keys=args.release_key,
         release=args.release,
     )
+
+
+def _provision_inventory(args: argparse.Namespace) -> Inventory:
+    """--inventory FILE; else the cloud's SQL inventory when a cloud config is given (--config
+    or $CIOT_CLOUD_CONFIG: it is the inventory once the cloud runs); else the repository's YAML."""
+    from cloud.inventory import load_inventory
+    from commune_iot.provision.bundle import ROOT
+
+    if args.inventory is not None:
+        return load_inventory(args.inventory)
+    if args.config is not None or os.environ.get("CIOT_CLOUD_CONFIG"):
+        from cloud.config import load_config
+        from cloud.onboarding.live import LiveInventory
+        from cloud.storage.sql import SqlStore
+
+        cfg = load_config(args.config)
+        sql = SqlStore(cfg.sql.url, password=cfg.sql.password_value())
+        try:
+            return LiveInventory.open(sql.engine, cfg.inventory).inventory
+        finally:
+            sql.dispose()
+    return load_inventory(ROOT / "firmware_config" / "inventory.yaml")
 
 
 def _grafana_export(args: argparse.Namespace) -> int:
@@ -346,7 +375,14 @@ def build_parser() -> argparse.ArgumentParser:
     prov.add_argument("--broker-dir", type=Path, default=Path("var/broker"), help="passwd, acl and certs")
     prov.add_argument("--out", type=Path, default=Path("var/bundles"), help="where bundles are written")
     prov.add_argument("--broker-url", default="", help="what boards dial, e.g. mqtts://mqtt.example.vn:8883")
-    prov.add_argument("--inventory", type=Path, default=None)
+    prov.add_argument("--inventory", type=Path, default=None, help="inventory YAML (see --config)")
+    prov.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="cloud config: use the cloud's SQL inventory (default with $CIOT_CLOUD_CONFIG; "
+        "else the repository's inventory YAML)",
+    )
     prov.add_argument(
         "--reload",
         default="",
@@ -442,12 +478,13 @@ def build_parser() -> argparse.ArgumentParser:
     bs.add_argument("--run-dir", type=Path, default=None)
     bs.set_defaults(func=_bench_snmp)
 
-    from commune_iot import db_cli, eventlog_cli, fleet_cli
+    from commune_iot import db_cli, eventlog_cli, fleet_cli, inventory_cli
     from commune_iot.release import cli as release_cli
 
     eventlog_cli.register(sub, bench_sub)
     db_cli.register(sub)
     fleet_cli.register(sub)
+    inventory_cli.register(sub)
     release_cli.register(sub)
     return p
 

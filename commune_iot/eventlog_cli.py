@@ -56,7 +56,7 @@ def _users(args: argparse.Namespace) -> int:
     try:
         if args.users_cmd == "add":
             roles = parse_roles(args.role)
-            known = {c.id for c in _inventory(cfg).communes}
+            known = {c.id for c in _inventory(cfg, sql).communes}
             communes = frozenset(c for part in args.commune for c in part.split(",") if c)
             unknown = communes - known
             if unknown:
@@ -140,10 +140,10 @@ def _users(args: argparse.Namespace) -> int:
     return 0
 
 
-def _inventory(cfg: CloudConfig) -> Inventory:
-    from cloud.inventory import load_inventory
+def _inventory(cfg: CloudConfig, sql: SqlStore) -> Inventory:
+    from cloud.onboarding.live import LiveInventory
 
-    return load_inventory(cfg.inventory)
+    return LiveInventory.open(sql.engine, cfg.inventory).inventory
 
 
 def _evidence_verify(args: argparse.Namespace) -> int:

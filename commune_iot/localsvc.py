@@ -267,7 +267,11 @@ class SecureMosquitto(Mosquitto):
     def log_path(self) -> Path:
         return self.data / "mosquitto.log"  # written by the broker's user, line by line
 
-    def start(self) -> SecureMosquitto:
+    WATCHER = REPO / "firmware_config" / "mosquitto" / "reload-watcher.sh"
+
+    def start(self, *, reload_files: tuple[Path, Path] | None = None) -> SecureMosquitto:
+        """Start it; with ``reload_files`` (request, acknowledgement) under the reload watcher,
+        as compose runs it: ``proc`` is then the watcher, the broker its child."""
         self.data.mkdir(exist_ok=True)
         self.log_path.touch()
         account = broker_account()
@@ -281,9 +285,19 @@ class SecureMosquitto(Mosquitto):
         conf = re.sub(r"^listener 8883$", f"listener {self.tls_port} 127.0.0.1", conf, flags=re.M)
         conf = re.sub(r"^listener 1883$", f"listener {self.port} 127.0.0.1", conf, flags=re.M)
         self.conf_path.write_text(conf, encoding="utf-8")  # read before the broker drops root
-        self._spawn([self.binary, "-c", str(self.conf_path)])
+        argv = [self.binary, "-c", str(self.conf_path)]
+        if reload_files is not None:
+            argv = ["sh", str(self.WATCHER), str(reload_files[0]), str(reload_files[1]), "--", *argv]
+        self._spawn(argv)
         self.wait_ready()
         return self
+
+    def kill(self) -> None:
+        """SIGKILL to its process group: the broker too when the watcher runs it."""
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)  # its own session (spawn): group = pid
+            self.proc.wait(10)
 
     def reload(self) -> None:
         """SIGHUP: Mosquitto reads passwd, acl and its TLS files again."""

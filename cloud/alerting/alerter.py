@@ -151,6 +151,7 @@ class Alerter:
         self._windows_at = -1e18
         self._lease_at = -1e18
         self._lease_ok = False
+        self._inventory_version = -1  # the inventory this engine last followed
 
     # ------------------------------------------------------------------ feed (ingest thread)
     def observe(self, items: Iterable[tuple[Converted, float]]) -> None:
@@ -165,6 +166,8 @@ class Alerter:
     def _observe_one(self, res: Converted, at: float) -> None:
         msg = res.message
         eng = self.engine
+        if self.inventory.is_retired(res.node):
+            return  # decommissioned: its retained status, or a message the broker let through
         if isinstance(msg, Status):
             eng.status(
                 res.node,
@@ -182,6 +185,8 @@ class Alerter:
             if msg.replay:
                 return  # the past: the device's state now comes with live data
             for p in msg.points:
+                if self.inventory.is_retired(p.device):
+                    continue  # a device decommissioned from a board that still polls it
                 for problem, active, detail in point_problems(p, self.cfg.fps_low_ratio):
                     eng.device_problem(p.device, problem, active, at, detail, PROBLEM_SEVERITY[problem])
         elif isinstance(msg, Health) and not msg.replay:
@@ -258,9 +263,16 @@ class Alerter:
         seen = source() if source is not None and (taking_over or self.follow_last_seen) else {}
         statuses = self.status_source() if self.status_source is not None and self.follow_last_seen else []
         with self._lock:
+            followed: list[Change] = []
+            if taking_over or self.inventory.version != self._inventory_version:
+                self._inventory_version = self.inventory.version
+                followed = self.engine.follow_inventory(now)
             for st in statuses:
-                self.engine.folded_status(st.node, st.commune, st.state, st.reason, st.at, st.stamp)
+                if not self.inventory.is_retired(st.node):
+                    self.engine.folded_status(st.node, st.commune, st.state, st.reason, st.at, st.stamp)
             for node, (commune, at) in seen.items():
+                if self.inventory.is_retired(node):
+                    continue  # decommissioned: its history stays, nobody watches it
                 if now - at > self.cfg.forget_after_s and self.inventory.node(node) is None:
                     continue  # a stranger heard once, long ago: not ours to watch
                 if taking_over and node not in rejudge:  # known, not alive: a restored alert stays open
@@ -268,7 +280,7 @@ class Alerter:
                 else:
                     self.engine.seen(node, commune, at)
             self.engine.broker(broker_connected, now)
-            changes = self.engine.tick(now)
+            changes = followed + self.engine.tick(now)
         if not leader:
             return out
         if now - self._windows_at >= 5.0:
@@ -312,7 +324,8 @@ class Alerter:
                 else:
                     self._queue(conn, "people", notice_of(row, "open", now), done)
                     self.store.set_notified(conn, row.id, now)
-            elif row.notified_at is not None:  # nobody heard of it: nobody needs to hear it is over
+            elif row.notified_at is not None and not ch.decommissioned:  # nobody heard of it, or
+                # it is over because the board is gone: nobody needs to hear "back up"
                 self._queue(conn, "people", notice_of(row, "resolve", now), done)
 
         row = self.store.apply(ch, then=follow)
@@ -334,11 +347,12 @@ class Alerter:
             )
         else:
             log.info(
-                "alert #%d resolved after %.0f s: %s %s",
+                "alert #%d resolved after %.0f s: %s %s%s",
                 row.id,
                 row.duration_s or 0.0,
                 ch.scope.value,
                 ch.subject,
+                " (decommissioned)" if ch.decommissioned else "",
                 extra={**extra, "duration_s": row.duration_s},
             )
 

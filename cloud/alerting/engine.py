@@ -87,6 +87,8 @@ class Change:
     #: resolve: when the outage ended (the first message after it; device alerts: the point
     #: that cleared the problem), before the recovery check that resolved it at ``at``
     ended_at: float | None = None
+    #: resolve: not because it came back but because it was decommissioned (nobody is told)
+    decommissioned: bool = False
 
     @property
     def duration_s(self) -> float:
@@ -482,10 +484,21 @@ class AlertEngine:
         alert.change = ch
         changes.append(ch)
 
-    def _resolve(self, key: str, now: float, changes: list[Change], *, ended: float) -> None:
+    def _resolve(
+        self, key: str, now: float, changes: list[Change], *, ended: float, decommissioned: bool = False
+    ) -> None:
         alert = self._alerts.pop(key)
         ended = max(alert.change.started_at, min(ended, now))
-        changes.append(replace(alert.change, kind="resolve", at=now, flaps=alert.flaps, ended_at=ended))
+        changes.append(
+            replace(
+                alert.change,
+                kind="resolve",
+                at=now,
+                flaps=alert.flaps,
+                ended_at=ended,
+                decommissioned=decommissioned,
+            )
+        )
 
     def _node(self, node: str, commune: str, at: float) -> _Node:
         n = self._nodes.get(node)
@@ -525,6 +538,28 @@ class AlertEngine:
             n.changed_at = n.outage_start = change.started_at
             n.offline = cause if cause in (Cause.WILL, Cause.SHUTDOWN) else None
             n.cause = cause
+
+    def follow_inventory(self, now: float) -> list[Change]:
+        """The inventory changed: stop watching decommissioned boards and devices (their open
+        alerts are resolved as decommissioned), and take boards' new communes (a move)."""
+        inv = self.inventory
+        changes: list[Change] = []
+        for node in [n for n in self._nodes if inv.is_retired(n)]:
+            del self._nodes[node]
+            if node_key(node) in self._alerts:
+                self._resolve(node_key(node), now, changes, ended=now, decommissioned=True)
+        for n in self._nodes.values():
+            listed = inv.node(n.node)
+            if listed is not None:
+                n.commune = listed.commune
+        for pair in [p for p in self._problems if inv.is_retired(p[0])]:
+            del self._problems[pair]
+        for pair in [p for p in self._cleared if inv.is_retired(p[0])]:
+            del self._cleared[pair]
+        for key, alert in list(self._alerts.items()):
+            if alert.change.scope is Scope.DEVICE and inv.is_retired(alert.change.subject):
+                self._resolve(key, now, changes, ended=now, decommissioned=True)
+        return changes
 
     def forget_alert(self, key: str) -> None:
         """Drop an alert this engine opened but nobody recorded (it was not the evaluator);

@@ -35,6 +35,7 @@ from cloud.api.alerts import alerts_router
 from cloud.api.audit import audit_router
 from cloud.api.events import events_router
 from cloud.api.fleet import fleet_router
+from cloud.api.inventory import inventory_router, presence
 from cloud.api.limits import BodyLimit, validation_error
 from cloud.api.releases import releases_router
 from cloud.api.session import session_router
@@ -46,6 +47,7 @@ from cloud.events.retention import retention_loop
 from cloud.fleet.rollout import run_rollouts
 from cloud.fleet.service import FleetService
 from cloud.fleet.updates import Updates, fleet_sender
+from cloud.onboarding.service import Onboarding, expire_loop
 from cloud.reports.router import wifi_reports_router
 from cloud.reports.runtime import ReportsRuntime
 from cloud.runtime import Runtime
@@ -53,6 +55,7 @@ from cloud.web.console.routes import console_router
 from cloud.web.console.services import Console
 from cloud.web.errors import html_error, html_validation_error
 from cloud.web.help import help_router
+from cloud.web.onboarding import onboarding_router
 from cloud.web.pages import WebChrome, pages_router
 from cloud.web.services import WebServices
 
@@ -168,6 +171,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
         if runtime.cfg.fleet.enabled
         else None
     )
+    onboarding = Onboarding(runtime.cfg, runtime.live, fleet)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -188,7 +192,8 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
             labelling = SnapshotLabeller(runtime.cfg.labels, web.events, web.snapshots, labeller).start()
             runtime.worker.observers.append(labelling.heard)
         app.state.labelling = labelling
-        tasks = [retention, refusals]
+        bundles = asyncio.create_task(expire_loop(onboarding), name="bundle-expiry")
+        tasks = [retention, refusals, bundles]
         if fleet is not None:
             send, every = fleet_sender(fleet, web.audit), runtime.cfg.releases.rollout_interval_s
             tasks.append(asyncio.create_task(run_rollouts(updates.rollouts, send, every), name="rollouts"))
@@ -220,6 +225,8 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
         openapi_url=None,
     )
     app.state.web = web
+    app.state.onboarding = onboarding
+    app.state.presence = presence(runtime)
     http = runtime.cfg.http
     technician = [Depends(require(Perm.DEVICES))]
 
@@ -316,7 +323,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
             out.append(_device(d.id, d.kind, d.commune, d.site, d.node, d.address, True, states.get(d.node)))
         inventory_nodes = {n.id for n in runtime.inventory.nodes}
         for node, st in sorted(states.items()):
-            if node not in inventory_nodes:
+            if node not in inventory_nodes and not runtime.inventory.is_retired(node):
                 out.append(_device(node, None, st["commune"], None, node, "", False, st))
         out = [
             d
@@ -364,7 +371,9 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
     app.include_router(wifi_reports_router(reports.service, _audited_reports, WebChrome()))
     if fleet is not None:
         app.include_router(fleet_router(fleet))
+    app.include_router(inventory_router(onboarding, app.state.presence))
     app.include_router(pages_router())
+    app.include_router(onboarding_router())
     app.include_router(console_router(Console.of(runtime, fleet)))
     app.include_router(help_router())
 

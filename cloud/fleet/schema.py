@@ -131,3 +131,10 @@ def normalized(config: dict[str, Any] | None) -> dict[str, Any] | None:
         return reported(validate_managed(config))
     except ValueError:
         return config
+
+
+def snmp_profiles() -> list[str]:
+    """The SNMP vendor profiles boards know (``auto`` first), for the onboarding form."""
+    from edge.collectors.snmp.profile import builtin_profiles
+
+    return ["auto", *sorted(builtin_profiles())]

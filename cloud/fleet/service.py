@@ -334,8 +334,18 @@ class FleetService:
 
     def _republish(self) -> None:
         for twin in self.store.twins():
-            if twin.desired_version:
+            if twin.desired_version and self.inventory.node(twin.node) is not None:
                 self.publish_desired(twin.node)
+
+    def forget(self, node: str) -> None:
+        """The board was decommissioned: clear its retained desired configuration (an empty
+        retained message deletes it at the broker) and stop following it."""
+        twin = self.store.twin(node)
+        self.online.pop(node, None)
+        if twin is None or not twin.desired_version or not self.connected:
+            return
+        with self._publish_lock:
+            self._client.publish(topic_for(twin.commune, node, Channel.CONFIG), b"", qos=1, retain=True)
 
     def _on_disconnect(self, _c: mqtt.Client, _ud: Any, _f: Any, reason: ReasonCode, _p: Any) -> None:
         self._connected.clear()

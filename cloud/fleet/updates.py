@@ -13,7 +13,7 @@ from cloud.config import CloudConfig
 from cloud.fleet.boardauth import BoardAuth
 from cloud.fleet.releases import ReleaseStore
 from cloud.fleet.rollout import ISSUER, Rollouts, UpdateSender
-from cloud.inventory import Inventory
+from cloud.inventory import Inventory, NodeIds
 from cloud.storage.sql import SqlStore
 from wire.release import UpdateArgs
 
@@ -48,7 +48,7 @@ class Updates:
             timeout_s=rc.board_timeout_s,
             unavailable="" if cfg.fleet.enabled else NO_FLEET,
         )
-        boards = BoardAuth(rc.board_passwd_file, {n.id for n in inventory.nodes})
+        boards = BoardAuth(rc.board_passwd_file, NodeIds(inventory))  # boards onboarded later too
         return cls(releases, rollouts, boards, sql, inventory)
 
     def nodes(self) -> list[dict[str, Any]]:
@@ -58,7 +58,9 @@ class Updates:
         out = []
         listed = [(n.id, n.commune) for n in self.inventory.nodes]
         listed += [
-            (node, st["commune"]) for node, st in sorted(states.items()) if self.inventory.node(node) is None
+            (node, st["commune"])
+            for node, st in sorted(states.items())
+            if self.inventory.node(node) is None and not self.inventory.is_retired(node)
         ]
         for node, commune in listed:
             st = states.get(node, {})

@@ -95,14 +95,31 @@ def _ms(dt: datetime) -> int:
     return (dt - _EPOCH) // _MS
 
 
+#: Channels of a decommissioned board whose messages are ignored rather than dead-lettered.
+_QUIET_WHEN_RETIRED: Final = frozenset({Channel.STATUS.value, Channel.CONFIG.value, Channel.CMD.value})
+
+
+class _Decommissioned(str):
+    """Why a message of a decommissioned board is refused (its status is ignored instead)."""
+
+
 class Converter:
     def __init__(self, inventory: Inventory) -> None:
         self.inventory = inventory
+        self._version = inventory.version
         self._parse = functools.lru_cache(maxsize=4096)(self._parse_uncached)
         self._device_tags = functools.lru_cache(maxsize=4096)(self._device_tags_uncached)
         # Series keys (measurement + escaped, sorted tags) repeat for every message of a node.
         self._node_series = functools.lru_cache(maxsize=4096)(self._node_series_uncached)
         self._point_series = functools.lru_cache(maxsize=16384)(self._point_series_uncached)
+
+    def _follow_inventory(self) -> None:
+        """The live inventory changed (a device added, moved, decommissioned): forget the tags
+        derived from the old one."""
+        if self.inventory.version != self._version:
+            self._version = self.inventory.version
+            for cache in (self._parse, self._device_tags, self._node_series, self._point_series):
+                cache.cache_clear()
 
     # ------------------------------------------------------------------ lookups
     def _parse_uncached(self, topic: str) -> tuple[Topic, _NodeTags] | str:
@@ -112,6 +129,10 @@ class Converter:
             return str(exc)
         node = self.inventory.node(t.node)
         if node is None:
+            if self.inventory.is_retired(t.node):
+                return _Decommissioned(
+                    f"board {t.node} is decommissioned: its credentials were revoked; nothing of it is stored"
+                )
             return t, _NodeTags(t.commune, UNKNOWN, UNKNOWN, False)
         if node.commune != t.commune:
             return f"node {t.node} belongs to commune {node.commune}, not {t.commune} (topic {topic!r})"
@@ -135,8 +156,11 @@ class Converter:
         """The message converted, or Rejected with why; None for a valid control-plane message
         (desired configuration, command, report, reply): the fleet service handles those, and
         the cloud's own messages on ``config`` and ``cmd`` say nothing about the node."""
+        self._follow_inventory()
         parsed = self._parse(topic)
         if isinstance(parsed, str):
+            if isinstance(parsed, _Decommissioned) and topic.rpartition("/")[2] in _QUIET_WHEN_RETIRED:
+                return None  # its last status, retained for ever, or the cloud clearing its config
             return Rejected(parsed, _guess_node(topic))
         t, nt = parsed
         try:

@@ -28,15 +28,22 @@ def main(
     refresh: bool = True,
 ) -> int:
     from cloud.config import load_config
-    from cloud.inventory import load_inventory
+    from cloud.onboarding.live import LiveInventory
     from cloud.reports.i18n import Lang
     from cloud.reports.service import ReportService, UnknownCommune
     from cloud.storage.influx import InfluxClient, InfluxError
+    from cloud.storage.sql import SqlStore
 
     logs.setup()
     try:
         cfg = load_config(config)
-        inventory = load_inventory(cfg.inventory)
+        sql = SqlStore(
+            cfg.sql.url, password=cfg.sql.password_value(), busy_timeout_ms=cfg.sql.busy_timeout_ms
+        )
+        try:
+            inventory = LiveInventory.open(sql.engine, cfg.inventory).inventory  # the SQL inventory
+        finally:
+            sql.dispose()
     except (OSError, ValueError) as exc:
         print(f"report: {exc}", file=sys.stderr)
         return 2

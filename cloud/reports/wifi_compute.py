@@ -311,7 +311,9 @@ def build(
     now_ms: int,
     generated_at: datetime,
 ) -> WifiReport:
-    aps = [d for d in inventory.devices if d.kind == "ap" and (commune is None or d.commune == commune)]
+    # APs decommissioned during the period still count for it (their history is kept)
+    in_service = inventory.devices_since(period.start_ms / 1000)
+    aps = [d for d in in_service if d.kind == "ap" and (commune is None or d.commune == commune)]
     prev_period = period.previous()
     opening = settings.opening
     cal = Calendar.of(period, settings.grain_s, opening)

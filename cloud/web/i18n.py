@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Final
 from zoneinfo import ZoneInfo
 
+from cloud.web import i18n_onboarding as onboarding
 from labels.classes import display
 
 LANGS: Final = ("vi", "en")
@@ -390,6 +391,8 @@ EN: Final[dict[str, str]] = {
     "field_text": "Note",
 }
 
+VI.update(onboarding.VI)  # kept apart: one module per page's text merges cleanly
+EN.update(onboarding.EN)
 _TABLES: Final = {"vi": VI, "en": EN}
 
 

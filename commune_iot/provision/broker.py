@@ -14,6 +14,10 @@ file and the inventory on every change, so it never drifts from the users that e
 * the cloud user reads everything under ``ciot/v1`` and alone writes presence, desired
   configurations and commands.
 
+A board user that the inventory given to a change does not list keeps the commune the ACL
+already gave it (the cloud's SQL inventory may know boards a YAML file does not): only a
+revocation takes a board's topics away.
+
 Mosquitto reads both files at start and again on SIGHUP, as its own user: ``files`` replaces
 them keeping who may read them. At a SIGHUP Mosquitto 2.0 also checks every connected client
 against the new password file and disconnects those no longer in it (measured with 2.0.11), so
@@ -25,6 +29,7 @@ reload) for the command line and for anything else that provisions, such as the 
 
 from __future__ import annotations
 
+import re
 import secrets
 import shlex
 import subprocess
@@ -77,9 +82,17 @@ class BrokerFiles:
                 return []
             users |= {u: hash_password(p) for u, p in (passwords or {}).items()}
             passwd = "".join(f"{u}:{h}\n" for u, h in sorted(users.items()))
-            acl = acl_text(users, communes)
+            acl = acl_text(users, acl_communes(files.read_text(self.acl) or "") | dict(communes))
             files.replace(self.dir, {self.passwd.name: passwd.encode(), self.acl.name: acl.encode()})
         return removed
+
+
+def acl_communes(acl: str) -> dict[str, str]:
+    """Board user -> commune, as an ACL made by ``acl_text`` grants them."""
+    found = re.findall(
+        rf"^topic write {re.escape(PREFIX)}/([^/\s]+)/([^/\s]+)/{Channel.STATUS.value}$", acl, flags=re.M
+    )
+    return {user: commune for commune, user in found}
 
 
 def acl_text(users: Collection[str], communes: Mapping[str, str]) -> str:

@@ -1,18 +1,26 @@
 """What to copy onto a board: its edge config, MQTT password, the CA, the systemd unit, the
-update launcher and, when given, the release it starts with."""
+update launcher and, when given, its collectors' secrets and the release it starts with.
+
+``files`` is the bundle as (name -> content, mode); ``write`` puts it in a directory for
+``commune-iot provision``, the cloud's onboarding zips it (``cloud.onboarding.bundles``).
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-UNIT = ROOT / "firmware_config" / "systemd" / "commune-iot-edge.service"
-LAUNCHER = ROOT / "firmware_config" / "launcher" / "ciot_launcher.py"
+#: The unit and the launcher come from here: the repository's firmware_config, or where an
+#: installed copy put them (the cloud's image sets CIOT_FIRMWARE_CONFIG).
+FIRMWARE = Path(os.environ.get("CIOT_FIRMWARE_CONFIG") or ROOT / "firmware_config")
+UNIT = FIRMWARE / "systemd" / "commune-iot-edge.service"
+LAUNCHER = FIRMWARE / "launcher" / "ciot_launcher.py"
 ETC = "/etc/commune-iot"
 OPT = "/opt/commune-iot"
 LIB = "/usr/local/lib/commune-iot"
@@ -26,7 +34,7 @@ install -d -o root -g ciot -m 0750 {etc}
 install -o root -g ciot -m 0640 edge.yaml ca.crt {etc}/
 install -o ciot -g ciot -m 0400 mqtt.password {etc}/mqtt.password
 install -D -o root -g root -m 0755 ciot_launcher.py {lib}/ciot_launcher.py
-# The first version of the agent, from the release bundle in ./release (made with
+{secrets}# The first version of the agent, from the release bundle in ./release (made with
 # `commune-iot release build --deps ...`, so that it carries its dependencies' wheels):
 python3 -m venv /tmp/ciot-setup
 /tmp/ciot-setup/bin/pip install --no-index --find-links release 'commune-iot[edge]'
@@ -35,11 +43,18 @@ chown -R ciot:ciot {opt}
 rm -rf /tmp/ciot-setup
 install -m 0644 commune-iot-edge.service /etc/systemd/system/
 systemctl daemon-reload && systemctl enable --now commune-iot-edge
-# Then add the board's collector (camera or SNMP) to {etc}/edge.yaml: see edge/sample.yaml.
-"""
+{then}"""
+NO_COLLECTOR = "# Then add the board's collector (camera or SNMP) to {etc}/edge.yaml: see edge/sample.yaml.\n"
 
 
-def edge_yaml(node: str, commune: str, site: str, broker_url: str, update: dict[str, Any]) -> dict[str, Any]:
+def edge_yaml(
+    node: str,
+    commune: str,
+    site: str,
+    broker_url: str,
+    update: dict[str, Any],
+    collectors: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     return {
         "node": node,
         "commune": commune,
@@ -52,10 +67,54 @@ def edge_yaml(node: str, commune: str, site: str, broker_url: str, update: dict[
         },
         "health_interval_s": 10,
         "outbox": {"path": "/var/lib/commune-iot/outbox.sqlite3"},
-        "collectors": [],
+        "collectors": collectors or [],
         "log": {"level": "INFO", "json": True},
         "update": update,
     }
+
+
+def files(
+    node: str,
+    commune: str,
+    site: str,
+    devices: list[str],
+    broker_url: str,
+    password: str,
+    ca_pem: str,
+    *,
+    update: dict[str, Any] | None = None,
+    collectors: list[dict[str, Any]] | None = None,
+    secrets: Mapping[str, str] | None = None,
+) -> dict[str, tuple[bytes, int]]:
+    """The bundle of board ``node``: file name -> (content, mode). ``secrets``: more files for
+    ``/etc/commune-iot`` that only the agent reads (a camera's password, an SNMP community),
+    named in ``collectors`` as ``/etc/commune-iot/<name>``."""
+    cfg = edge_yaml(node, commune, site, broker_url, update or {}, collectors)
+    header = f"# Edge agent of board {node} ({commune}, {site}); devices: {', '.join(devices)}.\n"
+    extra = "".join(
+        f"install -o ciot -g ciot -m 0400 {name} {ETC}/{name}\n" for name in sorted(secrets or {})
+    )
+    install = INSTALL.format(
+        node=node,
+        etc=ETC,
+        opt=OPT,
+        lib=LIB,
+        secrets=extra,
+        then="" if collectors else NO_COLLECTOR.format(etc=ETC),
+    )
+    out = {
+        "edge.yaml": (
+            (header + yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True)).encode(),
+            0o644,
+        ),
+        "mqtt.password": ((password + "\n").encode(), 0o600),
+        "ca.crt": (ca_pem.encode(), 0o644),
+        UNIT.name: (UNIT.read_bytes(), 0o644),
+        LAUNCHER.name: (LAUNCHER.read_bytes(), 0o755),
+        "INSTALL.sh": (install.encode(), 0o755),
+    }
+    out |= {name: ((value + "\n").encode(), 0o600) for name, value in (secrets or {}).items()}
+    return out
 
 
 def write(
@@ -74,19 +133,14 @@ def write(
     d = out / node
     d.mkdir(parents=True, exist_ok=True)
     os.chmod(d, 0o700)
-    cfg = edge_yaml(node, commune, site, broker_url, update or {})
-    header = f"# Edge agent of board {node} ({commune}, {site}); devices: {', '.join(devices)}.\n"
-    (d / "edge.yaml").write_text(
-        header + yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True), encoding="utf-8"
-    )
-    fd = os.open(d / "mqtt.password", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(password + "\n")
-    (d / "ca.crt").write_text(ca_pem, encoding="utf-8")
-    shutil.copyfile(UNIT, d / UNIT.name)
-    shutil.copyfile(LAUNCHER, d / LAUNCHER.name)
+    for name, (body, mode) in files(
+        node, commune, site, devices, broker_url, password, ca_pem, update=update
+    ).items():
+        fd = os.open(d / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "wb") as f:
+            f.write(body)
+        os.chmod(d / name, mode)
     if release is not None:
         shutil.rmtree(d / "release", ignore_errors=True)
         shutil.copytree(release, d / "release")
-    (d / "INSTALL.sh").write_text(INSTALL.format(node=node, etc=ETC, opt=OPT, lib=LIB), encoding="utf-8")
     return d

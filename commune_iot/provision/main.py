@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cloud.inventory import Inventory, load_inventory
+from cloud.inventory import Inventory
 from commune_iot.provision import broker, bundle, ca
 from commune_iot.provision.broker import Reload
 from commune_iot.provision.files import ProvisionError, read_text, replace
@@ -44,21 +44,20 @@ def board(
     broker_dir: Path,
     out: Path,
     broker_url: str,
-    inventory: Path,
+    inv: Inventory,
     reload: Reload | None = None,
     *,
     update_url: str | None = None,
     release_keys: list[str] | None = None,
     release: Path | None = None,
 ) -> int:
-    inv = load_inventory(inventory)
     node = inv.node(node_or_device)
     if node is None:
         dev = inv.device(node_or_device)
         node = inv.node(dev.node) if dev is not None else None
     if node is None:
         print(
-            f"provision: {node_or_device!r} is neither a board nor a device in {inventory}", file=sys.stderr
+            f"provision: {node_or_device!r} is neither a board nor a device of the inventory", file=sys.stderr
         )
         return 2
     if not broker_url.startswith("mqtts://"):
@@ -123,9 +122,9 @@ def _update_section(url: str | None, keys: list[str]) -> dict[str, Any]:
     return section
 
 
-def revoke(node: str, broker_dir: Path, inventory: Path, reload: Reload | None = None) -> int:
+def revoke(node: str, broker_dir: Path, inv: Inventory, reload: Reload | None = None) -> int:
     try:
-        if not broker.revoke_board(broker_dir, node, _communes(load_inventory(inventory))):
+        if not broker.revoke_board(broker_dir, node, _communes(inv)):
             print(f"provision: no broker user {node!r} in {broker_dir}/passwd", file=sys.stderr)
             return 1
     except ProvisionError as exc:
@@ -134,11 +133,11 @@ def revoke(node: str, broker_dir: Path, inventory: Path, reload: Reload | None =
     return _reload(reload)
 
 
-def cloud_user(name: str, broker_dir: Path, out: Path, inventory: Path, reload: Reload | None = None) -> int:
+def cloud_user(name: str, broker_dir: Path, out: Path, inv: Inventory, reload: Reload | None = None) -> int:
     secret = out / f"{name}.password"
     password = broker.new_password()
     try:
-        broker.add_cloud_user(broker_dir, name, password, _communes(load_inventory(inventory)))
+        broker.add_cloud_user(broker_dir, name, password, _communes(inv))
         out.mkdir(parents=True, exist_ok=True)
         replace(out, {secret.name: (password + "\n").encode()}, owner_only={secret.name})
     except ProvisionError as exc:

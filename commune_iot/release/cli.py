@@ -66,13 +66,14 @@ def _updates(config: Path | None) -> Iterator[tuple[Updates, AuditTrail]]:
     from cloud.audit.trail import AuditTrail
     from cloud.config import load_config
     from cloud.fleet.updates import Updates
-    from cloud.inventory import load_inventory
+    from cloud.onboarding.live import LiveInventory
     from cloud.storage.sql import SqlStore
 
     cfg = load_config(config)
     sql = SqlStore(cfg.sql.url, password=cfg.sql.password_value(), busy_timeout_ms=cfg.sql.busy_timeout_ms)
     try:
-        yield Updates.build(cfg, sql, load_inventory(cfg.inventory)), AuditTrail(sql.engine)
+        inventory = LiveInventory.open(sql.engine, cfg.inventory).inventory
+        yield Updates.build(cfg, sql, inventory), AuditTrail(sql.engine)
     finally:
         sql.dispose()
 

@@ -19,10 +19,24 @@ def all_metadata() -> list[MetaData]:
     from cloud.events.store import metadata as events
     from cloud.fleet.rollout import metadata as rollouts
     from cloud.fleet.store import metadata as fleet
+    from cloud.onboarding.store import metadata as inventory
     from cloud.reports.store import metadata as reports
     from cloud.storage.alerts_sql import metadata as alerts
     from cloud.storage.notice_outbox import metadata as notices
     from cloud.storage.oauth_tokens import metadata as oauth
     from cloud.storage.sql import metadata as state
 
-    return [state, events, alerts, notices, audit, users, evidence, reports, oauth, fleet, rollouts]
+    return [
+        state,
+        events,
+        alerts,
+        notices,
+        audit,
+        users,
+        evidence,
+        reports,
+        oauth,
+        fleet,
+        rollouts,
+        inventory,
+    ]
