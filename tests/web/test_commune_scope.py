@@ -52,6 +52,7 @@ def tu_tra(portal: Portal) -> dict[str, Any]:
         "version": "0.1.0",  # a release (served to boards and technicians only)
         "name": "manifest.json",
         "rollout_id": 1,
+        "token": "x" * 43,  # a one-time bundle link (technicians only)
     }
 
 
