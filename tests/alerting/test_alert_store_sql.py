@@ -112,16 +112,30 @@ def test_a_database_from_before_the_baseline_gains_the_columns_added_since(sql_u
     """A deployment keeps its database across upgrades: a database made before migrations
     (no version) and before a column was added gets the column without losing the alerts
     already recorded (tests/storage tests the upgrade from the baseline release itself)."""
+    from alembic import command
     from sqlalchemy import text
 
+    from cloud.storage.schema import alembic_config
+
     url = sql_url
-    store = AlertStore(SqlStore(url).engine)
-    kept = store.apply(_open("dr-cam-02"))
-    assert kept is not None
-    with store.engine.begin() as conn:  # what an older release created
+    old_engine = SqlStore.engine_for(url)
+    with old_engine.begin() as conn:  # what an older release created: the baseline, without `detail`
+        cfg = alembic_config()
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")
         conn.execute(text("ALTER TABLE alerts DROP COLUMN detail"))
         conn.execute(text("DROP TABLE alembic_version"))
-    store.engine.dispose()
+        conn.execute(
+            text(
+                "INSERT INTO alerts (key, active_key, scope, subject, commune, cause, severity, problem, "
+                "state, started_at, opened_at, flaps, down, total, members, suppressed, reminders) VALUES "
+                "('node:dr-cam-02', 'node:dr-cam-02', 'node', 'dr-cam-02', 'da-ron', 'silent', 'critical', "
+                "'', 'open', :t, :t, 0, 0, 0, '', 0, 0)"
+            ),
+            {"t": T0},
+        )
+        kept_id = conn.execute(text("SELECT id FROM alerts")).scalar_one()
+    old_engine.dispose()
 
     upgraded = AlertStore(SqlStore(url).engine)
     problem = Change(
@@ -130,5 +144,5 @@ def test_a_database_from_before_the_baseline_gains_the_columns_added_since(sql_u
     )  # fmt: skip
     row = upgraded.apply(problem)
     assert row is not None and row.detail == "3.0/15 fps"
-    old = upgraded.get(kept.id)
+    old = upgraded.get(kept_id)
     assert old is not None and (old.subject, old.state, old.detail) == ("dr-cam-02", "open", "")
