@@ -82,6 +82,20 @@ def _bench_fleet(args: argparse.Namespace) -> int:
     return main(boards=args.boards, run_dir=args.run_dir)
 
 
+def _bench_scale(args: argparse.Namespace) -> int:
+    from commune_iot.bench.scale import main
+
+    return main(
+        boards=args.boards,
+        seconds=args.seconds,
+        kill=args.kill,
+        run_dir=args.run_dir,
+        sql_url=args.sql,
+        seed=args.seed,
+        disk=not args.no_disk,
+    )
+
+
 def _provision(args: argparse.Namespace) -> int:
     from commune_iot.provision import main as prov
     from commune_iot.provision.broker import command_reload
@@ -276,6 +290,18 @@ def build_parser() -> argparse.ArgumentParser:
     bfl.add_argument("--boards", type=int, default=None, help="only the first N devices' boards")
     bfl.add_argument("--run-dir", type=Path, default=None)
     bfl.set_defaults(func=_bench_fleet)
+    bsc = bench_sub.add_parser(
+        "scale",
+        help="N simulated boards on one cloud node: CPU per 1,000 boards, lag, alert time, API, memory, disk",
+    )
+    bsc.add_argument("--boards", type=int, default=1000)
+    bsc.add_argument("--seconds", type=float, default=120.0, help="measurement window (default 120)")
+    bsc.add_argument("--kill", type=int, default=20, help="boards killed at random instants (default 20)")
+    bsc.add_argument("--sql", default=None, help="cloud database URL (default: SQLite in the run dir)")
+    bsc.add_argument("--seed", type=int, default=1)
+    bsc.add_argument("--no-disk", action="store_true", help="skip the disk-per-board-per-day measurement")
+    bsc.add_argument("--run-dir", type=Path, default=None)
+    bsc.set_defaults(func=_bench_scale)
 
     prov = sub.add_parser(
         "provision",

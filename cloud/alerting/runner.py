@@ -92,7 +92,7 @@ class AlertRunner:
             inventory,
             self.store,
             holder,
-            last_seen_source=self._last_seen,
+            last_seen_source=sql.last_seen,  # every worker's (shared subscription, restarts)
             follow_last_seen=scaled_out,
             status_source=sql.node_statuses,
             outbox=lambda conn, who, notice, at: SqlNoticeQueue.add(conn, channels[who], notice, at),
@@ -114,13 +114,6 @@ class AlertRunner:
     def observe(self, items: Iterable[tuple[Converted, float]]) -> None:
         self.alerter.observe(items)
 
-    def _last_seen(self) -> dict[str, tuple[str, float]]:
-        """Every node's newest message as any worker recorded it (shared subscription, restarts)."""
-        return {
-            node: (st["commune"], float(st["last_seen"]))
-            for node, st in self.sql.node_states().items()
-            if st.get("last_seen")
-        }
 
     async def start(self) -> None:
         self.people.start()

@@ -36,6 +36,7 @@ from cloud.api.audit import audit_router
 from cloud.api.events import events_router
 from cloud.api.fleet import fleet_router
 from cloud.api.limits import BodyLimit, validation_error
+from cloud.api.params import MAX_ROW_ID
 from cloud.api.releases import releases_router
 from cloud.api.session import session_router
 from cloud.auth.deps import LoginRequired, audit, audit_refusal, require
@@ -130,6 +131,10 @@ _DOCS_PAGE = """<!doctype html>
 <body><div id="swagger-ui"></div>
 <script src="/docs-assets/swagger-ui-bundle.js"></script>
 <script src="/static/docs.js"></script></body></html>"""
+
+
+#: Largest page of /api/v1/devices.
+MAX_PAGE = 1000
 
 
 def _ts(v: float | None) -> datetime | None:
@@ -285,24 +290,41 @@ def create_app(
     @app.get(
         "/api/v1/devices",
         response_model=list[DeviceOut],
-        summary="Inventory merged with live status",
+        summary="Inventory merged with live status (a page with limit/offset)",
         dependencies=technician,
     )
     async def devices(
+        request: Request,
+        response: Response,
         commune: str | None = Query(None, description="Only this commune id."),
         kind: str | None = Query(None, description="Only this kind (ap, camera)."),
+        limit: int | None = Query(
+            None,
+            ge=1,
+            le=MAX_PAGE,
+            description="At most this many devices, from offset (a page). Without it: every device. "
+            "The total is in the X-Total-Count header, the next page in the Link header.",
+        ),
+        offset: int = Query(0, ge=0, le=MAX_ROW_ID, description="Devices skipped first (with limit)."),
     ) -> list[DeviceOut]:
-        states = await asyncio.to_thread(runtime.sql.node_states)
-        out: list[DeviceOut] = []
-        for d in runtime.inventory.devices:
-            out.append(_device(d.id, d.kind, d.commune, d.site, d.node, d.address, True, states.get(d.node)))
-        inventory_nodes = {n.id for n in runtime.inventory.nodes}
-        for node, st in sorted(states.items()):
-            if node not in inventory_nodes:
-                out.append(_device(node, None, st["commune"], None, node, "", False, st))
-        out = [
-            d for d in out if (commune is None or d.commune == commune) and (kind is None or d.kind == kind)
-        ]
+        """Inventory devices in inventory order, then nodes the inventory lacks, sorted."""
+        inv = runtime.inventory
+        seen = await asyncio.to_thread(runtime.sql.node_communes)
+        listed = [(d.id, d.kind, d.commune, d.site, d.node, d.address, True) for d in inv.devices]
+        listed += [(n, None, c, None, n, "", False) for n, c in sorted(seen.items()) if inv.node(n) is None]
+        listed = [r for r in listed if (commune is None or r[2] == commune) and (kind is None or r[1] == kind)]
+        total = len(listed)
+        if limit is not None:
+            listed = listed[offset : offset + limit]
+            response.headers["X-Total-Count"] = str(total)
+            if offset + limit < total:
+                nxt = request.url.include_query_params(offset=offset + limit)
+                response.headers["Link"] = f'<{nxt.path}?{nxt.query}>; rel="next"'
+        wanted = {r[4] for r in listed}
+        states = await asyncio.to_thread(
+            runtime.sql.node_states, None if len(wanted) > MAX_PAGE else wanted & seen.keys()
+        )
+        out = [_device(*r, states.get(r[4])) for r in listed]
         if runtime.alerting is not None:
             judged = runtime.alerting.alerter.judgement(dev.id for dev in out)
             for dev in out:

@@ -17,6 +17,7 @@ the count exact: what was not acknowledged comes again and merges into the same 
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -505,33 +506,32 @@ class SqlStore:
         )
 
     # ------------------------------------------------------------------ reads (API)
-    def node_states(self) -> dict[str, dict[str, Any]]:
-        """Every node seen, with its gap count summed over sessions."""
-        gaps = (
-            select(
-                node_sessions.c.node,
-                func.sum(
-                    case(
-                        (
-                            node_sessions.c.max_seq - node_sessions.c.first_seq + 1 - node_sessions.c.received
-                            > 0,
-                            node_sessions.c.max_seq
-                            - node_sessions.c.first_seq
-                            + 1
-                            - node_sessions.c.received,
-                        ),
-                        else_=0,
-                    )
-                ).label("gaps"),
-            )
-            .group_by(node_sessions.c.node)
-            .subquery()
-        )
-        q = select(nodes, func.coalesce(gaps.c.gaps, 0).label("gaps")).outerjoin(
-            gaps, gaps.c.node == nodes.c.node
-        )
+    def node_states(self, only: Collection[str] | None = None) -> dict[str, dict[str, Any]]:
+        """Every node seen (or those of ``only``), with its gap count summed over sessions."""
+        s = node_sessions.c
+        gap = s.max_seq - s.first_seq + 1 - s.received
+        gaps_q = select(s.node, func.sum(case((gap > 0, gap), else_=0)).label("gaps")).group_by(s.node)
+        q = select(nodes)
+        if only is not None:
+            keys = sorted(only)
+            gaps_q = gaps_q.where(s.node.in_(keys))
+            q = q.where(nodes.c.node.in_(keys))
+        gaps = gaps_q.subquery()
+        q = q.add_columns(func.coalesce(gaps.c.gaps, 0).label("gaps")).outerjoin(gaps, gaps.c.node == nodes.c.node)
         with self.engine.connect() as conn:
             return {row.node: dict(row._mapping) for row in conn.execute(q)}
+
+    def node_communes(self) -> dict[str, str]:
+        """Every node seen -> its commune (cheap: for listing nodes the inventory lacks)."""
+        with self.engine.connect() as conn:
+            return {r.node: r.commune for r in conn.execute(select(nodes.c.node, nodes.c.commune))}
+
+    def last_seen(self) -> dict[str, tuple[str, float]]:
+        """Node -> (commune, its newest message's receive time), as any worker recorded it."""
+        c = nodes.c
+        q = select(c.node, c.commune, c.last_seen).where(c.last_seen.is_not(None))
+        with self.engine.connect() as conn:
+            return {r.node: (r.commune, float(r.last_seen)) for r in conn.execute(q)}
 
     def node_statuses(self) -> list[NodeStatus]:
         """Every node's status in force (the newest by ``wire.status_order``), when it took effect."""
