@@ -25,6 +25,7 @@ from pydantic_settings import (
 
 from cloud.alerting.settings import AlertingConfig
 from cloud.reports.settings import ReportsConfig
+from cloud.storage.retention import RAW_DAYS, ROLLUP_DAYS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENV_PREFIX = "CIOT_CLOUD_"
@@ -155,6 +156,25 @@ class IngestConfig(_Section):
     )
 
 
+class RetentionConfig(_Section):
+    """How long InfluxDB keeps what (cloud/storage/retention.py; disk per board: docs/scaling.md)."""
+
+    raw_days: float = Field(
+        RAW_DAYS,
+        ge=0,
+        description="Raw points (board health, AP and camera metrics, motion, status, device states): "
+        "kept this many days in the default retention policy (autogen); 0: forever. Grafana's "
+        "dashboards show raw points, so this is how far back they reach.",
+    )
+    rollup_days: float = Field(
+        ROLLUP_DAYS,
+        ge=0,
+        description="The Wi-Fi report's 15-minute rollups and the outage records (reports, "
+        "availability, Grafana's outage annotations): kept this many days in retention policy "
+        "'rollups'; 0: forever.",
+    )
+
+
 class InfluxConfig(_Section):
     url: str = Field("http://127.0.0.1:8086", description="InfluxDB 1.x base URL (v1 HTTP API).")
     database: str = Field("ciot", description="Database; created when missing.")
@@ -175,6 +195,9 @@ class InfluxConfig(_Section):
     retry_initial_s: float = Field(0.5, gt=0, description="First retry delay after a failed write.")
     retry_max_s: float = Field(30.0, gt=0, description="Cap of the exponential retry delay.")
     timeout_s: float = Field(10.0, gt=0, description="HTTP timeout of one request.")
+    retention: RetentionConfig = Field(
+        default_factory=RetentionConfig, description="Raw points for days, rollups for years."
+    )
     spool_dir: Path = Field(
         Path("var/spool"),
         description="Journal directory (one sub-directory per worker client id). Every message is "

@@ -84,7 +84,10 @@ class AlertRunner:
         self.queue = SqlNoticeQueue(sql.engine)
         links = CloudLinks(OAuthTokenStore(sql.engine), holder, _ChannelTrouble(self))
         self.people = Dispatcher(build_notifiers(self.cfg.notify, lang, links), inventory, lang, self.queue)
-        recorder = OutageRecorder(influx, cfg.influx.database, inventory)
+        r = cfg.influx.retention
+        recorder = OutageRecorder(
+            influx, cfg.influx.database, inventory, raw_days=r.raw_days, rollup_days=r.rollup_days
+        )
         self.outages = Dispatcher([recorder], inventory, lang, self.queue)
         channels = {"people": self.people.names, "records": self.outages.names}
         self.alerter = Alerter(
@@ -113,7 +116,6 @@ class AlertRunner:
 
     def observe(self, items: Iterable[tuple[Converted, float]]) -> None:
         self.alerter.observe(items)
-
 
     async def start(self) -> None:
         self.people.start()

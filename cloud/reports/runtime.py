@@ -36,7 +36,10 @@ class ReportsRuntime:
         cls, cfg: CloudConfig, influx: InfluxClient, engine: Engine, inventory: Inventory, *, holder: str
     ) -> ReportsRuntime:
         store = ReportStore(engine, cfg.reports.output_dir)
-        service = ReportService(influx, cfg.influx.database, inventory, cfg.reports, store)
+        r = cfg.influx.retention
+        service = ReportService(
+            influx, cfg.influx.database, inventory, cfg.reports, store, retention=(r.raw_days, r.rollup_days)
+        )
         job = None
         if cfg.reports.monthly:
             job = MonthlyJob(

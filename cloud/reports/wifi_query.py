@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from cloud.storage.influx import InfluxClient
+from cloud.storage.retention import RAW_DAYS, RAW_POLICY, ROLLUP_DAYS, ROLLUP_POLICY, ensure_retention
 
 GRAIN_S: Final = 900
 CLIENTS_RU: Final = "ap_15m"
@@ -35,13 +36,23 @@ COUNTERS_RU: Final = "ap_if_15m"
 #: Outages longer than this that began before the period are not looked for.
 OUTAGE_LOOKBACK_MS: Final = 400 * 86400 * 1000
 
-_CLIENTS_SELECT = (
-    f'SELECT mean("clients") AS "clients", last("uptime_s") AS "uptime_s" INTO "{CLIENTS_RU}" FROM "ap"'
-)
-_COUNTERS_SELECT = (
-    'SELECT last("in_octets") AS "in_octets", last("out_octets") AS "out_octets" '
-    f'INTO "{COUNTERS_RU}" FROM "ap_if"'
-)
+#: The rollups and outage records live in their own retention policy (kept for years, the raw
+#: points for days: cloud/storage/retention.py); the database is substituted at run time.
+_RU = f'"{ROLLUP_POLICY}"'
+
+
+def _clients_select(db: str) -> str:
+    return (
+        'SELECT mean("clients") AS "clients", last("uptime_s") AS "uptime_s" '
+        f'INTO "{_ident(db)}".{_RU}."{CLIENTS_RU}" FROM "{_ident(db)}"."{RAW_POLICY}"."ap"'
+    )
+
+
+def _counters_select(db: str) -> str:
+    return (
+        'SELECT last("in_octets") AS "in_octets", last("out_octets") AS "out_octets" '
+        f'INTO "{_ident(db)}".{_RU}."{COUNTERS_RU}" FROM "{_ident(db)}"."{RAW_POLICY}"."ap_if"'
+    )
 
 
 @dataclass(slots=True)
@@ -86,7 +97,7 @@ def _where(start_ms: int, end_ms: int, commune: str | None) -> str:
 def continuous_queries(db: str, resample_h: int) -> list[str]:
     """DDL of the two rollup CQs (idempotent: same name and text is accepted again)."""
     out = []
-    for name, select in (("cq_ap_15m", _CLIENTS_SELECT), ("cq_ap_if_15m", _COUNTERS_SELECT)):
+    for name, select in (("cq_ap_15m", _clients_select(db)), ("cq_ap_if_15m", _counters_select(db))):
         out.append(
             f'CREATE CONTINUOUS QUERY "{name}" ON "{_ident(db)}" RESAMPLE EVERY {GRAIN_S}s '
             f"FOR {resample_h}h BEGIN {select} GROUP BY time({GRAIN_S}s), * END"
@@ -94,15 +105,22 @@ def continuous_queries(db: str, resample_h: int) -> list[str]:
     return out
 
 
-async def ensure_rollups(influx: InfluxClient, db: str, resample_h: int) -> None:
-    """Create the database and the rollup CQs when missing (safe from several workers)."""
-    await influx.create_database(db)
+async def ensure_rollups(
+    influx: InfluxClient,
+    db: str,
+    resample_h: int,
+    raw_days: float = RAW_DAYS,
+    rollup_days: float = ROLLUP_DAYS,
+) -> None:
+    """Create the database, its retention policies and the rollup CQs when missing (safe from
+    several workers); a CQ of an older release (another text) is replaced."""
+    await ensure_retention(influx, db, raw_days, rollup_days)
     existing = await influx.query("SHOW CONTINUOUS QUERIES")
     have = {row[0]: row[1] for s in existing if s.get("name") == db for row in s.get("values", [])}
     for ddl in continuous_queries(db, resample_h):
         name = ddl.split('"')[1]
         if name in have:
-            if f"FOR {resample_h}h" in have[name]:
+            if f"FOR {resample_h}h" in have[name] and f".{ROLLUP_POLICY}." in have[name].replace('"', ""):
                 continue
             await influx.query(f'DROP CONTINUOUS QUERY "{name}" ON "{_ident(db)}"')
         await influx.query(ddl)
@@ -113,20 +131,20 @@ async def refresh(influx: InfluxClient, db: str, start_ms: int, end_ms: int) -> 
     a = start_ms - start_ms % (GRAIN_S * 1000) - GRAIN_S * 1000  # the bucket before: its last reading
     w = f"WHERE time >= {a}ms AND time < {end_ms}ms GROUP BY time({GRAIN_S}s), *"
     await asyncio.gather(
-        influx.query(f"{_CLIENTS_SELECT} {w}", db=db), influx.query(f"{_COUNTERS_SELECT} {w}", db=db)
+        influx.query(f"{_clients_select(db)} {w}", db=db), influx.query(f"{_counters_select(db)} {w}", db=db)
     )
 
 
 def clients_query(start_ms: int, end_ms: int, commune: str | None) -> str:
     return (
-        f'SELECT "clients", "uptime_s" FROM "{CLIENTS_RU}" '
+        f'SELECT "clients", "uptime_s" FROM {_RU}."{CLIENTS_RU}" '
         f'WHERE {_where(start_ms - GRAIN_S * 1000, end_ms, commune)} GROUP BY "device"'
     )
 
 
 def counters_query(start_ms: int, end_ms: int, commune: str | None) -> str:
     return (
-        f'SELECT "in_octets", "out_octets" FROM "{COUNTERS_RU}" '
+        f'SELECT "in_octets", "out_octets" FROM {_RU}."{COUNTERS_RU}" '
         f'WHERE {_where(start_ms - GRAIN_S * 1000, end_ms, commune)} GROUP BY "device", "ifname"'
     )
 
@@ -134,7 +152,7 @@ def counters_query(start_ms: int, end_ms: int, commune: str | None) -> str:
 def outages_query(start_ms: int, end_ms: int, commune: str | None) -> str:
     w = _where(start_ms - OUTAGE_LOOKBACK_MS, end_ms, commune)
     return (
-        f'SELECT "end_ms" FROM "outage" WHERE {w} AND ("end_ms" = 0 OR "end_ms" > {start_ms}) '
+        f'SELECT "end_ms" FROM {_RU}."outage" WHERE {w} AND ("end_ms" = 0 OR "end_ms" > {start_ms}) '
         'GROUP BY "device", "scope", "problem"'
     )
 

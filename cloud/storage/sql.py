@@ -352,7 +352,9 @@ class SqlStore:
         return {
             "nodes": node_upsert,
             "status": status_upsert,
-            "sessions_new": self._insert(node_sessions).on_conflict_do_nothing(index_elements=[s.node, s.session]),
+            "sessions_new": self._insert(node_sessions).on_conflict_do_nothing(
+                index_elements=[s.node, s.session]
+            ),
             "seqs_read": select(s.node, s.session, s.first_seq, s.received, s.seqs)
             .where(tuple_(s.node, s.session).in_(bindparam("keys", expanding=True)))
             .order_by(s.node, s.session)
@@ -522,7 +524,9 @@ class SqlStore:
             gaps_q = gaps_q.where(s.node.in_(keys))
             q = q.where(nodes.c.node.in_(keys))
         gaps = gaps_q.subquery()
-        q = q.add_columns(func.coalesce(gaps.c.gaps, 0).label("gaps")).outerjoin(gaps, gaps.c.node == nodes.c.node)
+        q = q.add_columns(func.coalesce(gaps.c.gaps, 0).label("gaps")).outerjoin(
+            gaps, gaps.c.node == nodes.c.node
+        )
         with self.engine.connect() as conn:
             return {row.node: dict(row._mapping) for row in conn.execute(q)}
 

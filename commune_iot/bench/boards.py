@@ -103,12 +103,63 @@ def puback_packet(pid: int) -> bytes:
     return b"\x40\x02" + _U16.pack(pid)
 
 
-# --------------------------------------------------------------------------- one board
+# --------------------------------------------------------------------------- what a board sends
 @dataclass(frozen=True, slots=True)
 class BoardSpec:
     node: str
     commune: str
     kind: Literal["ap", "camera"]
+
+    @property
+    def metrics_interval_s(self) -> float:
+        return CAMERA_INTERVAL_S if self.kind == "camera" else AP_INTERVAL_S
+
+
+def make_collector(spec: BoardSpec) -> SimAccessPoint | SimCamera:
+    """The board's simulated collector (its device is the node, as in the pilot)."""
+    if spec.kind == "camera":
+        return SimCamera(SimCameraOptions(device=spec.node), node=spec.node)
+    return SimAccessPoint(SimAPOptions(device=spec.node), node=spec.node)
+
+
+def health_payload(
+    node: str, session: str, seq: int, now: datetime, uptime_s: float, rnd: random.Random
+) -> bytes:
+    """A health message with the readings of a healthy board."""
+    return encode(
+        Health(
+            node=node,
+            session=session,
+            seq=seq,
+            ts=now,
+            cpu_pct=round(rnd.uniform(3, 40), 1),
+            load1=round(rnd.uniform(0.05, 1.5), 2),
+            load5=0.4,
+            load15=0.3,
+            mem_used_pct=round(rnd.uniform(30, 60), 1),
+            mem_avail_mb=round(rnd.uniform(300, 600), 1),
+            disk_used_pct=41.0,
+            disk_free_mb=18_500.0,
+            temp_c=round(rnd.uniform(42, 61), 1),
+            agent_uptime_s=round(uptime_s, 1),
+            board_uptime_s=round(86_400 + uptime_s, 1),
+            outbox_depth=0,
+            agent_version=__version__,
+            config_version=0,
+        )
+    )
+
+
+def metrics_payload(
+    collector: SimAccessPoint | SimCamera, session: str, seq: int, now: datetime, mono: float
+) -> bytes:
+    """One reading of the collector, as the agent sends it."""
+    c = collector
+    points = [c.stream_point(now)] if isinstance(c, SimCamera) else c.sample(now, mono)
+    return encode(Metrics(node=c.node, session=session, seq=seq, ts=now, points=points))
+
+
+# --------------------------------------------------------------------------- one board
 
 
 @dataclass(slots=True)
@@ -143,11 +194,7 @@ class Board(asyncio.Protocol):
         self.health_topic = topic_for(spec.commune, spec.node, Channel.HEALTH).encode()
         self.metrics_topic = topic_for(spec.commune, spec.node, Channel.METRICS).encode()
         self.control_topics = [topic_for(spec.commune, spec.node, c) for c in (Channel.CONFIG, Channel.CMD)]
-        self.collector: SimAccessPoint | SimCamera
-        if spec.kind == "camera":
-            self.collector = SimCamera(SimCameraOptions(device=spec.node), node=spec.node)
-        else:
-            self.collector = SimAccessPoint(SimAPOptions(device=spec.node), node=spec.node)
+        self.collector = make_collector(spec)
         self.started = time.monotonic()
 
     # -- messages ------------------------------------------------------------------------
@@ -172,36 +219,16 @@ class Board(asyncio.Protocol):
         return self.seq
 
     def health(self) -> None:
-        rnd = self.fleet.rnd
         uptime = time.monotonic() - self.started
-        msg = Health(
-            node=self.spec.node,
-            session=self.session,
-            seq=self._next_seq(),
-            ts=datetime.now(UTC),
-            cpu_pct=round(rnd.uniform(3, 40), 1),
-            load1=round(rnd.uniform(0.05, 1.5), 2),
-            load5=0.4,
-            load15=0.3,
-            mem_used_pct=round(rnd.uniform(30, 60), 1),
-            mem_avail_mb=round(rnd.uniform(300, 600), 1),
-            disk_used_pct=41.0,
-            disk_free_mb=18_500.0,
-            temp_c=round(rnd.uniform(42, 61), 1),
-            agent_uptime_s=round(uptime, 1),
-            board_uptime_s=round(86_400 + uptime, 1),
-            outbox_depth=len(self.held),
-            agent_version=__version__,
-            config_version=0,
+        payload = health_payload(
+            self.spec.node, self.session, self._next_seq(), datetime.now(UTC), uptime, self.fleet.rnd
         )
-        self.send(_Out(self.health_topic, encode(msg)))
+        self.send(_Out(self.health_topic, payload))
 
     def metrics(self) -> None:
         now = datetime.now(UTC)
-        c = self.collector
-        points = [c.stream_point(now)] if isinstance(c, SimCamera) else c.sample(now, time.monotonic())
-        msg = Metrics(node=self.spec.node, session=self.session, seq=self._next_seq(), ts=now, points=points)
-        self.send(_Out(self.metrics_topic, encode(msg)))
+        payload = metrics_payload(self.collector, self.session, self._next_seq(), now, time.monotonic())
+        self.send(_Out(self.metrics_topic, payload))
 
     def deliverable(self) -> bool:
         if not self.up:
@@ -253,7 +280,9 @@ class Board(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         will_topic = self.status_topic.decode()
-        transport.write(connect_packet(self.spec.node, KEEPALIVE_S, will_topic, self._status("offline", "will")))
+        transport.write(
+            connect_packet(self.spec.node, KEEPALIVE_S, will_topic, self._status("offline", "will"))
+        )
         self.last_out = time.monotonic()
 
     def data_received(self, data: bytes) -> None:
@@ -386,14 +415,17 @@ class BoardFleet:
     ramp_per_s: float = 500.0
     seed: int = 1
     rnd: random.Random = field(init=False)
-    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
-        ("published", "acked", "held", "control", "refused", "reconnects", "connected"), 0
-    ))
+    counts: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(
+            ("published", "acked", "held", "control", "refused", "reconnects", "connected"), 0
+        )
+    )
     boards: dict[str, Board] = field(default_factory=dict)
     _heap: list[tuple[float, int, str, str]] = field(default_factory=list)
     _tick: int = 0
     _ack_ms: list[float] = field(default_factory=list)
     _ever_up: set[str] = field(default_factory=set)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.rnd = random.Random(self.seed)
@@ -430,8 +462,7 @@ class BoardFleet:
             self._at(now + i / self.ramp_per_s, spec.node, "connect")
             first = now + i / self.ramp_per_s + 2.0
             self._at(first + self.rnd.uniform(0, HEALTH_INTERVAL_S), spec.node, "health")
-            every = CAMERA_INTERVAL_S if spec.kind == "camera" else AP_INTERVAL_S
-            self._at(first + self.rnd.uniform(0, every), spec.node, "metrics")
+            self._at(first + self.rnd.uniform(0, spec.metrics_interval_s), spec.node, "metrics")
             self._at(first + self.rnd.uniform(0, KEEPALIVE_S), spec.node, "ping")
             del b
         ready_said = False
@@ -445,13 +476,14 @@ class BoardFleet:
                 if b.killed:
                     continue
                 if what == "connect":
-                    asyncio.create_task(self._connect(b))
+                    self._tasks.add(task := asyncio.create_task(self._connect(b)))
+                    task.add_done_callback(self._tasks.discard)
                 elif what == "health":
                     b.health()
                     self._at(when + HEALTH_INTERVAL_S, node, what)
                 elif what == "metrics":
                     b.metrics()
-                    self._at(when + (CAMERA_INTERVAL_S if b.spec.kind == "camera" else AP_INTERVAL_S), node, what)
+                    self._at(when + b.spec.metrics_interval_s, node, what)
                 elif what == "ping":
                     b.keepalive()
                     self._at(when + 1.0, node, what)

@@ -88,7 +88,13 @@ def write_inventory(specs: list[dict[str, str]], path: Path) -> Path:
         "sites": [{"id": f"{s['node']}-site", "commune": s["commune"], "kind": "village"} for s in specs],
         "nodes": [{"id": s["node"], "commune": s["commune"], "site": f"{s['node']}-site"} for s in specs],
         "devices": [
-            {"id": s["node"], "kind": s["kind"], "node": s["node"], "commune": s["commune"], "site": f"{s['node']}-site"}
+            {
+                "id": s["node"],
+                "kind": s["kind"],
+                "node": s["node"],
+                "commune": s["commune"],
+                "site": f"{s['node']}-site",
+            }
             for s in specs
         ],
     }
@@ -338,7 +344,9 @@ def main(
             raise RuntimeError(f"not every board connected within {boards / ramp_per_s + 300:.0f} s")
         _say(f"  all {boards:,} boards connected once after {time.monotonic() - t0:.0f} s")
         _wait_heard(cloud, boards, timeout=300)
-        _say(f"  the cloud hears all {boards:,} boards, {time.monotonic() - t0:.0f} s after the first connect")
+        _say(
+            f"  the cloud hears all {boards:,} boards, {time.monotonic() - t0:.0f} s after the first connect"
+        )
         # the cloud's settle time after connecting (alerting.settle_s, 45 s), then a warm-up
         settle_left = 45.0 - (time.monotonic() - cloud_started)
         time.sleep(max(0.0, settle_left) + warmup_s)
@@ -404,7 +412,9 @@ def _window(
     nodes = [s["node"] for s in specs]
     picked = rnd.sample(nodes, min(boards, kill + PROBES))
     victims, probes = picked[:kill], picked[kill:]
-    schedule = sorted((rnd.uniform(2.0, max(3.0, seconds - 25.0)), v, rnd.choice(["freeze", "drop"])) for v in victims)
+    schedule = sorted(
+        (rnd.uniform(2.0, max(3.0, seconds - 25.0)), v, rnd.choice(["freeze", "drop"])) for v in victims
+    )
     assert cloud.proc is not None and broker.proc is not None and influx.proc is not None
     cloud_pid, broker_pid, influx_pid = cloud.proc.pid, broker.proc.pid, influx.proc.pid
     lag = LagProbe(influx, db, probes)
@@ -420,9 +430,13 @@ def _window(
     half = t_start + seconds / 2
     cpu_half: dict[str, float] = {}
     for at, victim, mode in schedule:
-        _sleep_until(t_start + at, half, lambda: cpu_half.update({k: _cpu_many(v) for k, v in pids.items()}), api)
+        _sleep_until(
+            t_start + at, half, lambda: cpu_half.update({k: _cpu_many(v) for k, v in pids.items()}), api
+        )
         gens.kill(victim, mode)
-    _sleep_until(t_start + seconds, half, lambda: cpu_half.update({k: _cpu_many(v) for k, v in pids.items()}), api)
+    _sleep_until(
+        t_start + seconds, half, lambda: cpu_half.update({k: _cpu_many(v) for k, v in pids.items()}), api
+    )
     cpu1 = {k: _cpu_many(v) for k, v in pids.items()}
     elapsed = time.monotonic() - t_start
     ingest_s = half - t_start
@@ -438,7 +452,9 @@ def _window(
     deadline = time.monotonic() + ALERT_WAIT_S
     latencies: dict[str, float] = {}
     while time.monotonic() < deadline:
-        opened = {r.notice["subject"]: r.at for r in sink.received[notices_before:] if r.notice["kind"] == "open"}
+        opened = {
+            r.notice["subject"]: r.at for r in sink.received[notices_before:] if r.notice["kind"] == "open"
+        }
         latencies = {v: opened[v] - gens.killed[v][0] for v in victims if v in opened and v in gens.killed}
         if len(latencies) == len(victims):
             break
@@ -450,11 +466,11 @@ def _window(
     for v in victims:
         mode = gens.killed.get(v, (0.0, "?"))[1]
         took = latencies.get(v)
-        _say(f"  {v} ({mode}): " + (f"alerted {took:.1f} s after the kill" if took is not None else "NO ALERT"))
+        _say(
+            f"  {v} ({mode}): " + (f"alerted {took:.1f} s after the kill" if took is not None else "NO ALERT")
+        )
     full_list_s = _timed_get(cloud, "/api/v1/devices")
-    by_mode = {
-        m: [t for v, t in latencies.items() if gens.killed[v][1] == m] for m in ("freeze", "drop")
-    }
+    by_mode = {m: [t for v, t in latencies.items() if gens.killed[v][1] == m] for m in ("freeze", "drop")}
     per_k = 1000 / boards
     result: dict[str, Any] = {
         "window_s": round(elapsed, 1),
