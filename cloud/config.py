@@ -25,7 +25,7 @@ from pydantic_settings import (
 
 from cloud.alerting.settings import AlertingConfig
 from cloud.reports.settings import ReportsConfig
-from cloud.storage.retention import RAW_DAYS, ROLLUP_DAYS
+from cloud.storage.retention import RAW_DAYS, RAW_DAYS_MIN, ROLLUP_DAYS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENV_PREFIX = "CIOT_CLOUD_"
@@ -164,7 +164,9 @@ class RetentionConfig(_Section):
         ge=0,
         description="Raw points (board health, AP and camera metrics, motion, status, device states): "
         "kept this many days in the default retention policy (autogen); 0: forever. Grafana's "
-        "dashboards show raw points, so this is how far back they reach.",
+        "dashboards show raw points, so this is how far back they reach; at least 35 (the monthly "
+        "Wi-Fi report re-aggregates the month just ended from them). Disk: about 0.5 MB per board "
+        "per day (docs/scaling.md).",
     )
     rollup_days: float = Field(
         ROLLUP_DAYS,
@@ -173,6 +175,16 @@ class RetentionConfig(_Section):
         "availability, Grafana's outage annotations): kept this many days in retention policy "
         "'rollups'; 0: forever.",
     )
+
+    @field_validator("raw_days")
+    @classmethod
+    def _raw_days(cls, v: float) -> float:
+        if 0 < v < RAW_DAYS_MIN:
+            raise ValueError(
+                f"raw points must be kept 0 (forever) or at least {RAW_DAYS_MIN:g} days: the monthly "
+                "Wi-Fi report re-aggregates the month just ended from them"
+            )
+        return v
 
 
 class InfluxConfig(_Section):

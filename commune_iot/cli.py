@@ -96,6 +96,14 @@ def _bench_scale(args: argparse.Namespace) -> int:
     )
 
 
+def _bench_disk(args: argparse.Namespace) -> int:
+    from commune_iot.bench.disk import main
+
+    return main(
+        boards=args.boards, run_dir=args.run_dir, raw_days=args.raw_days, rollup_days=args.rollup_days
+    )
+
+
 def _provision(args: argparse.Namespace) -> int:
     from commune_iot.provision import main as prov
     from commune_iot.provision.broker import command_reload
@@ -302,6 +310,14 @@ def build_parser() -> argparse.ArgumentParser:
     bsc.add_argument("--no-disk", action="store_true", help="skip the disk-per-board-per-day measurement")
     bsc.add_argument("--run-dir", type=Path, default=None)
     bsc.set_defaults(func=_bench_scale)
+    bdk = bench_sub.add_parser(
+        "disk", help="InfluxDB disk per board per day and per year (a simulated day, compacted)"
+    )
+    bdk.add_argument("--boards", type=int, default=20)
+    bdk.add_argument("--raw-days", type=float, default=45.0, help="raw retention for the yearly figure")
+    bdk.add_argument("--rollup-days", type=float, default=3650.0)
+    bdk.add_argument("--run-dir", type=Path, default=None)
+    bdk.set_defaults(func=_bench_disk)
 
     prov = sub.add_parser(
         "provision",

@@ -337,7 +337,7 @@ bind-address = "127.0.0.1:{rpc_port}"
   wal-dir = "{data}/wal"
   query-log-enabled = false
   cache-max-memory-size = "256m"
-
+{data_extra}
 [coordinator]
   log-queries-after = "0s"
 
@@ -367,13 +367,21 @@ class InfluxDB(_Server):
     """InfluxDB 1.x (Debian's ``influxdb``), serving the v1 HTTP API the cloud uses."""
 
     def __init__(
-        self, run_dir: Path, port: int | None = None, *, username: str = "", password: str = ""
+        self,
+        run_dir: Path,
+        port: int | None = None,
+        *,
+        username: str = "",
+        password: str = "",
+        compact_soon: bool = False,
     ) -> None:
         super().__init__("influxd", run_dir, port or free_port())
         self.binary = _need("influxd", "influxdb")
         self.rpc_port = free_port()
         self.username = username
         self.password = password
+        #: compact seconds after writes stop (not 10 min / 4 h), to measure what data costs on disk
+        self.compact_soon = compact_soon
 
     @property
     def url(self) -> str:
@@ -384,7 +392,16 @@ class InfluxDB(_Server):
         data.mkdir(parents=True, exist_ok=True)
         conf = self.run_dir / "influxdb.conf"
         auth = "true" if self.username else "false"
-        conf.write_text(INFLUXDB_CONF.format(port=self.port, rpc_port=self.rpc_port, data=data, auth=auth))
+        extra = (
+            '  cache-snapshot-write-cold-duration = "1s"\n  compact-full-write-cold-duration = "3s"\n'
+            if self.compact_soon
+            else ""
+        )
+        conf.write_text(
+            INFLUXDB_CONF.format(
+                port=self.port, rpc_port=self.rpc_port, data=data, auth=auth, data_extra=extra
+            )
+        )
         env = dict(os.environ, INFLUXDB_DATA_QUERY_LOG_ENABLED="false")
         self._spawn([self.binary, "-config", str(conf)], env)
         self.wait_ready()

@@ -29,7 +29,7 @@ from cloud.notify.messages import Message, Notice
 from cloud.notify.settings import RetryConfig
 from cloud.storage.influx import InfluxClient, WriteOutcome
 from cloud.storage.lineproto import join, line
-from cloud.storage.retention import RAW_DAYS, ROLLUP_DAYS, ROLLUP_POLICY, ensure_retention
+from cloud.storage.retention import ROLLUP_DAYS, ROLLUP_POLICY, ensure_retention
 
 MEASUREMENT = "outage"
 
@@ -89,14 +89,13 @@ class OutageRecorder(Notifier):
         database: str,
         inventory: Inventory,
         *,
-        raw_days: float = RAW_DAYS,
         rollup_days: float = ROLLUP_DAYS,
     ) -> None:
         super().__init__("influx-outages", RetryConfig(initial_s=0.5, max_s=30.0, attempts=1000))
         self.influx = influx
         self.database = database
         self.inventory = inventory
-        self.days = (raw_days, rollup_days)
+        self.rollup_days = rollup_days
 
     async def send(self, notice: Notice, message: Message) -> None:
         if notice.kind == "reminder":
@@ -105,7 +104,7 @@ class OutageRecorder(Notifier):
         # kept with the rollups, for years: reports and availability read them over long periods
         result = await self.influx.write(self.database, body, rp=ROLLUP_POLICY)
         if result.outcome is WriteOutcome.NO_DATABASE or "retention policy not found" in result.error:
-            await ensure_retention(self.influx, self.database, *self.days)
+            await ensure_retention(self.influx, self.database, raw_days=None, rollup_days=self.rollup_days)
             result = await self.influx.write(self.database, body, rp=ROLLUP_POLICY)
         if result.outcome is not WriteOutcome.OK:
             raise SendError(

@@ -84,9 +84,8 @@ class AlertRunner:
         self.queue = SqlNoticeQueue(sql.engine)
         links = CloudLinks(OAuthTokenStore(sql.engine), holder, _ChannelTrouble(self))
         self.people = Dispatcher(build_notifiers(self.cfg.notify, lang, links), inventory, lang, self.queue)
-        r = cfg.influx.retention
         recorder = OutageRecorder(
-            influx, cfg.influx.database, inventory, raw_days=r.raw_days, rollup_days=r.rollup_days
+            influx, cfg.influx.database, inventory, rollup_days=cfg.influx.retention.rollup_days
         )
         self.outages = Dispatcher([recorder], inventory, lang, self.queue)
         channels = {"people": self.people.names, "records": self.outages.names}

@@ -41,7 +41,7 @@ class Drainer:
     async def ensure_database(self) -> None:
         """The database and its retention policies (created or adjusted at every start)."""
         r = self.cfg.retention
-        await ensure_retention(self.client, self.cfg.database, r.raw_days, r.rollup_days)
+        await ensure_retention(self.client, self.cfg.database, raw_days=r.raw_days, rollup_days=r.rollup_days)
         self._db_ready = True
 
     async def run(self) -> None:

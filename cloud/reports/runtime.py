@@ -36,9 +36,13 @@ class ReportsRuntime:
         cls, cfg: CloudConfig, influx: InfluxClient, engine: Engine, inventory: Inventory, *, holder: str
     ) -> ReportsRuntime:
         store = ReportStore(engine, cfg.reports.output_dir)
-        r = cfg.influx.retention
         service = ReportService(
-            influx, cfg.influx.database, inventory, cfg.reports, store, retention=(r.raw_days, r.rollup_days)
+            influx,
+            cfg.influx.database,
+            inventory,
+            cfg.reports,
+            store,
+            rollup_days=cfg.influx.retention.rollup_days,
         )
         job = None
         if cfg.reports.monthly:

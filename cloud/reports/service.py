@@ -20,7 +20,7 @@ from cloud.reports.settings import ReportsConfig
 from cloud.reports.store import ReportStore
 from cloud.reports.wifi_model import WifiReport
 from cloud.storage.influx import InfluxClient, InfluxError
-from cloud.storage.retention import RAW_DAYS, ROLLUP_DAYS
+from cloud.storage.retention import ROLLUP_DAYS
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +45,9 @@ class ReportService:
         cfg: ReportsConfig,
         store: ReportStore | None = None,
         *,
-        retention: tuple[float, float] = (RAW_DAYS, ROLLUP_DAYS),
+        rollup_days: float = ROLLUP_DAYS,
     ) -> None:
-        self.retention = retention  # (raw_days, rollup_days): influx.retention
+        self.rollup_days = rollup_days  # influx.retention.rollup_days
         self.influx = influx
         self.database = database
         self.inventory = inventory
@@ -73,7 +73,7 @@ class ReportService:
             return
         try:
             await wifi_query.ensure_rollups(
-                self.influx, self.database, self.cfg.rollup_resample_h, *self.retention
+                self.influx, self.database, self.cfg.rollup_resample_h, self.rollup_days
             )
         except InfluxError as exc:
             if "unreachable" in str(exc):

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from cloud.storage.influx import InfluxClient
-from cloud.storage.retention import RAW_DAYS, RAW_POLICY, ROLLUP_DAYS, ROLLUP_POLICY, ensure_retention
+from cloud.storage.retention import RAW_POLICY, ROLLUP_DAYS, ROLLUP_POLICY, ensure_retention
 
 GRAIN_S: Final = 900
 CLIENTS_RU: Final = "ap_15m"
@@ -106,15 +106,11 @@ def continuous_queries(db: str, resample_h: int) -> list[str]:
 
 
 async def ensure_rollups(
-    influx: InfluxClient,
-    db: str,
-    resample_h: int,
-    raw_days: float = RAW_DAYS,
-    rollup_days: float = ROLLUP_DAYS,
+    influx: InfluxClient, db: str, resample_h: int, rollup_days: float = ROLLUP_DAYS
 ) -> None:
-    """Create the database, its retention policies and the rollup CQs when missing (safe from
-    several workers); a CQ of an older release (another text) is replaced."""
-    await ensure_retention(influx, db, raw_days, rollup_days)
+    """Create the database, its rollup retention policy and the rollup CQs when missing (safe
+    from several workers); a CQ of an older release (another text) is replaced."""
+    await ensure_retention(influx, db, raw_days=None, rollup_days=rollup_days)
     existing = await influx.query("SHOW CONTINUOUS QUERIES")
     have = {row[0]: row[1] for s in existing if s.get("name") == db for row in s.get("values", [])}
     for ddl in continuous_queries(db, resample_h):

@@ -33,7 +33,11 @@ log = logging.getLogger(__name__)
 
 RAW_POLICY: Final = "autogen"
 ROLLUP_POLICY: Final = "rollups"
-RAW_DAYS: Final = 90.0
+#: Default: the monthly Wi-Fi report re-aggregates the month just ended from raw points on
+#: the 1st (late replays included), so raw points must outlive a month; a margin beyond.
+RAW_DAYS: Final = 45.0
+#: Shortest raw retention that keeps that working.
+RAW_DAYS_MIN: Final = 35.0
 ROLLUP_DAYS: Final = 3650.0
 #: Measurements kept in the rollup policy.
 LONG_LIVED: Final = ("ap_15m", "ap_if_15m", "outage")
@@ -72,8 +76,13 @@ def _hours(text: str) -> float:
     return total
 
 
-async def ensure_retention(influx: InfluxClient, db: str, raw_days: float, rollup_days: float) -> None:
-    """Create or adjust both policies (idempotent, safe from several cloud nodes at once)."""
+async def ensure_retention(
+    influx: InfluxClient, db: str, *, raw_days: float | None, rollup_days: float
+) -> None:
+    """Create or adjust the policies (idempotent, safe from several cloud nodes at once).
+
+    ``raw_days`` None leaves the raw policy as it is: only ingest, which writes the raw points,
+    sets it (reports and the outage records only need the rollup policy to exist)."""
     await influx.create_database(db)
     rows = await influx.query(f"SHOW RETENTION POLICIES ON {_ident(db)}")
     policies = {v[0]: v for s in rows for v in s.get("values", [])}  # name, duration, shard, n, default
@@ -98,6 +107,8 @@ async def ensure_retention(influx: InfluxClient, db: str, raw_days: float, rollu
             f"ALTER RETENTION POLICY {_ident(ROLLUP_POLICY)} ON {_ident(db)} "
             f"DURATION {duration(rollup_days)} SHARD DURATION {shard_duration(rollup_days)}"
         )
+    if raw_days is None:
+        return
     raw = policies.get(RAW_POLICY)
     want_h = raw_days * 24 if raw_days > 0 else 0
     if raw is None:

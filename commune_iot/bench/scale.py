@@ -205,7 +205,10 @@ class LagProbe(threading.Thread):
         self.url = f"{influx.url}/query"
         self.db = db
         regex = "|".join(nodes)
-        self.q = f'SELECT last("seq") FROM "health" WHERE time > now() - 2m AND "node" =~ /^({regex})$/ GROUP BY "node"'
+        self.q = (
+            f'SELECT last("seq") FROM "health" WHERE time > now() - 2m AND "node" =~ /^({regex})$/ '
+            'GROUP BY "node"'
+        )
         self.seen: dict[str, int] = {}
         self.lags: list[float] = []
         self.errors = 0
@@ -372,7 +375,8 @@ def main(
         sink.close()
     result.pop("connect_s", None)
     _say(
-        f"{boards:,} boards: cloud {result['cloud_cpu_pct_per_1000_boards']:.1f} % of a core per 1,000 boards, "
+        f"{boards:,} boards: cloud {result['cloud_cpu_pct_per_1000_boards']:.1f} % of a core per 1,000 "
+        "boards, "
         f"lag p95 {result['lag_p95_s']} s, alert p95 {result['alert_p95_s']} s, "
         f"false alerts {result['false_alerts']}, API page p95 {result['api_devices_page_p95_s']} s, "
         f"summary p95 {result['api_summary_p95_s']} s, cloud RSS {result['cloud_rss_mb']:.0f} MB"
