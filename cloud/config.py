@@ -210,6 +210,12 @@ class InfluxConfig(_Section):
     retention: RetentionConfig = Field(
         default_factory=RetentionConfig, description="Raw points for days, rollups for years."
     )
+    backup_address: str = Field(
+        "127.0.0.1:8088",
+        description="InfluxDB's RPC bind address (its bind-address setting), which `commune-iot backup` "
+        "and `restore` reach with `influxd backup|restore -portable`. It has no authentication: keep it "
+        "on loopback or a private network.",
+    )
     spool_dir: Path = Field(
         Path("var/spool"),
         description="Journal directory (one sub-directory per worker client id). Every message is "

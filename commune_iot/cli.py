@@ -409,9 +409,10 @@ def build_parser() -> argparse.ArgumentParser:
     bs.add_argument("--run-dir", type=Path, default=None)
     bs.set_defaults(func=_bench_snmp)
 
-    from commune_iot import db_cli, eventlog_cli, fleet_cli
+    from commune_iot import backup, db_cli, eventlog_cli, fleet_cli
     from commune_iot.release import cli as release_cli
 
+    backup.register(sub)
     eventlog_cli.register(sub, bench_sub)
     db_cli.register(sub)
     fleet_cli.register(sub)
