@@ -310,7 +310,9 @@ def create_app(
         """Inventory devices in inventory order, then nodes the inventory lacks, sorted."""
         inv = runtime.inventory
         seen = await asyncio.to_thread(runtime.sql.node_communes)
-        listed = [(d.id, d.kind, d.commune, d.site, d.node, d.address, True) for d in inv.devices]
+        listed: list[tuple[str, str | None, str, str | None, str, str, bool]] = [
+            (d.id, d.kind, d.commune, d.site, d.node, d.address, True) for d in inv.devices
+        ]
         listed += [(n, None, c, None, n, "", False) for n, c in sorted(seen.items()) if inv.node(n) is None]
         listed = [
             r for r in listed if (commune is None or r[2] == commune) and (kind is None or r[1] == kind)

@@ -307,6 +307,7 @@ def main(
     warmup_s: float = 30.0,
     ramp_per_s: float = 400.0,
     disk: bool = True,
+    settle_s: float = 45.0,
 ) -> int:
     run_dir = Path(run_dir) if run_dir else Path(tempfile.mkdtemp(prefix="ciot-bench-scale-"))
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -333,7 +334,8 @@ def main(
         inventory=inventory,
         sql_url=sql_url,
     )
-    cfg["alerting"] = {"notify": {"webhooks": [{"url": sink.url, "secret": "bench"}]}}
+    # shipped alerting settings; settle_s (45 s after the cloud connects) shortened only by tests
+    cfg["alerting"] = {"settle_s": settle_s, "notify": {"webhooks": [{"url": sink.url, "secret": "bench"}]}}
     cloud = CloudProcess.write(run_dir / "cloud", cfg)
     gens: BoardProcesses | None = None
     try:
@@ -350,8 +352,8 @@ def main(
         _say(
             f"  the cloud hears all {boards:,} boards, {time.monotonic() - t0:.0f} s after the first connect"
         )
-        # the cloud's settle time after connecting (alerting.settle_s, 45 s), then a warm-up
-        settle_left = 45.0 - (time.monotonic() - cloud_started)
+        # the cloud's settle time after connecting (alerting.settle_s), then a warm-up
+        settle_left = settle_s - (time.monotonic() - cloud_started)
         time.sleep(max(0.0, settle_left) + warmup_s)
         result = _window(run_dir, cloud, broker, influx, db, gens, sink, specs, seconds, kill, rnd)
         result["boards"] = boards
