@@ -104,6 +104,18 @@ def _bench_disk(args: argparse.Namespace) -> int:
     )
 
 
+def _bench_backup(args: argparse.Namespace) -> int:
+    from commune_iot.bench.backup import main
+
+    return main(
+        days=args.days,
+        event_days=args.event_days,
+        events_per_camera_day=args.events_per_camera_day,
+        snapshot_kb=args.snapshot_kb,
+        run_dir=args.run_dir,
+    )
+
+
 def _provision(args: argparse.Namespace) -> int:
     from commune_iot.provision import main as prov
     from commune_iot.provision.broker import command_reload
@@ -318,6 +330,18 @@ def build_parser() -> argparse.ArgumentParser:
     bdk.add_argument("--rollup-days", type=float, default=3650.0)
     bdk.add_argument("--run-dir", type=Path, default=None)
     bdk.set_defaults(func=_bench_disk)
+    bbk = bench_sub.add_parser(
+        "backup",
+        help="backup under load and restore onto a fresh node, for the pilot's data volume (RPO, RTO)",
+    )
+    bbk.add_argument("--days", type=int, default=44, help="days of time series (default 44: raw_days 45)")
+    bbk.add_argument(
+        "--event-days", type=int, default=30, help="days of events (default 30: their retention)"
+    )
+    bbk.add_argument("--events-per-camera-day", type=int, default=50)
+    bbk.add_argument("--snapshot-kb", type=int, default=60)
+    bbk.add_argument("--run-dir", type=Path, default=None)
+    bbk.set_defaults(func=_bench_backup)
 
     prov = sub.add_parser(
         "provision",

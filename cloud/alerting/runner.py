@@ -42,6 +42,8 @@ class _Worker(Protocol):
     observers: list[Any]
     flood_observers: list[Any]
 
+    def backlog_since(self) -> float | None: ...
+
 
 class _ChannelTrouble:
     """A channel that cannot send (Zalo's token refused) is announced on the other channels,
@@ -138,7 +140,9 @@ class AlertRunner:
                 with contextlib.suppress(Exception):
                     await self._write_states(time.time())
             try:
-                result = await asyncio.to_thread(self.alerter.step, time.time(), self.worker.connected)
+                result = await asyncio.to_thread(
+                    self.alerter.step, time.time(), self.worker.connected, self.worker.backlog_since()
+                )
             except Exception as exc:  # SQL locked or gone: judge again next tick
                 log.error("alert evaluation failed (%s: %s); retrying next tick", type(exc).__name__, exc)
             else:
@@ -147,7 +151,11 @@ class AlertRunner:
 
     async def tick_now(self) -> None:
         """One evaluation right away (tests, and after an API change)."""
-        self._wake(await asyncio.to_thread(self.alerter.step, time.time(), self.worker.connected))
+        self._wake(
+            await asyncio.to_thread(
+                self.alerter.step, time.time(), self.worker.connected, self.worker.backlog_since()
+            )
+        )
 
     def _wake(self, result: StepResult) -> None:
         """The step queued its notices in SQL with the alert changes; deliver them now."""
