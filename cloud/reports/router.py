@@ -145,14 +145,16 @@ def wifi_reports_router(service: ReportService, require_reports: Callable[..., A
         lg = lang_of(lang)
         from cloud.reports.render_html import render_html
 
-        body = render_html(report, lg, service.inventory, nav=nav(lg, first, last, commune))
+        page = nav(lg, first, last, commune)
+        # rendering off the event loop (seconds for a province's thousands of APs)
+        body = await asyncio.to_thread(render_html, report, lg, service.inventory, nav=page)
         return HTMLResponse(body)
 
-    def download(report: WifiReport, fmt: str, lang: Lang) -> Response:
+    async def download(report: WifiReport, fmt: str, lang: Lang) -> Response:
         name = f"wifi-{report.first.isoformat()}_{report.last.isoformat()}"
         if report.commune:
             name += f"-{report.commune}"
-        body = service.render(report, fmt, lang)
+        body = await asyncio.to_thread(service.render, report, fmt, lang)
         return Response(
             body,
             media_type=MEDIA[fmt],
@@ -167,7 +169,7 @@ def wifi_reports_router(service: ReportService, require_reports: Callable[..., A
         lang: LangQ = None,
         refresh: RefreshQ = False,
     ) -> Response:
-        return download(await build(first, last, commune, refresh), "xlsx", lang_of(lang))
+        return await download(await build(first, last, commune, refresh), "xlsx", lang_of(lang))
 
     @router.get("/reports/wifi.csv", summary="Wi-Fi report as CSV", response_class=Response)
     async def wifi_csv(
@@ -177,7 +179,7 @@ def wifi_reports_router(service: ReportService, require_reports: Callable[..., A
         lang: LangQ = None,
         refresh: RefreshQ = False,
     ) -> Response:
-        return download(await build(first, last, commune, refresh), "csv", lang_of(lang))
+        return await download(await build(first, last, commune, refresh), "csv", lang_of(lang))
 
     @router.get("/api/v1/reports/wifi", response_model=WifiReport, summary="Wi-Fi report numbers")
     async def wifi_json(
