@@ -60,6 +60,9 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+_PACKAGES = {"influxd": "influxdb", "pg_dump": "postgresql-client", "pg_restore": "postgresql-client"}
+
+
 def _run(argv: list[str], what: str, env: dict[str, str] | None = None) -> None:
     try:
         done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=3600)
@@ -70,9 +73,6 @@ def _run(argv: list[str], what: str, env: dict[str, str] | None = None) -> None:
     if done.returncode != 0:
         tail = (done.stderr or done.stdout).strip()[-1500:]
         raise BackupError(f"{what} failed ({done.returncode}): {tail}")
-
-
-_PACKAGES = {"influxd": "influxdb", "pg_dump": "postgresql-client", "pg_restore": "postgresql-client"}
 
 
 def _sqlite_path(url: str) -> Path | None:

@@ -93,9 +93,9 @@ async def _write_days(influx: InfluxDB, lines: list[str], days: int, base_ms: in
 def _events(cfg_path: Path, days: int, per_day: int, kb: int) -> tuple[int, int]:
     """Motion events with snapshots of the pilot's cameras, as ingest stores them."""
     from cloud.config import load_config
-    from cloud.events.store import EventRecord, upsert_events
+    from cloud.events.store import EventRecord
     from cloud.storage.snapshots import SnapshotStore
-    from cloud.storage.sql import SqlStore
+    from cloud.storage.sql import BatchUpdate, SqlStore
 
     cfg = load_config(cfg_path)
     sql = SqlStore(cfg.sql.url)
@@ -132,8 +132,7 @@ def _events(cfg_path: Path, days: int, per_day: int, kb: int) -> tuple[int, int]
                         received_at=start + 13,
                     )
                 )
-            with sql.engine.begin() as conn:
-                upsert_events(conn, sql._insert, records)
+            sql.apply(BatchUpdate(events=records))  # as ingest stores them
             total += len(records)
     finally:
         sql.dispose()

@@ -375,19 +375,20 @@ class Board(asyncio.Protocol):
         self._lost()
 
     def _lost(self) -> None:
-        was_up = self.up
+        if self.transport is None:
+            return  # handled already (a DISCONNECT from the broker, then the socket closing)
+        transport, self.transport = self.transport, None
         self.up = False
         self.live.clear()
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.abort()
-        self.transport = None
+        if not transport.is_closing():
+            transport.abort()
         # unacknowledged messages go out again after the reconnect (the outbox keeps them)
         pending = [o for o, _t in sorted(self.inflight.values(), key=lambda x: x[1])] + list(self.waiting)
         self.waiting.clear()
         self.inflight.clear()
         self.held.extend(o for o in pending if not o.retain)
         if not self.killed:
-            self.fleet.reconnect(self, was_up)
+            self.fleet.reconnect(self)
 
     def kill(self, mode: KillMode) -> None:
         self.killed = mode
@@ -443,7 +444,8 @@ class BoardFleet:
         self.counts["connected"] += 1
         self._ever_up.add(board.spec.node)
 
-    def reconnect(self, board: Board, was_up: bool) -> None:
+    def reconnect(self, board: Board) -> None:
+        """The connection was lost or refused: try again later, as the agent's back-off does."""
         self.counts["reconnects"] += 1
         self._at(time.monotonic() + self.rnd.uniform(1.0, 10.0), board.spec.node, "connect")
 
@@ -453,7 +455,7 @@ class BoardFleet:
         try:
             await loop.create_connection(lambda: board, self.host, self.port)
         except OSError:
-            board.fleet.reconnect(board, False)
+            self.reconnect(board)
 
     async def run(self, commands: asyncio.Queue[dict[str, Any]], report: Any) -> None:
         now = time.monotonic()

@@ -359,7 +359,7 @@ def main(
         # the cloud's settle time after connecting (alerting.settle_s), then a warm-up
         settle_left = settle_s - (time.monotonic() - cloud_started)
         time.sleep(max(0.0, settle_left) + warmup_s)
-        result = _window(run_dir, cloud, broker, influx, db, gens, sink, specs, seconds, kill, rnd)
+        result = _window(cloud, broker, influx, db, gens, sink, specs, seconds, kill, rnd)
         result["boards"] = boards
         result["monthly_report_s"] = round(reports_s, 1)
         gens.stop()
@@ -414,7 +414,6 @@ def _wait_reports(cloud: CloudProcess, since: float, timeout: float) -> float:
 
 
 def _window(
-    run_dir: Path,
     cloud: CloudProcess,
     broker: Mosquitto,
     influx: InfluxDB,
@@ -523,7 +522,6 @@ def _window(
         "reconnects": gens.total("reconnects"),
         "load_avg_end": load_end,
     }
-    del run_dir
     return result
 
 
