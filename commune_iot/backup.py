@@ -105,7 +105,8 @@ def _file_dirs(cfg: CloudConfig) -> dict[str, Path]:
 def backup(cfg: CloudConfig, out: Path) -> Path:
     """Write one backup under ``out``; returns its directory."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    dest = out / f"ciot-backup-{stamp}"
+    final = out / f"ciot-backup-{stamp}"
+    dest = out / f"ciot-backup-{stamp}.partial"  # renamed once complete: a half backup never looks whole
     dest.mkdir(parents=True)
     manifest: dict[str, Any] = {"format": FORMAT, "release": __version__, "started_at": time.time()}
     took: dict[str, float] = {}
@@ -151,7 +152,8 @@ def backup(cfg: CloudConfig, out: Path) -> Path:
     }
     manifest["bytes"] = sum((dest / p).stat().st_size for p in manifest["sha256"])
     (dest / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
-    return dest
+    dest.rename(final)
+    return final
 
 
 def _backup_sql(cfg: CloudConfig, dest: Path) -> dict[str, Any]:
@@ -169,7 +171,7 @@ def _backup_sql(cfg: CloudConfig, dest: Path) -> dict[str, Any]:
     if path is not None:
         if not path.is_file():
             raise BackupError(f"no SQLite database at {path}")
-        src = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        src = sqlite3.connect(path)
         dst = sqlite3.connect(dest / "cloud.sqlite3")
         try:
             src.backup(dst)  # one step: a consistent snapshot while the cloud writes (WAL)
@@ -187,13 +189,19 @@ def _backup_sql(cfg: CloudConfig, dest: Path) -> dict[str, Any]:
 
 
 def _copy_tree(src: Path, dest: Path) -> int:
+    """Copy the files of ``src`` (not the ones being written: ``*.tmp*``); a file deleted
+    meanwhile (retention) is skipped."""
     n = 0
     for p in sorted(src.rglob("*")):
-        if p.is_file() and not p.name.endswith(".tmp"):
-            target = dest / p.relative_to(src)
-            target.parent.mkdir(parents=True, exist_ok=True)
+        if not p.is_file() or ".tmp" in p.name:
+            continue
+        target = dest / p.relative_to(src)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
             shutil.copy2(p, target)
-            n += 1
+        except FileNotFoundError:
+            continue
+        n += 1
     return n
 
 
