@@ -77,7 +77,7 @@ async def _write_days(influx: InfluxDB, lines: list[str], days: int, base_ms: in
             for ln in lines:
                 head, _, ts = ln.rpartition(" ")
                 batch.append(f"{head} {int(ts) - shift}")
-                if len(batch) == 10_000:
+                if len(batch) == 50_000:
                     res = await client.write("ciot", ("\n".join(batch) + "\n").encode())
                     if res.outcome is not WriteOutcome.OK:
                         raise RuntimeError(res.error)
