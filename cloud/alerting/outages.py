@@ -11,7 +11,7 @@ detection (the alert opened later) and of the recovery check (it resolved later)
 part of it. They are in the alert rows (``/api/v1/alerts``).
 
 The open writes the point and the resolve overwrites the same series and time, so a
-Grafana annotation query (``SELECT text, end_ms FROM outage WHERE $timeFilter``, with
+Grafana annotation query (``SELECT text, end_ms FROM "rollups"."outage" WHERE $timeFilter``, with
 ``end_ms`` as the region end) shows ongoing outages too, and a retry never duplicates.
 
 A node alert stands for the node's devices, a commune alert for the devices of every node

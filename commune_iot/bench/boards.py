@@ -460,13 +460,12 @@ class BoardFleet:
     async def run(self, commands: asyncio.Queue[dict[str, Any]], report: Any) -> None:
         now = time.monotonic()
         for i, spec in enumerate(self.specs):
-            b = self.boards[spec.node] = Board(self, spec)
+            self.boards[spec.node] = Board(self, spec)
             self._at(now + i / self.ramp_per_s, spec.node, "connect")
             first = now + i / self.ramp_per_s + 2.0
             self._at(first + self.rnd.uniform(0, HEALTH_INTERVAL_S), spec.node, "health")
             self._at(first + self.rnd.uniform(0, spec.metrics_interval_s), spec.node, "metrics")
             self._at(first + self.rnd.uniform(0, KEEPALIVE_S), spec.node, "ping")
-            del b
         ready_said = False
         stats_at = now
         while True:
