@@ -25,6 +25,7 @@ from pydantic_settings import (
 
 from cloud.alerting.settings import AlertingConfig
 from cloud.reports.settings import ReportsConfig
+from cloud.storage.retention import RAW_DAYS, RAW_DAYS_MIN, ROLLUP_DAYS
 from labels.settings import LabelSettings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -156,6 +157,37 @@ class IngestConfig(_Section):
     )
 
 
+class RetentionConfig(_Section):
+    """How long InfluxDB keeps what (cloud/storage/retention.py; disk per board: docs/scaling.md)."""
+
+    raw_days: float = Field(
+        RAW_DAYS,
+        ge=0,
+        description="Raw points (board health, AP and camera metrics, motion, status, device states): "
+        "kept this many days in the default retention policy (autogen); 0: forever. Grafana's "
+        "dashboards show raw points, so this is how far back they reach; at least 35 (the monthly "
+        "Wi-Fi report re-aggregates the month just ended from them). Disk: about 0.5 MB per board "
+        "per day (docs/scaling.md).",
+    )
+    rollup_days: float = Field(
+        ROLLUP_DAYS,
+        ge=0,
+        description="The Wi-Fi report's 15-minute rollups and the outage records (reports, "
+        "availability, Grafana's outage annotations): kept this many days in retention policy "
+        "'rollups'; 0: forever.",
+    )
+
+    @field_validator("raw_days")
+    @classmethod
+    def _raw_days(cls, v: float) -> float:
+        if 0 < v < RAW_DAYS_MIN:
+            raise ValueError(
+                f"raw points must be kept 0 (forever) or at least {RAW_DAYS_MIN:g} days: the monthly "
+                "Wi-Fi report re-aggregates the month just ended from them"
+            )
+        return v
+
+
 class InfluxConfig(_Section):
     url: str = Field("http://127.0.0.1:8086", description="InfluxDB 1.x base URL (v1 HTTP API).")
     database: str = Field("ciot", description="Database; created when missing.")
@@ -176,6 +208,15 @@ class InfluxConfig(_Section):
     retry_initial_s: float = Field(0.5, gt=0, description="First retry delay after a failed write.")
     retry_max_s: float = Field(30.0, gt=0, description="Cap of the exponential retry delay.")
     timeout_s: float = Field(10.0, gt=0, description="HTTP timeout of one request.")
+    retention: RetentionConfig = Field(
+        default_factory=RetentionConfig, description="Raw points for days, rollups for years."
+    )
+    backup_address: str = Field(
+        "127.0.0.1:8088",
+        description="InfluxDB's RPC bind address (its bind-address setting), which `commune-iot backup` "
+        "and `restore` reach with `influxd backup|restore -portable`. It has no authentication: keep it "
+        "on loopback or a private network.",
+    )
     spool_dir: Path = Field(
         Path("var/spool"),
         description="Journal directory (one sub-directory per worker client id). Every message is "

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import time
 
 from cloud.alerting.runner import AlertRunner
 from cloud.config import CloudConfig
@@ -158,6 +159,16 @@ class Runtime:
         out += [f'{name}{{notifier="{n}"}} {int(p is not None)}' for n, p in self.channel_problems().items()]
         return out
 
+    def _backlog_metrics(self) -> list[str]:
+        since = self.worker.backlog_since()
+        name = "ciot_ingest_backlog_seconds"
+        return [
+            f"# HELP {name} Age of the oldest message received from the broker and not yet committed "
+            "(a cloud short of CPU falls behind here; alerts wait for it).",
+            f"# TYPE {name} gauge",
+            f"{name} {max(0.0, time.time() - since) if since is not None else 0.0:.3f}",
+        ]
+
     def metrics_text(self) -> str:
         return render(
             self.stats,
@@ -165,5 +176,5 @@ class Runtime:
             spool_bytes=self.journal.depth_bytes,
             lag_s=self.journal.lag_s(),
             broker_connected=self.worker.connected,
-            extra=self._channel_metrics,
+            extra=lambda: self._channel_metrics() + self._backlog_metrics(),
         )

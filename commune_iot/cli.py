@@ -92,6 +92,40 @@ def _bench_console(args: argparse.Namespace) -> int:
     return main(boards=args.boards, requests=args.requests, run_dir=args.run_dir)
 
 
+def _bench_scale(args: argparse.Namespace) -> int:
+    from commune_iot.bench.scale import main
+
+    return main(
+        boards=args.boards,
+        seconds=args.seconds,
+        kill=args.kill,
+        run_dir=args.run_dir,
+        sql_url=args.sql,
+        seed=args.seed,
+        disk=not args.no_disk,
+    )
+
+
+def _bench_disk(args: argparse.Namespace) -> int:
+    from commune_iot.bench.disk import main
+
+    return main(
+        boards=args.boards, run_dir=args.run_dir, raw_days=args.raw_days, rollup_days=args.rollup_days
+    )
+
+
+def _bench_backup(args: argparse.Namespace) -> int:
+    from commune_iot.bench.backup import main
+
+    return main(
+        days=args.days,
+        event_days=args.event_days,
+        events_per_camera_day=args.events_per_camera_day,
+        snapshot_kb=args.snapshot_kb,
+        run_dir=args.run_dir,
+    )
+
+
 def _provision(args: argparse.Namespace) -> int:
     from commune_iot.provision import main as prov
     from commune_iot.provision.broker import command_reload
@@ -360,6 +394,38 @@ def build_parser() -> argparse.ArgumentParser:
     bco.add_argument("--requests", type=int, default=50, help="fetches of /fleet timed")
     bco.add_argument("--run-dir", type=Path, default=None)
     bco.set_defaults(func=_bench_console)
+    bsc = bench_sub.add_parser(
+        "scale",
+        help="N simulated boards on one cloud node: CPU per 1,000 boards, lag, alert time, API, memory, disk",
+    )
+    bsc.add_argument("--boards", type=int, default=1000)
+    bsc.add_argument("--seconds", type=float, default=120.0, help="measurement window (default 120)")
+    bsc.add_argument("--kill", type=int, default=20, help="boards killed at random instants (default 20)")
+    bsc.add_argument("--sql", default=None, help="cloud database URL (default: SQLite in the run dir)")
+    bsc.add_argument("--seed", type=int, default=1)
+    bsc.add_argument("--no-disk", action="store_true", help="skip the disk-per-board-per-day measurement")
+    bsc.add_argument("--run-dir", type=Path, default=None)
+    bsc.set_defaults(func=_bench_scale)
+    bdk = bench_sub.add_parser(
+        "disk", help="InfluxDB disk per board per day and per year (a simulated day, compacted)"
+    )
+    bdk.add_argument("--boards", type=int, default=20)
+    bdk.add_argument("--raw-days", type=float, default=45.0, help="raw retention for the yearly figure")
+    bdk.add_argument("--rollup-days", type=float, default=3650.0)
+    bdk.add_argument("--run-dir", type=Path, default=None)
+    bdk.set_defaults(func=_bench_disk)
+    bbk = bench_sub.add_parser(
+        "backup",
+        help="backup under load and restore onto a fresh node, for the pilot's data volume (RPO, RTO)",
+    )
+    bbk.add_argument("--days", type=int, default=44, help="days of time series (default 44: raw_days 45)")
+    bbk.add_argument(
+        "--event-days", type=int, default=30, help="days of events (default 30: their retention)"
+    )
+    bbk.add_argument("--events-per-camera-day", type=int, default=50)
+    bbk.add_argument("--snapshot-kb", type=int, default=60)
+    bbk.add_argument("--run-dir", type=Path, default=None)
+    bbk.set_defaults(func=_bench_backup)
 
     prov = sub.add_parser(
         "provision",
@@ -478,9 +544,10 @@ def build_parser() -> argparse.ArgumentParser:
     bs.add_argument("--run-dir", type=Path, default=None)
     bs.set_defaults(func=_bench_snmp)
 
-    from commune_iot import db_cli, eventlog_cli, fleet_cli, inventory_cli
+    from commune_iot import backup, db_cli, eventlog_cli, fleet_cli, inventory_cli
     from commune_iot.release import cli as release_cli
 
+    backup.register(sub)
     eventlog_cli.register(sub, bench_sub)
     db_cli.register(sub)
     fleet_cli.register(sub)

@@ -238,6 +238,21 @@ def _retention(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit_verify(args: argparse.Namespace) -> int:
+    """Recompute the audit trail's hash chain (after a restore, or any time)."""
+    _cfg, sql, _users, audit = _stores(args.config)
+    try:
+        rows, bad = audit.verify()
+    finally:
+        sql.dispose()
+    if bad is None:
+        print(f"audit trail intact: {rows} rows, every hash and link checks out")
+    else:
+        print(f"audit trail BROKEN at row {bad} ({rows} rows checked): changed or removed since written")
+    print(json.dumps({"rows": rows, "intact": bad is None, "first_bad_id": bad}))
+    return 0 if bad is None else 1
+
+
 def _bench_events(args: argparse.Namespace) -> int:
     from commune_iot.bench.events import main
 
@@ -309,6 +324,12 @@ def register(sub: argparse._SubParsersAction, bench_sub: argparse._SubParsersAct
     ret.add_argument("--config", type=Path, default=None)
     ret.add_argument("--days", type=float, default=None, help="default: events.retention_days")
     ret.set_defaults(func=_retention)
+
+    au = sub.add_parser("audit", help="the audit trail")
+    aus = au.add_subparsers(dest="audit_cmd", required=True)
+    av = aus.add_parser("verify", help="check the audit trail's hash chain (exit 1 when broken)")
+    av.add_argument("--config", type=Path, default=None)
+    av.set_defaults(func=_audit_verify)
 
     be = bench_sub.add_parser("events", help="event list page latency with 100,000 events in the store")
     be.add_argument("--events", type=int, default=100_000)

@@ -12,6 +12,7 @@ import ctypes
 import os
 import pwd
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -66,11 +67,32 @@ def _die_with_parent() -> Callable[[], None] | None:
     return preexec
 
 
-def spawn(argv: list[str], log_path: Path, *, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+def _with_nofile(preexec: Callable[[], None] | None, nofile: int) -> Callable[[], None]:
+    """``preexec`` preceded by raising the open-file limit to ``nofile`` (root may raise the hard
+    limit too): a broker serving thousands of boards needs a descriptor per connection."""
+
+    def run() -> None:
+        _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard < nofile and os.geteuid() == 0:
+            hard = nofile
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(nofile, hard), hard))
+        if preexec is not None:
+            preexec()
+
+    return run
+
+
+def spawn(
+    argv: list[str], log_path: Path, *, env: dict[str, str] | None = None, nofile: int | None = None
+) -> subprocess.Popen[bytes]:
     """Start a local server or agent: output to its log, its own session (a terminal's Ctrl-C
     reaches only us, and we stop our children in order), and a SIGTERM from the kernel when
-    we die without stopping it (``kill -9``, a crash), so nothing of ours runs on unowned."""
+    we die without stopping it (``kill -9``, a crash), so nothing of ours runs on unowned.
+    ``nofile`` raises its open-file limit."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    preexec = _die_with_parent()
+    if nofile is not None:
+        preexec = _with_nofile(preexec, nofile)
     with log_path.open("ab") as log:
         return subprocess.Popen(
             argv,
@@ -79,7 +101,7 @@ def spawn(argv: list[str], log_path: Path, *, env: dict[str, str] | None = None)
             stdin=subprocess.DEVNULL,
             start_new_session=True,
             env=env,
-            preexec_fn=_die_with_parent(),
+            preexec_fn=preexec,
         )
 
 
@@ -102,8 +124,8 @@ class _Server:
     def log_path(self) -> Path:
         return self.run_dir / f"{self.name}.log"
 
-    def _spawn(self, argv: list[str], env: dict[str, str] | None = None) -> None:
-        self.proc = spawn(argv, self.log_path, env=env)
+    def _spawn(self, argv: list[str], env: dict[str, str] | None = None, nofile: int | None = None) -> None:
+        self.proc = spawn(argv, self.log_path, env=env, nofile=nofile)
 
     def _ready(self) -> bool:
         raise NotImplementedError
@@ -177,9 +199,12 @@ persistent_client_expiration 7d
 
 
 class Mosquitto(_Server):
-    def __init__(self, run_dir: Path, port: int | None = None) -> None:
+    def __init__(self, run_dir: Path, port: int | None = None, *, max_clients: int | None = None) -> None:
         super().__init__("mosquitto", run_dir, port or free_port())
         self.binary = _need("mosquitto", "mosquitto")
+        #: expected connections: its open-file limit is raised to fit them (the default 1,024
+        #: or 20,000 would refuse boards beyond it)
+        self.max_clients = max_clients
 
     @property
     def url(self) -> str:
@@ -197,7 +222,8 @@ class Mosquitto(_Server):
         self.conf_path.write_text(
             MOSQUITTO_CONF.format(port=self.port, data=data, user_line=user_line, log=self.log_path)
         )
-        self._spawn([self.binary, "-c", str(self.conf_path)])
+        nofile = self.max_clients + 1024 if self.max_clients else None
+        self._spawn([self.binary, "-c", str(self.conf_path)], nofile=nofile)
         self.wait_ready()
         return self
 
@@ -325,7 +351,7 @@ bind-address = "127.0.0.1:{rpc_port}"
   wal-dir = "{data}/wal"
   query-log-enabled = false
   cache-max-memory-size = "256m"
-
+{data_extra}
 [coordinator]
   log-queries-after = "0s"
 
@@ -355,13 +381,21 @@ class InfluxDB(_Server):
     """InfluxDB 1.x (Debian's ``influxdb``), serving the v1 HTTP API the cloud uses."""
 
     def __init__(
-        self, run_dir: Path, port: int | None = None, *, username: str = "", password: str = ""
+        self,
+        run_dir: Path,
+        port: int | None = None,
+        *,
+        username: str = "",
+        password: str = "",
+        compact_soon: bool = False,
     ) -> None:
         super().__init__("influxd", run_dir, port or free_port())
         self.binary = _need("influxd", "influxdb")
         self.rpc_port = free_port()
         self.username = username
         self.password = password
+        #: compact seconds after writes stop (not 10 min / 4 h), to measure what data costs on disk
+        self.compact_soon = compact_soon
 
     @property
     def url(self) -> str:
@@ -372,7 +406,16 @@ class InfluxDB(_Server):
         data.mkdir(parents=True, exist_ok=True)
         conf = self.run_dir / "influxdb.conf"
         auth = "true" if self.username else "false"
-        conf.write_text(INFLUXDB_CONF.format(port=self.port, rpc_port=self.rpc_port, data=data, auth=auth))
+        extra = (
+            '  cache-snapshot-write-cold-duration = "1s"\n  compact-full-write-cold-duration = "3s"\n'
+            if self.compact_soon
+            else ""
+        )
+        conf.write_text(
+            INFLUXDB_CONF.format(
+                port=self.port, rpc_port=self.rpc_port, data=data, auth=auth, data_extra=extra
+            )
+        )
         env = dict(os.environ, INFLUXDB_DATA_QUERY_LOG_ENABLED="false")
         self._spawn([self.binary, "-config", str(conf)], env)
         self.wait_ready()

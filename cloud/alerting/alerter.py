@@ -231,8 +231,11 @@ class Alerter:
             self.engine.broker(connected, at)
 
     # ------------------------------------------------------------------ judge (worker thread)
-    def step(self, now: float, broker_connected: bool) -> StepResult:
-        """One tick: lease, judge, record, decide notices. Blocking (SQL): run it in a thread."""
+    def step(self, now: float, broker_connected: bool, heard_until: float | None = None) -> StepResult:
+        """One tick: lease, judge, record, decide notices. Blocking (SQL): run it in a thread.
+
+        ``heard_until``: the receive time of ingest's oldest uncommitted message, if any (a cloud
+        short of CPU must not take its own backlog for silent boards)."""
         out = StepResult()
         if now - self._lease_at >= self.cfg.lease_s / 3:  # renew a third of the way: one write per 5 s
             self._lease_at = now
@@ -280,7 +283,7 @@ class Alerter:
                 else:
                     self.engine.seen(node, commune, at)
             self.engine.broker(broker_connected, now)
-            changes = followed + self.engine.tick(now)
+            changes = followed + self.engine.tick(now, heard_until)
         if not leader:
             return out
         if now - self._windows_at >= 5.0:

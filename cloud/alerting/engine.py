@@ -240,11 +240,14 @@ class AlertEngine:
             self._cleared[(device, problem)] = at
 
     # ------------------------------------------------------------------ judgement
-    def tick(self, now: float) -> list[Change]:
+    def tick(self, now: float, heard_until: float | None = None) -> list[Change]:
+        """Judge at ``now``. ``heard_until``: ingest has delivered every message received before
+        it (not yet the ones after: a backlog); silence is counted up to it, never past it."""
         if now < self._resume_at:
             return []
+        silent_at = now if heard_until is None else min(now, heard_until)
         for n in self._nodes.values():
-            self._judge_silence(n, now)
+            self._judge_silence(n, silent_at)
         changes: list[Change] = []
         communes_down = self._communes(now, changes)
         for n in self._nodes.values():

@@ -11,7 +11,7 @@ detection (the alert opened later) and of the recovery check (it resolved later)
 part of it. They are in the alert rows (``/api/v1/alerts``).
 
 The open writes the point and the resolve overwrites the same series and time, so a
-Grafana annotation query (``SELECT text, end_ms FROM outage WHERE $timeFilter``, with
+Grafana annotation query (``SELECT text, end_ms FROM "rollups"."outage" WHERE $timeFilter``, with
 ``end_ms`` as the region end) shows ongoing outages too, and a retry never duplicates.
 
 A node alert stands for the node's devices, a commune alert for the devices of every node
@@ -29,6 +29,7 @@ from cloud.notify.messages import Message, Notice
 from cloud.notify.settings import RetryConfig
 from cloud.storage.influx import InfluxClient, WriteOutcome
 from cloud.storage.lineproto import join, line
+from cloud.storage.retention import ROLLUP_DAYS, ROLLUP_POLICY, ensure_retention
 
 MEASUREMENT = "outage"
 
@@ -82,20 +83,29 @@ class OutageRecorder(Notifier):
 
     kind = "influx"
 
-    def __init__(self, influx: InfluxClient, database: str, inventory: Inventory) -> None:
+    def __init__(
+        self,
+        influx: InfluxClient,
+        database: str,
+        inventory: Inventory,
+        *,
+        rollup_days: float = ROLLUP_DAYS,
+    ) -> None:
         super().__init__("influx-outages", RetryConfig(initial_s=0.5, max_s=30.0, attempts=1000))
         self.influx = influx
         self.database = database
         self.inventory = inventory
+        self.rollup_days = rollup_days
 
     async def send(self, notice: Notice, message: Message) -> None:
         if notice.kind == "reminder":
             return
         body = join(outage_lines(notice, self.inventory, message.title))
-        result = await self.influx.write(self.database, body)
-        if result.outcome is WriteOutcome.NO_DATABASE:
-            await self.influx.create_database(self.database)
-            result = await self.influx.write(self.database, body)
+        # kept with the rollups, for years: reports and availability read them over long periods
+        result = await self.influx.write(self.database, body, rp=ROLLUP_POLICY)
+        if result.outcome is WriteOutcome.NO_DATABASE or "retention policy not found" in result.error:
+            await ensure_retention(self.influx, self.database, raw_days=None, rollup_days=self.rollup_days)
+            result = await self.influx.write(self.database, body, rp=ROLLUP_POLICY)
         if result.outcome is not WriteOutcome.OK:
             raise SendError(
                 f"InfluxDB write of outage failed: {result.error}",

@@ -42,6 +42,8 @@ class _Worker(Protocol):
     observers: list[Any]
     flood_observers: list[Any]
 
+    def backlog_since(self) -> float | None: ...
+
 
 class _ChannelTrouble:
     """A channel that cannot send (Zalo's token refused) is announced on the other channels,
@@ -86,7 +88,9 @@ class AlertRunner:
         self.people = Dispatcher(
             build_notifiers(self.cfg.notify, lang, links), inventory, lang, self.queue, cfg.web.public_url
         )
-        recorder = OutageRecorder(influx, cfg.influx.database, inventory)
+        recorder = OutageRecorder(
+            influx, cfg.influx.database, inventory, rollup_days=cfg.influx.retention.rollup_days
+        )
         self.outages = Dispatcher([recorder], inventory, lang, self.queue)
         channels = {"people": self.people.names, "records": self.outages.names}
         self.alerter = Alerter(
@@ -94,7 +98,7 @@ class AlertRunner:
             inventory,
             self.store,
             holder,
-            last_seen_source=self._last_seen,
+            last_seen_source=sql.last_seen,  # every worker's (shared subscription, restarts)
             follow_last_seen=scaled_out,
             status_source=sql.node_statuses,
             outbox=lambda conn, who, notice, at: SqlNoticeQueue.add(conn, channels[who], notice, at),
@@ -115,14 +119,6 @@ class AlertRunner:
 
     def observe(self, items: Iterable[tuple[Converted, float]]) -> None:
         self.alerter.observe(items)
-
-    def _last_seen(self) -> dict[str, tuple[str, float]]:
-        """Every node's newest message as any worker recorded it (shared subscription, restarts)."""
-        return {
-            node: (st["commune"], float(st["last_seen"]))
-            for node, st in self.sql.node_states().items()
-            if st.get("last_seen")
-        }
 
     async def start(self) -> None:
         self.people.start()
@@ -146,7 +142,9 @@ class AlertRunner:
                 with contextlib.suppress(Exception):
                     await self._write_states(time.time())
             try:
-                result = await asyncio.to_thread(self.alerter.step, time.time(), self.worker.connected)
+                result = await asyncio.to_thread(
+                    self.alerter.step, time.time(), self.worker.connected, self.worker.backlog_since()
+                )
             except Exception as exc:  # SQL locked or gone: judge again next tick
                 log.error("alert evaluation failed (%s: %s); retrying next tick", type(exc).__name__, exc)
             else:
@@ -155,7 +153,11 @@ class AlertRunner:
 
     async def tick_now(self) -> None:
         """One evaluation right away (tests, and after an API change)."""
-        self._wake(await asyncio.to_thread(self.alerter.step, time.time(), self.worker.connected))
+        self._wake(
+            await asyncio.to_thread(
+                self.alerter.step, time.time(), self.worker.connected, self.worker.backlog_since()
+            )
+        )
 
     def _wake(self, result: StepResult) -> None:
         """The step queued its notices in SQL with the alert changes; deliver them now."""

@@ -37,6 +37,7 @@ from cloud.api.events import events_router
 from cloud.api.fleet import fleet_router
 from cloud.api.inventory import inventory_router, presence
 from cloud.api.limits import BodyLimit, validation_error
+from cloud.api.params import MAX_ROW_ID
 from cloud.api.releases import releases_router
 from cloud.api.session import session_router
 from cloud.auth.deps import LoginRequired, audit, audit_refusal, require
@@ -141,6 +142,10 @@ _DOCS_PAGE = """<!doctype html>
 <body><div id="swagger-ui"></div>
 <script src="/docs-assets/swagger-ui-bundle.js"></script>
 <script src="/static/docs.js"></script></body></html>"""
+
+
+#: Largest page of /api/v1/devices.
+MAX_PAGE = 1000
 
 
 def _ts(v: float | None) -> datetime | None:
@@ -309,29 +314,53 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
     @app.get(
         "/api/v1/devices",
         response_model=list[DeviceOut],
-        summary="Inventory merged with live status (a technician given communes: theirs)",
+        summary="Inventory merged with live status (a page with limit/offset; a technician given "
+        "communes: theirs)",
         dependencies=technician,
     )
     async def devices(
+        request: Request,
+        response: Response,
         p: Annotated[Principal, Depends(require(Perm.DEVICES))],
         commune: str | None = Query(None, description="Only this commune id."),
         kind: str | None = Query(None, description="Only this kind (ap, camera)."),
+        limit: int | None = Query(
+            None,
+            ge=1,
+            le=MAX_PAGE,
+            description="At most this many devices, from offset (a page). Without it: every device. "
+            "The total is in the X-Total-Count header, the next page in the Link header.",
+        ),
+        offset: int = Query(0, ge=0, le=MAX_ROW_ID, description="Devices skipped first (with limit)."),
     ) -> list[DeviceOut]:
-        states = await asyncio.to_thread(runtime.sql.node_states)
-        out: list[DeviceOut] = []
-        for d in runtime.inventory.devices:
-            out.append(_device(d.id, d.kind, d.commune, d.site, d.node, d.address, True, states.get(d.node)))
-        inventory_nodes = {n.id for n in runtime.inventory.nodes}
-        for node, st in sorted(states.items()):
-            if node not in inventory_nodes and not runtime.inventory.is_retired(node):
-                out.append(_device(node, None, st["commune"], None, node, "", False, st))
-        out = [
-            d
-            for d in out
-            if (commune is None or d.commune == commune)
-            and (kind is None or d.kind == kind)
-            and p.manages(d.commune)
+        """Inventory devices in inventory order, then nodes the inventory lacks, sorted."""
+        inv = runtime.inventory
+        seen = await asyncio.to_thread(runtime.sql.node_communes)
+        listed: list[tuple[str, str | None, str, str | None, str, str, bool]] = [
+            (d.id, d.kind, d.commune, d.site, d.node, d.address, True) for d in inv.devices
         ]
+        listed += [
+            (n, None, c, None, n, "", False)
+            for n, c in sorted(seen.items())
+            if inv.node(n) is None and not inv.is_retired(n)
+        ]
+        listed = [
+            r
+            for r in listed
+            if (commune is None or r[2] == commune) and (kind is None or r[1] == kind) and p.manages(r[2])
+        ]
+        total = len(listed)
+        if limit is not None:
+            listed = listed[offset : offset + limit]
+            response.headers["X-Total-Count"] = str(total)
+            if offset + limit < total:
+                nxt = request.url.include_query_params(offset=offset + limit)
+                response.headers["Link"] = f'<{nxt.path}?{nxt.query}>; rel="next"'
+        wanted = {r[4] for r in listed}
+        states = await asyncio.to_thread(
+            runtime.sql.node_states, None if len(wanted) > MAX_PAGE else wanted & seen.keys()
+        )
+        out = [_device(*r, states.get(r[4])) for r in listed]
         if runtime.alerting is not None:
             judged = runtime.alerting.alerter.judgement(dev.id for dev in out)
             for dev in out:

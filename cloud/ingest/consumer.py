@@ -24,6 +24,7 @@ Why it is built this way:
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import logging
@@ -103,6 +104,8 @@ class IngestWorker:
         self._conn: Connection | None = None
         self._committer: threading.Thread | None = None
         self._topics: dict[bytes, str] = {}
+        #: receive times of the batches read from the receiver and not yet committed, oldest first
+        self._pending_at: collections.deque[float] = collections.deque()
         # Alerting (issue 3): called after each commit with what was heard and when; must not raise.
         self.observers: list[Callable[[list[tuple[Converted, float]]], None]] = []
         # Per-node rate limits (issue 9), applied before any JSON is parsed.
@@ -117,6 +120,16 @@ class IngestWorker:
 
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
+
+    def backlog_since(self) -> float | None:
+        """Receive time of the oldest message received but not yet committed (None: none waits).
+
+        Alerting judges silence against it, not the wall clock: a node is not silent merely
+        because its messages wait in this worker's backlog (a cloud short of CPU)."""
+        try:
+            return self._pending_at[0]
+        except IndexError:
+            return None
 
     def _spawn(self) -> Connection:
         """Start a receiver child on one end of a socket pair; the other end is ours."""
@@ -198,6 +211,7 @@ class IngestWorker:
     def _serve(self, conn: Connection) -> None:
         """Commit the batches of one receiver until it ends (orderly stop) or goes away."""
         frames: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._pending_at.clear()  # what an earlier receiver left uncommitted comes again, newly stamped
         threading.Thread(target=self._read, args=(conn, frames), name="receiver-pipe", daemon=True).start()
         while True:
             wait = None
@@ -215,6 +229,7 @@ class IngestWorker:
                 return
             batch: list[_Received] = []
             last = self._take(frame, batch)
+            taken = 1
             ended = False
             # Let the batch grow for up to commit_interval_ms: fewer, larger fsyncs.
             deadline = time.monotonic() + self.cfg.commit_interval_ms / 1000
@@ -229,8 +244,11 @@ class IngestWorker:
                     ended = True
                     break
                 last = self._take(frame, batch)
+                taken += 1
             if not self._commit_with_retry(batch):
                 return  # stopping with a failed commit: acknowledge nothing
+            for _ in range(min(taken, len(self._pending_at))):
+                self._pending_at.popleft()
             self._report(conn, last)
             if ended:
                 return
@@ -253,6 +271,8 @@ class IngestWorker:
                     self._connected.clear()
                 self.last_error = text
             else:
+                if frame[0] == framing.BATCH:
+                    self._pending_at.append(framing.batch_at(frame))
                 frames.put(frame)
 
     def _report(self, conn: Connection, seq: int) -> None:

@@ -107,11 +107,16 @@ class Converter:
     def __init__(self, inventory: Inventory) -> None:
         self.inventory = inventory
         self._version = inventory.version
-        self._parse = functools.lru_cache(maxsize=4096)(self._parse_uncached)
-        self._device_tags = functools.lru_cache(maxsize=4096)(self._device_tags_uncached)
+        # Sized for the fleet: a cache smaller than what every board sends in one interval is
+        # emptied before each entry is used again (10,000 boards thrashed the fixed 4,096).
+        nodes, devices = len(inventory.nodes), len(inventory.devices)
+        self._parse = functools.lru_cache(maxsize=max(4096, 8 * nodes))(self._parse_uncached)
+        self._device_tags = functools.lru_cache(maxsize=max(4096, 2 * devices))(self._device_tags_uncached)
         # Series keys (measurement + escaped, sorted tags) repeat for every message of a node.
-        self._node_series = functools.lru_cache(maxsize=4096)(self._node_series_uncached)
-        self._point_series = functools.lru_cache(maxsize=16384)(self._point_series_uncached)
+        self._node_series = functools.lru_cache(maxsize=max(4096, 8 * nodes))(self._node_series_uncached)
+        self._point_series = functools.lru_cache(maxsize=max(16384, 16 * devices))(
+            self._point_series_uncached
+        )
 
     def _follow_inventory(self) -> None:
         """The live inventory changed (a device added, moved, decommissioned): forget the tags

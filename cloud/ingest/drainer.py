@@ -21,6 +21,7 @@ from cloud.config import InfluxConfig
 from cloud.ingest.stats import Stats
 from cloud.storage.influx import InfluxClient, InfluxError, WriteOutcome
 from cloud.storage.journal import Batch, Journal
+from cloud.storage.retention import ensure_retention
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,9 @@ class Drainer:
         self._max_lines = cfg.batch_max_lines
 
     async def ensure_database(self) -> None:
-        await self.client.create_database(self.cfg.database)
+        """The database and its retention policies (created or adjusted at every start)."""
+        r = self.cfg.retention
+        await ensure_retention(self.client, self.cfg.database, raw_days=r.raw_days, rollup_days=r.rollup_days)
         self._db_ready = True
 
     async def run(self) -> None:

@@ -45,6 +45,11 @@ def encode_batch(seq: int, at: float, topics: list[bytes], payloads: list[bytes 
     )
 
 
+def batch_at(frame: bytes) -> float:
+    """When the receiver framed a batch (its messages' receive time), without decoding it."""
+    return float(_BATCH_HEAD.unpack_from(frame)[2])
+
+
 def decode_batch(frame: bytes) -> DecodedBatch:
     _, seq, at, n = _BATCH_HEAD.unpack_from(frame)
     pos = _BATCH_HEAD.size

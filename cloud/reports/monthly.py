@@ -72,7 +72,12 @@ class MonthlyJob:
         log.info("building the monthly Wi-Fi report", extra={"period": period.key, "holder": self.holder})
         try:
             report = await self.service.build(period, now=now, refresh=True)
-            files = {fmt: self.service.render(report, fmt, self.lang) for fmt in self.formats}
+            # off the event loop: a province's XLSX takes seconds, which the API, the journal's
+            # drainer and the alert evaluator (all on the loop) must not wait for
+            files = {
+                fmt: await asyncio.to_thread(self.service.render, report, fmt, self.lang)
+                for fmt in self.formats
+            }
             await asyncio.to_thread(self.store.save, row, report, files)
         except Exception as exc:
             log.error("monthly Wi-Fi report failed (%s: %s); retried next check", type(exc).__name__, exc)

@@ -195,20 +195,18 @@ def wifi_reports_router(
         lg = lang_of(lang, request, user)
         from cloud.reports.render_html import render_html
 
-        body = render_html(
-            report,
-            lg,
-            service.inventory,
-            nav=nav(lg, first, last, commune),
-            header=header(request, user, lg),
+        page = nav(lg, first, last, commune)
+        # rendering off the event loop (seconds for a province's thousands of APs)
+        body = await asyncio.to_thread(
+            render_html, report, lg, service.inventory, nav=page, header=header(request, user, lg)
         )
         return HTMLResponse(body)
 
-    def download(report: WifiReport, fmt: str, lang: Lang) -> Response:
+    async def download(report: WifiReport, fmt: str, lang: Lang) -> Response:
         name = f"wifi-{report.first.isoformat()}_{report.last.isoformat()}"
         if report.commune:
             name += f"-{report.commune}"
-        body = service.render(report, fmt, lang)
+        body = await asyncio.to_thread(service.render, report, fmt, lang)
         return Response(
             body,
             media_type=MEDIA[fmt],
@@ -223,7 +221,7 @@ def wifi_reports_router(
         lang: LangQ = None,
         refresh: RefreshQ = False,
     ) -> Response:
-        return download(await build(first, last, commune, refresh), "xlsx", lang_of(lang))
+        return await download(await build(first, last, commune, refresh), "xlsx", lang_of(lang))
 
     @router.get("/reports/wifi.csv", summary="Wi-Fi report as CSV", response_class=Response)
     async def wifi_csv(
@@ -233,7 +231,7 @@ def wifi_reports_router(
         lang: LangQ = None,
         refresh: RefreshQ = False,
     ) -> Response:
-        return download(await build(first, last, commune, refresh), "csv", lang_of(lang))
+        return await download(await build(first, last, commune, refresh), "csv", lang_of(lang))
 
     @router.get("/api/v1/reports/wifi", response_model=WifiReport, summary="Wi-Fi report numbers")
     async def wifi_json(

@@ -36,7 +36,14 @@ class ReportsRuntime:
         cls, cfg: CloudConfig, influx: InfluxClient, engine: Engine, inventory: Inventory, *, holder: str
     ) -> ReportsRuntime:
         store = ReportStore(engine, cfg.reports.output_dir)
-        service = ReportService(influx, cfg.influx.database, inventory, cfg.reports, store)
+        service = ReportService(
+            influx,
+            cfg.influx.database,
+            inventory,
+            cfg.reports,
+            store,
+            rollup_days=cfg.influx.retention.rollup_days,
+        )
         job = None
         if cfg.reports.monthly:
             job = MonthlyJob(

@@ -20,6 +20,7 @@ from cloud.reports.settings import ReportsConfig
 from cloud.reports.store import ReportStore
 from cloud.reports.wifi_model import Rollups, WifiReport
 from cloud.storage.influx import InfluxClient, InfluxError
+from cloud.storage.retention import ROLLUP_DAYS
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,10 @@ class ReportService:
         inventory: Inventory,
         cfg: ReportsConfig,
         store: ReportStore | None = None,
+        *,
+        rollup_days: float = ROLLUP_DAYS,
     ) -> None:
+        self.rollup_days = rollup_days  # influx.retention.rollup_days
         self.influx = influx
         self.database = database
         self.inventory = inventory
@@ -68,7 +72,9 @@ class ReportService:
         if self._rollups_ready:
             return
         try:
-            await wifi_query.ensure_rollups(self.influx, self.database, self.cfg.rollup_resample_h)
+            await wifi_query.ensure_rollups(
+                self.influx, self.database, self.cfg.rollup_resample_h, self.rollup_days
+            )
         except InfluxError as exc:
             if "unreachable" in str(exc):
                 raise

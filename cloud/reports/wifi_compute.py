@@ -341,16 +341,19 @@ def build(
         return _row(level, id_, name, commune_id, site, [cur[i] for i in ids], [prv[i] for i in ids], period)
 
     ids = [d.id for d in aps]
-    communes = [c for c in inventory.communes if any(d.commune == c.id for d in aps)]
-    sites = [s for s in inventory.sites if any(d.site == s.id for d in aps)]
-    commune_members = {c.id: [d.id for d in aps if d.commune == c.id] for c in communes}
+    # grouped in one pass: matching every site against every AP took minutes for a province
+    members: dict[str, list[str]] = {}
+    site_members: dict[str, list[str]] = {}
+    for d in aps:
+        members.setdefault(d.commune, []).append(d.id)
+        site_members.setdefault(d.site, []).append(d.id)
+    communes = [c for c in inventory.communes if c.id in members]
+    sites = [s for s in inventory.sites if s.id in site_members]
+    commune_members = {c.id: members[c.id] for c in communes}
     site_name = {s.id: s.name or s.id for s in inventory.sites}
     total = row("all", "all", "all", "", "", ids)
     commune_rows = [row("commune", c.id, c.name or c.id, c.id, "", commune_members[c.id]) for c in communes]
-    site_rows = [
-        row("site", s.id, s.name or s.id, s.commune, s.id, [d.id for d in aps if d.site == s.id])
-        for s in sites
-    ]
+    site_rows = [row("site", s.id, s.name or s.id, s.commune, s.id, site_members[s.id]) for s in sites]
     ap_rows = [row("ap", d.id, d.id, d.commune, d.site, [d.id]) for d in aps]
     for ap_row, d in zip(ap_rows, aps, strict=True):
         ap_row.name = f"{d.id} ({site_name.get(d.site, d.site)})"

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from cloud.storage.influx import InfluxClient
+from cloud.storage.retention import RAW_POLICY, ROLLUP_DAYS, ROLLUP_POLICY, ensure_retention
 
 GRAIN_S: Final = 900
 CLIENTS_RU: Final = "ap_15m"
@@ -41,17 +42,26 @@ COUNTERS_RU: Final = "ap_if_15m"
 #: Outages longer than this that began before the period are not looked for.
 OUTAGE_LOOKBACK_MS: Final = 400 * 86400 * 1000
 
-_CLIENTS_SELECT = (
-    'SELECT mean("clients") AS "clients", last("uptime_s") AS "uptime_s", count("clients") AS "readings" '
-    f'INTO "{CLIENTS_RU}" FROM "ap"'
-)
+#: The rollups and outage records live in their own retention policy (kept for years, the raw
+#: points for days: cloud/storage/retention.py); the database is substituted at run time.
+_RU = f'"{ROLLUP_POLICY}"'
 #: What an up-to-date CQ's stored text contains (InfluxDB keeps it without quotes); one
 #: made before a field was added lacks it and is replaced.
 _CQ_MARKS = {"cq_ap_15m": "count(clients) AS readings", "cq_ap_if_15m": "last(in_octets) AS in_octets"}
-_COUNTERS_SELECT = (
-    'SELECT last("in_octets") AS "in_octets", last("out_octets") AS "out_octets" '
-    f'INTO "{COUNTERS_RU}" FROM "ap_if"'
-)
+
+
+def _clients_select(db: str) -> str:
+    return (
+        'SELECT mean("clients") AS "clients", last("uptime_s") AS "uptime_s", count("clients") AS "readings" '
+        f'INTO "{_ident(db)}".{_RU}."{CLIENTS_RU}" FROM "{_ident(db)}"."{RAW_POLICY}"."ap"'
+    )
+
+
+def _counters_select(db: str) -> str:
+    return (
+        'SELECT last("in_octets") AS "in_octets", last("out_octets") AS "out_octets" '
+        f'INTO "{_ident(db)}".{_RU}."{COUNTERS_RU}" FROM "{_ident(db)}"."{RAW_POLICY}"."ap_if"'
+    )
 
 
 @dataclass(slots=True)
@@ -96,7 +106,7 @@ def _where(start_ms: int, end_ms: int, commune: str | None) -> str:
 def continuous_queries(db: str, resample_h: int) -> list[str]:
     """DDL of the two rollup CQs (idempotent: same name and text is accepted again)."""
     out = []
-    for name, select in (("cq_ap_15m", _CLIENTS_SELECT), ("cq_ap_if_15m", _COUNTERS_SELECT)):
+    for name, select in (("cq_ap_15m", _clients_select(db)), ("cq_ap_if_15m", _counters_select(db))):
         out.append(
             f'CREATE CONTINUOUS QUERY "{name}" ON "{_ident(db)}" RESAMPLE EVERY {GRAIN_S}s '
             f"FOR {resample_h}h BEGIN {select} GROUP BY time({GRAIN_S}s), * END"
@@ -104,16 +114,19 @@ def continuous_queries(db: str, resample_h: int) -> list[str]:
     return out
 
 
-async def ensure_rollups(influx: InfluxClient, db: str, resample_h: int) -> None:
-    """Create the database and the rollup CQs when missing (safe from several workers)."""
-    await influx.create_database(db)
+async def ensure_rollups(
+    influx: InfluxClient, db: str, resample_h: int, rollup_days: float = ROLLUP_DAYS
+) -> None:
+    """Create the database, its rollup retention policy and the rollup CQs when missing (safe
+    from several workers); a CQ of an older release (another text) is replaced."""
+    await ensure_retention(influx, db, raw_days=None, rollup_days=rollup_days)
     existing = await influx.query("SHOW CONTINUOUS QUERIES")
     have = {row[0]: row[1] for s in existing if s.get("name") == db for row in s.get("values", [])}
     for ddl in continuous_queries(db, resample_h):
         name = ddl.split('"')[1]
         if name in have:
             text = have[name].replace('"', "")
-            if f"FOR {resample_h}h" in text and _CQ_MARKS[name] in text:
+            if f"FOR {resample_h}h" in text and _CQ_MARKS[name] in text and f".{ROLLUP_POLICY}." in text:
                 continue
             await influx.query(f'DROP CONTINUOUS QUERY "{name}" ON "{_ident(db)}"')
         await influx.query(ddl)
@@ -124,7 +137,7 @@ async def refresh(influx: InfluxClient, db: str, start_ms: int, end_ms: int) -> 
     a = start_ms - start_ms % (GRAIN_S * 1000) - GRAIN_S * 1000  # the bucket before: its last reading
     w = f"WHERE time >= {a}ms AND time < {end_ms}ms GROUP BY time({GRAIN_S}s), *"
     await asyncio.gather(
-        influx.query(f"{_CLIENTS_SELECT} {w}", db=db), influx.query(f"{_COUNTERS_SELECT} {w}", db=db)
+        influx.query(f"{_clients_select(db)} {w}", db=db), influx.query(f"{_counters_select(db)} {w}", db=db)
     )
 
 
@@ -134,8 +147,8 @@ def readings_queries(start_ms: int, end_ms: int, commune: str | None, day_offset
     group = f"GROUP BY time(1d, {day_offset_s}s)"
     w = _where(start_ms, end_ms, commune)
     return (
-        f'SELECT count("clients") FROM "ap" WHERE {w} {group}',
-        f'SELECT sum("readings") FROM "{CLIENTS_RU}" WHERE {w} {group}',
+        f'SELECT count("clients") FROM "{RAW_POLICY}"."ap" WHERE {w} {group}',
+        f'SELECT sum("readings") FROM {_RU}."{CLIENTS_RU}" WHERE {w} {group}',
     )
 
 
@@ -160,14 +173,14 @@ async def stale_days(
 
 def clients_query(start_ms: int, end_ms: int, commune: str | None) -> str:
     return (
-        f'SELECT "clients", "uptime_s" FROM "{CLIENTS_RU}" '
+        f'SELECT "clients", "uptime_s" FROM {_RU}."{CLIENTS_RU}" '
         f'WHERE {_where(start_ms - GRAIN_S * 1000, end_ms, commune)} GROUP BY "device"'
     )
 
 
 def counters_query(start_ms: int, end_ms: int, commune: str | None) -> str:
     return (
-        f'SELECT "in_octets", "out_octets" FROM "{COUNTERS_RU}" '
+        f'SELECT "in_octets", "out_octets" FROM {_RU}."{COUNTERS_RU}" '
         f'WHERE {_where(start_ms - GRAIN_S * 1000, end_ms, commune)} GROUP BY "device", "ifname"'
     )
 
@@ -175,7 +188,7 @@ def counters_query(start_ms: int, end_ms: int, commune: str | None) -> str:
 def outages_query(start_ms: int, end_ms: int, commune: str | None) -> str:
     w = _where(start_ms - OUTAGE_LOOKBACK_MS, end_ms, commune)
     return (
-        f'SELECT "end_ms" FROM "outage" WHERE {w} AND ("end_ms" = 0 OR "end_ms" > {start_ms}) '
+        f'SELECT "end_ms" FROM {_RU}."outage" WHERE {w} AND ("end_ms" = 0 OR "end_ms" > {start_ms}) '
         'GROUP BY "device", "scope", "problem"'
     )
 

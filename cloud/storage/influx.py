@@ -77,10 +77,12 @@ class InfluxClient:
             return describe(exc)
         return None if r.status_code == 204 else f"HTTP {r.status_code} on /ping"
 
-    async def write(self, db: str, body: bytes, *, precision: str = "ms") -> WriteResult:
+    async def write(self, db: str, body: bytes, *, precision: str = "ms", rp: str = "") -> WriteResult:
+        """Write line protocol into ``db`` (its default retention policy, or ``rp``)."""
         t0 = time.perf_counter()
+        params = {"db": db, "precision": precision, **({"rp": rp} if rp else {})}
         try:
-            r = await self._http.post("/write", params={"db": db, "precision": precision}, content=body)
+            r = await self._http.post("/write", params=params, content=body)
         except httpx.HTTPError as exc:
             return WriteResult(WriteOutcome.RETRY, None, describe(exc), 0, time.perf_counter() - t0)
         dt = time.perf_counter() - t0

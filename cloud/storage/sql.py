@@ -17,6 +17,7 @@ the count exact: what was not acknowledged comes again and merges into the same 
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -263,6 +264,7 @@ class SqlStore:
         self.dialect = self.engine.dialect.name
         self._create_schema()
         self._sessions_known: set[tuple[str, str]] = set()  # node_sessions rows that exist
+        self._stmts = self._statements()
 
     @staticmethod
     def engine_for(url: str, *, password: str = "", busy_timeout_ms: int = 10_000) -> Engine:
@@ -303,38 +305,87 @@ class SqlStore:
             return pg_insert(table)
         raise ValueError(f"unsupported SQL dialect {self.dialect!r} (use sqlite or postgresql)")
 
+    def _statements(self) -> dict[str, Any]:
+        """The ingest's statements, built once: constructing them (and their cache keys) for
+        every group commit was half the cloud's CPU at a few hundred messages a second."""
+        ins = self._insert(nodes)
+        ex = ins.excluded
+        c = nodes.c
+        newer = (c.last_msg_ts.is_(None)) | (ex.last_msg_ts >= c.last_msg_ts)
+        node_upsert = ins.on_conflict_do_update(
+            index_elements=[c.node],
+            set_={
+                "messages": c.messages + ex.messages,
+                "dead_letters": c.dead_letters + ex.dead_letters,
+                "rate_limited": c.rate_limited + ex.rate_limited,
+                "last_seen": _greatest(c.last_seen, ex.last_seen),
+                "last_msg_ts": case(
+                    (ex.last_msg_ts.is_(None), c.last_msg_ts),
+                    else_=_greatest(c.last_msg_ts, ex.last_msg_ts),
+                ),
+                "session": case((ex.session.is_not(None) & newer, ex.session), else_=c.session),
+                "last_seq": case((ex.last_seq.is_not(None) & newer, ex.last_seq), else_=c.last_seq),
+            },
+        )
+        ins = self._insert(nodes)
+        ex = ins.excluded
+        same = (c.status_ts == ex.status_ts) & (c.status == ex.status)
+        status_upsert = ins.on_conflict_do_update(
+            index_elements=[c.node],
+            set_={
+                "status": ex.status,
+                "status_ts": ex.status_ts,
+                "status_reason": ex.status_reason,
+                "agent_version": ex.agent_version,
+                # a redelivered status keeps its point; a new one comes after the last
+                "status_at_ms": case(
+                    (same & c.status_at_ms.is_not(None), c.status_at_ms),
+                    else_=_greatest(c.status_at_ms + 1, ex.status_at_ms),
+                ),
+                # only births carry it: a death keeps what the last birth said
+                **{
+                    col: func.coalesce(getattr(ex, col), c[col])
+                    for col in ("update_version", "update_state", "update_error", "update_ts")
+                },
+            },
+            where=_status_newer(c, ex),
+        ).returning(c.status_at_ms)
+        s = node_sessions.c
+        return {
+            "nodes": node_upsert,
+            "status": status_upsert,
+            "sessions_new": self._insert(node_sessions).on_conflict_do_nothing(
+                index_elements=[s.node, s.session]
+            ),
+            "seqs_read": select(s.node, s.session, s.first_seq, s.received, s.seqs)
+            .where(tuple_(s.node, s.session).in_(bindparam("keys", expanding=True)))
+            .order_by(s.node, s.session)
+            .with_for_update(),
+            "seqs_write": update(node_sessions)
+            .where(s.node == bindparam("k_node"), s.session == bindparam("k_session"))
+            .values(
+                first_seq=bindparam("first_seq"),
+                max_seq=bindparam("max_seq"),
+                received=bindparam("received"),
+                seqs=bindparam("seqs"),
+            ),
+            "dead": dead_letters.insert(),
+            "snapshots": self._insert(snapshots).on_conflict_do_nothing(index_elements=[snapshots.c.sha256]),
+        }
+
     def apply(self, batch: BatchUpdate) -> None:
         """Write one batch in one transaction; returns when it is committed."""
         if not batch:
             return
+        st = self._stmts
         if batch.sessions:
             self._create_sessions(sorted(batch.sessions))
         with self.engine.begin() as conn:
             if self.dialect == "sqlite":  # the write lock first: the seq merge reads, then writes
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
             if batch.nodes:
-                ins = self._insert(nodes)
-                ex = ins.excluded
-                newer = (nodes.c.last_msg_ts.is_(None)) | (ex.last_msg_ts >= nodes.c.last_msg_ts)
-                stmt = ins.on_conflict_do_update(
-                    index_elements=[nodes.c.node],
-                    set_={
-                        "messages": nodes.c.messages + ex.messages,
-                        "dead_letters": nodes.c.dead_letters + ex.dead_letters,
-                        "rate_limited": nodes.c.rate_limited + ex.rate_limited,
-                        "last_seen": _greatest(nodes.c.last_seen, ex.last_seen),
-                        "last_msg_ts": case(
-                            (ex.last_msg_ts.is_(None), nodes.c.last_msg_ts),
-                            else_=_greatest(nodes.c.last_msg_ts, ex.last_msg_ts),
-                        ),
-                        "session": case((ex.session.is_not(None) & newer, ex.session), else_=nodes.c.session),
-                        "last_seq": case(
-                            (ex.last_seq.is_not(None) & newer, ex.last_seq), else_=nodes.c.last_seq
-                        ),
-                    },
-                )
                 conn.execute(
-                    stmt,
+                    st["nodes"],
                     [
                         {
                             "node": _text(n),
@@ -353,44 +404,20 @@ class SqlStore:
                 )
             if batch.sessions:
                 self._merge_seqs(conn, batch.sessions)
-            for st in batch.statuses:
-                ins = self._insert(nodes)
-                ex = ins.excluded
-                c = nodes.c
-                same = (c.status_ts == ex.status_ts) & (c.status == ex.status)
-                stmt = ins.on_conflict_do_update(
-                    index_elements=[c.node],
-                    set_={
-                        "status": ex.status,
-                        "status_ts": ex.status_ts,
-                        "status_reason": ex.status_reason,
-                        "agent_version": ex.agent_version,
-                        # a redelivered status keeps its point; a new one comes after the last
-                        "status_at_ms": case(
-                            (same & c.status_at_ms.is_not(None), c.status_at_ms),
-                            else_=_greatest(c.status_at_ms + 1, ex.status_at_ms),
-                        ),
-                        # only births carry it: a death keeps what the last birth said
-                        **{
-                            col: func.coalesce(getattr(ex, col), c[col])
-                            for col in ("update_version", "update_state", "update_error", "update_ts")
-                        },
-                    },
-                    where=_status_newer(c, ex),
-                ).returning(c.status_at_ms)
-                upd = st.update or (None, None, None, None)
-                st.at_ms = conn.execute(
-                    stmt,
+            for su in batch.statuses:
+                upd = su.update or (None, None, None, None)
+                su.at_ms = conn.execute(
+                    st["status"],
                     {
-                        "node": st.node,
-                        "commune": st.commune,
-                        "known": int(st.known),
-                        "status": st.state,
-                        "status_ts": st.ts,
-                        "status_reason": st.reason,
-                        "status_at_ms": st.received_ms,
-                        "agent_version": _text(st.agent_version),
-                        "session": st.session,
+                        "node": su.node,
+                        "commune": su.commune,
+                        "known": int(su.known),
+                        "status": su.state,
+                        "status_ts": su.ts,
+                        "status_reason": su.reason,
+                        "status_at_ms": su.received_ms,
+                        "agent_version": _text(su.agent_version),
+                        "session": su.session,
                         "update_version": upd[0],
                         "update_state": upd[1],
                         "update_error": upd[2],
@@ -402,7 +429,7 @@ class SqlStore:
                 ).scalar_one_or_none()
             if batch.dead:
                 conn.execute(
-                    dead_letters.insert(),
+                    st["dead"],
                     [
                         {
                             "received_at": d.received_at,
@@ -416,9 +443,8 @@ class SqlStore:
                     ],
                 )
             if batch.snapshots:
-                stmt = self._insert(snapshots).on_conflict_do_nothing(index_elements=[snapshots.c.sha256])
                 conn.execute(
-                    stmt,
+                    st["snapshots"],
                     [
                         {
                             "sha256": s.sha256,
@@ -443,10 +469,9 @@ class SqlStore:
         fresh = [k for k in keys if k not in self._sessions_known]
         if not fresh:
             return
-        c = node_sessions.c
         with self.engine.begin() as conn:
             conn.execute(
-                self._insert(node_sessions).on_conflict_do_nothing(index_elements=[c.node, c.session]),
+                self._stmts["sessions_new"],
                 [
                     {
                         "node": n,
@@ -469,15 +494,8 @@ class SqlStore:
         Concurrent workers merge one after the other: on PostgreSQL each locks the rows (``FOR
         UPDATE``) in one order; on SQLite ``apply`` holds the database's write lock from its start.
         """
-        c = node_sessions.c
         keys = sorted(sessions)
-        rows = conn.execute(
-            select(c.node, c.session, c.first_seq, c.received, c.seqs)
-            .where(tuple_(c.node, c.session).in_(bindparam("keys", expanding=True)))
-            .order_by(c.node, c.session)
-            .with_for_update(),
-            {"keys": keys},
-        ).all()
+        rows = conn.execute(self._stmts["seqs_read"], {"keys": keys}).all()
         if len(rows) < len(keys):
             raise RuntimeError(f"node_sessions rows missing for {len(keys) - len(rows)} sessions")
         updates = []
@@ -494,46 +512,37 @@ class SqlStore:
                     "seqs": merged.encode(),
                 }
             )
-        conn.execute(
-            update(node_sessions)
-            .where(c.node == bindparam("k_node"), c.session == bindparam("k_session"))
-            .values(
-                first_seq=bindparam("first_seq"),
-                max_seq=bindparam("max_seq"),
-                received=bindparam("received"),
-                seqs=bindparam("seqs"),
-            ),
-            updates,
-        )
+        conn.execute(self._stmts["seqs_write"], updates)
 
     # ------------------------------------------------------------------ reads (API)
-    def node_states(self) -> dict[str, dict[str, Any]]:
-        """Every node seen, with its gap count summed over sessions."""
-        gaps = (
-            select(
-                node_sessions.c.node,
-                func.sum(
-                    case(
-                        (
-                            node_sessions.c.max_seq - node_sessions.c.first_seq + 1 - node_sessions.c.received
-                            > 0,
-                            node_sessions.c.max_seq
-                            - node_sessions.c.first_seq
-                            + 1
-                            - node_sessions.c.received,
-                        ),
-                        else_=0,
-                    )
-                ).label("gaps"),
-            )
-            .group_by(node_sessions.c.node)
-            .subquery()
-        )
-        q = select(nodes, func.coalesce(gaps.c.gaps, 0).label("gaps")).outerjoin(
+    def node_states(self, only: Collection[str] | None = None) -> dict[str, dict[str, Any]]:
+        """Every node seen (or those of ``only``), with its gap count summed over sessions."""
+        s = node_sessions.c
+        gap = s.max_seq - s.first_seq + 1 - s.received
+        gaps_q = select(s.node, func.sum(case((gap > 0, gap), else_=0)).label("gaps")).group_by(s.node)
+        q = select(nodes)
+        if only is not None:
+            keys = sorted(only)
+            gaps_q = gaps_q.where(s.node.in_(keys))
+            q = q.where(nodes.c.node.in_(keys))
+        gaps = gaps_q.subquery()
+        q = q.add_columns(func.coalesce(gaps.c.gaps, 0).label("gaps")).outerjoin(
             gaps, gaps.c.node == nodes.c.node
         )
         with self.engine.connect() as conn:
             return {row.node: dict(row._mapping) for row in conn.execute(q)}
+
+    def node_communes(self) -> dict[str, str]:
+        """Every node seen -> its commune (cheap: for listing nodes the inventory lacks)."""
+        with self.engine.connect() as conn:
+            return {r.node: r.commune for r in conn.execute(select(nodes.c.node, nodes.c.commune))}
+
+    def last_seen(self) -> dict[str, tuple[str, float]]:
+        """Node -> (commune, its newest message's receive time), as any worker recorded it."""
+        c = nodes.c
+        q = select(c.node, c.commune, c.last_seen).where(c.last_seen.is_not(None))
+        with self.engine.connect() as conn:
+            return {r.node: (r.commune, float(r.last_seen)) for r in conn.execute(q)}
 
     def node_statuses(self) -> list[NodeStatus]:
         """Every node's status in force (the newest by ``wire.status_order``), when it took effect."""

@@ -52,7 +52,7 @@ def make_traffic(n: int, seed: int = 1) -> tuple[list[tuple[str, bytes]], Counte
     """N realistic messages (60% health, 32% metrics, 8% motion) and the points expected per measurement."""
     rnd = random.Random(seed)
     nodes = _nodes()
-    base = datetime(2026, 11, 1, tzinfo=UTC)
+    base = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)  # within raw retention
     seqs: Counter[str] = Counter()
     expected: Counter[str] = Counter()
     out: list[tuple[str, bytes]] = []

@@ -14,7 +14,7 @@ IN_COMMUNE = '"commune" =~ /^$commune$/ AND "site" =~ /^$site$/'
 
 OUTAGES = Annotation(
     "Sự cố mất kết nối (outages)",
-    'SELECT "text", "end_ms" FROM "outage" WHERE $timeFilter AND "commune" =~ /^$commune$/',
+    'SELECT "text", "end_ms" FROM "rollups"."outage" WHERE $timeFilter AND "commune" =~ /^$commune$/',
 )
 
 UP_DOWN = state_mappings({"true": ("Hoạt động", "green"), "false": ("Mất", "red")})
@@ -179,7 +179,7 @@ def fleet() -> Dashboard:
                 "barchart",
                 (
                     Query(
-                        'SELECT count("duration_s") FROM "outage" WHERE $timeFilter '
+                        'SELECT count("duration_s") FROM "rollups"."outage" WHERE $timeFilter '
                         'AND "commune" =~ /^$commune$/ GROUP BY "cause"',
                         alias="$tag_cause",
                         table=True,

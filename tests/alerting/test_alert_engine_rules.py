@@ -245,3 +245,21 @@ def test_a_will_after_the_silence_was_judged_keeps_the_cause_silent() -> None:
     sim.will("dr-cam-01")
     _, changes = sim.run_until_change(10)
     assert [(c.kind, c.cause) for c in changes] == [("open", Cause.SILENT)]
+
+
+def test_a_cloud_behind_on_its_own_ingest_does_not_call_boards_silent() -> None:
+    """The cloud short of CPU (10,000 boards on a busy node): messages received 30 s ago are
+    not committed yet. Silence counts only up to what ingest has delivered; once it catches up,
+    the boards are heard and nothing opened. A board silent before the backlog is still alerted."""
+    sim = Sim.start()
+    sim.freeze("dr-cam-01")  # really silent, from before the backlog
+    backlog_from = sim.now
+    opened = []
+    for _ in range(60):  # 30 s of backlog: heartbeats received, none committed
+        sim.now += 0.5
+        opened += sim.engine.tick(sim.now, heard_until=backlog_from)
+    assert opened == []  # neither the waiting nodes nor (yet) the silent one: heard_until stands still
+    for n in sim.alive:
+        sim.engine.seen(n, "da-ron" if n.startswith("dr") else "tu-tra", sim.now - 1)  # the backlog arrives
+    changes = sim.run(5)
+    assert [(c.kind, c.subject) for c in changes] == [("open", "dr-cam-01")]

@@ -81,7 +81,9 @@ def test_frozen_agent_alerts_within_20s_kill9_within_grace_and_outages_are_data(
 
         def outages() -> dict[str, dict[str, Any]]:
             out = {}
-            for series in influx_query(influx_server, influx_db, "SELECT * FROM outage GROUP BY device"):
+            for series in influx_query(
+                influx_server, influx_db, 'SELECT * FROM "rollups"."outage" GROUP BY device'
+            ):
                 row = dict(zip(series["columns"], series["values"][-1], strict=True))
                 out[series["tags"]["device"]] = row
             return out

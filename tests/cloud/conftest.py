@@ -31,6 +31,7 @@ def make_config(tmp_path: Path, mosquitto: Mosquitto, influx_db: str, sql_url: s
                 "retry_initial_s": 0.2,
                 "retry_max_s": 1.0,
                 "spool_dir": tmp_path / "spool",
+                "retention": {"raw_days": 0},  # traffic stamped from cloud_helpers.BASE, a fixed day
             },
             sql={"url": sql_url},
             snapshots_dir=tmp_path / "snapshots",

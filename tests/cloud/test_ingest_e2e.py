@@ -154,6 +154,7 @@ async def test_metrics_healthz_and_broker_down_readiness(
         assert m["ciot_broker_connected"] == 1
         assert m["ciot_influx_write_seconds_count"] >= 1
         assert "ciot_spool_bytes" in m and "ciot_ingest_lag_seconds" in m
+        assert 0 <= m["ciot_ingest_backlog_seconds"] < 60  # ingest keeps up with the broker
         assert (await api.get("/openapi.json")).status_code == 200
 
         mosquitto.stop()

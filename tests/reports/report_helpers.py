@@ -141,6 +141,7 @@ def cloud_config(tmp: Path, broker: Mosquitto, influx: InfluxDB, db: str, **extr
             "flush_interval_s": 0.05,
             "spool_dir": tmp / "spool",
             "self_metrics_s": 0,
+            "retention": {"raw_days": 0},  # the months of these tests lie in the past
         },
         sql={"url": f"sqlite:///{tmp / 'cloud.db'}"},
         snapshots_dir=tmp / "snapshots",
