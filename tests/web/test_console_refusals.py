@@ -45,6 +45,7 @@ PARAMS = {
     "window_id": "1",
     "command_id": "0123456789abcdef",
     "rollout_id": "1",
+    "token": "x" * 43,  # a one-time bundle link
 }
 USERS = {"ca-daron": (Role.POLICE, {"da-ron"}), "mic": (Role.MIC, set()), "kythuat": (Role.TECHNICIAN, set())}
 
