@@ -23,11 +23,14 @@ TEST_APT_PACKAGES+=(gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gi gstr
 TEST_APT_PACKAGES+=(chromium postgresql)
 # the report tests print the XLSX with LibreOffice Calc (headless) and read the PDF with poppler.
 TEST_APT_PACKAGES+=(libreoffice-calc poppler-utils)
+# the clustered-broker tests run three NATS nodes (MQTT + JetStream) of their own, and one
+# check of what VictoriaMetrics keeps of our InfluxDB writes (docs/scaling.md).
+TEST_APT_PACKAGES+=(nats-server victoria-metrics)
 # Debian enables and starts these packages' own services; the demo and the tests never use
 # them (they run their own instances on free loopback ports), so the ones installed here
 # are stopped and disabled again: no unused broker or database (InfluxDB: every interface, no
 # password) left listening after a demo.
-SYSTEM_SERVICES=(mosquitto influxdb snmpd postgresql)
+SYSTEM_SERVICES=(mosquitto influxdb snmpd postgresql nats-server victoria-metrics)
 VENV=${CIOT_VENV:-.venv}
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }

@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -50,7 +58,20 @@ class _Section(BaseModel):
 
 
 class MqttConfig(_Section):
-    url: str = Field("mqtt://127.0.0.1:1883", description="Broker URL, mqtt://host:port.")
+    url: str = Field(
+        "mqtt://127.0.0.1:1883", description="Broker URL, mqtt://host:port; with urls, the first of them."
+    )
+    urls: list[str] = Field(
+        default_factory=list,
+        description="The nodes of a clustered broker (docs/scaling.md), tried in this order: the worker "
+        "connects to the first that answers and moves to the next whenever it loses it.",
+    )
+    protocol: Literal["5", "3.1.1"] = Field(
+        "5",
+        description="MQTT version. 5 for Mosquitto (the default); 3.1.1 for a NATS cluster, which "
+        "speaks nothing newer: no shared subscriptions (one ingest worker), no Session Expiry or "
+        "Receive Maximum (the broker's own settings apply).",
+    )
     username: str = Field("", description="Broker user; empty for an anonymous broker.")
     password: SecretStr | None = Field(None, description="Broker password (prefer password_file).")
     password_file: SecretFile = Field(None, description="File holding the broker password.")
@@ -98,6 +119,61 @@ class MqttConfig(_Section):
     commit_interval_ms: float = Field(
         10.0, gt=0, description="Group commit: longest a received message waits before fsync+ack."
     )
+    stall_s: float = Field(
+        5.0,
+        ge=2,
+        le=300,
+        description="The worker sends itself a probe through the broker every second; when none has "
+        "come back for this long the broker is stalled (a cluster electing a leader, a wedged "
+        "process) and the worker counts as disconnected: alerting stops judging silence, which "
+        "would otherwise be the broker's, not the boards'.",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme != "mqtt" or not parts.hostname:
+            raise ValueError(f"expected mqtt://host:port, got {value!r}")
+        return value
+
+    @field_validator("urls")
+    @classmethod
+    def _check_urls(cls, value: list[str]) -> list[str]:
+        urls = [cls._check_url(u) for u in value]
+        if len(set(urls)) < len(urls):
+            raise ValueError("a broker is listed twice")
+        return urls
+
+    @field_validator("protocol", mode="before")
+    @classmethod
+    def _protocol_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int | float) else value  # YAML reads 5 as a number
+
+    @model_validator(mode="after")
+    def _check(self) -> MqttConfig:
+        if self.urls:
+            if "url" not in self.model_fields_set:
+                self.url = self.urls[0]
+            elif self.url not in self.urls:
+                raise ValueError(f"mqtt.url {self.url!r} is not one of mqtt.urls; leave it out")
+        if self.protocol != "5":
+            if self.share_group:
+                raise ValueError(
+                    "mqtt.share_group needs MQTT 5 (shared subscriptions); with protocol 3.1.1 run "
+                    "one ingest worker"
+                )
+            if "." in self.client_id or " " in self.client_id:
+                raise ValueError(
+                    f"mqtt.client_id {self.client_id!r}: no '.' or ' ' with protocol 3.1.1 (NATS refuses "
+                    "them in topic names, and the worker's presence topic carries its id)"
+                )
+        return self
+
+    @property
+    def endpoints(self) -> list[str]:
+        """Every broker to try, in order (``url`` alone without a cluster)."""
+        return self.urls or [self.url]
 
     @property
     def host(self) -> str:
@@ -111,7 +187,12 @@ class MqttConfig(_Section):
         return _secret(self.password, self.password_file)
 
     def effective_client_id(self, role: str) -> str:
-        return self.client_id or f"ciot-cloud-{socket.gethostname()}-{role}"
+        if self.client_id:
+            return self.client_id
+        host = socket.gethostname()
+        if self.protocol != "5":  # NATS refuses '.' in topics; the presence topic carries this id
+            host = host.replace(".", "-").replace(" ", "-")
+        return f"ciot-cloud-{host}-{role}"
 
 
 class RateLimitConfig(_Section):

@@ -74,6 +74,12 @@ def _bench_outage(args: argparse.Namespace) -> int:
     return main(trials=args.trials, run_dir=args.run_dir, seed=args.seed)
 
 
+def _bench_cluster(args: argparse.Namespace) -> int:
+    from commune_iot.bench.cluster import main
+
+    return main(kills=args.kills, trials=args.trials, run_dir=args.run_dir, seed=args.seed)
+
+
 def _bench_uplink(args: argparse.Namespace) -> int:
     from commune_iot.bench.uplink import main
 
@@ -374,6 +380,14 @@ def build_parser() -> argparse.ArgumentParser:
     bo.add_argument("--seed", type=int, default=None)
     bo.add_argument("--run-dir", type=Path, default=None)
     bo.set_defaults(func=_bench_outage)
+    bcl = bench_sub.add_parser(
+        "cluster", help="broker nodes killed under load: failover, lost messages, false alerts, alert p95"
+    )
+    bcl.add_argument("--kills", type=int, default=5)
+    bcl.add_argument("--trials", type=int, default=9, help="boards frozen afterwards, timed to the alert")
+    bcl.add_argument("--seed", type=int, default=None)
+    bcl.add_argument("--run-dir", type=Path, default=None)
+    bcl.set_defaults(func=_bench_cluster)
     bu = bench_sub.add_parser(
         "uplink", help="bytes per day a board costs on its uplink, measured on the wire"
     )

@@ -36,7 +36,7 @@ def load_devices(path: Path = INVENTORY) -> list[dict[str, Any]]:
 
 def edge_config(
     device: dict[str, Any],
-    broker_url: str,
+    broker_url: str | list[str],
     state_dir: Path,
     *,
     health_interval_s: float = 10.0,
@@ -44,8 +44,10 @@ def edge_config(
     events_per_hour: float | None = None,
     keepalive_s: int = 10,
     reconnect_max_s: float = 10.0,
+    protocol: str = "5",
 ) -> dict[str, Any]:
-    """An edge YAML document for a simulated agent of one inventory device."""
+    """An edge YAML document for a simulated agent of one inventory device; a list of broker
+    URLs is a cluster's nodes (``broker.urls``)."""
     collector: dict[str, Any] = {
         "type": "sim_camera" if device["kind"] == "camera" else "sim_ap",
         "device": device["id"],
@@ -57,7 +59,12 @@ def edge_config(
         "node": device["node"],
         "commune": device["commune"],
         "site": device["site"],
-        "broker": {"url": broker_url, "keepalive_s": keepalive_s, "reconnect_max_s": reconnect_max_s},
+        "broker": {
+            **({"urls": broker_url} if isinstance(broker_url, list) else {"url": broker_url}),
+            "keepalive_s": keepalive_s,
+            "reconnect_max_s": reconnect_max_s,
+            **({} if protocol == "5" else {"protocol": protocol}),
+        },
         "health_interval_s": health_interval_s,
         "outbox": {"path": str(state_dir / "outbox.sqlite3")},
         "collectors": [collector],
@@ -115,7 +122,7 @@ class AgentProcess:
 
 def cloud_config(
     *,
-    mqtt_url: str,
+    mqtt_url: str | list[str],
     influx_url: str,
     influx_db: str,
     influx_user: str,
@@ -125,8 +132,10 @@ def cloud_config(
     client_id: str = "ciot-cloud-local-1",
     inventory: Path = INVENTORY,
     sql_url: str | None = None,
+    mqtt_protocol: str = "5",
 ) -> dict[str, Any]:
-    """A cloud YAML document; SQL in a SQLite file under ``state_dir`` unless ``sql_url`` says otherwise."""
+    """A cloud YAML document; SQL in a SQLite file under ``state_dir`` unless ``sql_url`` says
+    otherwise; a list of broker URLs is a cluster's nodes (``mqtt.urls``)."""
     influx: dict[str, Any] = {
         "url": influx_url,
         "database": influx_db,
@@ -136,7 +145,11 @@ def cloud_config(
     if influx_password_file is not None:
         influx["password_file"] = str(influx_password_file)
     return {
-        "mqtt": {"url": mqtt_url, "client_id": client_id},
+        "mqtt": {
+            **({"urls": mqtt_url} if isinstance(mqtt_url, list) else {"url": mqtt_url}),
+            "client_id": client_id,
+            **({} if mqtt_protocol == "5" else {"protocol": mqtt_protocol}),
+        },
         "influx": influx,
         "sql": {"url": sql_url or f"sqlite:///{state_dir / 'ciot-cloud.db'}"},
         "http": {"host": "127.0.0.1", "port": http_port},

@@ -50,10 +50,33 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _broker_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+        raise ValueError(f"expected mqtt://host:port or mqtts://host:port, got {value!r}")
+    try:
+        _ = parts.port
+    except ValueError:
+        raise ValueError(f"bad port in {value!r}") from None
+    return value
+
+
 class BrokerConfig(_Section):
     url: str = Field(
         default="mqtt://127.0.0.1:1883",
-        description="Broker address: mqtt://host:port (plain) or mqtts://host:port (TLS).",
+        description="Broker address: mqtt://host:port (plain) or mqtts://host:port (TLS). With "
+        "``urls``: the first of them unless set.",
+    )
+    urls: list[str] = Field(
+        default_factory=list,
+        description="The nodes of a clustered broker (docs/scaling.md), all mqtt:// or all mqtts://. "
+        "The agent starts at one picked by its client id (so a fleet spreads over the cluster) and "
+        "moves to the next whenever a connection fails or is lost.",
+    )
+    protocol: Literal["5", "3.1.1"] = Field(
+        default="5",
+        description="MQTT version. 5 for Mosquitto (the default); 3.1.1 for a broker that speaks "
+        "nothing newer, such as a NATS cluster.",
     )
     ca_file: Path | None = Field(
         default=None, description="CA bundle for mqtts://; the system's CAs when unset."
@@ -86,14 +109,22 @@ class BrokerConfig(_Section):
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-            raise ValueError(f"expected mqtt://host:port or mqtts://host:port, got {value!r}")
-        try:
-            _ = parts.port
-        except ValueError:
-            raise ValueError(f"bad port in {value!r}") from None
-        return value
+        return _broker_url(value)
+
+    @field_validator("urls")
+    @classmethod
+    def _check_urls(cls, value: list[str]) -> list[str]:
+        urls = [_broker_url(u) for u in value]
+        if len({urlsplit(u).scheme for u in urls}) > 1:
+            raise ValueError("mix of mqtt:// and mqtts://: one cluster, one scheme")
+        if len(set(urls)) < len(urls):
+            raise ValueError("a broker is listed twice")
+        return urls
+
+    @field_validator("protocol", mode="before")
+    @classmethod
+    def _protocol_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int | float) else value  # YAML reads 5 as a number
 
     @model_validator(mode="after")
     def _check(self) -> BrokerConfig:
@@ -104,7 +135,17 @@ class BrokerConfig(_Section):
                 f"broker.reconnect_max_s ({self.reconnect_max_s}) is below "
                 f"broker.reconnect_min_s ({self.reconnect_min_s})"
             )
+        if self.urls:
+            if "url" not in self.model_fields_set:
+                self.url = self.urls[0]
+            elif self.url not in self.urls:
+                raise ValueError(f"broker.url {self.url!r} is not one of broker.urls; leave it out")
         return self
+
+    @property
+    def endpoints(self) -> list[str]:
+        """Every broker address to try, in order (``url`` alone without a cluster)."""
+        return self.urls or [self.url]
 
     @property
     def tls(self) -> bool:

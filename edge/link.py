@@ -8,8 +8,13 @@ client alone.
 
 Reconnects use :func:`edge.backoff.backoff_delay` (capped, jittered) instead of paho's
 jitter-free delay, so a commune's boards do not hammer the broker in lock-step after an
-outage. Messages paho already holds unacknowledged are re-sent by paho itself after a
-reconnect (``_messages_reconnect_reset_out``); callers must not hand them over twice.
+outage. With a clustered broker (``broker.urls``) every failed or lost connection moves to
+the next node; the delay grows only once every node was tried, so a board whose node died
+is on another within about a second.
+
+Messages paho already holds unacknowledged are re-sent by paho itself after a reconnect
+(``_messages_reconnect_reset_out``), to whichever broker; callers must not hand them over
+twice.
 
 The Last Will and the birth of one connection carry one stamp, taken before the connect
 attempt: the cloud orders status messages by it, so a Will ends exactly the connection it
@@ -23,9 +28,11 @@ import contextlib
 import logging
 import socket
 import ssl
+import zlib
 from collections.abc import Callable, Sequence
 from enum import Enum
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
@@ -81,7 +88,8 @@ def describe_error(exc: BaseException) -> str:
 
 
 class Link:
-    """One MQTT v5 connection with retained birth/death on ``status_topic``."""
+    """One MQTT connection (v5, or 3.1.1 for brokers without v5) with retained birth/death on
+    ``status_topic``, to one broker or, in turn, to the nodes of a cluster."""
 
     def __init__(
         self,
@@ -135,10 +143,21 @@ class Link:
         self.presence = Presence(enabled=hold_until_cloud)
         self._deliverable = False
 
+        #: The brokers to try in turn; a board starts at one given by its client id, so the
+        #: boards of a fleet spread over a cluster's nodes instead of all crowding the first.
+        self._urls = broker.endpoints
+        self._at = zlib.crc32(client_id.encode()) % len(self._urls)
+        self._v5 = broker.protocol == "5"
+        #: QoS of this board's subscriptions (its config, commands, the cloud's presence). A clean
+        #: session keeps nothing across a disconnection, so over TCP QoS 1 adds nothing that the
+        #: cloud's resending (commands) and retaining (config) do not; on NATS (3.1.1) each QoS-1
+        #: subscription is a replicated JetStream consumer, slow to make and refused while a node
+        #: is down (docs/scaling.md), a QoS-0 one is not. Mosquitto (v5) keeps QoS 1.
+        self._sub_qos = 1 if self._v5 else 0
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
-            protocol=MQTTProtocolVersion.MQTTv5,
+            protocol=MQTTProtocolVersion.MQTTv5 if self._v5 else MQTTProtocolVersion.MQTTv311,
         )
         client.connect_timeout = broker.connect_timeout_s
         client.max_inflight_messages_set(inflight_window + extra_inflight)
@@ -153,8 +172,8 @@ class Link:
         client.on_socket_close = self._on_socket_close
         client.on_socket_register_write = self._on_socket_register_write
         client.on_socket_unregister_write = self._on_socket_unregister_write
-        client.connect_async(broker.host, broker.port, keepalive=broker.keepalive_s, clean_start=True)
         self.client = client
+        self._aim()
 
     # -- public API (event loop only) --------------------------------------------------
 
@@ -204,7 +223,22 @@ class Link:
 
     @property
     def url(self) -> str:
-        return self.broker.url
+        """The broker this link is connected or connecting to."""
+        return self._urls[self._at]
+
+    def _aim(self) -> None:
+        """Point paho at the current broker (before each connect attempt)."""
+        parts = urlsplit(self.url)
+        port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+        keepalive = self.broker.keepalive_s
+        if self._v5:
+            self.client.connect_async(parts.hostname or "", port, keepalive=keepalive, clean_start=True)
+        else:  # a clean session is 3.1.1's default; its CONNECT has no clean_start
+            self.client.connect_async(parts.hostname or "", port, keepalive=keepalive)
+
+    def _next_broker(self) -> None:
+        """After a failed or lost connection: the next node of the cluster (none to change for one)."""
+        self._at = (self._at + 1) % len(self._urls)
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -263,6 +297,7 @@ class Link:
             self.conn_stamp = self._stamp()
             self.client.will_set(self.status_topic, self._will(self.conn_stamp), qos=1, retain=True)
             self.client.username_pw_set(self.broker.username, self.broker.secret())
+            self._aim()
             self.state = State.CONNECTING
             self._up_since_connect = False
             self._down.clear()
@@ -274,13 +309,16 @@ class Link:
                 self._unregister()
                 delay = self._delay(attempt)
                 attempt += 1
+                url = self.url
+                self._next_broker()
                 log.warning(
-                    "broker unreachable at %s: %s; retry in %.1f s; %s waiting in outbox",
-                    self.url,
+                    "broker unreachable at %s: %s; retry in %.1f s%s; %s waiting in outbox",
+                    url,
                     describe_error(exc),
                     delay,
+                    self._next_words(url),
                     messages(self._listener.waiting()),
-                    extra={"broker": self.url, "retry_in_s": round(delay, 1), "attempt": attempt},
+                    extra={"broker": url, "retry_in_s": round(delay, 1), "attempt": attempt},
                 )
                 await self._sleep(delay)
                 continue
@@ -293,23 +331,27 @@ class Link:
                 attempt = 0
             delay = self._delay(attempt)
             attempt += 1
+            url = self.url
+            self._next_broker()
             if refused is not None:
                 log.error(
-                    "broker at %s refused the connection: %s; retry in %.1f s; %s waiting in outbox",
-                    self.url,
+                    "broker at %s refused the connection: %s; retry in %.1f s%s; %s waiting in outbox",
+                    url,
                     refused,
                     delay,
+                    self._next_words(url),
                     messages(self._listener.waiting()),
-                    extra={"broker": self.url, "retry_in_s": round(delay, 1)},
+                    extra={"broker": url, "retry_in_s": round(delay, 1)},
                 )
             else:
                 log.warning(
-                    "connection to broker at %s lost: %s; retry in %.1f s; %s waiting in outbox",
-                    self.url,
+                    "connection to broker at %s lost: %s; retry in %.1f s%s; %s waiting in outbox",
+                    url,
                     self._down_reason,
                     delay,
+                    self._next_words(url),
                     messages(self._listener.waiting()),
-                    extra={"broker": self.url, "retry_in_s": round(delay, 1)},
+                    extra={"broker": url, "retry_in_s": round(delay, 1)},
                 )
             await self._sleep(delay)
 
@@ -328,7 +370,13 @@ class Link:
         return self._closing
 
     def _delay(self, attempt: int) -> float:
-        return backoff_delay(attempt, min_s=self.broker.reconnect_min_s, max_s=self.broker.reconnect_max_s)
+        """Backoff by rounds over the brokers: the next node of a cluster is tried at once
+        (jittered below ``reconnect_min_s``), the delay doubles once all of them failed."""
+        rounds = attempt // len(self._urls)
+        return backoff_delay(rounds, min_s=self.broker.reconnect_min_s, max_s=self.broker.reconnect_max_s)
+
+    def _next_words(self, failed: str) -> str:
+        return f" at {self.url}" if self.url != failed else ""
 
     async def _sleep(self, delay: float) -> None:
         self._wake.clear()
@@ -359,13 +407,13 @@ class Link:
         # Subscribe before the birth: the broker handles one connection's packets in order,
         # so when the cloud sees the birth and sends a queued command, the board listens.
         if self.subscriptions:
-            client.subscribe([(t, 1) for t in self.subscriptions])
+            client.subscribe([(t, self._sub_qos) for t in self.subscriptions])
         self._birth_mid = client.publish(
             self.status_topic, self._birth(self.conn_stamp), qos=1, retain=True
         ).mid
         self.presence.reset()
         if self.presence.enabled:
-            client.subscribe(HOST_STATE_FILTER, qos=1)
+            client.subscribe(HOST_STATE_FILTER, qos=self._sub_qos)
         log.info(
             "connected to broker at %s; %s waiting in outbox%s",
             self.url,

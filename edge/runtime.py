@@ -456,7 +456,8 @@ class Agent:
             self.cfg.node,
             "acknowledged by the broker" if acked else "not delivered (broker unreachable)",
             messages(left),
-            extra={"flushed": flushed, "outbox_depth": left},
+            # the session's last sequence number: what the cloud's last_seq must reach
+            extra={"flushed": flushed, "outbox_depth": left, "session": self.session, "last_seq": self.seq},
         )
         self.outbox.close()
 

@@ -124,6 +124,12 @@ def host_state_topic(worker: str) -> str:
     return f"{HOST_STATE_PREFIX}/{worker}"
 
 
+def host_probe_topic(worker: str) -> str:
+    """Where a worker sends itself a probe through the broker to see it deliver (one level
+    below its state topic: no node's ``HOST_STATE_FILTER`` matches it, the cloud's ACL does)."""
+    return f"{host_state_topic(worker)}/probe"
+
+
 def shared_filter(group: str, topic_filter: str = ALL_NODES) -> str:
     """MQTT v5 shared subscription: the broker hands each message to one member of ``group``."""
     if not valid_id(group):

@@ -20,6 +20,7 @@ Rules, in the order a technician would ask about them:
   after ``recovery_s`` up; a return shorter than that is a flap of the same alert.
 * **Flapping.** ``flap_threshold`` outages within ``flap_window_s`` open one alert even
   when each was shorter than the grace, and keep it open until ``flap_quiet_s`` of calm.
+  Outages that begin while nothing is judged (below) are not counted: they are the broker's.
 * **Dependencies.** commune uplink -> node -> devices, from the inventory. Devices of a
   down node are ``unknown`` and get no alert; when most nodes of a commune are down, one
   commune alert stands for all of them.
@@ -273,7 +274,8 @@ class AlertEngine:
         if down:
             n.cause = n.offline or Cause.SILENT
             n.outage_start = outage_start if outage_start is not None else at
-            n.outages.append(at)
+            if at >= self._resume_at:  # not while the broker itself is lost or settling: its blips
+                n.outages.append(at)  # (a cluster dropping clients as it elects leaders) are not flaps
             key = node_key(n.node)
             alert = self._alerts.get(key)
             if alert is not None:

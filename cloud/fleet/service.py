@@ -29,12 +29,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from sqlalchemy import Engine
 
+from cloud.brokers import Brokers, make_client
 from cloud.config import CloudConfig
 from cloud.fleet import schema
 from cloud.fleet.store import CommandRow, FleetStore, Twin
@@ -120,7 +120,8 @@ class FleetService:
 
     def _make_client(self) -> mqtt.Client:
         m = self.cfg.mqtt
-        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5)
+        c = make_client(m, self.client_id)
+        self._brokers = Brokers(m, c)
         if m.username:
             c.username_pw_set(m.username, m.password_value() or None)
         c.on_connect = self._on_connect
@@ -132,12 +133,7 @@ class FleetService:
         return c
 
     def start(self) -> None:
-        m = self.cfg.mqtt
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = m.session_expiry_s
-        self._client.connect_async(
-            m.host, m.port, keepalive=m.keepalive_s, clean_start=False, properties=props
-        )
+        self._brokers.connect_async()
         self._client.loop_start()
         self._sweeper = threading.Thread(target=self._sweep_loop, name="fleet-sweeper", daemon=True)
         self._sweeper.start()
@@ -291,7 +287,10 @@ class FleetService:
         if not self.store.sent(row.id, now):  # noted first: a command withdrawn meanwhile never goes out
             return
         self._client.publish(
-            topic_for(row.commune, row.node, Channel.CMD), self._signed(msg), qos=1, properties=props
+            topic_for(row.commune, row.node, Channel.CMD),
+            self._signed(msg),
+            qos=1,
+            properties=self._brokers.publish_properties(props),  # MQTT 3.1.1: the payload's expires_at only
         )
 
     def _signed(self, msg: DesiredConfig | Command) -> bytes:
@@ -323,13 +322,13 @@ class FleetService:
 
     def _on_connect(self, client: mqtt.Client, _ud: Any, flags: Any, reason: ReasonCode, _p: Any) -> None:
         if reason.is_failure:
-            log.error("MQTT broker %s refused the fleet service: %s", self.cfg.mqtt.url, reason)
+            log.error("MQTT broker %s refused the fleet service: %s", self._brokers.url, reason)
             return
         client.subscribe(
             [(channel_filter(ch), 1) for ch in (Channel.STATUS, Channel.REPORTED, Channel.REPLY)]
         )
         self._connected.set()
-        log.info("fleet service connected to %s as %s", self.cfg.mqtt.url, self.client_id)
+        log.info("fleet service connected to %s as %s", self._brokers.url, self.client_id)
         threading.Thread(target=self._republish, name="fleet-republish", daemon=True).start()
 
     def _republish(self) -> None:
@@ -349,8 +348,12 @@ class FleetService:
 
     def _on_disconnect(self, _c: mqtt.Client, _ud: Any, _f: Any, reason: ReasonCode, _p: Any) -> None:
         self._connected.clear()
+        lost = self._brokers.url
+        self._brokers.advance()
         if not self._stop.is_set():
-            log.warning("fleet service lost the broker (%s); reconnecting", reason)
+            log.warning(
+                "fleet service lost the broker %s (%s); reconnecting to %s", lost, reason, self._brokers.url
+            )
 
     def _on_publish(self, _c: mqtt.Client, _ud: Any, mid: int, reason: ReasonCode, _p: Any) -> None:
         if reason.is_failure:  # MQTT v5: the broker says why it dropped our message

@@ -26,6 +26,15 @@ Why it is built this way:
   every ``host_heartbeat_s``; its Last Will and its orderly stop say offline.
 * Retained status messages are not delivered to shared subscriptions, so the receiver
   also holds a plain subscription to ``.../status`` when it shares one.
+* A broker can stay connected and deliver nothing (a cluster electing a new leader after
+  losing a node, a wedged process): every second the receiver sends itself a probe through
+  the broker (``host_probe_topic``); when none has come back for ``stall_s`` it reports the
+  worker disconnected, so alerting does not take the broker's silence for the boards'.
+* On a clustered broker (``mqtt.urls``) paho reconnects to the next node after a loss and
+  resumes the session the cluster kept (``cloud.brokers``). The receiver also knocks on
+  every node every few seconds: when one stops answering, its boards are on their way to
+  the others (a CONNECT may wait seconds while the cluster elects leaders), so the worker
+  reports a short interruption and alerting gives every board its settle time again.
 
 Run as ``python -m cloud.ingest.receiver FD`` with the MQTT settings as JSON on stdin.
 """
@@ -37,7 +46,9 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import signal
+import socket
 import struct
 import sys
 import threading
@@ -45,18 +56,16 @@ import time
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from typing import Any
+from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
-from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from cloud.brokers import Brokers, make_client
 from cloud.config import MqttConfig
 from cloud.ingest import framing
 from wire import HostState, encode_host_state, host_state_topic
-from wire.topics import ALL_NODES, PREFIX, Channel, shared_filter
+from wire.topics import ALL_NODES, PREFIX, Channel, host_probe_topic, shared_filter
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +75,14 @@ _PUBACK = struct.Struct("!BBH")  # fixed header, remaining length 2, packet id
 #: How long the forwarder lets a batch grow after its first message. Short: the worker
 #: batches again on its side while it is busy, so this only saves frames when idle-ish.
 _GATHER_S = 0.001
+#: Seconds between the probes a receiver sends itself through the broker.
+PROBE_EVERY_S = 1.0
+#: Seconds before a refused subscription is asked for again.
+RESUBSCRIBE_S = 2.0
+#: How often the nodes of a cluster are knocked on, and how long the interruption reported
+#: for a node that stopped answering lasts (longer than the alert evaluator's tick).
+WATCH_EVERY_S = 2.0
+NODE_LOST_HOLD_S = 3.0
 
 
 class Receiver:
@@ -74,6 +91,14 @@ class Receiver:
         self.client_id = client_id
         self.conn = conn
         self.host_topic = host_state_topic(client_id)
+        self.probe_topic = host_probe_topic(client_id)
+        self._probe_topic_bytes = self.probe_topic.encode()
+        self._probe_token = secrets.token_hex(4)  # tells our probes from an earlier process's
+        self._probes: dict[bytes, float] = {}  # payload -> monotonic time sent
+        self._probe_seq = 0
+        self._heard_at = 0.0  # sending time of the newest probe that came back
+        self._stalled = False
+        self._link_lock = threading.Lock()  # connected/stalled reports go out in order
         # (mid, qos, generation, topic bytes, payload): appended by paho's thread only
         self._queue: collections.deque[tuple[int, int, int, bytes, bytes | bytearray]] = collections.deque()
         self._wake = threading.Event()
@@ -91,9 +116,8 @@ class Receiver:
 
     # ------------------------------------------------------------------ MQTT
     def _make_client(self) -> mqtt.Client:
-        c = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5, manual_ack=True
-        )
+        c = make_client(self.cfg, self.client_id, manual_ack=True)
+        self._brokers = Brokers(self.cfg, c)
         if self.cfg.username:
             c.username_pw_set(self.cfg.username, self.cfg.password_value() or None)
         c.on_connect = self._on_connect
@@ -114,21 +138,16 @@ class Receiver:
     def _on_connect(self, client: mqtt.Client, _ud: Any, flags: Any, reason: ReasonCode, _props: Any) -> None:
         if reason.is_failure:
             self._state(False, f"broker refused connection: {reason}")
-            log.error("MQTT broker %s refused %s: %s", self.cfg.url, self.client_id, reason)
+            log.error("MQTT broker %s refused %s: %s", self._brokers.url, self.client_id, reason)
             return
         self._generation += 1
-        if self.cfg.share_group:
-            subs = [
-                (shared_filter(self.cfg.share_group, ALL_NODES), SubscribeOptions(qos=1)),
-                (STATUS_FILTER, SubscribeOptions(qos=1)),
-            ]
-        else:
-            subs = [(ALL_NODES, SubscribeOptions(qos=1))]
-        client.subscribe(subs)
-        self._state(True, "")
+        self._subscribe()
+        with self._link_lock:
+            self._stalled = False
+            self._state(True, "")
         log.info(
             "connected to MQTT broker %s as %s (session present: %s)",
-            self.cfg.url,
+            self._brokers.url,
             self.client_id,
             flags.session_present,
             extra={"client_id": self.client_id},
@@ -138,12 +157,36 @@ class Receiver:
         self, client: mqtt.Client, _ud: Any, _mid: int, reasons: list[ReasonCode], _props: Any
     ) -> None:
         if any(r.is_failure for r in reasons):
+            # An ACL that forbids it, or a NATS cluster that cannot make the subscription's
+            # consumer while a node is down: we hear nothing, so we are not connected; try again.
             error = f"broker refused the subscription: {[str(r) for r in reasons]}"
-            self._state(True, error)
-            log.error("MQTT broker %s refused our subscription: %s", self.cfg.url, error)
+            with self._link_lock:
+                self._state(False, error)
+            log.error(
+                "MQTT broker %s refused our subscription: %s; trying again in %.0f s",
+                self._brokers.url,
+                error,
+                RESUBSCRIBE_S,
+            )
+            timer = threading.Timer(RESUBSCRIBE_S, self._subscribe, args=(self._generation,))
+            timer.daemon = True
+            timer.start()
             return
+        with self._link_lock:
+            self._state(True, "")
+        self._heard_at = time.monotonic()  # the probes' clock starts now
         self._subscribed.set()
         self._announce()
+
+    def _subscribe(self, generation: int | None = None) -> None:
+        """Every subscription of this worker (again, on the connection ``generation`` if given)."""
+        if generation is not None and generation != self._generation:
+            return  # that connection is gone; the new one subscribed itself
+        if self.cfg.share_group:
+            subs = [(shared_filter(self.cfg.share_group, ALL_NODES), 1), (STATUS_FILTER, 1)]
+        else:
+            subs = [(ALL_NODES, 1)]
+        self._client.subscribe([*subs, (self.probe_topic, 1)])
 
     def _announce(self) -> None:
         """Tell nodes we are subscribed and live (retained, so late joiners see who exists)."""
@@ -155,20 +198,83 @@ class Receiver:
                 self._announce()
                 self._stop.wait(self.cfg.host_heartbeat_s)
 
+    def _probe_loop(self) -> None:
+        """Send a probe every second; report a stall when none came back for ``stall_s``."""
+        while not self._stop.wait(PROBE_EVERY_S):
+            if not self._subscribed.is_set() or self._leaving:
+                continue
+            now = time.monotonic()
+            self._probe_seq += 1
+            payload = f"{self._probe_token}:{self._probe_seq}".encode()
+            with self._link_lock:  # paho's thread pops the ones that come back
+                self._probes = {p: t for p, t in self._probes.items() if now - t < 120} | {payload: now}
+            self._client.publish(self.probe_topic, payload, qos=1)
+            lag = now - self._heard_at
+            with self._link_lock:
+                if lag < self.cfg.stall_s or self._stalled or not self._subscribed.is_set():
+                    continue
+                self._stalled = True
+                why = (
+                    f"broker {self._brokers.url} connected but delivering nothing for {lag:.0f} s "
+                    "(a cluster electing a leader, or a wedged broker)"
+                )
+                self._state(False, why)
+            log.warning("%s; alerting pauses until it delivers", why, extra={"stalled_s": round(lag, 1)})
+
+    def _watch_loop(self) -> None:
+        """Notice a node of the cluster that stops answering (see the module's docstring)."""
+        nodes = self.cfg.endpoints
+        if len(nodes) < 2:
+            return
+        down = {u for u in nodes if not _answers(u)}
+        while not self._stop.wait(WATCH_EVERY_S):
+            now_down = {u for u in nodes if not _answers(u)}
+            lost, down = now_down - down, now_down
+            if not lost or not self._subscribed.is_set() or self._leaving:
+                continue
+            why = f"broker node {', '.join(sorted(lost))} stopped answering; its boards move to the others"
+            log.warning("%s: alerting gives every board its settle time", why)
+            with self._link_lock:
+                self._state(False, why)
+            self._stop.wait(NODE_LOST_HOLD_S)
+            with self._link_lock:
+                if self._subscribed.is_set() and not self._stalled:
+                    self._state(True, "")
+
+    def _probe_back(self, payload: bytes) -> None:
+        with self._link_lock:
+            sent = self._probes.pop(payload, None)
+            if sent is None:  # an earlier process's, or a duplicate
+                return
+            self._heard_at = max(self._heard_at, sent)
+            if not self._stalled or not self._subscribed.is_set():
+                return
+            self._stalled = False
+            self._state(True, "")
+        log.info("broker %s delivers again", self._brokers.url)
+
     def _on_disconnect(
         self, _client: mqtt.Client, _ud: Any, _flags: Any, reason: ReasonCode, _props: Any
     ) -> None:
         self._subscribed.clear()
+        lost = self._brokers.url
+        self._brokers.advance()
         if not self._leaving:
-            self._state(False, f"disconnected: {reason}")
+            with self._link_lock:
+                self._state(False, f"disconnected: {reason}")
             log.warning(
-                "lost MQTT broker %s (%s); paho reconnects, unacknowledged messages will be redelivered",
-                self.cfg.url,
+                "lost MQTT broker %s (%s); reconnecting%s, unacknowledged messages will be redelivered",
+                lost,
                 reason,
+                f" to {self._brokers.url}" if self._brokers.url != lost else "",
             )
 
     def _on_message(self, _client: mqtt.Client, _ud: Any, msg: mqtt.MQTTMessage) -> None:
         # paho's network thread: do almost nothing (its own work is the throughput ceiling)
+        if msg._topic == self._probe_topic_bytes:
+            self._client.ack(msg.mid, msg.qos)
+            self._probe_back(bytes(msg.payload))
+            return
         if self._leaving:
             return  # not acked: redelivered to our session after the restart
         self._queue.append((msg.mid, msg.qos, self._generation, msg._topic, msg.payload))
@@ -260,17 +366,14 @@ class Receiver:
 
     # ------------------------------------------------------------------ lifecycle
     def run(self) -> int:
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = self.cfg.session_expiry_s
-        props.ReceiveMaximum = self.cfg.receive_maximum
         forwarder = threading.Thread(target=self._forward_loop, name="forward", daemon=True)
         forwarder.start()
         threading.Thread(target=self._heartbeat_loop, name="presence", daemon=True).start()
+        threading.Thread(target=self._probe_loop, name="probe", daemon=True).start()
+        threading.Thread(target=self._watch_loop, name="watch", daemon=True).start()
         acker = threading.Thread(target=self._ack_loop, name="ack", daemon=True)
         acker.start()
-        self._client.connect_async(
-            self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s, clean_start=False, properties=props
-        )
+        self._brokers.connect_async(receive_maximum=self.cfg.receive_maximum)
         self._client.loop_start()
         self._stop.wait()
         # Orderly stop: the last batch goes to the worker, which commits it and says so.
@@ -284,6 +387,16 @@ class Receiver:
         self._client.disconnect()  # queued after the last PUBACKs, so those go out first
         self._client.loop_stop()
         return 0
+
+
+def _answers(url: str) -> bool:
+    """Whether a broker accepts TCP connections (a dead node refuses or times out)."""
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 1883), timeout=1.0):
+            return True
+    except OSError:
+        return False
 
 
 def main() -> int:

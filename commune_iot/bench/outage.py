@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from commune_iot.fleet import AgentProcess, CloudProcess, cloud_config, edge_config, load_devices
+from commune_iot.localcluster import NatsCluster
 from commune_iot.localsvc import InfluxDB, Mosquitto, free_port
 
 #: What the rig's cloud overrides from the shipped alerting defaults (and why).
@@ -107,7 +108,7 @@ class OutageRig:
     """Broker, InfluxDB, the cloud service with a webhook, and agents of chosen inventory nodes."""
 
     run_dir: Path
-    broker: Mosquitto
+    mqtt: Mosquitto | NatsCluster
     influx: InfluxDB
     cloud: CloudProcess
     sink: WebhookSink
@@ -129,17 +130,21 @@ class OutageRig:
         alerting: dict[str, Any] | None = None,
         sink: WebhookSink | None = None,
         agent_overrides: dict[str, Any] | None = None,
+        overrides_of: dict[str, dict[str, Any]] | None = None,
         workers: int = 1,
         sql_url: str | None = None,
+        cluster: NatsCluster | None = None,
     ) -> Iterator[OutageRig]:
         """Everything started; agents online and the cloud judging when it yields; all stopped after.
 
         With ``workers`` > 1, that many ``cloud serve`` processes share one subscription
         (``mqtt.share_group``) and one SQL database, as a scaled-out deployment does. SQL is
-        a SQLite file in the run dir unless ``sql_url`` names another database.
+        a SQLite file in the run dir unless ``sql_url`` names another database. With a
+        running ``cluster`` (the caller's), the cloud and the agents use its nodes (MQTT 3.1.1)
+        instead of a Mosquitto of the rig's own.
         """
         own_influx = influx is None
-        broker = Mosquitto(run_dir / "mosquitto").start()
+        broker = cluster or Mosquitto(run_dir / "mosquitto").start()
         db = influx or InfluxDB(run_dir / "influx").start()
         sink = sink or WebhookSink()
         alert_cfg = {**RIG_ALERTING, **(alerting or {})}
@@ -147,7 +152,8 @@ class OutageRig:
             {"url": sink.url, "secret": "rig"}
         )
         cfg = cloud_config(
-            mqtt_url=broker.url,
+            mqtt_url=broker.urls if isinstance(broker, NatsCluster) else broker.url,
+            mqtt_protocol=broker.protocol if isinstance(broker, NatsCluster) else "5",
             influx_url=db.url,
             influx_db=database,
             influx_user=db.username,
@@ -179,7 +185,7 @@ class OutageRig:
         )
         try:
             for node in nodes:
-                rig.start_agent(node, **(agent_overrides or {}))
+                rig.start_agent(node, **{**(agent_overrides or {}), **(overrides_of or {}).get(node, {})})
             rig.wait_judging(float(alert_cfg["settle_s"]) + 30)
             yield rig
         finally:
@@ -191,17 +197,34 @@ class OutageRig:
                 a.wait(15)
             for c in clouds:
                 c.stop()
-            broker.stop()
+            if cluster is None:
+                broker.stop()
             if own_influx:
                 db.stop()
             sink.close()
 
     def start_agent(self, node: str, **overrides: Any) -> AgentProcess:
         """An agent with the shipped edge defaults (health every 10 s, keepalive 10 s)."""
-        cfg = edge_config(self.devices[node], self.broker.url, self.run_dir / "agents" / node, **overrides)
+        if isinstance(self.mqtt, NatsCluster):
+            overrides = {"protocol": self.mqtt.protocol, **overrides}
+            broker: str | list[str] = self.mqtt.urls
+        else:
+            broker = self.mqtt.url
+        cfg = edge_config(self.devices[node], broker, self.run_dir / "agents" / node, **overrides)
         agent = AgentProcess.write(self.run_dir, cfg).start()
         self.agents[node] = agent
         return agent
+
+    @property
+    def broker(self) -> Mosquitto:
+        """The rig's own Mosquitto (a rig on a cluster has none: ``cluster``)."""
+        assert isinstance(self.mqtt, Mosquitto), "this rig runs on a NATS cluster"
+        return self.mqtt
+
+    @property
+    def cluster(self) -> NatsCluster:
+        assert isinstance(self.mqtt, NatsCluster), "this rig runs on its own Mosquitto"
+        return self.mqtt
 
     def wait_judging(self, timeout: float) -> None:
         """Until every agent was heard and the cloud's settle time after connecting is over."""

@@ -91,6 +91,25 @@ def test_outages_shorter_than_grace_but_repeated_open_a_flapping_alert() -> None
     assert sim.changes[-1].kind == "resolve"
 
 
+def test_blips_while_the_broker_settles_are_not_flaps() -> None:
+    """A clustered broker losing a node drops some boards of the others while it elects leaders
+    (their Wills come, their births follow); the cloud gives everyone its settle time then. Two
+    node deaths must not leave those boards one blip away from a flapping alert."""
+    sim = Sim.start(nodes=["dr-cam-01"])
+    for _ in range(2):  # two broker incidents, each costing the board a Will and a birth
+        sim.engine.broker(False, sim.now)
+        sim.engine.broker(True, sim.now)
+        sim.will("dr-cam-01")
+        sim.run(1)
+        sim.birth("dr-cam-01")
+        sim.run(AlertingConfig().settle_s + 1)
+    sim.will("dr-cam-01")  # one short outage of its own: under the grace, no alert
+    sim.run(1)
+    sim.birth("dr-cam-01")
+    sim.run(30)
+    assert sim.changes == []
+
+
 def test_a_commune_going_silent_is_one_commune_alert_and_no_node_alerts() -> None:
     sim = Sim.start()
     sim.freeze(*TU_TRA)  # uplink cut: heartbeats stop at their own phases

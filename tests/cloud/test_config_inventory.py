@@ -85,3 +85,20 @@ def test_broken_inventory_reports_every_problem(tmp_path: Path) -> None:
     assert "duplicate devices ids: dr-ap-01" in text
     assert "unknown node ghost-node" in text
     assert "unknown site nowhere" in text
+
+
+def test_mqtt_cluster_and_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("socket.gethostname", lambda: "cloud1.commune.vn")
+    cfg = CloudConfig(mqtt={"urls": ["mqtt://n1:1883", "mqtt://n2:1883"], "protocol": "3.1.1"}).mqtt
+    assert cfg.endpoints == ["mqtt://n1:1883", "mqtt://n2:1883"] and (cfg.host, cfg.port) == ("n1", 1883)
+    # NATS refuses '.' in topics, and the worker's presence topic carries its id
+    assert cfg.effective_client_id("ingest") == "ciot-cloud-cloud1-commune-vn-ingest"
+    assert CloudConfig().mqtt.effective_client_id("ingest") == "ciot-cloud-cloud1.commune.vn-ingest"
+    for mqtt, words in [
+        ({"protocol": "3.1.1", "share_group": "g"}, "share_group needs MQTT 5"),
+        ({"protocol": "3.1.1", "client_id": "cloud.1"}, "no '.' or ' ' with protocol 3.1.1"),
+        ({"url": "mqtt://n9:1883", "urls": ["mqtt://n1:1883"]}, "not one of mqtt.urls"),
+        ({"url": "mqtts://n1:8883"}, "expected mqtt://host:port"),
+    ]:
+        with pytest.raises(ValueError, match=words):
+            CloudConfig(mqtt=mqtt)

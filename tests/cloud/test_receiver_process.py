@@ -109,3 +109,35 @@ async def test_receiver_killed_is_replaced_and_nothing_lost(
     finally:
         await rt.stop()
     assert rt.worker._proc is not None and rt.worker._proc.returncode == 0  # orderly stop of the new one
+
+
+def _next_state(conn: Connection, timeout: float) -> tuple[bool, str]:
+    """The next connected/disconnected report (batches skipped)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert conn.poll(max(0.0, deadline - time.monotonic())), f"no state report within {timeout:.0f} s"
+        frame = conn.recv_bytes()
+        if frame[0] == framing.STATE:
+            return framing.decode_state(frame)
+
+
+def test_a_broker_delivering_nothing_is_reported_as_a_stall_until_it_delivers(mosquitto: Mosquitto) -> None:
+    """A wedged broker keeps our TCP connection open for a keepalive and a half (45 s here):
+    the receiver's own probes tell within ``stall_s`` that it delivers nothing, so the worker
+    counts as disconnected and alerting does not take the broker's silence for the boards'."""
+    settings = {"mqtt": {"url": mosquitto.url, "stall_s": 2}, "client_id": "stall-1"}
+    proc, conn = _start_receiver(settings)
+    try:
+        assert _next_state(conn, 10) == (True, "")  # connected
+        assert _next_state(conn, 10) == (True, "")  # subscribed: the probes start
+        mosquitto.pause()
+        paused_at = time.monotonic()
+        connected, why = _next_state(conn, 10)
+        assert not connected and "delivering nothing" in why
+        assert time.monotonic() - paused_at < 2 + 1.5  # stall_s, plus a probe period
+        mosquitto.resume()
+        assert _next_state(conn, 10) == (True, "")
+    finally:
+        mosquitto.resume()
+        conn.close()
+        proc.wait(10)

@@ -62,6 +62,23 @@ def test_env_overrides_yaml_field_by_field(tmp_path: Path, monkeypatch: pytest.M
     assert isinstance(opts, SimCameraOptions) and opts.events_per_hour == 12
 
 
+def test_a_cluster_is_a_list_of_brokers_in_one_mqtt_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = _write(
+        tmp_path,
+        "node: a\ncommune: b\nbroker:\n  urls: [mqtt://n1:1883, mqtt://n2:1883]\n  protocol: 3.1.1\n",
+    )
+    cfg = load_config(path).broker
+    assert cfg.endpoints == ["mqtt://n1:1883", "mqtt://n2:1883"] and cfg.protocol == "3.1.1"
+    assert (cfg.url, cfg.host) == ("mqtt://n1:1883", "n1")  # url: the first, for what names one broker
+    monkeypatch.setenv("CIOT_EDGE_BROKER__URLS", '["mqtt://n3:1883"]')
+    assert load_config(path).broker.endpoints == ["mqtt://n3:1883"]
+    monkeypatch.delenv("CIOT_EDGE_BROKER__URLS")
+    plain = load_config(_write(tmp_path, "node: a\ncommune: b\nbroker:\n  protocol: 5\n")).broker
+    assert plain.endpoints == ["mqtt://127.0.0.1:1883"] and plain.protocol == "5"  # YAML's number 5
+
+
 def test_config_path_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = _write(tmp_path, "node: lx-ap-01\ncommune: lac-xuan\n")
     monkeypatch.setenv("CIOT_EDGE_CONFIG", str(path))
@@ -98,6 +115,15 @@ def test_password_file(tmp_path: Path) -> None:
             "node: a\ncommune: b\ncollectors:\n  - type: sim_ap\n    interval_s: 0\n",
             ["collectors[0] (sim_ap): interval_s", "greater than 0"],
         ),
+        (
+            "node: a\ncommune: b\nbroker:\n  urls: [mqtt://n1:1883, mqtts://n2:8883]\n",
+            ["broker.urls", "one cluster, one scheme"],
+        ),
+        (
+            "node: a\ncommune: b\nbroker:\n  url: mqtt://n9:1883\n  urls: [mqtt://n1:1883]\n",
+            ["broker.url 'mqtt://n9:1883' is not one of broker.urls"],
+        ),
+        ("node: a\ncommune: b\nbroker:\n  protocol: 4\n", ["broker.protocol", "'5' or '3.1.1'"]),
         ("node: a\ncommune: b\nbroker: [\n", ["not valid YAML", "line"]),
         ("- just\n- a list\n", ["expected a mapping"]),
     ],
