@@ -1,7 +1,8 @@
 """Every query of every dashboard, rendered as Grafana renders it, runs against a real
 InfluxDB holding what the real pipeline stored: Mosquitto, ``commune-iot cloud serve``
 and simulated agents of two cameras and two access points as processes, with one board
-frozen until its outage alert opens and then thawed (so the outage annotations have data).
+frozen until its outage alert opens and then thawed (so the outage annotations have data),
+then the broker stopped for 12 s (so the replay panels have data).
 
 No Grafana can run here; ``commune_iot.grafana.macros`` substitutes ``$timeFilter``,
 ``$__interval`` and the template variables the way Grafana's InfluxDB data source does.
@@ -57,6 +58,17 @@ def stored(tmp_path_factory: pytest.TempPathFactory, influx_server: InfluxDB) ->
         thawed = rig.thaw("dr-ap-01")
         rig.sink.wait_for(lambda n: n["kind"] == "resolve" and n["at"] >= thawed, 60, "recovery")
         assert thawed - frozen > 10
+        # A freeze makes no backlog (a stopped board produces nothing), so the replay panel
+        # gets its data from a broker outage longer than one health interval (10 s): every
+        # board keeps its health in the outbox and replays it on reconnect.
+        rig.broker.stop()
+        time.sleep(12)  # the fault's length, not a wait for an event
+        rig.broker.start()
+        replayed = 'SELECT count("seq") FROM "health" WHERE "replay" = true'
+        deadline = time.time() + 60
+        while not _values(influx_query(influx_server, db, replayed)):
+            assert time.time() < deadline, "no replayed health stored within 60 s of the broker's return"
+            time.sleep(0.5)
         deadline = time.time() + 30
         while time.time() < deadline:  # the cloud's own figures come every 10 s; derivatives need two
             if len(_values(influx_query(influx_server, db, 'SELECT "received" FROM "cloud"'))) >= 3:
