@@ -161,6 +161,7 @@ def _provision(args: argparse.Namespace) -> int:
         update_url=args.update_url,
         release_keys=args.release_key,
         release=args.release,
+        cloud_key=args.cloud_key,
     )
 
 
@@ -474,6 +475,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--release-key", action="append", default=[], help="release public key (or its .pub file) to trust"
     )
     prov.add_argument("--release", type=Path, default=None, help="release bundle the board starts with")
+    prov.add_argument(
+        "--cloud-key",
+        default=None,
+        metavar="KEY",
+        help="the cloud's command key (`commune-iot fleet key`, or a file holding it): the board then "
+        "acts only on commands the cloud signed",
+    )
     prov.set_defaults(func=_provision)
 
     graf = sub.add_parser("grafana", help="Grafana dashboards (built from commune_iot/grafana/dashboards.py)")

@@ -250,6 +250,14 @@ class ControlConfig(_Section):
         default=2000, ge=0, le=100_000, description="Log lines kept in memory for the `logs` command."
     )
 
+    @field_validator("cloud_public_key")
+    @classmethod
+    def _cloud_key(cls, v: str | None) -> str | None:
+        """A key that is not one would make the board refuse every command: say so at start."""
+        from wire.crypto import check_verify_key
+
+        return None if v is None else check_verify_key(v)
+
 
 class ManagedConfig(BaseModel):
     """What the cloud may set on a board (the device twin's desired configuration)."""

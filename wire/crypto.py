@@ -170,6 +170,13 @@ def verify_key_b64(key: Ed25519PrivateKey) -> str:
     return base64.b64encode(raw).decode()
 
 
+def check_verify_key(public: str) -> str:
+    """``public`` when it is an Ed25519 public key in base64 (32 bytes); CryptoError otherwise."""
+    if len(_b64decode(public, "control.cloud_public_key")) != 32:
+        raise CryptoError("control.cloud_public_key is not an Ed25519 public key (32 bytes)")
+    return public
+
+
 def sign(key: Ed25519PrivateKey, doc: dict[str, Any]) -> str:
     return base64.b64encode(key.sign(canonical(doc))).decode()
 
@@ -182,9 +189,7 @@ def verify(public: str, doc: dict[str, Any]) -> None:
     sig = doc.get("sig")
     if not isinstance(sig, str) or not sig:
         raise CryptoError("unsigned, and this board accepts only messages signed by its cloud")
-    raw = _b64decode(public, "control.cloud_public_key")
-    if len(raw) != 32:
-        raise CryptoError("control.cloud_public_key is not an Ed25519 public key (32 bytes)")
+    raw = _b64decode(check_verify_key(public), "control.cloud_public_key")
     try:
         Ed25519PublicKey.from_public_bytes(raw).verify(_b64decode(sig, "the signature"), canonical(doc))
     except InvalidSignature:

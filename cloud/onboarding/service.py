@@ -254,6 +254,7 @@ class Onboarding:
             update=self._update_section(),
             collectors=[dict(c) for c in collectors],
             secrets=secrets,
+            cloud_key=self.fleet.verify_key if self.fleet is not None else None,
         )
         data = bundles.make_zip(node, files)
         token, sealed = bundles.seal(data)

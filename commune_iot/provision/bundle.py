@@ -54,7 +54,12 @@ def edge_yaml(
     broker_url: str,
     update: dict[str, Any],
     collectors: list[dict[str, Any]] | None = None,
+    cloud_key: str | None = None,
 ) -> dict[str, Any]:
+    """A board's edge.yaml. ``cloud_key``: the cloud's command key (``commune-iot fleet key``);
+    a board without it acts on any command its MQTT credentials let through, one with it
+    only on commands the cloud signed."""
+    control = {"control": {"cloud_public_key": cloud_key}} if cloud_key else {}
     return {
         "node": node,
         "commune": commune,
@@ -70,6 +75,7 @@ def edge_yaml(
         "collectors": collectors or [],
         "log": {"level": "INFO", "json": True},
         "update": update,
+        **control,
     }
 
 
@@ -85,11 +91,12 @@ def files(
     update: dict[str, Any] | None = None,
     collectors: list[dict[str, Any]] | None = None,
     secrets: Mapping[str, str] | None = None,
+    cloud_key: str | None = None,
 ) -> dict[str, tuple[bytes, int]]:
     """The bundle of board ``node``: file name -> (content, mode). ``secrets``: more files for
     ``/etc/commune-iot`` that only the agent reads (a camera's password, an SNMP community),
     named in ``collectors`` as ``/etc/commune-iot/<name>``."""
-    cfg = edge_yaml(node, commune, site, broker_url, update or {}, collectors)
+    cfg = edge_yaml(node, commune, site, broker_url, update or {}, collectors, cloud_key)
     header = f"# Edge agent of board {node} ({commune}, {site}); devices: {', '.join(devices)}.\n"
     extra = "".join(
         f"install -o ciot -g ciot -m 0400 {name} {ETC}/{name}\n" for name in sorted(secrets or {})
@@ -129,12 +136,13 @@ def write(
     *,
     update: dict[str, Any] | None = None,
     release: Path | None = None,
+    cloud_key: str | None = None,
 ) -> Path:
     d = out / node
     d.mkdir(parents=True, exist_ok=True)
     os.chmod(d, 0o700)
     for name, (body, mode) in files(
-        node, commune, site, devices, broker_url, password, ca_pem, update=update
+        node, commune, site, devices, broker_url, password, ca_pem, update=update, cloud_key=cloud_key
     ).items():
         fd = os.open(d / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
         with os.fdopen(fd, "wb") as f:

@@ -50,6 +50,7 @@ def board(
     update_url: str | None = None,
     release_keys: list[str] | None = None,
     release: Path | None = None,
+    cloud_key: str | None = None,
 ) -> int:
     node = inv.node(node_or_device)
     if node is None:
@@ -68,6 +69,12 @@ def board(
     except ValueError as exc:
         print(f"provision: {exc}", file=sys.stderr)
         return 2
+    if cloud_key is not None:
+        try:
+            cloud_key = _cloud_key(cloud_key)
+        except ValueError as exc:
+            print(f"provision: {exc}", file=sys.stderr)
+            return 2
     if release is not None and not (release / "manifest.json").is_file():
         print(f"provision: {release} is not a release bundle (no manifest.json)", file=sys.stderr)
         return 2
@@ -95,6 +102,7 @@ def board(
         ca_pem,
         update=update,
         release=release,
+        cloud_key=cloud_key,
     )
     print(f"board {node.id} ({node.commune}): credentials added to {broker_dir}/passwd and acl")
     print(f"install bundle: {where} (see INSTALL.sh there)")
@@ -120,6 +128,17 @@ def _update_section(url: str | None, keys: list[str]) -> dict[str, Any]:
             raise ValueError("--update-url must be https:// (the address boards download releases from)")
         section["server_url"] = url
     return section
+
+
+def _cloud_key(key: str) -> str:
+    """The cloud's command key as given (``commune-iot fleet key`` prints it), or a file holding it."""
+    from wire.crypto import CryptoError, check_verify_key
+
+    text = Path(key).read_text(encoding="utf-8").strip() if Path(key).is_file() else key.strip()
+    try:
+        return check_verify_key(text)
+    except CryptoError as exc:
+        raise ValueError(f"--cloud-key: {exc}") from None
 
 
 def revoke(node: str, broker_dir: Path, inv: Inventory, reload: Reload | None = None) -> int:

@@ -12,7 +12,6 @@ import logging
 import os
 import random
 import signal
-import sqlite3
 import time
 import urllib.error
 import urllib.request
@@ -67,10 +66,10 @@ def _seed(tmp: Path, zalo: ZaloStandIn) -> tuple[Path, str]:
 
 
 async def test_a_token_expiring_every_3_messages_is_renewed_kept_across_a_restart_and_every_notice_arrives(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, sql_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    db = f"sqlite:///{tmp_path / 'cloud.db'}"
+    db = sql_url
     with zalo_standin(budget=3) as zalo:
         seed, first = _seed(tmp_path, zalo)
         for notices in (range(1, 5), range(5, 9)):  # the second pass is the cloud after a restart
@@ -95,15 +94,19 @@ async def test_a_token_expiring_every_3_messages_is_renewed_kept_across_a_restar
     assert zalo.refreshes == [(t, True) for t in [first, *zalo.issued[:-1]]]
     # after the restart the stored access token was used up before renewing
     assert zalo.delivered[8][1] == zalo.delivered[7][1]
-    with sqlite3.connect(tmp_path / "cloud.db") as conn:
-        (stored,) = conn.execute("SELECT refresh_token FROM oauth_tokens WHERE name = 'zalo'").fetchone()
+    sql = SqlStore(db)
+    with sql.engine.connect() as conn:
+        stored = conn.exec_driver_sql("SELECT refresh_token FROM oauth_tokens WHERE name = 'zalo'").scalar()
+    sql.dispose()
     assert stored == zalo.issued[-1]
     assert "access token renewed" in caplog.text
     assert [s for s in zalo.secrets() if s in caplog.text] == []
 
 
-async def test_two_workers_renewing_at_once_spend_the_refresh_token_once(tmp_path: Path) -> None:
-    db = f"sqlite:///{tmp_path / 'cloud.db'}"
+async def test_two_workers_renewing_at_once_spend_the_refresh_token_once(
+    tmp_path: Path, sql_url: str
+) -> None:
+    db = sql_url
     with zalo_standin(oauth_delay_s=0.5) as zalo:
         seed, _ = _seed(tmp_path, zalo)
         async with httpx.AsyncClient() as client:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import random
 import threading
-from pathlib import Path
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -41,11 +40,7 @@ def test_a_session_with_many_holes_stays_small_and_still_counts_what_is_lost() -
     assert again.received == 30_000
 
 
-def _store(path: Path) -> SqlStore:
-    return SqlStore(f"sqlite:///{path}")
-
-
-def test_two_workers_merging_one_session_concurrently_count_each_seq_once(tmp_path: Path) -> None:
+def test_two_workers_merging_one_session_concurrently_count_each_seq_once(sql_url: str) -> None:
     """A shared subscription splits a node's messages between two workers, and QoS 1 redelivers some
     of them soon after: each worker commits its batches in its own connection, at the same time."""
     rng = random.Random()
@@ -55,7 +50,7 @@ def test_two_workers_merging_one_session_concurrently_count_each_seq_once(tmp_pa
     for i in rng.sample(range(len(sent)), 300):  # redelivered a little later
         deliveries.insert(min(len(deliveries), i + rng.randint(1, 60)), sent[i])
     halves = [deliveries[0::2], deliveries[1::2]]
-    stores = [_store(tmp_path / "cloud.db") for _ in halves]
+    stores = [SqlStore(sql_url) for _ in halves]
 
     def work(store: SqlStore, mine: list[int]) -> None:
         for i in range(0, len(mine), 25):
@@ -75,8 +70,8 @@ def test_two_workers_merging_one_session_concurrently_count_each_seq_once(tmp_pa
     assert row["messages"] == len(deliveries)  # deliveries, duplicates included
 
 
-def test_sessions_counted_before_the_ranges_were_kept_carry_their_count_over(tmp_path: Path) -> None:
-    store = _store(tmp_path / "cloud.db")
+def test_sessions_counted_before_the_ranges_were_kept_carry_their_count_over(sql_url: str) -> None:
+    store = SqlStore(sql_url)
     with store.engine.begin() as conn:
         conn.exec_driver_sql(
             "INSERT INTO node_sessions (node, session, first_seq, max_seq, received, first_seen) "

@@ -82,9 +82,9 @@ def _cases() -> list[tuple[str, list[Status], tuple[int, ...]]]:
     ]
 
 
-@pytest.fixture(scope="module")
-def sql(tmp_path_factory: pytest.TempPathFactory) -> SqlStore:
-    return SqlStore(f"sqlite:///{tmp_path_factory.mktemp('status') / 'cloud.db'}")
+@pytest.fixture
+def sql(sql_url: str) -> SqlStore:
+    return SqlStore(sql_url)
 
 
 @pytest.mark.parametrize("name", sorted(HISTORIES))

@@ -69,6 +69,7 @@ def stored(tmp_path_factory: pytest.TempPathFactory, influx_server: InfluxDB) ->
         while not _values(influx_query(influx_server, db, replayed)):
             assert time.time() < deadline, "no replayed health stored within 60 s of the broker's return"
             time.sleep(0.5)
+        rig.wait_judging(90)  # every board back up after the broker's return
         deadline = time.time() + 30
         while time.time() < deadline:  # the cloud's own figures come every 10 s; derivatives need two
             if len(_values(influx_query(influx_server, db, 'SELECT "received" FROM "cloud"'))) >= 3:

@@ -78,6 +78,19 @@ def test_a_device_added_in_the_cloud_comes_up_with_its_bundle_and_is_refused_onc
     wait_until(f"{NEW} up", lambda: lab.state("kythuat", NEW) == "up", 30)
     up_s = time.monotonic() - t1
 
+    # The bundle carries the cloud's command key: the new board runs the cloud's signed
+    # commands and would refuse forged ones (tests/fleet/test_fleet_commands.py).
+    cfg = yaml.safe_load(zipfile.ZipFile(io.BytesIO(data)).read(f"{NEW}/edge.yaml"))
+    status, key = tech.call("GET", "/api/v1/fleet/key")
+    assert status == 200 and cfg["control"] == {"cloud_public_key": key["cloud_public_key"]}, cfg
+    status, cmd = tech.call("POST", f"/api/v1/fleet/nodes/{NEW}/commands", {"name": "diag"})
+    assert status in (200, 201), cmd
+    wait_until(
+        "the signed command done",
+        lambda: tech.call("GET", f"/api/v1/fleet/commands/{cmd['id']}")[1]["state"] == "done",
+        30,
+    )
+
     t2 = time.monotonic()
     status, out = tech.call("POST", f"/api/v1/inventory/devices/{NEW}/decommission")
     assert status == 200, out

@@ -157,3 +157,27 @@ def test_a_failed_reload_keeps_the_change_and_says_so(
     assert "the broker files are updated but `false` failed (exit 1" in err and "reload by hand" in err
     assert (out / "dr-cam-03" / "mqtt.password").is_file()
     assert (auth / "passwd").read_text().startswith("dr-cam-03:")
+
+
+def test_a_board_provisioned_with_the_cloud_key_takes_only_signed_commands_and_a_bad_key_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--cloud-key` puts the cloud's command key into the board's edge.yaml (the agent then
+    refuses unsigned commands); a key that is not one is refused before any file changes."""
+    from edge.config import load_config
+    from wire import crypto
+
+    auth = tmp_path / "broker"
+    _provision(auth, "--ca", "--host", "127.0.0.1")
+    key = crypto.verify_key_b64(crypto.new_signing_key())
+    (tmp_path / "cloud.key").write_text(key + "\n")
+    _provision(auth, "dr-cam-04", "--cloud-key", str(tmp_path / "cloud.key"))
+    edge_yaml = tmp_path / "out" / "dr-cam-04" / "edge.yaml"
+    assert load_config(edge_yaml).control.cloud_public_key == key
+
+    before = _state(auth)
+    argv = ["provision", "dr-cam-05", "--broker-dir", str(auth), "--out", str(tmp_path / "out")]
+    argv += ["--broker-url", "mqtts://127.0.0.1:8883", "--cloud-key", "bm90IGEga2V5"]
+    assert cli(argv) == 2
+    assert "--cloud-key: control.cloud_public_key is not an Ed25519 public key" in capsys.readouterr().err
+    assert _state(auth) == before and not (tmp_path / "out" / "dr-cam-05").exists()

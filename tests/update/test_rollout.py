@@ -71,12 +71,12 @@ class Commands:
 
 
 class Fleet:
-    def __init__(self, tmp: Path, mosquitto: Mosquitto, bundles: Bundles) -> None:
+    def __init__(self, tmp: Path, mosquitto: Mosquitto, bundles: Bundles, sql_url: str) -> None:
         cfg = load_config(
             None,
             mqtt={"url": mosquitto.url, "client_id": "rollout-test"},
             influx={"spool_dir": tmp / "spool"},
-            sql={"url": f"sqlite:///{tmp / 'cloud.db'}"},
+            sql={"url": sql_url},
             snapshots_dir=tmp / "snapshots",
             fleet={"signing_key_file": tmp / "fleet-signing.pem"},
         )
@@ -178,8 +178,8 @@ class Fleet:
 
 
 @pytest.fixture
-def fleet(tmp_path: Path, mosquitto: Mosquitto, bundles: Bundles) -> Iterator[Fleet]:
-    f = Fleet(tmp_path, mosquitto, bundles)
+def fleet(tmp_path: Path, mosquitto: Mosquitto, bundles: Bundles, sql_url: str) -> Iterator[Fleet]:
+    f = Fleet(tmp_path, mosquitto, bundles, sql_url)
     yield f
     f.close()
 

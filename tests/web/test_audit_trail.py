@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, insert, text
@@ -21,8 +20,8 @@ from cloud.storage.sql import SqlStore
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    sql = SqlStore(f"sqlite:///{tmp_path / 'c.db'}")
+def engine(sql_url: str) -> Iterator[Engine]:
+    sql = SqlStore(sql_url)
     yield sql.engine
     sql.dispose()
 
@@ -50,7 +49,8 @@ def test_the_chain_covers_the_user_agent_and_old_rows_still_verify(engine: Engin
     trail.record("ca-daron", "event_view", "event:1", ip="10.0.0.7", user_agent="Mozilla/5.0 (Android)")
     assert trail.verify() == (2, None)
     with engine.begin() as conn:  # behind the application's back: the triggers are dropped first
-        conn.execute(text("DROP TRIGGER audit_log_no_update"))
+        on = " ON audit_log" if engine.dialect.name == "postgresql" else ""
+        conn.execute(text(f"DROP TRIGGER audit_log_no_update{on}"))
         conn.execute(text("UPDATE audit_log SET user_agent = 'curl/8' WHERE id = 2"))
     assert trail.verify() == (2, 2)
 

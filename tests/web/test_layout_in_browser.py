@@ -171,9 +171,10 @@ def test_report_pages_fit_in_the_app_header(wifi_week: Portal, browser: Browser,
         # The figures come from rollups this page made (none existed): item 8.
         assert page.locator('.kpi[data-key="client_hours"]').get_attribute("data-raw") not in ("", "0.0")
         assert "tổng hợp lại" in page.inner_text("#rollups") or "đầy đủ" in page.inner_text("#rollups")
-        # Date ticks at local midnights: the week's eight, 01/10 to 08/10.
+        # Date ticks at local midnights: the week's eight, its first day to the day after its last.
         ticks = page.locator('svg[data-chart="clients-line"] text.x-tick').all_text_contents()
-        assert ticks == [f"{d:02d}/10" for d in range(1, 9)], ticks
+        days = [WEEK_FROM + timedelta(days=i) for i in range(8)]
+        assert ticks == [d.strftime("%d/%m") for d in days], ticks
         # Villages named with their commune (35 villages, three communes).
         communes = set(page.locator("#by_site td[data-commune]").all_inner_texts())
         assert communes == {"Đạ Ròn", "Tu Tra", "Lạc Xuân"}
