@@ -50,6 +50,9 @@ log = logging.getLogger(__name__)
 class Fleet(Protocol):
     """What onboarding asks of the fleet service (``cloud.fleet.service.FleetService``)."""
 
+    #: the cloud's command key (base64 Ed25519), written into every bundle's edge.yaml
+    verify_key: str
+
     def forget(self, node: str) -> None: ...
 
 
