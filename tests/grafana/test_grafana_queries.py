@@ -78,7 +78,6 @@ def stored(tmp_path_factory: pytest.TempPathFactory, influx_server: InfluxDB) ->
         yield Stored(influx_server, db, int(start * 1000) - 60_000, int(time.time() * 1000) + 60_000)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("dashboard", all_dashboards(), ids=lambda d: d.uid)
 def test_every_query_parses_and_panels_that_should_have_data_do(stored: Stored, dashboard: Any) -> None:
     model = dashboard.to_json()
@@ -102,7 +101,6 @@ def test_every_query_parses_and_panels_that_should_have_data_do(stored: Stored, 
         assert any("dr-ap-01" in t for t in texts)
 
 
-@pytest.mark.slow
 def test_fleet_table_shows_every_device_heard_with_its_state(stored: Stored) -> None:
     fleet = next(d for d in all_dashboards() if d.uid == "ciot-fleet")
     table = next(p for p in fleet.panels if p.type == "table")
@@ -117,7 +115,6 @@ def test_fleet_table_shows_every_device_heard_with_its_state(stored: Stored) -> 
     assert 0 < devices["dr-ap-01"]["Hoạt động %"] < 100  # it was down for a while
 
 
-@pytest.mark.slow
 def test_motion_heatmap_has_one_row_per_local_hour_of_day(stored: Stored) -> None:
     cams = next(d for d in all_dashboards() if d.uid == "ciot-cameras")
     heatmap = next(p for p in cams.panels if p.type == "heatmap")
