@@ -147,6 +147,38 @@ class MotionSettings(BaseModel):
         description="Share of min_area a blob's persistent core must cover to start motion; while "
         "motion is on none is needed (hysteresis: slow, small or half-hidden people keep counting).",
     )
+    camera_motion: bool = Field(
+        default=True,
+        description="Estimate the camera's own motion (pan, tilt, zoom, shake) when much of the frame "
+        "changes: small motion is compensated, larger motion enters a 'camera moving' state that "
+        "reports no motion until the camera settles and the background is re-learnt.",
+    )
+    still_px: float = Field(
+        default=0.75,
+        gt=0,
+        le=16,
+        description="Camera motion between two frames below which (largest displacement of any point, "
+        "px at detect_width) the camera counts as still.",
+    )
+    zoom_px: float = Field(
+        default=1.5,
+        ge=0,
+        le=16,
+        description="Largest zoom/rotation displacement (px at the frame's corner) compensated; more "
+        "enters the 'camera moving' state.",
+    )
+    moving_settle_s: float = Field(
+        default=0.3,
+        ge=0,
+        le=10,
+        description="Seconds the camera must be still before leaving the 'camera moving' state.",
+    )
+    relearn_s: float = Field(
+        default=0.5,
+        ge=0,
+        le=60,
+        description="Seconds spent re-learning the background (no reports) after the camera settles.",
+    )
 
 
 class Zone(BaseModel):
