@@ -94,10 +94,11 @@ class MotionSettings(BaseModel):
         "(wind on the pole, a truck passing); 0 = off.",
     )
     shake_check: float = Field(
-        default=0.05,
+        default=0.02,
         gt=0,
         le=1,
-        description="Share of the frame changed above which the detector checks for a camera shift.",
+        description="Share of the frame changed above which the detector checks for camera motion "
+        "(and every frame for a moment after a compensated move).",
     )
     sudden_gain: float = Field(
         default=0.15,

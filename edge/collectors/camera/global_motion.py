@@ -57,8 +57,10 @@ class MotionEstimator:
 
     def __init__(self) -> None:
         self._windows: dict[tuple[int, int], F32] = {}
+        self._grid: dict[tuple[int, int], tuple[F32, F32]] = {}
 
-    def _window(self, w: int, h: int) -> F32:
+    def window(self, w: int, h: int) -> F32:
+        """A Hanning window of that size (cached): keeps the image borders out of the correlation."""
         win = self._windows.get((w, h))
         if win is None:
             win = self._windows[(w, h)] = cv2.createHanningWindow((w, h), cv2.CV_32F)
@@ -80,7 +82,7 @@ class MotionEstimator:
         resp = 1.0
         for key, (ys, xs) in parts.items():
             pa, pb = sa[ys, xs], sb[ys, xs]
-            win = self._window(pa.shape[1], pa.shape[0])
+            win = self.window(pa.shape[1], pa.shape[0])
             (dx, dy), r = cv2.phaseCorrelate(pa, pb, win)
             d[key] = (2.0 * dx, 2.0 * dy)
             resp = min(resp, float(r))
@@ -94,3 +96,44 @@ class MotionEstimator:
         dx = sum(v[0] for v in d.values()) / 4.0
         dy = sum(v[1] for v in d.values()) / 4.0
         return GlobalMotion(dx, dy, 1.0 + (zx + zy) / 2.0, (rx + ry) / 2.0, resp)
+
+    def refine(self, a: F32, b: F32, gm: GlobalMotion, iterations: int = 2) -> GlobalMotion:
+        """Gauss-Newton steps on the image itself (Lucas-Kanade for a similarity), every other
+        pixel: phase correlation's sub-pixel peak is biased towards whole pixels (0.2-0.4 px off),
+        which leaves every strong edge of a compensated frame looking like change."""
+        h, w = a.shape
+        grid = self._grid.get((w, h))
+        if grid is None:
+            ys, xs = np.mgrid[4 : h - 4 : 2, 4 : w - 4 : 2].astype(np.float32)
+            grid = self._grid[(w, h)] = (xs - (w - 1) / 2.0, ys - (h - 1) / 2.0)
+        gx_, gy_ = grid
+        sub = (slice(4, h - 4, 2), slice(4, w - 4, 2))
+        for _ in range(iterations):
+            warped = cv2.warpAffine(a, gm.matrix(w, h), (w, h), borderMode=cv2.BORDER_REPLICATE)
+            gx = cv2.Sobel(warped, cv2.CV_32F, 1, 0, ksize=3)[sub] * np.float32(1 / 8)
+            gy = cv2.Sobel(warped, cv2.CV_32F, 0, 1, ksize=3)[sub] * np.float32(1 / 8)
+            err = (warped - b)[sub]  # = gradient . displacement still missing
+            jac = np.stack([gx, gy, gx * gx_ + gy * gy_, gy * gx_ - gx * gy_], -1).reshape(-1, 4)
+            hess = jac.T @ jac
+            if abs(np.linalg.det(hess)) < 1e-6:
+                return gm
+            p = np.linalg.solve(hess, jac.T @ err.reshape(-1))
+            gm = GlobalMotion(
+                gm.dx + float(p[0]),
+                gm.dy + float(p[1]),
+                gm.scale * (1.0 + float(p[2])),
+                gm.angle + float(p[3]),
+                gm.response,
+            )
+        return gm
+
+
+def explains(a: F32, b: F32, gm: GlobalMotion, level: float, share: float = 0.5) -> bool:
+    """Whether moving A by ``gm`` removes most of its difference to B (pixels differing by more
+    than ``level``): true for a camera's motion, false for a scene that moves in part (a river
+    flowing, a bus filling half the view), whose correlation peak can look like a pan."""
+    h, w = a.shape
+    before = cv2.countNonZero(cv2.compare(cv2.absdiff(a, b), level, cv2.CMP_GT))
+    moved = cv2.warpAffine(a, gm.matrix(w, h), (w, h), borderMode=cv2.BORDER_REPLICATE)
+    after = cv2.countNonZero(cv2.compare(cv2.absdiff(moved, b), level, cv2.CMP_GT))
+    return after < share * before

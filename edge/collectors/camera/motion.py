@@ -45,7 +45,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.collectors.camera.config import MotionSettings
-from edge.collectors.camera.global_motion import GlobalMotion, MotionEstimator
+from edge.collectors.camera.global_motion import GlobalMotion, MotionEstimator, explains
 
 U8 = npt.NDArray[Any]  # cv2 returns loosely typed arrays; uint8 by construction
 F32 = npt.NDArray[Any]  # float32 by construction
@@ -112,6 +112,9 @@ class MotionDetector:
     """
 
     GRID = (8, 6)  # cells of the light-compensation gain field (x, y)
+    MOVED_LEARN = 0.5  # background learning rate on a frame whose camera motion was compensated
+    MISALIGN_PX = 0.5  # error allowed for in a compensated frame's alignment (px at detect size)
+    AFTER_MOVE_S = 0.5  # after a compensated move: edge slack and fast learning this long
     STRONG = 2.0  # change this many times the threshold is "solid": kept out of the gain field
 
     def __init__(
@@ -145,6 +148,7 @@ class MotionDetector:
         self.moves = 0  # times the camera was seen moving (state entered)
         self._estimator = MotionEstimator()
         self._moving = False
+        self._after_move = 0  # frames left of the catching-up after a compensated move
         self._still = 0  # consecutive still frames while moving
         self.last_motion: GlobalMotion | None = None  # the last camera motion estimated
 
@@ -250,6 +254,9 @@ class MotionDetector:
         diff = cv2.absdiff(comp, bg)
         spread = dev if s.spread <= 1 else cv2.dilate(dev, self._spread_kernel)
         thr = np.maximum(spread * np.float32(s.sensitivity), np.float32(s.min_threshold))
+        if self._after_move > 0:  # the model is still catching up with a compensated move
+            self._after_move -= 1
+            thr = thr + self._slack(bg)
         fg_now = cv2.compare(diff, thr, cv2.CMP_GT)  # 255 where changed
         # Strong change (a solid object, masked or not) is kept out of the next gain field;
         # the faint edge of a drifting cloud is not, so the gain goes on absorbing it.
@@ -263,15 +270,20 @@ class MotionDetector:
         changed = cv2.countNonZero(fg) / total
         # The camera check looks at this frame's change alone: the first frame of a shake has no
         # persistent change yet, and the model must be moved before it teaches anything.
-        if s.camera_motion and cv2.countNonZero(fg_now) >= s.shake_check * total:
+        moved = False
+        if s.camera_motion and (self._after_move > 0 or cv2.countNonZero(fg_now) >= s.shake_check * total):
             camera = self._camera(comp, bg)
             if camera is not None and not self._compensable(camera):
                 return self._enter_moving(cur, camera)
             if camera is not None:
                 # The camera moved a little, the scene did not: move the model with it, look again.
+                moved = True
+                camera = self.last_motion = self._estimator.refine(bg, comp, camera)
                 bg, dev = self._move(camera, comp)
                 diff = cv2.absdiff(comp, bg)
                 thr = np.maximum(dev * np.float32(s.sensitivity), np.float32(s.min_threshold))
+                thr = thr + self._slack(bg)
+                self._after_move = max(1, round(self.AFTER_MOVE_S * self.fps))
                 fg_now = cv2.compare(diff, thr, cv2.CMP_GT)
                 self._prev_obj = cv2.compare(diff, thr * np.float32(self.STRONG), cv2.CMP_GT)
                 fg = cv2.bitwise_and(fg_now, self._prev_fg) if self._prev_fg is not None else fg_now
@@ -299,9 +311,17 @@ class MotionDetector:
         # in time), deviation only where quiet (a passing object does not teach "this is noisy").
         self._learnt += 1
         a_bg = max(self._alpha(s.background_s), 1.0 / (self._learnt + 1))  # warm-up: plain average
+        if moved or self._after_move > 0:
+            # Each warp of the model blurs it a little (interpolation); during a slow pan those
+            # add up into edges that look like change. Learning the frame fast keeps it sharp.
+            a_bg = max(a_bg, self.MOVED_LEARN)
         quiet = cv2.bitwise_not(fg)
         cv2.accumulateWeighted(comp, bg, a_bg, mask=quiet)
-        if s.fg_learn > 0:
+        if (
+            moved or self._after_move > 0
+        ):  # an edge the warp left misaligned must not linger as a blob once the camera stops
+            cv2.accumulateWeighted(comp, bg, a_bg * 0.5, mask=fg)
+        elif s.fg_learn > 0:
             cv2.accumulateWeighted(comp, bg, a_bg * s.fg_learn, mask=fg)
         a_dev = self._alpha(s.deviation_s)
         if self._settle > 0:
@@ -361,7 +381,17 @@ class MotionDetector:
         h, w = cur.shape
         if gm.response < 0.1 or gm.size(w, h) < self.s.still_px:
             return None
+        if not explains(bg, cur, gm, 3.0 * self.s.min_threshold):
+            return None
         return gm
+
+    def _slack(self, bg: F32) -> F32:
+        """The model is only as aligned as the estimate (~0.1-0.3 px) and each warp blurs it: a
+        strong edge (a painted line) then differs by its gradient times that error. Allow for it."""
+        gx = cv2.Sobel(bg, cv2.CV_32F, 1, 0, ksize=3)
+        gy = cv2.Sobel(bg, cv2.CV_32F, 0, 1, ksize=3)
+        out: F32 = cv2.magnitude(gx, gy) * np.float32(self.MISALIGN_PX / 8.0)
+        return out
 
     def _compensable(self, gm: GlobalMotion) -> bool:
         h, w = self._shape or (0, 0)
@@ -375,7 +405,7 @@ class MotionDetector:
         h, w = self._bg.shape
         m = gm.matrix(w, h)
         seen = cv2.warpAffine(np.ones((h, w), np.uint8), m, (w, h), flags=cv2.INTER_NEAREST)
-        new = seen == 0
+        new = cv2.erode(seen, self._kernel, iterations=2) == 0  # interpolation smears the border too
         self._bg = cv2.warpAffine(self._bg, m, (w, h), borderMode=cv2.BORDER_REPLICATE)
         self._dev = cv2.warpAffine(self._dev, m, (w, h), borderMode=cv2.BORDER_REPLICATE)
         self._bg[new] = cur[new]
@@ -405,8 +435,14 @@ class MotionDetector:
         h, w = cur.shape
         gm = self._estimator.estimate(prev, cur)
         self.last_motion = gm
-        changed = cv2.countNonZero(cv2.compare(cv2.absdiff(cur, prev), float(3 * s.min_threshold), cv2.CMP_GT))
-        still = changed < 0.01 * cur.size or (gm.response >= 0.1 and gm.size(w, h) < s.still_px)
+        changed = cv2.countNonZero(
+            cv2.compare(cv2.absdiff(cur, prev), float(3 * s.min_threshold), cv2.CMP_GT)
+        )
+        still = (
+            changed < 0.01 * cur.size
+            or (gm.response >= 0.1 and gm.size(w, h) < s.still_px)
+            or not explains(prev, cur, gm, 3.0 * s.min_threshold)
+        )
         self._still = self._still + 1 if still else 0
         if self._still < max(1, round(s.moving_settle_s * self.fps)):
             return self._finish(False, 0.0, [], 0.0, camera_moving=True)
