@@ -56,9 +56,11 @@ class StillRun:
         return self.flagged / self.frames if self.frames else 0.0
 
 
-def clip_plate(clip: Clip, samples: int = 40) -> np.ndarray:
-    every = max(1, clip.last // samples)
-    return plate([f for i, f in enumerate(frames(clip.video)) if i % every == 0])
+def clip_plate(clip: Clip, samples: int = 40, limit: int = 600) -> np.ndarray:
+    """The clip's still scene from ``samples`` frames among its first ``limit``."""
+    n = min(clip.last, limit)
+    every = max(1, n // samples)
+    return plate([f for i, f in enumerate(frames(clip.video, n)) if i % every == 0])
 
 
 def run_still(

@@ -146,3 +146,30 @@ def still_frames(base: Frame, script: Script, *, noise: float = 2.0, seed: int =
         ok, jpg = cv2.imencode(".jpg", np.clip(img, 0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 85])
         assert ok
         yield cv2.imdecode(jpg, cv2.IMREAD_COLOR)
+
+
+def tour(w: int, h: int, fps: float, *, pan: float = 4.0, zoom_pct: float = 1.0) -> Script:
+    """A PTZ tour: 3 s still, pan across, 2 s still, zoom in, 2 s still, zoom out while panning
+    back (fast), 3 s still."""
+    mx = 0.9 * (PAN_ZOOM - 1) * w / 2
+    poses = [Pose(mx, 0, PAN_ZOOM)] * round(3 * fps)
+    moves = []
+
+    def move(path: list[Pose]) -> None:
+        moves.append((len(poses), len(poses) + len(path)))
+        poses.extend(path)
+
+    move([Pose(x, 0, PAN_ZOOM) for x in _ramp(mx, -mx, pan)])
+    poses.extend([poses[-1]] * round(2 * fps))
+    z1 = PAN_ZOOM * 1.3
+    move(
+        [
+            Pose(-mx, 0, math.exp(z))
+            for z in _ramp(math.log(PAN_ZOOM), math.log(z1), math.log1p(zoom_pct / 100))
+        ]
+    )
+    poses.extend([poses[-1]] * round(2 * fps))
+    n = max(1, math.ceil(math.log(z1 / PAN_ZOOM) / math.log1p(2 * zoom_pct / 100)))
+    move([Pose(-mx + 2 * mx * k / n, 0, z1 * (PAN_ZOOM / z1) ** (k / n)) for k in range(1, n + 1)])
+    poses.extend([poses[-1]] * round(3 * fps))
+    return Script("tour", "PTZ tour", poses, moves)

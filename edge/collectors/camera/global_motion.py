@@ -97,7 +97,7 @@ class MotionEstimator:
         dy = sum(v[1] for v in d.values()) / 4.0
         return GlobalMotion(dx, dy, 1.0 + (zx + zy) / 2.0, (rx + ry) / 2.0, resp)
 
-    def refine(self, a: F32, b: F32, gm: GlobalMotion, iterations: int = 2) -> GlobalMotion:
+    def refine(self, a: F32, b: F32, gm: GlobalMotion, iterations: int = 4) -> GlobalMotion:
         """Gauss-Newton steps on the image itself (Lucas-Kanade for a similarity), every other
         pixel: phase correlation's sub-pixel peak is biased towards whole pixels (0.2-0.4 px off),
         which leaves every strong edge of a compensated frame looking like change."""

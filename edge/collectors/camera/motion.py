@@ -273,13 +273,16 @@ class MotionDetector:
         moved = False
         if s.camera_motion and (self._after_move > 0 or cv2.countNonZero(fg_now) >= s.shake_check * total):
             camera = self._camera(comp, bg)
-            if camera is not None and not self._compensable(camera):
-                return self._enter_moving(cur, camera)
             if camera is not None:
+                # Decide on the refined estimate: phase correlation under-reads zoom.
+                camera = self.last_motion = self._estimator.refine(bg, comp, camera)
+                if not self._compensable(camera):
+                    return self._enter_moving(cur, camera)
                 # The camera moved a little, the scene did not: move the model with it, look again.
                 moved = True
-                camera = self.last_motion = self._estimator.refine(bg, comp, camera)
                 bg, dev = self._move(camera, comp)
+                gain, _ = self._gain(cur, bg)  # the light field too was measured on the misaligned model
+                comp = cv2.divide(cur, gain)
                 diff = cv2.absdiff(comp, bg)
                 thr = np.maximum(dev * np.float32(s.sensitivity), np.float32(s.min_threshold))
                 thr = thr + self._slack(bg)
