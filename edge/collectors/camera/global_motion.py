@@ -39,6 +39,14 @@ class GlobalMotion:
         r = 0.5 * math.hypot(width, height)
         return self.shift + r * (abs(self.scale - 1.0) + abs(self.angle))
 
+    def zoom_px(self, width: int, height: int) -> float:
+        """The displacement zoom alone gives the frame's corners, in px."""
+        return 0.5 * math.hypot(width, height) * abs(self.scale - 1.0)
+
+    def roll_px(self, width: int, height: int) -> float:
+        """The displacement rotation alone gives the frame's corners, in px."""
+        return 0.5 * math.hypot(width, height) * abs(self.angle)
+
     def matrix(self, width: int, height: int) -> F32:
         """The 2x3 affine matrix taking A's pixels to B's (for ``cv2.warpAffine``)."""
         cx, cy = (width - 1) / 2.0, (height - 1) / 2.0

@@ -113,8 +113,10 @@ class MotionDetector:
 
     GRID = (8, 6)  # cells of the light-compensation gain field (x, y)
     MOVED_LEARN = 0.5  # background learning rate on a frame whose camera motion was compensated
+    MOVED_FG = 0.02  # relative learning under moving pixels on such frames
     MISALIGN_PX = 0.5  # error allowed for in a compensated frame's alignment (px at detect size)
     AFTER_MOVE_S = 0.5  # after a compensated move: edge slack and fast learning this long
+    ROLL_PX = 4.0  # largest roll compensated (px at the corners, ~1 degree at 320 px)
     STRONG = 2.0  # change this many times the threshold is "solid": kept out of the gain field
 
     def __init__(
@@ -323,7 +325,7 @@ class MotionDetector:
         if (
             moved or self._after_move > 0
         ):  # an edge the warp left misaligned must not linger as a blob once the camera stops
-            cv2.accumulateWeighted(comp, bg, a_bg * 0.5, mask=fg)
+            cv2.accumulateWeighted(comp, bg, a_bg * self.MOVED_FG, mask=fg)
         elif s.fg_learn > 0:
             cv2.accumulateWeighted(comp, bg, a_bg * s.fg_learn, mask=fg)
         a_dev = self._alpha(s.deviation_s)
@@ -397,9 +399,14 @@ class MotionDetector:
         return out
 
     def _compensable(self, gm: GlobalMotion) -> bool:
+        """Small enough to warp the model onto the frame: a shift of up to ``shake_px``, a zoom of
+        up to ``zoom_px`` at the corners, the roll of a shaking pole (PTZ domes do not roll)."""
         h, w = self._shape or (0, 0)
-        turn = gm.size(w, h) - gm.shift  # displacement due to zoom and rotation alone
-        return gm.shift <= self.s.shake_px and turn <= self.s.zoom_px
+        return (
+            gm.shift <= self.s.shake_px
+            and gm.zoom_px(w, h) <= self.s.zoom_px
+            and gm.roll_px(w, h) <= self.ROLL_PX
+        )
 
     def _move(self, gm: GlobalMotion, cur: F32) -> tuple[F32, F32]:
         """Warp the background model onto the frame; the strip newly in view is taken from the
@@ -441,9 +448,11 @@ class MotionDetector:
         changed = cv2.countNonZero(
             cv2.compare(cv2.absdiff(cur, prev), float(3 * s.min_threshold), cv2.CMP_GT)
         )
+        # "Still" here means: nothing left that cannot be compensated (a pole shaking in the wind
+        # goes on shaking; a pan slow enough is followed by the model).
         still = (
             changed < 0.01 * cur.size
-            or (gm.response >= 0.1 and gm.size(w, h) < s.still_px)
+            or (gm.response >= 0.1 and (gm.size(w, h) < s.still_px or self._compensable(gm)))
             or not explains(prev, cur, gm, 3.0 * s.min_threshold)
         )
         self._still = self._still + 1 if still else 0

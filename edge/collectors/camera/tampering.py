@@ -24,40 +24,12 @@ from typing import Any
 import cv2
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, Field
+
+from edge.collectors.camera.config import TamperSettings
 
 F32 = npt.NDArray[Any]
 WIDTH = 80  # structure, brightness, contrast
 SHARP_WIDTH = 320  # sharpness: blur must be seen at about the detector's own scale
-
-
-class TamperSettings(BaseModel):
-    """Video tampering checks; defaults raise nothing on the reference clips."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    enabled: bool = Field(default=True, description="Check for covering, blinding, blur and turning.")
-    check_view: bool = Field(
-        default=True,
-        description="Alarm when the view no longer matches the learnt scene (camera turned). "
-        "Switch off for PTZ cameras that tour presets.",
-    )
-    every_s: float = Field(default=0.5, gt=0, le=60, description="Seconds between checks.")
-    hold_s: float = Field(default=3.0, ge=0, le=600, description="A condition must last this long to raise.")
-    clear_s: float = Field(default=3.0, ge=0, le=600, description="Gone this long to clear.")
-    learn_s: float = Field(
-        default=60.0, gt=0, le=86400, description="Time constant of the learnt scene (sharpness, structure)."
-    )
-    flat_std: float = Field(
-        default=6.0, ge=0, le=255, description="Contrast (grey levels) below which: covered."
-    )
-    dark_mean: float = Field(default=22.0, ge=0, le=255, description="Brightness below which: dark (no IR).")
-    blur_ratio: float = Field(
-        default=0.4, gt=0, le=1, description="Sharpness below this share of the learnt scene's: blurred."
-    )
-    view_match: float = Field(
-        default=0.2, ge=-1, le=1, description="Structure correlation below which the view counts as changed."
-    )
 
 
 @dataclass(frozen=True)
