@@ -84,7 +84,8 @@ def run_still(
 
 def _truth(folder: Path, n: int, size: tuple[int, int], pose: Pose, roi: np.ndarray | None) -> bool:
     mask = cv2.imread(str(folder / "groundtruth" / f"gt{n + 1:06d}.png"), cv2.IMREAD_GRAYSCALE)
-    fg = (mask == 255).astype(np.uint8) * 255
+    assert mask is not None, folder
+    fg = (np.asarray(mask) == 255).astype(np.uint8) * 255
     if roi is not None:
         fg[roi == 0] = 0
     fg = cv2.resize(fg, size, interpolation=cv2.INTER_NEAREST)

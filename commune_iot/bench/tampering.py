@@ -26,6 +26,7 @@ KINDS = ("covered", "blurred", "moved", "dark")
 
 def tamper(frame: Frame, kind: str, t: float, rng: np.random.Generator) -> Frame:
     """``frame`` as it looks ``t`` seconds into a failure of this kind."""
+    img: Frame
     if kind == "covered":
         h, w = frame.shape[:2]
         shade = np.linspace(14, 24, w, dtype=np.float32)[None, :, None]

@@ -144,8 +144,9 @@ def still_frames(base: Frame, script: Script, *, noise: float = 2.0, seed: int =
     for pose in script.poses:
         img = render(base, pose).astype(np.float32) + rng.normal(0, noise, base.shape).astype(np.float32)
         ok, jpg = cv2.imencode(".jpg", np.clip(img, 0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 85])
-        assert ok
-        yield cv2.imdecode(jpg, cv2.IMREAD_COLOR)
+        out = cv2.imdecode(jpg, cv2.IMREAD_COLOR)
+        assert ok and out is not None
+        yield out
 
 
 def tour(w: int, h: int, fps: float, *, pan: float = 4.0, zoom_pct: float = 1.0) -> Script:

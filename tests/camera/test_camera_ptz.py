@@ -74,7 +74,7 @@ def walker(shots: list[np.ndarray], base: np.ndarray, first: int, count: int) ->
 def test_a_person_walking_through_during_a_slow_pan_makes_exactly_one_event() -> None:
     shots, fps = pets()
     base = plate(shots[::8])
-    h, w = base.shape[:2]
+    w = base.shape[1]
     mx = 0.9 * (PAN_ZOOM - 1) * w / 2
     still, walk, after = round(3 * fps), round(5 * fps), round(4 * fps)
     n = still + walk + after

@@ -141,7 +141,7 @@ def explains(a: F32, b: F32, gm: GlobalMotion, level: float, share: float = 0.5)
     than ``level``): true for a camera's motion, false for a scene that moves in part (a river
     flowing, a bus filling half the view), whose correlation peak can look like a pan."""
     h, w = a.shape
-    before = cv2.countNonZero(cv2.compare(cv2.absdiff(a, b), level, cv2.CMP_GT))
+    before = int(np.count_nonzero(cv2.absdiff(a, b) > level))
     moved = cv2.warpAffine(a, gm.matrix(w, h), (w, h), borderMode=cv2.BORDER_REPLICATE)
-    after = cv2.countNonZero(cv2.compare(cv2.absdiff(moved, b), level, cv2.CMP_GT))
+    after = int(np.count_nonzero(cv2.absdiff(moved, b) > level))
     return after < share * before

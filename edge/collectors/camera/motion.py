@@ -445,9 +445,7 @@ class MotionDetector:
         h, w = cur.shape
         gm = self._estimator.estimate(prev, cur)
         self.last_motion = gm
-        changed = cv2.countNonZero(
-            cv2.compare(cv2.absdiff(cur, prev), float(3 * s.min_threshold), cv2.CMP_GT)
-        )
+        changed = int(np.count_nonzero(cv2.absdiff(cur, prev) > 3 * s.min_threshold))
         # "Still" here means: nothing left that cannot be compensated (a pole shaking in the wind
         # goes on shaking; a pan slow enough is followed by the model).
         still = (
