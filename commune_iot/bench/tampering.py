@@ -30,7 +30,7 @@ def tamper(frame: Frame, kind: str, t: float, rng: np.random.Generator) -> Frame
     if kind == "covered":
         h, w = frame.shape[:2]
         shade = np.linspace(14, 24, w, dtype=np.float32)[None, :, None]
-        img = np.broadcast_to(shade, frame.shape) + rng.normal(0, 1.5, frame.shape)
+        img = np.broadcast_to(shade, frame.shape) + 1.5 * rng.standard_normal(frame.shape, np.float32)
     elif kind == "blurred":
         sigma = min(1.0, t / 4.0) * 31 / 6 * frame.shape[1] / 320
         img = cv2.GaussianBlur(frame, (0, 0), sigma) if sigma > 0.3 else frame
@@ -38,7 +38,7 @@ def tamper(frame: Frame, kind: str, t: float, rng: np.random.Generator) -> Frame
         h, w = frame.shape[:2]
         img = render(frame, Pose(0.25 * w, -0.1 * h, 1.6, math.radians(25)))
     elif kind == "dark":
-        img = frame.astype(np.float32) / 12 + rng.normal(0, 2.0, frame.shape)
+        img = frame.astype(np.float32) / 12 + 2.0 * rng.standard_normal(frame.shape, np.float32)
     else:
         raise ValueError(kind)
     out: Frame = np.clip(img, 0, 255).astype(np.uint8)

@@ -96,6 +96,7 @@ def test_a_person_walking_through_during_a_slow_pan_makes_exactly_one_event() ->
     assert still / fps - 0.5 <= t0 <= (still + walk) / fps, (t0, still / fps)
 
 
+@pytest.mark.slow
 def test_bench_camera_motion_figures_quick() -> None:
     """One script per family on the PETS clip (the whole bench is the slow test below): the
     figures the bench reports, within the targets."""

@@ -113,7 +113,7 @@ class MotionDetector:
 
     GRID = (8, 6)  # cells of the light-compensation gain field (x, y)
     MOVED_LEARN = 0.5  # background learning rate on a frame whose camera motion was compensated
-    MOVED_FG = 0.02  # relative learning under moving pixels on such frames
+    MOVED_FG = 0.1  # relative learning under moving pixels then (edges left by the warp vs objects)
     MISALIGN_PX = 0.5  # error allowed for in a compensated frame's alignment (px at detect size)
     AFTER_MOVE_S = 0.5  # after a compensated move: edge slack and fast learning this long
     ROLL_PX = 4.0  # largest roll compensated (px at the corners, ~1 degree at 320 px)
