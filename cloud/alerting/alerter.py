@@ -50,6 +50,8 @@ PROBLEM_SEVERITY: dict[str, Severity] = {
     "unreachable": Severity.CRITICAL,
     "frozen": Severity.WARNING,
     "fps_low": Severity.WARNING,
+    # covered, dark without IR, blurred or turned away: the stream is up but shows nothing useful
+    "tampering": Severity.WARNING,
     "snmp_unreachable": Severity.WARNING,
     "outbox_backlog": Severity.INFO,
     "clock_skew": Severity.INFO,
@@ -78,6 +80,9 @@ def point_problems(p: Point, fps_low_ratio: float) -> list[tuple[str, bool, str]
             out.append(("fps_low", low, f"{fps:.1f}/{nominal:.0f} fps" if low else ""))
         elif not up:
             out.append(("fps_low", False, ""))
+        if "tampering" in f or not up:
+            kind = str(f.get("tampering") or "") if up else ""
+            out.append(("tampering", bool(kind), kind))
     elif p.measurement == "ap" and "reachable" in f:
         snmp_ok = bool(f["reachable"])
         ping = f.get("ping")

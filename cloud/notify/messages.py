@@ -108,6 +108,7 @@ _PROBLEM = {
     "vi": {
         "stream_down": "mất luồng hình",
         "frozen": "hình bị đứng",
+        "tampering": "camera bị che, tối, mờ hoặc bị xoay hướng",
         "fps_low": "tốc độ khung hình giảm mạnh",
         "unreachable": "không phản hồi (cả SNMP lẫn ping)",
         "snmp_unreachable": "không trả lời SNMP (vẫn ping được)",
@@ -120,6 +121,7 @@ _PROBLEM = {
     "en": {
         "stream_down": "stream down",
         "frozen": "frozen picture",
+        "tampering": "camera covered, dark, blurred or turned away",
         "fps_low": "frame rate collapsed",
         "unreachable": "unreachable (no SNMP, no ping)",
         "snmp_unreachable": "not answering SNMP (still answers ping)",

@@ -10,7 +10,8 @@ taken at the mask's own size. With ``--baselines`` the Frigate-style and MOG2 de
 ``baselines.py`` are scored the same way, a per-clip table sets ours against them, and the JSON
 line says whether ours has an F1 at least each baseline's on every clip. Speed is the detector
 alone on the clips' frames resized to 1280x720 (the frames are resized beforehand, decoding is
-not timed).
+not timed). The ``camera_motion`` object scores the detector on the same clips seen by a moving
+camera (see ``camera_motion.py``).
 """
 
 from __future__ import annotations
@@ -210,7 +211,12 @@ def comparison(ours: Sequence[Score], base: dict[str, list[Score]]) -> str:
     return "\n".join(lines)
 
 
-def main(video_dir: Path = VIDEO_DIR, config: Path | None = None, with_baselines: bool = False) -> int:
+def main(
+    video_dir: Path = VIDEO_DIR,
+    config: Path | None = None,
+    with_baselines: bool = False,
+    with_camera_motion: bool = True,
+) -> int:
     settings = MotionSettings()
     if config is not None:
         from edge.collectors.camera.config import load_motion_settings
@@ -254,5 +260,10 @@ def main(video_dir: Path = VIDEO_DIR, config: Path | None = None, with_baselines
         result["beats_baselines_every_clip"] = all(
             beats(s, [b[i] for b in base.values()]) for i, s in enumerate(scores)
         )
+    if with_camera_motion:
+        from commune_iot.bench.camera_motion import evaluate
+
+        print("a moving camera: still scenes and the clips through known pans, zooms, tilts, shake ...")
+        result["camera_motion"] = evaluate(clip_list, settings)
     print(json.dumps(result))
     return 0

@@ -249,6 +249,24 @@ def test_a_dead_stream_is_one_critical_alert_not_also_slow_and_frozen(h: Harness
     assert [(r.problem, r.severity) for r in active] == [("stream_down", "critical")]
 
 
+def test_a_tampered_camera_opens_a_technician_warning_with_the_kind_and_clears(h: Harness) -> None:
+    def cam(kind: str) -> Point:
+        fields = {"up": True, "fps": 15.0, "nominal_fps": 15.0, "tampering": kind, "camera_moving": False}
+        return Point(measurement="camera", device="dr-cam-02", fields=fields)  # type: ignore[arg-type]
+
+    _points(h, "dr-cam-02", cam(""))
+    h.run(10)
+    assert h.sent == []
+    _points(h, "dr-cam-02", cam("covered"))
+    h.run(10)
+    assert [(k, s) for k, s, _ in h.sent] == [("open", "dr-cam-02")]
+    row = h.store.query()[0]
+    assert (row.problem, row.severity, row.detail) == ("tampering", "warning", "covered")
+    _points(h, "dr-cam-02", cam(""))
+    h.run(10)
+    assert [k for k, _, _ in h.sent] == ["open", "resolve"]
+
+
 def test_ap_silent_on_snmp_but_answering_ping_is_a_warning_not_an_outage(sql_url: str) -> None:
     h = Harness(sql_url)
     h.alive.add("dr-ap-01")

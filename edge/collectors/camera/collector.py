@@ -26,6 +26,7 @@ from edge.collectors.camera.events import Emission, EventTracker, encode_jpeg
 from edge.collectors.camera.labelling import LabelWorker
 from edge.collectors.camera.masks import keep_mask, polygon_mask, zones_touched
 from edge.collectors.camera.motion import MotionDetector
+from edge.collectors.camera.tampering import TamperDetector
 from wire import Point
 
 log = logging.getLogger("edge.camera")
@@ -49,6 +50,8 @@ class Pipeline:
         self.out: queue.Queue[Emission] = queue.Queue(QUEUE_MAX)
         self.dropped = 0
         self.motion = False
+        self.camera_moving = False
+        self.tamper = TamperDetector(opts.tamper)
         self.tracker = EventTracker(device, opts.events)
         self._profile = ""
         self.detector = self._detector("day")
@@ -92,6 +95,8 @@ class Pipeline:
             return
         for em in self.tracker.close(time.time()):  # an event under the old rules ends here
             self._put(em)
+        if opts.tamper != self.opts.tamper:
+            self.tamper = TamperDetector(opts.tamper)
         self.opts = opts
         self.tracker.s = opts.events
         self._zones = {}
@@ -155,6 +160,8 @@ class Pipeline:
                 log.exception("camera %s: detection failed on a frame", self.device)
                 continue
             self.motion = result.motion
+            self.camera_moving = result.camera_moving
+            self.tamper.feed(frame, ts, camera_moving=result.camera_moving)
             zones: list[str] = []
             if result.motion and self.opts.zones and result.mask is not None:
                 if not self._zones:
@@ -241,6 +248,10 @@ class Camera(Collector):
                 "last_frame_age_s": h.last_frame_age_s,
                 "detect_fps": h.detect_fps,
                 "motion": pipeline.motion and h.up,
+                # the camera pans, tilts or zooms: motion is not reported until it settles
+                "camera_moving": pipeline.camera_moving and h.up,
+                # covered / dark / blurred / moved, "" when fine: a technician alert in the cloud
+                "tampering": pipeline.tamper.kind if h.up else "",
                 "reconnects": h.reconnects,
             },
             ts=datetime.now(UTC),

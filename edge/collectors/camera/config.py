@@ -90,14 +90,15 @@ class MotionSettings(BaseModel):
         default=8.0,
         ge=0,
         le=64,
-        description="Largest camera shift (px at detect_width) compensated when a frame changes a lot "
-        "(wind on the pole, a truck passing); 0 = off.",
+        description="Largest camera shift per frame (px at detect_width) compensated (wind on the pole, "
+        "a slow pan); larger shifts enter the 'camera moving' state (0: every shift does).",
     )
     shake_check: float = Field(
-        default=0.05,
+        default=0.02,
         gt=0,
         le=1,
-        description="Share of the frame changed above which the detector checks for a camera shift.",
+        description="Share of the frame changed above which the detector checks for camera motion "
+        "(and every frame for a moment after a compensated move).",
     )
     sudden_gain: float = Field(
         default=0.15,
@@ -146,6 +147,67 @@ class MotionSettings(BaseModel):
         le=1,
         description="Share of min_area a blob's persistent core must cover to start motion; while "
         "motion is on none is needed (hysteresis: slow, small or half-hidden people keep counting).",
+    )
+    camera_motion: bool = Field(
+        default=True,
+        description="Estimate the camera's own motion (pan, tilt, zoom, shake) when much of the frame "
+        "changes: small motion is compensated, larger motion enters a 'camera moving' state that "
+        "reports no motion until the camera settles and the background is re-learnt.",
+    )
+    still_px: float = Field(
+        default=0.75,
+        gt=0,
+        le=16,
+        description="Camera motion between two frames below which (largest displacement of any point, "
+        "px at detect_width) the camera counts as still.",
+    )
+    zoom_px: float = Field(
+        default=1.5,
+        ge=0,
+        le=16,
+        description="Largest zoom/rotation displacement (px at the frame's corner) compensated; more "
+        "enters the 'camera moving' state.",
+    )
+    moving_settle_s: float = Field(
+        default=0.3,
+        ge=0,
+        le=10,
+        description="Seconds the camera must be still before leaving the 'camera moving' state.",
+    )
+    relearn_s: float = Field(
+        default=0.5,
+        ge=0,
+        le=60,
+        description="Seconds spent re-learning the background (no reports) after the camera settles.",
+    )
+
+
+class TamperSettings(BaseModel):
+    """Video tampering checks; defaults raise nothing on the reference clips."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(default=True, description="Check for covering, blinding, blur and turning.")
+    check_view: bool = Field(
+        default=True,
+        description="Alarm when the view no longer matches the learnt scene (camera turned). "
+        "Switch off for PTZ cameras that tour presets.",
+    )
+    every_s: float = Field(default=0.5, gt=0, le=60, description="Seconds between checks.")
+    hold_s: float = Field(default=3.0, ge=0, le=600, description="A condition must last this long to raise.")
+    clear_s: float = Field(default=3.0, ge=0, le=600, description="Gone this long to clear.")
+    learn_s: float = Field(
+        default=60.0, gt=0, le=86400, description="Time constant of the learnt scene (sharpness, structure)."
+    )
+    flat_std: float = Field(
+        default=6.0, ge=0, le=255, description="Contrast (grey levels) below which: covered."
+    )
+    dark_mean: float = Field(default=22.0, ge=0, le=255, description="Brightness below which: dark (no IR).")
+    blur_ratio: float = Field(
+        default=0.4, gt=0, le=1, description="Sharpness below this share of the learnt scene's: blurred."
+    )
+    view_match: float = Field(
+        default=0.2, ge=-1, le=1, description="Structure correlation below which the view counts as changed."
     )
 
 
@@ -250,6 +312,10 @@ class CameraOptions(CollectorOptions):
     events: EventSettings = Field(default_factory=EventSettings, description="Event lifecycle and snapshots.")
     labels: CameraLabels = Field(
         default_factory=CameraLabels, description="Object labels (person, motorbike, car...) on the board."
+    )
+    tamper: TamperSettings = Field(
+        default_factory=TamperSettings,
+        description="Video tampering checks (covered, dark without IR, blurred, turned): stream problems.",
     )
 
     def stream_url(self) -> str:

@@ -22,6 +22,12 @@ Why it looks like this (measured on ``../shared/testdata/video``, see ``commune-
   is small and faint). The blob's area is its whole change, not only its core.
 - A blob on the frame's edge needs ``edge_area`` x ``min_area`` (an object entering counts once
   it is well in), unless it continues a blob counted in the previous frame (one leaving).
+- The camera's own motion (pan, tilt, zoom, shake) is estimated when much of the frame changes
+  (``global_motion.py``: phase correlation on the frame's halves gives translation, zoom and
+  rotation). Small motion is compensated by warping the background model onto the frame; larger
+  motion enters a *camera moving* state: no motion is reported, the background follows the
+  frame, and once the camera has been still for ``moving_settle_s`` the background is re-learnt
+  over ``relearn_s`` (see ``commune-iot bench motion``'s ``camera_motion`` figures).
 - A frame is "motion" when such blobs exist; a short hysteresis (``start_frames`` of the last
   frames to start, ``hold_frames`` quiet to end) keeps one-frame flickers out and keeps a slow
   walker from splitting into many events.
@@ -39,6 +45,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.collectors.camera.config import MotionSettings
+from edge.collectors.camera.global_motion import GlobalMotion, MotionEstimator, explains
 
 U8 = npt.NDArray[Any]  # cv2 returns loosely typed arrays; uint8 by construction
 F32 = npt.NDArray[Any]  # float32 by construction
@@ -68,6 +75,7 @@ class MotionResult:
     # began (the first frame with blobs among the last start_window), so an event can start
     # there (pre-roll); 0 otherwise.
     onset: int = 0
+    camera_moving: bool = False  # the camera itself is moving: nothing is reported
 
 
 Box = tuple[int, int, int, int]  # x, y, w, h in detector pixels
@@ -104,6 +112,11 @@ class MotionDetector:
     """
 
     GRID = (8, 6)  # cells of the light-compensation gain field (x, y)
+    MOVED_LEARN = 0.5  # background learning rate on a frame whose camera motion was compensated
+    MOVED_FG = 0.1  # relative learning under moving pixels then (edges left by the warp vs objects)
+    MISALIGN_PX = 0.5  # error allowed for in a compensated frame's alignment (px at detect size)
+    AFTER_MOVE_S = 0.5  # after a compensated move: edge slack and fast learning this long
+    ROLL_PX = 4.0  # largest roll compensated (px at the corners, ~1 degree at 320 px)
     STRONG = 2.0  # change this many times the threshold is "solid": kept out of the gain field
 
     def __init__(
@@ -134,6 +147,12 @@ class MotionDetector:
         self._level = 0.0  # median frame/background brightness ratio of the previous frame
         self.frames = 0
         self.shifts = 0  # camera movements compensated
+        self.moves = 0  # times the camera was seen moving (state entered)
+        self._estimator = MotionEstimator()
+        self._moving = False
+        self._after_move = 0  # frames left of the catching-up after a compensated move
+        self._still = 0  # consecutive still frames while moving
+        self.last_motion: GlobalMotion | None = None  # the last camera motion estimated
 
     # -- rates -----------------------------------------------------------------------------
 
@@ -145,8 +164,19 @@ class MotionDetector:
 
     # -- state -----------------------------------------------------------------------------
 
+    @property
+    def camera_moving(self) -> bool:
+        return self._moving
+
+    @property
+    def ready(self) -> bool:
+        """Whether motion can be reported (not learning, not moving)."""
+        return self._bg is not None and not self._moving and self._settle <= 0
+
     def reset(self) -> None:
         """Forget the background (e.g. after a reconnect: the camera may have moved)."""
+        self._moving = False
+        self._still = 0
         self._bg = None
         self._dev = None
         self._recent.clear()
@@ -217,6 +247,8 @@ class MotionDetector:
         bg, dev, s = self._bg, self._dev, self.s
         last_boxes, self._boxes = self._boxes, []
         cur = luma.astype(np.float32)
+        if self._moving:
+            return self._follow(cur)
         gain, level = self._gain(cur, bg)
         step = abs(np.log(level / self._level)) if self._level > 0 else 0.0
         self._level = level
@@ -224,6 +256,9 @@ class MotionDetector:
         diff = cv2.absdiff(comp, bg)
         spread = dev if s.spread <= 1 else cv2.dilate(dev, self._spread_kernel)
         thr = np.maximum(spread * np.float32(s.sensitivity), np.float32(s.min_threshold))
+        if self._after_move > 0:  # the model is still catching up with a compensated move
+            self._after_move -= 1
+            thr = thr + self._slack(bg)
         fg_now = cv2.compare(diff, thr, cv2.CMP_GT)  # 255 where changed
         # Strong change (a solid object, masked or not) is kept out of the next gain field;
         # the faint edge of a drifting cloud is not, so the gain goes on absorbing it.
@@ -235,13 +270,25 @@ class MotionDetector:
             fg_now = cv2.bitwise_and(fg_now, self._keep)
         total = float(fg.size)
         changed = cv2.countNonZero(fg) / total
-        if s.shake_px > 0 and changed >= s.shake_check and changed < s.global_change:
-            shift = self._shift(comp, bg)
-            if shift is not None:
-                # The camera moved, the scene did not: move the model with it and look again.
-                bg, dev = self._move(shift)
+        # The camera check looks at this frame's change alone: the first frame of a shake has no
+        # persistent change yet, and the model must be moved before it teaches anything.
+        moved = False
+        if s.camera_motion and (self._after_move > 0 or cv2.countNonZero(fg_now) >= s.shake_check * total):
+            camera = self._camera(comp, bg)
+            if camera is not None:
+                # Decide on the refined estimate: phase correlation under-reads zoom.
+                camera = self.last_motion = self._estimator.refine(bg, comp, camera)
+                if not self._compensable(camera):
+                    return self._enter_moving(cur, camera)
+                # The camera moved a little, the scene did not: move the model with it, look again.
+                moved = True
+                bg, dev = self._move(camera, comp)
+                gain, _ = self._gain(cur, bg)  # the light field too was measured on the misaligned model
+                comp = cv2.divide(cur, gain)
                 diff = cv2.absdiff(comp, bg)
                 thr = np.maximum(dev * np.float32(s.sensitivity), np.float32(s.min_threshold))
+                thr = thr + self._slack(bg)
+                self._after_move = max(1, round(self.AFTER_MOVE_S * self.fps))
                 fg_now = cv2.compare(diff, thr, cv2.CMP_GT)
                 self._prev_obj = cv2.compare(diff, thr * np.float32(self.STRONG), cv2.CMP_GT)
                 fg = cv2.bitwise_and(fg_now, self._prev_fg) if self._prev_fg is not None else fg_now
@@ -250,6 +297,8 @@ class MotionDetector:
                     fg = cv2.bitwise_and(fg, self._keep)
                     fg_now = cv2.bitwise_and(fg_now, self._keep)
                 changed = cv2.countNonZero(fg) / total
+                if changed >= s.global_change:  # the model did not fit: the camera is moving
+                    return self._enter_moving(cur, camera)
 
         if changed >= s.global_change or step >= np.log1p(s.sudden_gain):
             # Whole-frame change: not an event. Start over from this frame.
@@ -267,9 +316,17 @@ class MotionDetector:
         # in time), deviation only where quiet (a passing object does not teach "this is noisy").
         self._learnt += 1
         a_bg = max(self._alpha(s.background_s), 1.0 / (self._learnt + 1))  # warm-up: plain average
+        if moved or self._after_move > 0:
+            # Each warp of the model blurs it a little (interpolation); during a slow pan those
+            # add up into edges that look like change. Learning the frame fast keeps it sharp.
+            a_bg = max(a_bg, self.MOVED_LEARN)
         quiet = cv2.bitwise_not(fg)
         cv2.accumulateWeighted(comp, bg, a_bg, mask=quiet)
-        if s.fg_learn > 0:
+        if (
+            moved or self._after_move > 0
+        ):  # an edge the warp left misaligned must not linger as a blob once the camera stops
+            cv2.accumulateWeighted(comp, bg, a_bg * self.MOVED_FG, mask=fg)
+        elif s.fg_learn > 0:
             cv2.accumulateWeighted(comp, bg, a_bg * s.fg_learn, mask=fg)
         a_dev = self._alpha(s.deviation_s)
         if self._settle > 0:
@@ -321,30 +378,92 @@ class MotionDetector:
             score = float(min(1.0, max(0.0, (over - 1.0) / 3.0 + 0.5)))
         return self._finish(bool(blobs), covered / total, blobs, score, mask=clean)
 
-    def _shift(self, cur: F32, bg: F32) -> tuple[float, float] | None:
-        """The camera's translation between background and frame (phase correlation on a
-        half-size image, ~0.15 ms), or None when there is none worth compensating."""
+    def _camera(self, cur: F32, bg: F32) -> GlobalMotion | None:
+        """The camera's motion between background and frame, or None when there is none worth
+        acting on (too small, or the correlation too weak to trust: a real change of the scene)."""
+        gm = self._estimator.estimate(bg, cur)
+        self.last_motion = gm
         h, w = cur.shape
-        half = (w // 2, h // 2)
-        a = cv2.resize(bg, half, interpolation=cv2.INTER_AREA)
-        b = cv2.resize(cur, half, interpolation=cv2.INTER_AREA)
-        (dx, dy), response = cv2.phaseCorrelate(a, b)
-        dx, dy = 2 * dx, 2 * dy
-        size = float(np.hypot(dx, dy))
-        if response < 0.2 or size < 0.75 or size > self.s.shake_px:
+        if gm.response < 0.1 or gm.size(w, h) < self.s.still_px:
             return None
-        return dx, dy
+        if not explains(bg, cur, gm, 3.0 * self.s.min_threshold):
+            return None
+        return gm
 
-    def _move(self, shift: tuple[float, float]) -> tuple[F32, F32]:
+    def _slack(self, bg: F32) -> F32:
+        """The model is only as aligned as the estimate (~0.1-0.3 px) and each warp blurs it: a
+        strong edge (a painted line) then differs by its gradient times that error. Allow for it."""
+        gx = cv2.Sobel(bg, cv2.CV_32F, 1, 0, ksize=3)
+        gy = cv2.Sobel(bg, cv2.CV_32F, 0, 1, ksize=3)
+        out: F32 = cv2.magnitude(gx, gy) * np.float32(self.MISALIGN_PX / 8.0)
+        return out
+
+    def _compensable(self, gm: GlobalMotion) -> bool:
+        """Small enough to warp the model onto the frame: a shift of up to ``shake_px``, a zoom of
+        up to ``zoom_px`` at the corners, the roll of a shaking pole (PTZ domes do not roll)."""
+        h, w = self._shape or (0, 0)
+        return (
+            gm.shift <= self.s.shake_px
+            and gm.zoom_px(w, h) <= self.s.zoom_px
+            and gm.roll_px(w, h) <= self.ROLL_PX
+        )
+
+    def _move(self, gm: GlobalMotion, cur: F32) -> tuple[F32, F32]:
+        """Warp the background model onto the frame; the strip newly in view is taken from the
+        frame itself (a replicated border would show as an object at the edge)."""
         assert self._bg is not None and self._dev is not None
         h, w = self._bg.shape
-        m = np.array([[1, 0, shift[0]], [0, 1, shift[1]]], np.float32)
+        m = gm.matrix(w, h)
+        seen = cv2.warpAffine(np.ones((h, w), np.uint8), m, (w, h), flags=cv2.INTER_NEAREST)
+        new = cv2.erode(seen, self._kernel, iterations=2) == 0  # interpolation smears the border too
         self._bg = cv2.warpAffine(self._bg, m, (w, h), borderMode=cv2.BORDER_REPLICATE)
         self._dev = cv2.warpAffine(self._dev, m, (w, h), borderMode=cv2.BORDER_REPLICATE)
+        self._bg[new] = cur[new]
         if self._prev_fg is not None:
             self._prev_fg = cv2.warpAffine(self._prev_fg, m, (w, h), flags=cv2.INTER_NEAREST)
         self.shifts += 1
         return self._bg, self._dev
+
+    def _enter_moving(self, cur: F32, gm: GlobalMotion | None) -> MotionResult:
+        """The camera moves more than can be compensated: report nothing until it settles."""
+        self._moving = True
+        self._still = 0
+        self.moves += 1
+        self._bg = cur
+        self._active = False
+        self._recent.clear()
+        self._boxes = []
+        self.last_motion = gm
+        return self._finish(False, 0.0, [], 0.0, camera_moving=True)
+
+    def _follow(self, cur: F32) -> MotionResult:
+        """While the camera moves: the background is just the last frame; once the camera has been
+        still for ``moving_settle_s``, the background is re-learnt from scratch over ``relearn_s``."""
+        assert self._bg is not None and self._dev is not None
+        s = self.s
+        prev, self._bg = self._bg, cur
+        h, w = cur.shape
+        gm = self._estimator.estimate(prev, cur)
+        self.last_motion = gm
+        changed = int(np.count_nonzero(cv2.absdiff(cur, prev) > 3 * s.min_threshold))
+        # "Still" here means: nothing left that cannot be compensated (a pole shaking in the wind
+        # goes on shaking; a pan slow enough is followed by the model).
+        still = (
+            changed < 0.01 * cur.size
+            or (gm.response >= 0.1 and (gm.size(w, h) < s.still_px or self._compensable(gm)))
+            or not explains(prev, cur, gm, 3.0 * s.min_threshold)
+        )
+        self._still = self._still + 1 if still else 0
+        if self._still < max(1, round(s.moving_settle_s * self.fps)):
+            return self._finish(False, 0.0, [], 0.0, camera_moving=True)
+        self._moving = False
+        self._level = 0.0
+        self._learnt = 0
+        self._prev_fg = None
+        self._prev_obj = None
+        self._dev = np.maximum(self._dev, np.float32(s.min_threshold / s.sensitivity))
+        self._settle = max(1, round(s.relearn_s * self.fps))
+        return self._finish(False, 0.0, [], 0.0, recalibrated=True)
 
     def _finish(
         self,
@@ -355,6 +474,7 @@ class MotionDetector:
         *,
         recalibrated: bool = False,
         mask: U8 | None = None,
+        camera_moving: bool = False,
     ) -> MotionResult:
         self._recent.append(raw)
         onset = 0
@@ -376,4 +496,5 @@ class MotionDetector:
             recalibrated=recalibrated,
             mask=mask,
             onset=onset,
+            camera_moving=camera_moving,
         )
