@@ -196,6 +196,19 @@ class OutboxConfig(_Section):
     )
 
 
+class ClockConfig(_Section):
+    """When the board's wall clock is trusted (edge/clock.py): stamps taken before are held and
+    corrected once it is."""
+
+    sync_check: Literal["kernel", "not_before"] = Field(
+        default="not_before",
+        description="'kernel': trust the clock once the kernel reports it synchronised (adjtimex; "
+        "set by systemd-timesyncd, chrony or ntpd) -- what a Raspberry Pi should run, as it catches "
+        "a fake-hwclock time hours old. 'not_before': trust any time after the release date (catches "
+        "a clock at 1970 or years off only); for hosts whose kernel never reports sync (containers).",
+    )
+
+
 class LogConfig(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
     json_lines: bool = Field(
@@ -295,6 +308,7 @@ class EdgeConfig(BaseSettings, ManagedConfig):
     site: Id | None = Field(default=None, description="Site id from the inventory, e.g. dr-thon-03.")
     broker: BrokerConfig = Field(default_factory=BrokerConfig, description="MQTT broker connection.")
     outbox: OutboxConfig = Field(default_factory=OutboxConfig, description="Durable outbox.")
+    clock: ClockConfig = Field(default_factory=ClockConfig, description="Trust in the board's clock.")
     hold_until_cloud: bool = Field(
         default=True,
         description="Send data only while a cloud ingest worker announces itself live on "
