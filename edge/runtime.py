@@ -79,6 +79,7 @@ class Agent:
             max_bytes=cfg.outbox.max_bytes,
             max_age_s=cfg.outbox.max_age_s,
             sync=cfg.outbox.sync,
+            commit_interval_s=cfg.outbox.commit_interval_s,
         )
         self.board = BoardHealth(cfg.outbox.path.parent)
         #: The install root when started by the update launcher (firmware_config/launcher).
@@ -226,6 +227,16 @@ class Agent:
             )
         self.courier.pump()
         return True
+
+    async def _commit_loop(self) -> None:
+        """Commit the outbox's group transaction on time even when nothing else touches it."""
+        interval = self.cfg.outbox.commit_interval_s
+        while interval > 0:
+            await asyncio.sleep(interval)
+            try:
+                self.outbox.flush()
+            except sqlite3.Error:
+                log.exception("could not commit the outbox; trying again next interval")
 
     async def _clock_loop(self) -> None:
         """Watch for the clock's synchronisation while it is not (held messages wait for it)."""
@@ -467,6 +478,7 @@ class Agent:
             self.control.start(self)
         health = asyncio.create_task(self._health_loop(), name="health")
         clock = asyncio.create_task(self._clock_loop(), name="clock")
+        commits = asyncio.create_task(self._commit_loop(), name="commits")
         for i, run in enumerate(self._running):
             run.task = asyncio.create_task(self._supervise(run.collector), name=f"collector-{i}")
         try:
@@ -474,7 +486,7 @@ class Agent:
         finally:
             if self.control is not None:
                 await self.control.stop()
-            for task in (health, clock):
+            for task in (health, clock, commits):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
