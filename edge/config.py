@@ -192,11 +192,11 @@ class OutboxConfig(_Section):
         default=0.0,
         ge=0,
         le=60,
-        description="0: each message is committed (fsync) before the agent goes on. Above 0: messages "
-        "and acknowledgements are committed together at most this often, so a message sent and "
-        "acknowledged within it is never written to the SD card (docs/field.md: 5 s cuts an AP "
-        "board's writes tenfold); a power cut may then lose the unacknowledged messages of the "
-        "last interval.",
+        description="0: each message is committed (fsync) before the agent goes on. Above 0: health, "
+        "metrics and acknowledgements are committed together at most this often (events and "
+        "snapshots still at once), which cuts an AP board's SD-card writes about tenfold at 60 "
+        "(docs/field.md); a power cut may then lose the health and metrics of the last interval "
+        "that the broker had not acknowledged.",
     )
     inflight_window: int = Field(
         default=20, ge=1, le=1000, description="Messages handed to MQTT awaiting PUBACK at once."

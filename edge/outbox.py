@@ -121,8 +121,9 @@ class Outbox:
     ) -> None:
         self.path = path
         #: 0: every call commits (durable when it returns). Above 0: calls join one transaction
-        #: committed at most this many seconds after it opened (``flush``); a message produced and
-        #: acknowledged within it never reaches the card, which is what saves the SD card's wear.
+        #: committed at most this many seconds after it opened (``flush``) or at the next event or
+        #: snapshot: one commit's handful of page writes stands for a minute of health and metrics,
+        #: which is what spares the SD card.
         self.commit_interval_s = commit_interval_s
         self._open_since: float | None = None
         self.max_messages = max_messages
@@ -215,6 +216,8 @@ class Outbox:
             self._count += 1
             self._bytes += len(payload)
             self._enforce_size()
+        if priority >= Priority.EVENT:
+            self.flush()  # an event or a snapshot is committed at once, whatever the interval
         self._log_drops()
         rowid = cur.lastrowid
         assert rowid is not None
