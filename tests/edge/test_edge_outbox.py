@@ -176,12 +176,15 @@ def test_grouped_commits_spare_the_sd_card(tmp_path: Path) -> None:
     assert grouped * 20 < each, (each, grouped)
 
 
-def test_grouped_commit_is_durable_after_flush(tmp_path: Path) -> None:
+def test_grouped_commit_is_durable_after_flush_and_events_at_once(tmp_path: Path) -> None:
     box = Outbox(tmp_path / "o.sqlite3", commit_interval_s=3600)
-    box.put("t", b"1", priority=Priority.EVENT, is_json=False, session="ab" * 4, link_gen=1)
+    box.put("t", b"1", priority=Priority.HEALTH, is_json=False, session="ab" * 4, link_gen=1)
     other = sqlite3.connect(str(tmp_path / "o.sqlite3"))
     assert other.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 0  # not on the card yet
     box.flush()
     assert other.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 1
+    box.put("t", b"2", priority=Priority.HEALTH, is_json=False, session="ab" * 4, link_gen=1)
+    box.put("t", b"3", priority=Priority.EVENT, is_json=False, session="ab" * 4, link_gen=1)
+    assert other.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 3  # the event took both
     other.close()
     box.close()
