@@ -484,7 +484,7 @@ def run(minutes: float, profile: str, run_dir: Path, imp: Impairments) -> dict[s
                 sim_interval_s=prof["sim_interval_s"],
                 keepalive_s=int(prof["keepalive_s"]),
                 events_per_hour=EVENTS_PER_HOUR,
-                reconnect_max_s=30.0,
+                reconnect_max_s=10.0,
             )
             cfg["broker"]["ca_file"] = str(broker.ca)
             # a 3G attach takes up to 20 s: a shorter connect timeout never lets the board back on
@@ -578,8 +578,8 @@ KEYS = (
 
 def main(minutes: float = 30.0, profile: str = "field", run_dir: Path | None = None) -> int:
     base = run_dir or Path(tempfile.mkdtemp(prefix="ciot-bench-link-"))
-    # a short run keeps one full 30 s stall, a third of the way in; a long one every 10 min
-    imp = Impairments(first_stall_s=minutes * 20, stall_every_s=1e9) if minutes < 10 else Impairments()
+    # a short run keeps one full 30 s stall, a quarter of the way in; a long one every 10 min
+    imp = Impairments(first_stall_s=minutes * 15, stall_every_s=1e9) if minutes < 10 else Impairments()
     res = run(minutes, profile, base, imp)
     for k, v in res.items():
         if k not in KEYS:
