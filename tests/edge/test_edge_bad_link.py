@@ -36,6 +36,8 @@ def _bench(minutes: float, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
         pytest.skip(reason)
     assert link.main(minutes=minutes, run_dir=tmp_path) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
+    with capsys.disabled():
+        print(last)  # the figures, for the log of the run
     res: dict[str, object] = json.loads(last)
     assert set(link.KEYS) <= set(res), "the last line misses a figure"
     return res
