@@ -227,6 +227,7 @@ class Board:
     name: str
     kind: str
     index: int
+    node: str = ""
     ns: str = ""
     host_if: str = ""
     ns_if: str = ""
@@ -327,14 +328,26 @@ class Board:
                 return int(line.split()[1]) / 1024
         return 0.0
 
-    def depth(self) -> int:
+    def depth(self, before: float) -> int:
+        """Messages produced before ``before`` still in the outbox (read after the agent stopped:
+        with grouped commits a running agent's last acknowledgements are not on disk yet)."""
         with contextlib.suppress(sqlite3.Error):
             db = sqlite3.connect(f"file:{self.outbox}?mode=ro", uri=True, timeout=5)
             try:
-                return int(db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+                return int(
+                    db.execute("SELECT COUNT(*) FROM outbox WHERE created < ?", (before,)).fetchone()[0]
+                )
             finally:
                 db.close()
         return -1
+
+
+def _caught_up(got: list[tuple[str, bytes, float]], board: Board, end: float) -> bool:
+    for topic, payload, _ in reversed(got):
+        parts = topic.split("/")
+        if len(parts) >= 5 and parts[3] == board.node and parts[4] == "health":
+            return datetime.fromisoformat(json.loads(payload)["ts"]).timestamp() >= end
+    return False
 
 
 # -- the recorder ------------------------------------------------------------------------------
@@ -404,7 +417,7 @@ def analyse(
         if channel == "snapshot":
             if parts[5] not in snapshot_at:
                 snapshot_at[parts[5]] = at
-                snapshot_bytes += len(payload)
+                snapshot_bytes += len(payload) if at <= end else 0  # the bytes counted end at ``end``
             continue
         doc = json.loads(payload)
         if channel == "status":
@@ -429,9 +442,14 @@ def analyse(
     delays = [snapshot_at[e] - ts for e, ts in event_ts.items() if e in snapshot_at]
     silence = max(SILENCE_FACTOR * health_interval_s, SILENCE_FLOOR_S) + GRACE_S
     outages: list[tuple[float, float]] = []
-    for times in arrivals.values():
+    for node, times in arrivals.items():
         times.sort()
-        outages += [(a, b) for a, b in itertools.pairwise(times) if b - a > silence]
+        gaps = [(a, b) for a, b in itertools.pairwise(times) if b - a > silence]
+        for w in wills.get(node, []):  # a Will opens an alert unless the board is back within the grace
+            back = next((t for t in times if t > w), end + 1e9)
+            if back - w > GRACE_S and not any(a <= w <= b for a, b in gaps):
+                gaps.append((w, back))
+        outages += gaps
 
     def stalled(a: float, b: float) -> bool:  # a stall, or the slow reconnect after it, explains it
         return any(s0 - 1 <= b and a <= s1 + 25 for s0, s1 in stalls)
@@ -476,6 +494,7 @@ def run(minutes: float, profile: str, run_dir: Path, imp: Impairments) -> dict[s
             relay = FieldRelay(b.host_ip, broker.tls_port, imp, seed=b.index).start()
             relays.append(relay)
             state = run_dir / b.name
+            b.node = devices[b.kind]["node"]
             cfg = edge_config(
                 devices[b.kind],
                 f"mqtts://{b.host_ip}:{relay.port}",
@@ -525,13 +544,18 @@ def run(minutes: float, profile: str, run_dir: Path, imp: Impairments) -> dict[s
         figures["disk_write_calls_per_day_ap"] = round((io["syscw"] - boards[0].io0["syscw"]) * per_day)
         figures["ap_cpu_s_per_hour"] = round(cpu * 3600 / seconds, 2)
         figures["ap_rss_mb_peak"] = round(peak_rss, 1)
-        # let the outboxes drain, then judge delivery on everything produced
+        # let the boards catch up (the outbox is FIFO: a message stamped after the end arriving
+        # means all before it did), stop them, then count what never left
         drain = time.monotonic() + 120
-        while any(b.depth() > 0 for b in boards) and time.monotonic() < drain:
+        while time.monotonic() < drain and not all(_caught_up(rec.snapshot(), b, end) for b in boards):
             time.sleep(1)
-        left = sum(max(0, b.depth()) for b in boards)
+        for b in boards:
+            assert b.proc is not None
+            b.proc.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                b.proc.wait(30)
+        left = sum(max(0, b.depth(end)) for b in boards)
         figures["outbox_left"] = left
-        time.sleep(2)
         got = rec.snapshot()
         stalls = [s for r in relays for s in r.stalls]
         res = analyse(got, stalls, start, end, prof["health_interval_s"], left)
