@@ -47,7 +47,12 @@ PROFILES: dict[str, dict[str, float]] = {
     # the defaults plus what edge/sample.yaml ships for SD-card boards: commits grouped per 2 minutes
     "field": {"health_interval_s": 10.0, "keepalive_s": 10, "sim_interval_s": 30.0, "commit_interval_s": 120},
     # "3G saver": heartbeat a minute, keepalive 30 s (outage alert after about 48 s, not 18 s)
-    "saver": {"health_interval_s": 60.0, "keepalive_s": 30, "sim_interval_s": 300.0, "commit_interval_s": 120},
+    "saver": {
+        "health_interval_s": 60.0,
+        "keepalive_s": 30,
+        "sim_interval_s": 300.0,
+        "commit_interval_s": 120,
+    },
 }
 #: Motion events per hour at the evening peak on the camera board (sim_camera's default is 6;
 #: more here so a 30-minute run has enough snapshots for a p95).
