@@ -26,6 +26,8 @@ TEST_APT_PACKAGES+=(libreoffice-calc poppler-utils)
 # the clustered-broker tests run three NATS nodes (MQTT + JetStream) of their own, and one
 # check of what VictoriaMetrics keeps of our InfluxDB writes (docs/scaling.md).
 TEST_APT_PACKAGES+=(nats-server victoria-metrics)
+# the no-clock test runs the agent under libfaketime (a board booting years off, then NTP).
+TEST_APT_PACKAGES+=(faketime)
 # Debian enables and starts these packages' own services; the demo and the tests never use
 # them (they run their own instances on free loopback ports), so the ones installed here
 # are stopped and disabled again: no unused broker or database (InfluxDB: every interface, no

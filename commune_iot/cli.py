@@ -86,6 +86,12 @@ def _bench_uplink(args: argparse.Namespace) -> int:
     return main(seconds=args.seconds, run_dir=args.run_dir)
 
 
+def _bench_link(args: argparse.Namespace) -> int:
+    from commune_iot.bench.link import main
+
+    return main(minutes=args.minutes, profile=args.profile, run_dir=args.run_dir)
+
+
 def _bench_fleet(args: argparse.Namespace) -> int:
     from commune_iot.bench.fleet import main
 
@@ -395,6 +401,14 @@ def build_parser() -> argparse.ArgumentParser:
     bu.add_argument("--seconds", type=float, default=120.0)
     bu.add_argument("--run-dir", type=Path, default=None)
     bu.set_defaults(func=_bench_uplink)
+    bl = bench_sub.add_parser(
+        "link",
+        help="an AP and a camera board on a bad 3G link (netns, tbf, stalls, NAT): delivery, bytes, disk",
+    )
+    bl.add_argument("--minutes", type=float, default=30.0)
+    bl.add_argument("--profile", choices=["default", "field", "saver"], default="field")
+    bl.add_argument("--run-dir", type=Path, default=None)
+    bl.set_defaults(func=_bench_link)
     bfl = bench_sub.add_parser(
         "fleet", help="a configuration change pushed to every demo board: seconds until each runs it"
     )

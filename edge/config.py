@@ -188,11 +188,35 @@ class OutboxConfig(_Section):
         description="SQLite synchronous mode. 'full' survives power loss at the cost of one fsync "
         "per message; 'normal' may lose the last messages on power loss (never corrupts).",
     )
+    commit_interval_s: float = Field(
+        default=0.0,
+        ge=0,
+        le=600,
+        description="0: each message is committed (fsync) before the agent goes on. Above 0: health, "
+        "metrics and acknowledgements are committed together at most this often (events and "
+        "snapshots still at once): each commit writes a few SQLite pages whatever it holds, so an AP "
+        "board writes about 64 MB/day at 60 and half that at 120 (docs/field.md); a power cut may "
+        "then lose the health and metrics of the last interval "
+        "that the broker had not acknowledged.",
+    )
     inflight_window: int = Field(
         default=20, ge=1, le=1000, description="Messages handed to MQTT awaiting PUBACK at once."
     )
     flush_on_shutdown_s: float = Field(
         default=5.0, ge=0, le=300, description="On SIGTERM, how long to try to empty the outbox."
+    )
+
+
+class ClockConfig(_Section):
+    """When the board's wall clock is trusted (edge/clock.py): stamps taken before are held and
+    corrected once it is."""
+
+    sync_check: Literal["kernel", "not_before"] = Field(
+        default="not_before",
+        description="'kernel': trust the clock once the kernel reports it synchronised (adjtimex; "
+        "set by systemd-timesyncd, chrony or ntpd) -- what a Raspberry Pi should run, as it catches "
+        "a fake-hwclock time hours old. 'not_before': trust any time after the release date (catches "
+        "a clock at 1970 or years off only); for hosts whose kernel never reports sync (containers).",
     )
 
 
@@ -303,6 +327,7 @@ class EdgeConfig(BaseSettings, ManagedConfig):
     site: Id | None = Field(default=None, description="Site id from the inventory, e.g. dr-thon-03.")
     broker: BrokerConfig = Field(default_factory=BrokerConfig, description="MQTT broker connection.")
     outbox: OutboxConfig = Field(default_factory=OutboxConfig, description="Durable outbox.")
+    clock: ClockConfig = Field(default_factory=ClockConfig, description="Trust in the board's clock.")
     hold_until_cloud: bool = Field(
         default=True,
         description="Send data only while a cloud ingest worker announces itself live on "

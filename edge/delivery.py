@@ -93,6 +93,8 @@ class Courier:
             if not rows:
                 return
             for row in rows:
+                if row.held:
+                    return  # stamped by an unsynchronised clock: in order, so all after it wait too
                 replay = self.is_replay(row, link.generation)
                 mid = link.publish(row.topic, self.wire_payload(row, link.generation), retain=row.retain)
                 self.inflight[mid] = row.id

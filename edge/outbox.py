@@ -18,6 +18,7 @@ All methods must be called from one thread (the agent's event loop).
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import sqlite3
 import time
@@ -27,6 +28,8 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
 from typing import Literal
+
+from edge.clock import shift_times
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +43,9 @@ CREATE TABLE IF NOT EXISTS outbox (
     retain   INTEGER NOT NULL DEFAULT 0,
     session  TEXT    NOT NULL,
     link_gen INTEGER NOT NULL,
-    created  REAL    NOT NULL
+    created  REAL    NOT NULL,
+    clock_offset REAL,
+    boot     TEXT
 );
 CREATE INDEX IF NOT EXISTS outbox_drop_order ON outbox (priority, id);
 CREATE INDEX IF NOT EXISTS outbox_created ON outbox (created);
@@ -88,6 +93,8 @@ class Row:
     link_gen: int
     #: Unix time of production.
     created: float
+    #: Stamped by a clock not yet synchronised: held back until ``correct_times`` fixes it.
+    held: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,8 +117,15 @@ class Outbox:
         max_bytes: int = 256 * 1024 * 1024,
         max_age_s: float = 7 * 24 * 3600,
         sync: Literal["full", "normal"] = "full",
+        commit_interval_s: float = 0.0,
     ) -> None:
         self.path = path
+        #: 0: every call commits (durable when it returns). Above 0: calls join one transaction
+        #: committed at most this many seconds after it opened (``flush``) or at the next event or
+        #: snapshot: one commit's handful of page writes stands for a minute of health and metrics,
+        #: which is what spares the SD card.
+        self.commit_interval_s = commit_interval_s
+        self._open_since: float | None = None
         self.max_messages = max_messages
         self.max_bytes = max_bytes
         self.max_age_s = max_age_s
@@ -150,6 +164,10 @@ class Outbox:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(f"PRAGMA synchronous={'FULL' if sync == 'full' else 'NORMAL'}")
             db.executescript(_SCHEMA)
+            have = {r[1] for r in db.execute("PRAGMA table_info(outbox)")}
+            for column, kind in (("clock_offset", "REAL"), ("boot", "TEXT")):
+                if column not in have:  # an outbox written by an agent before edge/clock.py
+                    db.execute(f"ALTER TABLE outbox ADD COLUMN {column} {kind}")
             count, size = db.execute(
                 "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM outbox"
             ).fetchone()
@@ -171,18 +189,35 @@ class Outbox:
         link_gen: int,
         created: float | None = None,
         retain: bool = False,
+        unsynced: tuple[float, str] | None = None,
     ) -> int:
-        """Store one message durably (committed when this returns); return its row id."""
+        """Store one message durably (committed when this returns); return its row id.
+
+        ``unsynced`` is (wall minus boot-time clock, boot id) for a message stamped before the
+        clock was synchronised: it is held until :meth:`correct_times` (edge/clock.py)."""
         created = time.time() if created is None else created
+        offset, boot = unsynced if unsynced is not None else (None, None)
         with self._tx():
             cur = self._db.execute(
-                "INSERT INTO outbox (topic, payload, priority, is_json, retain, session, link_gen, created)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (topic, payload, int(priority), int(is_json), int(retain), session, link_gen, created),
+                "INSERT INTO outbox (topic, payload, priority, is_json, retain, session, link_gen, created,"
+                " clock_offset, boot) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    topic,
+                    payload,
+                    int(priority),
+                    int(is_json),
+                    int(retain),
+                    session,
+                    link_gen,
+                    created,
+                    *(offset, boot),
+                ),
             )
             self._count += 1
             self._bytes += len(payload)
             self._enforce_size()
+        if priority >= Priority.EVENT:
+            self.flush()  # an event or a snapshot is committed at once, whatever the interval
         self._log_drops()
         rowid = cur.lastrowid
         assert rowid is not None
@@ -213,12 +248,13 @@ class Outbox:
         with self._tx():
             per = self._db.execute(
                 "SELECT priority, COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM outbox"
-                " WHERE created < ? GROUP BY priority",
+                " WHERE created < ? AND clock_offset IS NULL GROUP BY priority",
                 (cutoff,),
             ).fetchall()
             if not per:
                 return 0
-            self._db.execute("DELETE FROM outbox WHERE created < ?", (cutoff,))
+            # held rows carry a wrong clock's time: their age is known once corrected
+            self._db.execute("DELETE FROM outbox WHERE created < ? AND clock_offset IS NULL", (cutoff,))
             total = 0
             for prio, n, size in per:
                 self._count -= n
@@ -227,6 +263,45 @@ class Outbox:
                 self._count_drop(Priority(prio), n, f"older than max_age_s={self.max_age_s:g}")
         self._log_drops()
         return total
+
+    def held(self) -> int:
+        """How many messages wait for the clock to be synchronised."""
+        row = self._db.execute("SELECT COUNT(*) FROM outbox WHERE clock_offset IS NOT NULL").fetchone()
+        return int(row[0])
+
+    def correct_times(self, boot: str, offset: float) -> tuple[int, int]:
+        """The clock is right now (wall minus boot-time clock is ``offset``): move every held
+        stamp of boot ``boot`` by what its clock was off and release it; drop held messages of
+        other boots, which cannot be placed. Return (corrected, dropped)."""
+        rows = self._db.execute(
+            "SELECT id, payload, priority, is_json, created, clock_offset, boot FROM outbox"
+            " WHERE clock_offset IS NOT NULL ORDER BY id"
+        ).fetchall()
+        corrected = dropped = 0
+        with self._tx():
+            for rid, payload, prio, is_json, created, row_offset, row_boot in rows:
+                if row_boot != boot:
+                    self._db.execute("DELETE FROM outbox WHERE id = ?", (rid,))
+                    self._count -= 1
+                    self._bytes -= len(payload)
+                    reason = "stamped before a reboot by a clock never synchronised"
+                    self._count_drop(Priority(prio), 1, reason)
+                    dropped += 1
+                    continue
+                delta = offset - row_offset
+                if is_json:
+                    doc = shift_times(json.loads(payload), delta)
+                    new = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+                    self._bytes += len(new) - len(payload)
+                    payload = new
+                self._db.execute(
+                    "UPDATE outbox SET payload = ?, created = ?, clock_offset = NULL, boot = NULL"
+                    " WHERE id = ?",
+                    (payload, created + delta, rid),
+                )
+                corrected += 1
+        self._log_drops()
+        return corrected, dropped
 
     def status_stamp(self, now: float | None = None) -> float:
         """The next status stamp: the clock, but always after every stamp handed out before.
@@ -260,12 +335,12 @@ class Outbox:
     def after(self, row_id: int, limit: int) -> list[Row]:
         """Up to ``limit`` rows with an id above ``row_id``, oldest first (publish order)."""
         cur = self._db.execute(
-            "SELECT id, topic, payload, priority, is_json, retain, session, link_gen, created"
-            " FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
+            "SELECT id, topic, payload, priority, is_json, retain, session, link_gen, created,"
+            " clock_offset IS NOT NULL FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
             (row_id, limit),
         )
         return [
-            Row(r[0], r[1], bytes(r[2]), Priority(r[3]), bool(r[4]), bool(r[5]), r[6], r[7], r[8])
+            Row(r[0], r[1], bytes(r[2]), Priority(r[3]), bool(r[4]), bool(r[5]), r[6], r[7], r[8], bool(r[9]))
             for r in cur
         ]
 
@@ -287,20 +362,42 @@ class Outbox:
             dropped_by_priority=dict(self._dropped),
         )
 
+    def flush(self) -> None:
+        """Commit the open group transaction, if any (the agent calls it every interval)."""
+        if self._open_since is not None:
+            self._open_since = None
+            self._db.execute("COMMIT")
+
     def close(self) -> None:
+        self.flush()
         self._db.close()
 
     # -- internals -------------------------------------------------------------------
 
     @contextmanager
     def _tx(self) -> Iterator[None]:
-        self._db.execute("BEGIN IMMEDIATE")
+        if self.commit_interval_s <= 0:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+            return
+        if self._open_since is None:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._open_since = time.monotonic()
+        self._db.execute("SAVEPOINT call")
         try:
             yield
         except BaseException:
-            self._db.execute("ROLLBACK")
+            self._db.execute("ROLLBACK TO call")
+            self._db.execute("RELEASE call")
             raise
-        self._db.execute("COMMIT")
+        self._db.execute("RELEASE call")
+        if time.monotonic() - self._open_since >= self.commit_interval_s:
+            self.flush()
 
     def _enforce_size(self) -> None:
         while self._count > self.max_messages or self._bytes > self.max_bytes:

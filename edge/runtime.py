@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from edge.clock import SyncClock
 from edge.collectors.base import Collector, Sink
 from edge.collectors.registry import RegistryError, resolve
 from edge.config import CollectorSpec, ConfigError, EdgeConfig, load_config
@@ -70,12 +71,15 @@ class Agent:
         self.session = secrets.token_hex(8)
         self.seq = 0
         self.clock = AgentClock()
+        self.sync = SyncClock(cfg.clock.sync_check)
+        self._times_corrected = False
         self.outbox = Outbox(
             cfg.outbox.path,
             max_messages=cfg.outbox.max_messages,
             max_bytes=cfg.outbox.max_bytes,
             max_age_s=cfg.outbox.max_age_s,
             sync=cfg.outbox.sync,
+            commit_interval_s=cfg.outbox.commit_interval_s,
         )
         self.board = BoardHealth(cfg.outbox.path.parent)
         #: The install root when started by the update launcher (firmware_config/launcher).
@@ -191,6 +195,7 @@ class Agent:
         is_json: bool = True,
         created: float | None = None,
     ) -> None:
+        synced = self._check_clock()
         self.outbox.put(
             self._topic(channel, suffix),
             payload,
@@ -199,8 +204,52 @@ class Agent:
             session=self.session,
             link_gen=self.link.stamp(),
             created=created,
+            unsynced=None if synced else (self.sync.offset(), self.sync.boot),
         )
         self.courier.pump()
+
+    def _check_clock(self) -> bool:
+        """True once the clock is trusted; the first time, correct and release what was held."""
+        if self._times_corrected:
+            return True
+        if not self.sync.synced():
+            return False
+        self._times_corrected = True
+        held = self.outbox.held()
+        if held:
+            corrected, dropped = self.outbox.correct_times(self.sync.boot, self.sync.offset())
+            log.warning(
+                "the clock is synchronised: corrected the time of %s stamped before, dropped %d of an "
+                "earlier boot that cannot be placed",
+                messages(corrected),
+                dropped,
+                extra={"corrected": corrected, "dropped": dropped},
+            )
+        self.courier.pump()
+        return True
+
+    async def _commit_loop(self) -> None:
+        """Commit the outbox's group transaction on time even when nothing else touches it."""
+        interval = self.cfg.outbox.commit_interval_s
+        while interval > 0:
+            await asyncio.sleep(interval)
+            try:
+                self.outbox.flush()
+            except sqlite3.Error:
+                log.exception("could not commit the outbox; trying again next interval")
+
+    async def _clock_loop(self) -> None:
+        """Watch for the clock's synchronisation while it is not (held messages wait for it)."""
+        logged: float | None = None
+        while not self._check_clock():
+            if logged is None or time.monotonic() - logged > 600:
+                logged = time.monotonic()
+                log.warning(
+                    "the clock is not synchronised (check %s): %s held until it is; check NTP",
+                    self.sync.check,
+                    messages(self.outbox.held()),
+                )
+            await asyncio.sleep(1.0)
 
     def emit_metrics(self, points: Sequence[Point]) -> None:
         """Sink API: one ``metrics`` message, split when above the contract's limits
@@ -428,6 +477,8 @@ class Agent:
         if self.control is not None:
             self.control.start(self)
         health = asyncio.create_task(self._health_loop(), name="health")
+        clock = asyncio.create_task(self._clock_loop(), name="clock")
+        commits = asyncio.create_task(self._commit_loop(), name="commits")
         for i, run in enumerate(self._running):
             run.task = asyncio.create_task(self._supervise(run.collector), name=f"collector-{i}")
         try:
@@ -435,9 +486,10 @@ class Agent:
         finally:
             if self.control is not None:
                 await self.control.stop()
-            health.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await health
+            for task in (health, clock, commits):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             for run in self._running:
                 await self._halt(run)
             await self._shutdown()

@@ -152,3 +152,39 @@ def test_status_stamps_grow_across_restarts_and_a_clock_stepped_back(tmp_path: P
     again.status_stamp(now=1_900_000_000.0)
     again.close()
     assert Outbox(tmp_path / "o.db").status_stamp(now=1_800_000_200.0) == 1_800_000_200.0
+
+
+def test_grouped_commits_spare_the_sd_card(tmp_path: Path) -> None:
+    """With ``commit_interval_s`` a message sent and acknowledged within the interval never
+    reaches the card: the WAL of 300 put+ack pairs is a fraction of committing each one."""
+
+    def wal_bytes(interval: float, name: str) -> int:
+        box = Outbox(tmp_path / name, commit_interval_s=interval)
+        db = box._db
+        db.execute("PRAGMA wal_autocheckpoint=0")  # keep every frame: the WAL size is the writes
+        for _ in range(300):
+            rid = box.put(
+                "t", b"x" * 300, priority=Priority.HEALTH, is_json=False, session="ab" * 4, link_gen=1
+            )
+            box.delete([rid])
+        box.flush()
+        size = Path(f"{tmp_path / name}-wal").stat().st_size
+        box.close()
+        return size
+
+    each, grouped = wal_bytes(0, "each.sqlite3"), wal_bytes(3600, "grouped.sqlite3")
+    assert grouped * 20 < each, (each, grouped)
+
+
+def test_grouped_commit_is_durable_after_flush_and_events_at_once(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.sqlite3", commit_interval_s=3600)
+    box.put("t", b"1", priority=Priority.HEALTH, is_json=False, session="ab" * 4, link_gen=1)
+    other = sqlite3.connect(str(tmp_path / "o.sqlite3"))
+    assert other.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 0  # not on the card yet
+    box.flush()
+    assert other.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 1
+    box.put("t", b"2", priority=Priority.HEALTH, is_json=False, session="ab" * 4, link_gen=1)
+    box.put("t", b"3", priority=Priority.EVENT, is_json=False, session="ab" * 4, link_gen=1)
+    assert other.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 3  # the event took both
+    other.close()
+    box.close()
