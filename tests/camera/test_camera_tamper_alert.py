@@ -10,9 +10,11 @@ the picture, the alert's page shows it, and the picture is the flat grey of a co
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -31,6 +33,12 @@ from cloud.storage.sql import SqlStore
 from commune_iot.bench.tampering import failing
 from commune_iot.fleet import CloudProcess, cloud_config
 from commune_iot.localsvc import InfluxDB, Mosquitto, free_port
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO / "tests" / "alerting") not in sys.path:  # the webhook stand-in
+    sys.path.append(str(REPO / "tests" / "alerting"))
+
+from local_http import local_http  # noqa: E402
 
 FPS = 14.0
 CLEAN_S, COVERED_S = 3.0, 12.0
@@ -82,6 +90,15 @@ def test_a_covered_cameras_alert_shows_the_picture_of_the_covered_lens(
         state_dir=tmp_path / "cloud",
         http_port=free_port(),
     )
+    port = cfg["http"]["port"]
+    stack = contextlib.ExitStack()
+    webhook = stack.enter_context(local_http(lambda _request, _index: (200, {"ok": True})))
+    cfg["alerting"] = {
+        "settle_s": 1.0,  # the cloud starts judging at once (agents here connect within seconds)
+        "grace_s": 1.0,
+        "notify": {"webhooks": [{"name": "technicians", "url": webhook.url}]},
+    }
+    cfg["web"] = {"public_url": f"http://127.0.0.1:{port}"}
     cloud = CloudProcess.write(tmp_path, cfg)
     sql = SqlStore(cfg["sql"]["url"])
     users = UserStore(sql.engine)
@@ -142,6 +159,13 @@ def test_a_covered_cameras_alert_shows_the_picture_of_the_covered_lens(
         picture = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_GRAYSCALE)
         assert picture is not None and float(picture.std()) < 8.0, float(picture.std())
 
+        # the technicians' notification, in Vietnamese, links the alert and its picture
+        texts = [r.json()["text"] for r in webhook.wait_for(1, timeout=15)]
+        opened = next((x for x in texts if "bị che" in x), None)
+        assert opened is not None, texts
+        assert f"{cloud.url}/alerts/{a['id']}" in opened
+        assert f"Ảnh lúc phát hiện: {cloud.url}{a['snapshot_url']}" in opened
+
         # police: neither the alert nor its picture
         assert _get(f"{cloud.url}/api/v1/alerts/{a['id']}/snapshot", police)[0] == 403
         assert _get(f"{cloud.url}/api/v1/alerts", police)[0] == 403
@@ -150,3 +174,4 @@ def test_a_covered_cameras_alert_shows_the_picture_of_the_covered_lens(
         agent.terminate()
         agent.close()
         cloud.stop()
+        stack.close()
