@@ -46,6 +46,11 @@ MEASUREMENTS: Final = frozenset(
         "camera",  # one camera stream: up, fps, frozen, decode errors
     }
 )
+#: A ``camera`` point's field (optional; older agents omit it): while ``tampering`` is set, the
+#: SHA-256 of the picture the camera took when it began (covered, dark, blurred, turned), sent
+#: before the point on ``snapshot/<tamper_snapshot_suffix(sha)>``. The cloud attaches it to the
+#: technician alert; it is never a police event.
+TAMPER_SNAPSHOT_FIELD: Final = "tampering_snapshot"
 #: Tags the cloud sets itself from the topic and inventory; a point may not carry them.
 RESERVED_TAGS: Final = frozenset({"node", "device", "commune", "site", "kind", "replay"})
 
@@ -54,6 +59,7 @@ Key = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
 TagValue = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 SessionId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{8,32}$")]
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 EventId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 FieldValue = bool | int | float | Annotated[str, StringConstraints(max_length=256)]
 #: A desired configuration's version: set by the cloud, only ever growing; 0 = none (local file).
@@ -182,6 +188,14 @@ class Point(_Model):
         clash = RESERVED_TAGS.intersection(self.tags)
         if clash:
             raise ValueError(f"reserved tag(s) {sorted(clash)}")
+        sha = self.fields.get(TAMPER_SNAPSHOT_FIELD)
+        if sha is not None and not (isinstance(sha, str) and _SHA256.match(sha)):
+            raise ValueError(f"{TAMPER_SNAPSHOT_FIELD} must be a SHA-256 in lowercase hex")
+
+
+def tamper_snapshot_suffix(sha256: str) -> str:
+    """The ``snapshot`` topic suffix of a tampering picture (a topic suffix is at most 64 chars)."""
+    return f"tamper-{sha256[:16]}"
 
 
 class Metrics(Envelope):

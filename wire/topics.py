@@ -27,7 +27,7 @@ class Channel(StrEnum):
     HEALTH = "health"  # board health, every interval; doubles as the heartbeat
     METRICS = "metrics"  # time series from collectors (AP clients, traffic, stream health)
     EVENT = "event"  # motion events (JSON)
-    SNAPSHOT = "snapshot"  # raw JPEG bytes; suffix = event id (or a command id)
+    SNAPSHOT = "snapshot"  # raw JPEG bytes; suffix = event id (or a command id, or tamper-<sha16>)
     CONFIG = "config"  # cloud -> node: desired configuration, retained (wire.twin.DesiredConfig)
     CMD = "cmd"  # cloud -> node: one command (wire.commands.Command)
     REPORTED = "reported"  # node -> cloud: the configuration it runs (wire.twin.ConfigReport)

@@ -37,6 +37,7 @@ from cloud.notify.messages import Notice
 from cloud.storage.alerts_sql import AlertRow, AlertStore
 from cloud.storage.sql import NodeStatus
 from wire import Health, Metrics, Point, Status
+from wire.messages import TAMPER_SNAPSHOT_FIELD
 from wire.topics import valid_id
 
 log = logging.getLogger(__name__)
@@ -125,6 +126,7 @@ def notice_of(row: AlertRow, kind: Literal["open", "reminder", "resolve"], at: f
         members=row.members,
         detail=row.detail,
         ended_at=row.ended_at,
+        snapshot_sha256=row.snapshot_sha256 or "",
     )
 
 
@@ -192,8 +194,18 @@ class Alerter:
             for p in msg.points:
                 if self.inventory.is_retired(p.device):
                     continue  # a device decommissioned from a board that still polls it
+                # a tampered camera's picture (newer agents): the technician sees what it sees
+                pic = str(p.fields.get(TAMPER_SNAPSHOT_FIELD) or "") if p.measurement == "camera" else ""
                 for problem, active, detail in point_problems(p, self.cfg.fps_low_ratio):
-                    eng.device_problem(p.device, problem, active, at, detail, PROBLEM_SEVERITY[problem])
+                    eng.device_problem(
+                        p.device,
+                        problem,
+                        active,
+                        at,
+                        detail,
+                        PROBLEM_SEVERITY[problem],
+                        snapshot_sha256=pic if problem == "tampering" else "",
+                    )
         elif isinstance(msg, Health) and not msg.replay:
             backlog = msg.outbox_oldest_s > self.cfg.backlog_warn_s
             eng.device_problem(

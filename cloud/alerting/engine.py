@@ -90,6 +90,8 @@ class Change:
     ended_at: float | None = None
     #: resolve: not because it came back but because it was decommissioned (nobody is told)
     decommissioned: bool = False
+    #: device alerts: the SHA-256 of the picture that shows the problem (a tampered camera's)
+    snapshot_sha256: str = ""
 
     @property
     def duration_s(self) -> float:
@@ -125,6 +127,7 @@ class _Problem:
     since: float
     detail: str
     severity: Severity = Severity.WARNING
+    snapshot_sha256: str = ""  # the picture that shows it, when the board sent one
 
 
 def node_key(node: str) -> str:
@@ -232,10 +235,14 @@ class AlertEngine:
         at: float,
         detail: str = "",
         severity: Severity = Severity.WARNING,
+        snapshot_sha256: str = "",
     ) -> None:
-        """A node reports (or clears) a problem of one device: stream down, frozen, AP unreachable."""
+        """A node reports (or clears) a problem of one device: stream down, frozen, AP unreachable.
+        ``snapshot_sha256``: the picture that shows it (kept from the first point that names one)."""
         if active:
-            self._problems.setdefault((device, problem), _Problem(at, detail, severity))
+            p = self._problems.setdefault((device, problem), _Problem(at, detail, severity))
+            if snapshot_sha256 and not p.snapshot_sha256:
+                p.snapshot_sha256 = snapshot_sha256
             self._cleared.pop((device, problem), None)
         elif self._problems.pop((device, problem), None) is not None:
             self._cleared[(device, problem)] = at
@@ -425,6 +432,7 @@ class AlertEngine:
                 changes,
                 problem=problem,
                 detail=p.detail,
+                snapshot_sha256=p.snapshot_sha256,
             )
         for key in [k for k, a in self._alerts.items() if a.change.scope is Scope.DEVICE]:
             if key not in active:
@@ -447,6 +455,7 @@ class AlertEngine:
         flaps: int = 0,
         problem: str = "",
         detail: str = "",
+        snapshot_sha256: str = "",
     ) -> None:
         ch = Change(
             "open",
@@ -461,6 +470,7 @@ class AlertEngine:
             flaps=flaps,
             problem=problem,
             detail=detail,
+            snapshot_sha256=snapshot_sha256,
         )
         self._alerts[key] = _Alert(ch, flaps)
         changes.append(ch)

@@ -17,13 +17,14 @@ from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field
 
 from cloud.alerting.maintenance import DEFAULT_TZ, Window, target_commune
 from cloud.alerting.outages import availability
 from cloud.alerting.runner import AlertRunner
 from cloud.api.params import RowId
-from cloud.auth.deps import audit, note_refusal, require
+from cloud.auth.deps import audit, note_refusal, require, services
 from cloud.auth.principal import Principal
 from cloud.auth.roles import Perm
 from cloud.inventory import Inventory
@@ -77,6 +78,15 @@ class AlertOut(BaseModel):
     suppressed: bool = Field(description="Opened during maintenance or silence: recorded, not sent.")
     notified_at: datetime | None
     reminders: int
+    snapshot_sha256: str | None = Field(
+        None,
+        description="Device alerts: the picture that shows the problem (a tampered camera's, taken "
+        "when it began), SHA-256. Null when the board sent none (older agents).",
+    )
+    snapshot_url: str | None = Field(
+        None,
+        description="Where to fetch that picture (technicians only; 404 until it has arrived).",
+    )
 
 
 class AckIn(BaseModel):
@@ -166,7 +176,14 @@ def _alert(r: AlertRow) -> AlertOut:
         suppressed=r.suppressed,
         notified_at=_dt(r.notified_at),
         reminders=r.reminders,
+        snapshot_sha256=r.snapshot_sha256,
+        snapshot_url=snapshot_path(r.id) if r.snapshot_sha256 else None,
     )
+
+
+def snapshot_path(alert_id: int) -> str:
+    """The alert's picture (technicians only), relative to the cloud's public URL."""
+    return f"/api/v1/alerts/{alert_id}/snapshot"
 
 
 def _window_out(w: Window) -> WindowOut:
@@ -349,6 +366,23 @@ def alerts_router(runner: AlertRunner) -> APIRouter:
     @r.get("/alerts/{alert_id}", response_model=AlertOut)
     async def get_alert(request: Request, p: Technician, alert_id: RowId) -> AlertOut:
         return _alert(await alert_or_404(request, p, store, alert_id))
+
+    @r.get(
+        "/alerts/{alert_id}/snapshot",
+        response_class=Response,
+        responses={200: {"content": {"image/jpeg": {}}}, 404: {"description": "No alert or no picture"}},
+        summary="The picture that shows the problem (a tampered camera's)",
+    )
+    async def alert_snapshot(request: Request, p: Technician, alert_id: RowId) -> Response:
+        a = await alert_or_404(request, p, store, alert_id)
+        sha = a.snapshot_sha256 or ""
+        path = services(request).snapshots.path_for(sha) if sha else None
+        if path is None or not path.exists():
+            raise HTTPException(404, "this alert has no picture (none sent, or not arrived yet)")
+        audit(request, p, "alert_snapshot_view", f"alert:{a.id}", commune=a.commune, detail={"sha256": sha})
+        return FileResponse(
+            path, media_type="image/jpeg", headers={"Cache-Control": "no-store", "X-Snapshot-SHA256": sha}
+        )
 
     @r.post("/alerts/{alert_id}/ack", response_model=AlertOut, summary="Acknowledge: reminders stop")
     async def ack(request: Request, p: Technician, alert_id: RowId, body: AckIn) -> AlertOut:

@@ -41,6 +41,8 @@ class Notice:
     detail: str = ""  # device alerts: the figures behind the problem
     #: resolve: when the outage ended (its first message after), before the recovery check at ``at``
     ended_at: float | None = None
+    #: device alerts: the picture that shows the problem (a tampered camera's), SHA-256
+    snapshot_sha256: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -132,6 +134,22 @@ _PROBLEM = {
         "token_unrenewed": "cannot renew the Zalo access token and the old one has expired",
     },
 }
+#: What a tampered camera shows (the board's ``tampering`` kind, the alert's detail).
+_TAMPER = {
+    "vi": {
+        "covered": "bị che",
+        "dark": "quá tối, đèn hồng ngoại không sáng",
+        "blurred": "bị mờ",
+        "moved": "bị xoay sang hướng khác",
+    },
+    "en": {
+        "covered": "covered",
+        "dark": "too dark, infrared lamp off",
+        "blurred": "blurred",
+        "moved": "turned away",
+    },
+}
+_PICTURE = {"vi": "Ảnh lúc phát hiện: {url}", "en": "Picture when detected: {url}"}
 #: What a technician does about a channel's problem (the cloud's log says it in full).
 _FIX = {
     "vi": {
@@ -201,12 +219,20 @@ def alert_url(public_url: str, alert_id: int) -> str:
     return f"{public_url.rstrip('/')}/alerts/{alert_id}" if public_url and alert_id else ""
 
 
+def picture_url(public_url: str, alert_id: int) -> str:
+    """The picture that shows an alert's problem (technicians only, like the alert's page)."""
+    return f"{public_url.rstrip('/')}/api/v1/alerts/{alert_id}/snapshot"
+
+
 def summary(notice: Notice, inventory: Inventory, lang: Language = "vi") -> tuple[str, str]:
     """(what happened, where): the title's words without its head, for lists of alerts."""
     what, where = _place(notice, inventory, lang)
     problem = _PROBLEM[lang].get(notice.problem, notice.problem)
     if notice.detail:
-        problem = f"{problem} ({notice.detail})"
+        detail = notice.detail
+        if notice.problem == "tampering":
+            detail = _TAMPER[lang].get(detail, detail)
+        problem = f"{problem} ({detail})"
     cause = (
         _CAUSE[lang]
         .get(notice.cause, notice.cause)
@@ -242,4 +268,6 @@ def render(notice: Notice, inventory: Inventory, lang: Language = "vi", public_u
     url = alert_url(public_url, notice.alert_id)
     if url:
         lines.append(url)
+    if url and notice.snapshot_sha256 and notice.kind != "resolve":  # the picture, for technicians
+        lines.append(_PICTURE[lang].format(url=picture_url(public_url, notice.alert_id)))
     return Message(title=title, text="\n".join(lines), url=url)

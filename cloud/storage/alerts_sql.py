@@ -67,6 +67,8 @@ alerts = Table(
     Column("suppressed", Integer, nullable=False, default=0),  # opened during maintenance or silence
     Column("notified_at", Float),  # last notice sent (open or reminder); NULL: never announced
     Column("reminders", Integer, nullable=False, default=0),
+    # device alerts: the picture that shows the problem (a tampered camera's), in the snapshot store
+    Column("snapshot_sha256", String(64)),
     Index("ux_alerts_active_key", "active_key", unique=True),
 )
 
@@ -122,6 +124,7 @@ class AlertRow:
     suppressed: bool
     notified_at: float | None
     reminders: int
+    snapshot_sha256: str | None = None
 
     @property
     def end(self) -> float | None:
@@ -155,6 +158,7 @@ class AlertRow:
             problem=self.problem,
             detail=self.detail,
             members=self.members,
+            snapshot_sha256=self.snapshot_sha256 or "",
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -199,6 +203,7 @@ class AlertStore:
                             total=change.total,
                             members=",".join(change.members),
                             suppressed=int(suppressed),
+                            snapshot_sha256=change.snapshot_sha256 or None,
                         )
                     )
                     pk = res.inserted_primary_key

@@ -30,6 +30,10 @@ class Sink(Protocol):
         seq, ts), which the runtime fills. With ``jpeg``, the snapshot is sent first on
         ``snapshot/<event_id>`` and ``snapshot_sha256``/``snapshot_bytes`` are filled in."""
 
+    def emit_snapshot(self, suffix: str, jpeg: bytes) -> None:
+        """A JPEG on ``snapshot/<suffix>`` (e.g. the picture of a tampered camera, which a
+        ``camera`` point then names by its SHA-256)."""
+
 
 class CollectorOptions(BaseModel):
     """Options every collector has; plug-ins subclass this with their own fields."""

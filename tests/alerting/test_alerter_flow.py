@@ -5,13 +5,15 @@ from __future__ import annotations
 import pytest
 from alerting_helpers import inventory
 
-from cloud.alerting.alerter import Alerter, StepResult
+from cloud.alerting.alerter import Alerter, StepResult, notice_of
 from cloud.alerting.maintenance import Window
 from cloud.alerting.settings import AlertingConfig
 from cloud.ingest.convert import Converted
+from cloud.notify.messages import render
 from cloud.storage.alerts_sql import AlertStore
 from cloud.storage.sql import SqlStore
 from wire import Health, Metrics, Point, Status
+from wire.messages import TAMPER_SNAPSHOT_FIELD
 from wire.topics import Channel
 
 T0 = 1_800_000_000.0
@@ -262,9 +264,26 @@ def test_a_tampered_camera_opens_a_technician_warning_with_the_kind_and_clears(h
     assert [(k, s) for k, s, _ in h.sent] == [("open", "dr-cam-02")]
     row = h.store.query()[0]
     assert (row.problem, row.severity, row.detail) == ("tampering", "warning", "covered")
+    assert row.snapshot_sha256 is None  # an older agent: no picture, the alert as before
     _points(h, "dr-cam-02", cam(""))
     h.run(10)
     assert [k for k, _, _ in h.sent] == ["open", "resolve"]
+
+
+def test_a_tampered_cameras_alert_and_notice_carry_the_picture_the_board_sent(h: Harness) -> None:
+    sha = "ab" * 32
+    fields = {"up": True, "tampering": "covered", "camera_moving": False, TAMPER_SNAPSHOT_FIELD: sha}
+    _points(h, "dr-cam-02", Point(measurement="camera", device="dr-cam-02", fields=fields))  # type: ignore[arg-type]
+    h.run(10)
+    row = h.store.query()[0]
+    assert (row.problem, row.detail, row.snapshot_sha256) == ("tampering", "covered", sha)
+    vi = render(notice_of(row, "open", h.now), inventory(), "vi", "https://ciot.example")
+    assert "camera bị che, tối, mờ hoặc bị xoay hướng (bị che)" in vi.title
+    assert f"Ảnh lúc phát hiện: https://ciot.example/api/v1/alerts/{row.id}/snapshot" in vi.text
+    en = render(notice_of(row, "open", h.now), inventory(), "en", "https://ciot.example")
+    assert f"Picture when detected: https://ciot.example/api/v1/alerts/{row.id}/snapshot" in en.text
+    with pytest.raises(ValueError, match="SHA-256"):  # the contract: a hash, nothing else
+        Point(measurement="camera", device="dr-cam-02", fields={"up": True, TAMPER_SNAPSHOT_FIELD: "x"})
 
 
 def test_ap_silent_on_snmp_but_answering_ping_is_a_warning_not_an_outage(sql_url: str) -> None:

@@ -17,6 +17,7 @@ from fastapi.responses import RedirectResponse, Response
 from cloud.alerting.alerter import notice_of
 from cloud.api import alerts as alert_api
 from cloud.api.params import RowId
+from cloud.auth.deps import services
 from cloud.notify.messages import Language, summary
 from cloud.storage.alerts_sql import AlertRow
 from cloud.web.console.common import Technician, form_of
@@ -93,6 +94,8 @@ def router(c: Console) -> APIRouter:
             devices = [d for d in (inv.device(a.subject),) if d is not None]
         rows, _ = await fleet_rows(c, p, devices) if devices else ([], True)
         earlier = await asyncio.to_thread(runner.store.query, scope=a.scope, subject=a.subject, limit=20)
+        sha = a.snapshot_sha256 or ""
+        picture = bool(sha) and services(request).snapshots.path_for(sha).exists()
         return render(
             request,
             "console/alert.html",
@@ -103,6 +106,7 @@ def router(c: Console) -> APIRouter:
             earlier=[x for x in earlier if x.id != a.id],
             silence_hours=SILENCE_HOURS,
             now=time.time(),
+            picture=picture,
         )
 
     @r.post("/alerts/{alert_id}/ack")

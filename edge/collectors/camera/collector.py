@@ -10,6 +10,7 @@ stays flat whatever the stream does.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import queue
 import threading
@@ -28,6 +29,7 @@ from edge.collectors.camera.masks import keep_mask, polygon_mask, zones_touched
 from edge.collectors.camera.motion import MotionDetector
 from edge.collectors.camera.tampering import TamperDetector
 from wire import Point
+from wire.messages import TAMPER_SNAPSHOT_FIELD, tamper_snapshot_suffix
 
 log = logging.getLogger("edge.camera")
 
@@ -52,6 +54,12 @@ class Pipeline:
         self.motion = False
         self.camera_moving = False
         self.tamper = TamperDetector(opts.tamper)
+        #: What the stream health says about tampering: (kind, SHA-256 of the picture taken when
+        #: it began); set together, so a point never names a kind without its picture.
+        self.tampered: tuple[str, str] = ("", "")
+        #: That picture, until the collector's loop has sent it (before the point naming it).
+        self._tamper_jpeg: tuple[str, bytes] | None = None
+        self._tamper_lock = threading.Lock()
         self.tracker = EventTracker(device, opts.events)
         self._profile = ""
         self.detector = self._detector("day")
@@ -97,6 +105,8 @@ class Pipeline:
             self._put(em)
         if opts.tamper != self.opts.tamper:
             self.tamper = TamperDetector(opts.tamper)
+            with self._tamper_lock:
+                self.tampered, self._tamper_jpeg = ("", ""), None
         self.opts = opts
         self.tracker.s = opts.events
         self._zones = {}
@@ -132,6 +142,35 @@ class Pipeline:
                 except queue.Empty:
                     pass
 
+    def _tamper_picture(self, frame: Any) -> None:
+        """When tampering begins (or changes kind), the frame that shows it becomes the picture
+        the technician's alert carries; sent on the event snapshots' channel."""
+        kind = self.tamper.kind
+        if kind == self.tampered[0]:
+            return
+        if not kind:
+            with self._tamper_lock:
+                self.tampered, self._tamper_jpeg = ("", ""), None
+            return
+        ev = self.opts.events
+        try:
+            jpeg = encode_jpeg(frame, ev.snapshot_width, ev.jpeg_quality)
+        except Exception:  # no picture is better than no alert
+            log.exception("camera %s: cannot encode the tampering picture", self.device)
+            jpeg = b""
+        sha = hashlib.sha256(jpeg).hexdigest() if jpeg else ""
+        with self._tamper_lock:
+            self.tampered = (kind, sha)
+            self._tamper_jpeg = (sha, jpeg) if jpeg else None
+        log.warning("camera %s: tampering (%s); picture %s", self.device, kind, sha[:12] or "none")
+
+    def take_tamper_picture(self) -> tuple[tuple[str, str], tuple[str, bytes] | None]:
+        """The tampering state now (kind, SHA-256) and its picture (SHA-256, JPEG) if not sent
+        yet (then once): the caller sends the picture before a point that names it."""
+        with self._tamper_lock:
+            pic, self._tamper_jpeg = self._tamper_jpeg, None
+            return self.tampered, pic
+
     def _run(self) -> None:
         while not self._stop.is_set():
             self._take_update()
@@ -162,6 +201,7 @@ class Pipeline:
             self.motion = result.motion
             self.camera_moving = result.camera_moving
             self.tamper.feed(frame, ts, camera_moving=result.camera_moving)
+            self._tamper_picture(frame)
             zones: list[str] = []
             if result.motion and self.opts.zones and result.mask is not None:
                 if not self._zones:
@@ -232,8 +272,12 @@ class Camera(Collector):
             loop_files=o.loop_file,
         )
 
-    def point(self, reader: StreamReader, pipeline: Pipeline) -> Point:
+    def point(
+        self, reader: StreamReader, pipeline: Pipeline, tampered: tuple[str, str] | None = None
+    ) -> Point:
         h = reader.health(window_s=max(2.0, min(self.opts.interval_s, 30.0)))
+        kind, sha = (tampered or pipeline.tampered) if h.up else ("", "")
+        extra: dict[str, str] = {TAMPER_SNAPSHOT_FIELD: sha} if kind and sha else {}
         return Point(
             measurement="camera",
             device=self.device,
@@ -251,8 +295,10 @@ class Camera(Collector):
                 # the camera pans, tilts or zooms: motion is not reported until it settles
                 "camera_moving": pipeline.camera_moving and h.up,
                 # covered / dark / blurred / moved, "" when fine: a technician alert in the cloud
-                "tampering": pipeline.tamper.kind if h.up else "",
+                "tampering": kind,
                 "reconnects": h.reconnects,
+                # the picture taken when it began (sent before, on the snapshot channel)
+                **extra,
             },
             ts=datetime.now(UTC),
         )
@@ -272,7 +318,10 @@ class Camera(Collector):
             while True:
                 self._drain(pipeline, sink)
                 if time.monotonic() >= next_point:
-                    sink.emit_metrics([self.point(reader, pipeline)])
+                    tampered, pic = pipeline.take_tamper_picture()
+                    if pic is not None:  # before the point that names it
+                        sink.emit_snapshot(tamper_snapshot_suffix(pic[0]), pic[1])
+                    sink.emit_metrics([self.point(reader, pipeline, tampered)])
                     next_point += self.opts.interval_s
                     if next_point < time.monotonic():
                         next_point = time.monotonic() + self.opts.interval_s
