@@ -185,8 +185,10 @@ def test_backup_under_load_restores_the_same_answers_on_a_fresh_node(
         assert got["devices"].keys() == after["devices"].keys()
         for dev, mine in got["devices"].items():
             lo, hi = before["devices"][dev], after["devices"][dev]
-            for k in ("kind", "commune", "site", "node", "known", "session"):
+            for k in ("kind", "commune", "site", "node", "known"):
                 assert mine[k] == hi[k], (dev, k)
+            # a board of the load may be heard for the first time while the backup runs
+            assert mine["session"] in (lo["session"], hi["session"]), dev
             assert lo["messages"] <= mine["messages"] <= hi["messages"], dev
             assert (lo["last_seen"] or "") <= (mine["last_seen"] or "") <= (hi["last_seen"] or ""), dev
         assert got["devices"][AP_DOWN]["status"] == "offline"
