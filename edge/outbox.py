@@ -191,7 +191,9 @@ class Outbox:
         retain: bool = False,
         unsynced: tuple[float, str] | None = None,
     ) -> int:
-        """Store one message durably (committed when this returns); return its row id.
+        """Store one message; return its row id. Committed when this returns, unless
+        ``commit_interval_s`` groups commits (then at the next ``flush``, or at once for an
+        event or a snapshot).
 
         ``unsynced`` is (wall minus boot-time clock, boot id) for a message stamped before the
         clock was synchronised: it is held until :meth:`correct_times` (edge/clock.py)."""
