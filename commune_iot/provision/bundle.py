@@ -69,9 +69,12 @@ def edge_yaml(
             "ca_file": f"{ETC}/ca.crt",
             "username": node,
             "password_file": f"{ETC}/mqtt.password",
+            "connect_timeout_s": 30,  # a 3G attach plus TLS takes 5-20 s (docs/field.md)
         },
         "health_interval_s": 10,
-        "outbox": {"path": "/var/lib/commune-iot/outbox.sqlite3"},
+        # spares the SD card (docs/field.md). clock.sync_check stays "not_before": "kernel" is
+        # right only where timesyncd or chrony runs, and holds all data until it has synced.
+        "outbox": {"path": "/var/lib/commune-iot/outbox.sqlite3", "commit_interval_s": 120},
         "collectors": collectors or [],
         "log": {"level": "INFO", "json": True},
         "update": update,
