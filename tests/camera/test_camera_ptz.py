@@ -131,3 +131,20 @@ def test_shake_on_a_still_scene_is_compensated_not_suppressed() -> None:
     assert run.settle == [0.0], "shake never takes the detector out of service"
     assert run.rate <= 0.1, run
     assert math.isfinite(run.rate)
+
+
+def test_small_far_cars_are_still_seen_while_the_camera_shakes() -> None:
+    """The highway clip's first 400 ground-truth frames (dense traffic, small cars near the top)
+    through the bench's hand-held shake: recall stays within 5 % of the still camera's. Before
+    the fix (edge-based ``explains``, robust refinement, slack only at edges), more than half the
+    shaken frames went uncompensated and the highway's recall under shake was 0.88."""
+    import dataclasses
+
+    from commune_iot.bench.camera_motion import shake_scores
+
+    clip = next(c for c in clips(need_clips()) if c.name == "cdnet_highway")
+    clip = dataclasses.replace(clip, last=clip.first + 399)
+    still, shaken = shake_scores(clip)
+    assert still.tp + still.fn >= 300, still
+    assert shaken.recall >= 0.95 * still.recall, (shaken, still)
+    assert shaken.precision >= 0.98, shaken
