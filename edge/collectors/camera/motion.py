@@ -417,7 +417,12 @@ class MotionDetector:
             # A weak peak, or one at (almost) no motion: the refinement (the check's main cost)
             # is not worth running. A static camera over dense traffic takes this exit.
             return None
-        gm = self.last_motion = self._estimator.refine_small(gm)
+        # One step first: on a static camera it already shows the motion is nothing (the four
+        # halves' zoom and roll are noisy, the step removes that), and the other steps are saved.
+        gm = self.last_motion = self._estimator.refine_small(gm, 1)
+        if gm.size(w, h) < self.s.still_px * self.UNREFINED_STILL:
+            return None
+        gm = self.last_motion = self._estimator.refine_small(gm, 3)
         if gm.size(w, h) < self.s.still_px:
             return None
         if not explains(bg, cur, gm):
