@@ -219,7 +219,8 @@ class EventAnnouncer:
             stmt = sqlite_insert(event_notices).on_conflict_do_nothing(
                 index_elements=[event_notices.c.event, event_notices.c.rule]
             )
-        return bool(conn.execute(stmt, row).rowcount)
+        # RETURNING, not rowcount: PostgreSQL's driver counts a row skipped by DO NOTHING.
+        return conn.execute(stmt.returning(event_notices.c.id), row).first() is not None
 
 
 def _notice(ev: Event, hit: Match, now: float) -> Notice:

@@ -299,3 +299,81 @@ def test_a_wrong_rule_stops_the_start_with_what_is_wrong(rule: dict[str, Any], w
             }
         )
     assert why in str(err.value), str(err.value)
+
+
+def _record(event_id: str, start: float, labels: list[dict[str, Any]] | None) -> Any:
+    from cloud.events.store import EventRecord
+
+    return EventRecord(
+        device="dr-cam-01",
+        event_id=event_id,
+        node="dr-cam-01",
+        commune="da-ron",
+        site="dr-diem-01",
+        phase="end",
+        start=start,
+        end=start + 4,
+        msg_ts=start + 4,
+        peak_area_pct=3.0,
+        boxes=[],
+        zones=[],
+        score=0.7,
+        frames=20,
+        snapshot_sha256=None,
+        labels=labels,
+    )
+
+
+def test_two_workers_judging_together_tell_each_event_once_and_a_later_person_is_told(
+    sql_url: str,
+) -> None:
+    """Several cloud workers share the database: whichever judges first tells, the other finds it
+    told. An event first unlabelled (the cloud labels its snapshot a moment later) is told once
+    its labels show the person."""
+    from cloud.events.announce import EventAnnouncer
+    from cloud.events.store import events, upsert_events
+    from cloud.notify.settings import NotifyConfig
+    from cloud.storage.notice_outbox import SqlNoticeQueue, notice_outbox
+
+    cfg = NotifyConfig.model_validate(
+        {
+            "webhooks": [{"name": "cong-an-da-ron", "url": "http://127.0.0.1:9/", "alerts": False}],
+            "event_rules": RULES,
+        }
+    )
+    sql = SqlStore(sql_url)
+    SqlNoticeQueue(sql.engine)
+    night = _at(2, 10).timestamp()
+    person = [{"label": "person", "confidence": 0.8}]
+    with sql.engine.begin() as conn:
+        upsert_events(conn, sql._insert, [_record(f"ev-{i}", night + i, person) for i in range(30)])
+        upsert_events(conn, sql._insert, [_record("ev-late", night + 60, None)])
+    workers = [EventAnnouncer(cfg, sql.engine, lambda: None) for _ in range(2)]
+    queued = [0, 0]
+
+    def judge(i: int) -> None:
+        queued[i] = workers[i].judge(time.time())
+
+    threads = [threading.Thread(target=judge, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(queued) == 30, queued
+
+    # the cloud's labeller finds the person on the late event's snapshot
+    with sql.engine.begin() as conn:
+        conn.execute(
+            events.update()
+            .where(events.c.event_id == "ev-late")
+            .values(labels=json.dumps(person), label_set=",person,", labels_source="cloud")
+        )
+    assert workers[1].judge(time.time()) == 1
+    assert workers[0].judge(time.time()) == 0
+    with sql.engine.connect() as conn:
+        keys = [
+            json.loads(p)["key"]
+            for p in conn.execute(notice_outbox.select().with_only_columns(notice_outbox.c.payload)).scalars()
+        ]
+    sql.dispose()
+    assert len(keys) == len(set(keys)) == 31, keys
