@@ -11,6 +11,7 @@ and the audit trail says who was told what.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import threading
 import time
@@ -273,6 +274,96 @@ def test_a_person_at_night_is_told_to_the_police_once_and_nothing_else_is(
     finally:
         for b in boards:
             b.close()
+        cloud.stop()
+        stack.close()
+
+
+def test_the_cloud_labels_a_snapshot_of_people_and_the_police_are_told_once(
+    tmp_path: Path, mosquitto: Mosquitto, influx_server: InfluxDB
+) -> None:
+    """A board that does not label: it sends its snapshot (the PETS walkers, frame 150 of the
+    shared clip) and the event; the cloud's labeller finds the people, and that wakes the rule
+    requiring ``person``; the rule requiring ``truck`` stays silent."""
+    import sys
+
+    import cv2
+
+    sys.path.append(str(Path(__file__).resolve().parents[1] / "camera"))
+    from camera_helpers import need_clips
+    from support import need_model
+
+    cap = cv2.VideoCapture(str(need_clips() / "pets2009_illumination" / "video.mp4"))
+    cap.set(cv2.CAP_PROP_POS_FRAMES, 150)
+    ok, frame = cap.read()
+    cap.release()
+    assert ok
+    jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes()
+    pw = tmp_path / "influx.password"
+    pw.write_text(influx_server.password)
+    cfg = cloud_config(
+        mqtt_url=mosquitto.url,
+        influx_url=influx_server.url,
+        influx_db=f"evlabel_{tmp_path.name}".replace("-", "_"),
+        influx_user=influx_server.username,
+        influx_password_file=pw,
+        state_dir=tmp_path / "cloud",
+        http_port=free_port(),
+    )
+    cfg["labels"] = {"enabled": True, "model": str(need_model())}
+    stack = contextlib.ExitStack()
+    police = stack.enter_context(local_http(lambda _r, _i: (200, {"ok": True})))
+    rule = {"communes": ["da-ron"], "notifiers": ["cong-an-da-ron"]}
+    cfg["alerting"] = {
+        "notify": {
+            "webhooks": [{"name": "cong-an-da-ron", "url": police.url, "alerts": False}],
+            "event_rules": [
+                {"name": "nguoi", "require_label": "person", **rule},
+                {"name": "xe-tai", "require_label": "truck", **rule},
+            ],
+        },
+    }
+    cloud = CloudProcess.write(tmp_path, cfg)
+    worker = CloudConfig.model_validate(cfg).mqtt.effective_client_id("serve")
+    board: Board | None = None
+    try:
+        cloud.start()
+        _wait_cloud_subscribed(mosquitto, worker)
+        board = Board(mosquitto, "da-ron", "dr-cam-01")
+        start = datetime.now(UTC) - timedelta(seconds=20)
+        board.publish(topic_for("da-ron", "dr-cam-01", Channel.SNAPSHOT, "ev-walkers"), jpeg)
+        board.seq += 1
+        walkers = [  # where two of the walkers moved in that frame (as the detector reports them)
+            {"x": 97 / 768, "y": 427 / 576, "w": 36 / 768, "h": 78 / 576},
+            {"x": 484 / 768, "y": 350 / 576, "w": 24 / 768, "h": 55 / 576},
+        ]
+        msg = MotionEvent(
+            node="dr-cam-01",
+            session=board.session,
+            seq=board.seq,
+            ts=start + timedelta(seconds=3),
+            event_id="ev-walkers",
+            device="dr-cam-01",
+            phase="end",
+            start=start,
+            end=start + timedelta(seconds=3),
+            peak_area_pct=1.0,
+            boxes=walkers,  # type: ignore[arg-type]
+            snapshot_boxes=walkers,  # type: ignore[arg-type]
+            snapshot_sha256=hashlib.sha256(jpeg).hexdigest(),
+            snapshot_bytes=len(jpeg),
+        )
+        board.publish(topic_for("da-ron", "dr-cam-01", Channel.EVENT), encode(msg))
+        told = _wait_notice(police, "ev-walkers", cloud, timeout=60)
+        assert told["notice"]["rule"] == "nguoi" and told["notice"]["label"] == "person"
+        assert "Phát hiện người tại Ngã ba trung tâm xã" in told["text"]
+        ev = cloud.get_json(f"/api/v1/events/{told['notice']['event_id']}")
+        assert ev["labels_source"] == "cloud" and "truck" not in [x["label"] for x in ev["labels"]]
+        # the truck rule was judged in the same pass: nothing else was, or will be, told
+        assert [b["notice"]["rule"] for b in _events(police)] == ["nguoi"]
+        assert "police event notifications: rule nguoi announces event" in cloud.log_path.read_text()
+    finally:
+        if board is not None:
+            board.close()
         cloud.stop()
         stack.close()
 
