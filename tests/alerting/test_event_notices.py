@@ -213,9 +213,11 @@ def test_a_person_at_night_is_told_to_the_police_once_and_nothing_else_is(
         cam1.event("ev-faint", _at(2, 35), [("person", 0.52)])  # below the rule's confidence
         tutra.event("ev-tutra", _at(2, 10), [("person", 0.9)])  # another commune's
         cam2.event("ev-moto", _at(2, 20), [("motorcycle", 0.8)])
+        sent_at = time.monotonic()
         cam1.event("ev-gate", _at(2, 10), [("person", 0.87), ("dog", 0.7)])
 
         gate = _wait_notice(police, "ev-gate", cloud)
+        print(f"board-labelled event published -> police webhook: {time.monotonic() - sent_at:.2f} s")
         moto = _wait_notice(police, "ev-moto", cloud)
         text = gate["text"]
         assert text.startswith(
@@ -352,8 +354,10 @@ def test_the_cloud_labels_a_snapshot_of_people_and_the_police_are_told_once(
             snapshot_sha256=hashlib.sha256(jpeg).hexdigest(),
             snapshot_bytes=len(jpeg),
         )
+        sent_at = time.monotonic()
         board.publish(topic_for("da-ron", "dr-cam-01", Channel.EVENT), encode(msg))
         told = _wait_notice(police, "ev-walkers", cloud, timeout=60)
+        print(f"event + snapshot published -> labelled -> police webhook: {time.monotonic() - sent_at:.2f} s")
         assert told["notice"]["rule"] == "nguoi" and told["notice"]["label"] == "person"
         assert "Phát hiện người tại Ngã ba trung tâm xã" in told["text"]
         ev = cloud.get_json(f"/api/v1/events/{told['notice']['event_id']}")
