@@ -241,11 +241,3 @@ def _notice(ev: Event, hit: Match, now: float) -> Notice:
         confidence=round(hit.confidence, 3),
         site=ev.site,
     )
-
-
-def announced(engine: Engine, event_id: int) -> list[dict[str, Any]]:
-    """The rules that announced one event, when, what they saw and to whom (API, tests)."""
-    c = event_notices.c
-    q = select(c.rule, c.at, c.label, c.confidence, c.notifiers).where(c.event == event_id).order_by(c.id)
-    with engine.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(q)]

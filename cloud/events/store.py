@@ -552,6 +552,16 @@ class EventStore:
         with self.engine.begin() as conn:
             return bool(conn.execute(q).rowcount)
 
+    def notified(self, event_pk: int) -> list[dict[str, Any]]:
+        """The police notification rules that told of the event: rule, at, label, confidence,
+        notifiers (the event page says who was told; ``cloud.events.announce`` writes them)."""
+        c = event_notices.c
+        q = select(c.rule, c.at, c.label, c.confidence, c.notifiers).where(c.event == event_pk).order_by(c.id)
+        with self.engine.connect() as conn:
+            return [
+                {**r._mapping, "notifiers": [n for n in r.notifiers.split(",") if n]} for r in conn.execute(q)
+            ]
+
     def snapshot_in_use(self, sha256: str) -> bool:
         q = select(func.count()).select_from(events).where(events.c.snapshot_sha256 == sha256)
         with self.engine.connect() as conn:

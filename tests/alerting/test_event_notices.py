@@ -257,6 +257,17 @@ def test_a_person_at_night_is_told_to_the_police_once_and_nothing_else_is(
             ("ev-gate", "nguoi-ban-dem"),
             ("ev-moto", "xe-cong-cho"),
         ], told
+        # the event says who was told, in the API and on its page
+        gate_id = gate["notice"]["event_id"]
+        detail = cloud.get_json(f"/api/v1/events/{gate_id}")
+        assert [(n["rule"], n["label"], n["notifiers"]) for n in detail["notified"]] == [
+            ("nguoi-ban-dem", "person", ["cong-an-da-ron"])
+        ]
+        with urllib.request.urlopen(cloud.request(f"/events/{gate_id}"), timeout=10) as r:
+            page = r.read().decode()
+        told_on_page = page[page.index('id="notified"') :]
+        assert "Đã báo tin" in page and "quy tắc nguoi-ban-dem" in told_on_page
+        assert "tới cong-an-da-ron" in told_on_page
         # police events never reach the technicians; technician alerts never reach the police
         assert _events(technicians) == []
         assert all(r.json()["notice"]["kind"] == "event" for r in police.requests)
