@@ -150,27 +150,7 @@ def test_retention_keeps_a_picture_an_alert_still_shows_and_deletes_old_alert_pi
     pic = {name: snaps.put(f"jpeg-{name}".encode()) for name in ("shared", "old", "recent", "open", "event")}
 
     def alert(i: int, sha: str, resolved_at: float | None) -> dict[str, object]:
-        return {
-            "key": f"device:dr-cam-0{i}:tampering",
-            "scope": "device",
-            "subject": f"dr-cam-0{i}",
-            "commune": "da-ron",
-            "cause": "device",
-            "severity": "warning",
-            "problem": "tampering",
-            "detail": "covered",
-            "state": "resolved" if resolved_at else "open",
-            "started_at": old,
-            "opened_at": old,
-            "resolved_at": resolved_at,
-            "flaps": 0,
-            "down": 0,
-            "total": 0,
-            "members": "",
-            "suppressed": 0,
-            "reminders": 0,
-            "snapshot_sha256": sha,
-        }
+        return _tamper_alert(f"dr-cam-0{i}", sha, old, resolved_at)
 
     with sql.engine.begin() as conn:
         conn.execute(
@@ -196,3 +176,55 @@ def test_retention_keeps_a_picture_an_alert_still_shows_and_deletes_old_alert_pi
     assert sorted(kept) == sorted([pic["shared"], pic["old"], pic["recent"], pic["open"]])  # rows stay
     assert run_retention(store, snaps, None, days=30, now=now).snapshots_deleted == 0  # nothing left to do
     sql.dispose()
+
+
+def _tamper_alert(device: str, sha: str, started: float, resolved_at: float | None) -> dict[str, object]:
+    """An ``alerts`` row of a tampered camera with its picture, as the alerter writes it."""
+    return {
+        "key": f"device:{device}:tampering",
+        "active_key": None if resolved_at else f"device:{device}:tampering",
+        "scope": "device",
+        "subject": device,
+        "commune": "da-ron",
+        "cause": "device",
+        "severity": "warning",
+        "problem": "tampering",
+        "detail": "covered",
+        "state": "resolved" if resolved_at else "open",
+        "started_at": started,
+        "opened_at": started,
+        "resolved_at": resolved_at,
+        "flaps": 0,
+        "down": 0,
+        "total": 0,
+        "members": "",
+        "suppressed": 0,
+        "reminders": 0,
+        "snapshot_sha256": sha,
+    }
+
+
+def test_the_alert_page_says_an_old_picture_was_deleted_and_a_new_one_is_on_its_way(portal: Portal) -> None:
+    """A technician opening an alert whose picture retention deleted is told so, not that it is
+    still on its way."""
+    from cloud.storage.alerts_sql import alerts
+
+    now = time.time()
+    sql = SqlStore(portal.sql_url)
+    with sql.engine.begin() as conn:
+        old_id, new_id = (
+            conn.execute(alerts.insert().values(**row).returning(alerts.c.id)).scalar_one()
+            for row in (
+                _tamper_alert("dr-cam-08", "ab" * 32, now - 50 * 86400, now - 40 * 86400),
+                _tamper_alert("dr-cam-09", "cd" * 32, now - 60, None),
+            )
+        )
+    sql.dispose()
+    tech = portal.api("kythuat")
+    status, html = tech.get(f"/alerts/{old_id}")
+    assert status == 200
+    page = html.decode()
+    assert 'id="alert-picture-expired"' in page and "đã được xóa khi hết thời hạn lưu giữ" in page
+    assert "ab" * 32 in page and 'id="alert-picture-pending"' not in page
+    status, html = tech.get(f"/alerts/{new_id}")
+    assert status == 200 and 'id="alert-picture-pending"' in html.decode()
