@@ -17,6 +17,7 @@ from snapshot_server import SnapshotServer
 
 from commune_iot.localsvc import Mosquitto
 from edge.collectors.camera.config import CameraOptions
+from edge.collectors.camera.hires import HiResSource, jpeg_size
 from wire import Channel, decode
 
 EVENTS = {"min_duration_s": 0.5, "quiet_s": 1.5, "snapshot_width": 1920}
@@ -31,6 +32,42 @@ def test_snapshot_options_are_checked() -> None:
         CameraOptions(url="rtsp://cam/101", snapshot_source="main")
     opts = CameraOptions(url="rtsp://cam/101", detect_url="rtsp://cam/102", username="u", password="p")
     assert opts.detect_stream_url() == "rtsp://u:p@cam/102" and opts.stream_url() == "rtsp://u:p@cam/101"
+
+
+def test_http_snapshot_digest_auth_and_wrong_password(tmp_path: Path) -> None:
+    """The camera's snapshot URL answered with digest auth; a wrong password says what to fix."""
+    http = SnapshotServer("admin", "s3cret")
+    url = http.url("/cgi-bin/snapshot.cgi")
+    try:
+        good = HiResSource(
+            CameraOptions(
+                url="rtsp://cam/1",
+                snapshot_source="http",
+                snapshot_url=url,
+                username="admin",
+                password="s3cret",
+            ),
+            "cam",
+        ).start()
+        bad = HiResSource(
+            CameraOptions(
+                url="rtsp://cam/1",
+                snapshot_source="http",
+                snapshot_url=url,
+                username="admin",
+                password="nope",
+            ),
+            "cam",
+        ).start()
+        good.want(1.0)
+        bad.want(1.0)
+        pic, failed = good.result(1.0, 10.0), bad.result(1.0, 10.0)
+        good.stop()
+        bad.stop()
+    finally:
+        http.close()
+    assert pic.jpeg is not None and jpeg_size(pic.jpeg) == MAIN_SIZE
+    assert not failed.ok and "401" in failed.reason and "password_file" in failed.reason
 
 
 def box_darkening(jpeg: bytes, box: Any) -> float:

@@ -40,6 +40,7 @@ import numpy as np
 from edge.collectors.camera.capture import Frame, redact
 from edge.collectors.camera.config import CameraOptions
 from edge.collectors.camera.events import Emission, encode_jpeg
+from wire.messages import MAX_SNAPSHOT_BYTES
 
 log = logging.getLogger("edge.camera")
 
@@ -51,10 +52,40 @@ KEEP_RESULTS = 16
 
 @dataclass(frozen=True)
 class Picture:
-    """One fetch: the picture, or why there is none."""
+    """One fetch: the camera's JPEG (kept as bytes: decoded only if an event message uses it)
+    or a decoded frame (main stream), or why there is none."""
 
     frame: Frame | None
     reason: str = ""
+    jpeg: bytes | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.frame is not None or self.jpeg is not None
+
+
+_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a JPEG's frame header without decoding it, or None if not a JPEG."""
+    if not data.startswith(b"\xff\xd8"):
+        return None
+    i = 2
+    while i + 9 <= len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        length = int.from_bytes(data[i + 2 : i + 4], "big")
+        if marker in _SOF:
+            h = int.from_bytes(data[i + 5 : i + 7], "big")
+            w = int.from_bytes(data[i + 7 : i + 9], "big")
+            return (w, h) if w and h else None
+        i += 2 + length
+    return None
 
 
 def _split_credentials(url: str) -> tuple[str, str | None, str | None]:
@@ -157,14 +188,14 @@ class HiResSource:
                 started = time.monotonic()
                 pic = self._fetch()
                 self.fetches += 1
-                if pic.frame is None:
+                if not pic.ok:
                     self.failures += 1
                 log.debug(
                     "camera %s: %s snapshot in %.2f s%s",
                     self.device,
                     self.kind,
                     time.monotonic() - started,
-                    f" failed: {pic.reason}" if pic.frame is None else "",
+                    "" if pic.ok else f" failed: {pic.reason}",
                 )
                 with self._cond:
                     self._results.append((ts, pic))
@@ -189,10 +220,9 @@ class HiResSource:
         except (urllib.error.URLError, TimeoutError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             return Picture(None, f"{type(exc).__name__}: {reason}"[:160])
-        frame = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR)
-        if frame is None:
-            return Picture(None, f"not a picture ({len(body)} bytes)")
-        return Picture(frame)
+        if jpeg_size(body) is None:
+            return Picture(None, f"not a JPEG picture ({len(body)} bytes)")
+        return Picture(None, jpeg=body)
 
     def _fetch_main(self) -> Picture:
         if self._cap is None:
@@ -266,19 +296,18 @@ class SnapshotStage:
         eid = str(doc["event_id"])
         if em.jpeg is not None and em.best_ts is not None:
             pic = self.source.result(em.best_ts, self.bound_s)
-            ev = self.opts.events
+            size: tuple[int, int] | None = None
+            reason = pic.reason
+            if pic.ok:
+                try:
+                    size = self._use(em, pic)
+                except Exception as exc:  # a corrupt picture: the detected frame will do
+                    reason = f"unusable picture: {type(exc).__name__}: {exc}"[:200]
             fields: dict[str, Any]
-            if pic.frame is not None:
-                jpeg = encode_jpeg(pic.frame, ev.snapshot_width, ev.jpeg_quality)
-                h, w = pic.frame.shape[:2]
-                if w > ev.snapshot_width:
-                    h, w = max(1, round(h * ev.snapshot_width / w)), ev.snapshot_width
-                em.jpeg = jpeg
-                # The labeller's copy: bounded like the tracker's own.
-                em.frame = cv2.resize(pic.frame, (w, h), interpolation=cv2.INTER_AREA)
+            if size is not None:
                 fields = {"snapshot_source": self.opts.snapshot_source}
             else:
-                fields = {"snapshot_source": "detect", "snapshot_fallback": pic.reason[:200]}
+                fields = {"snapshot_source": "detect", "snapshot_fallback": reason[:200]}
                 log.warning(
                     "camera %s: event %s: %s snapshot from %s failed (%s): sent the detected frame "
                     "instead; check snapshot_url, the camera account and that the camera answers "
@@ -287,13 +316,13 @@ class SnapshotStage:
                     eid,
                     self.opts.snapshot_source,
                     self.source.safe_url,
-                    pic.reason,
+                    reason,
                     self.opts.snapshot_timeout_s,
                     extra={"device": self.device},
                 )
-            assert em.frame is not None
-            fields["snapshot_width_px"] = int(em.frame.shape[1])
-            fields["snapshot_height_px"] = int(em.frame.shape[0])
+                assert em.frame is not None
+                size = (int(em.frame.shape[1]), int(em.frame.shape[0]))
+            fields["snapshot_width_px"], fields["snapshot_height_px"] = size
             assert em.jpeg is not None
             doc.update(fields)
             self._sent[eid] = {
@@ -305,3 +334,40 @@ class SnapshotStage:
             doc.update(self._sent[eid])  # repeat the picture really sent
         if doc.get("phase") == "end":
             self._sent.pop(eid, None)
+
+    def _use(self, em: Emission, pic: Picture) -> tuple[int, int]:
+        """Put the picture on ``em`` (JPEG, and the frame for the board's labeller); its size.
+
+        The camera's own JPEG goes out as it is when it already fits (width, bytes) and nobody on
+        the board needs its pixels: no decoding at all. Otherwise it is decoded (at half or a
+        quarter of its size when that still covers snapshot_width) and encoded again.
+        """
+        ev = self.opts.events
+        labels = self.opts.labels.enabled
+        if pic.jpeg is not None:
+            dims = jpeg_size(pic.jpeg)
+            assert dims is not None
+            if dims[0] <= ev.snapshot_width and len(pic.jpeg) <= MAX_SNAPSHOT_BYTES and not labels:
+                em.jpeg, em.frame = pic.jpeg, None
+                return dims
+            flag = cv2.IMREAD_COLOR
+            if dims[0] >= 4 * ev.snapshot_width:
+                flag = cv2.IMREAD_REDUCED_COLOR_4
+            elif dims[0] >= 2 * ev.snapshot_width:
+                flag = cv2.IMREAD_REDUCED_COLOR_2
+            frame = cv2.imdecode(np.frombuffer(pic.jpeg, np.uint8), flag)
+            if frame is None:
+                raise ValueError("the camera's JPEG does not decode")
+        else:
+            assert pic.frame is not None
+            frame = pic.frame
+        h, w = frame.shape[:2]
+        if w > ev.snapshot_width:
+            frame = cv2.resize(
+                frame,
+                (ev.snapshot_width, max(1, round(h * ev.snapshot_width / w))),
+                interpolation=cv2.INTER_AREA,
+            )
+        em.jpeg = encode_jpeg(frame, ev.snapshot_width, ev.jpeg_quality)
+        em.frame = frame if labels else None  # the labeller's copy, bounded like the tracker's
+        return int(frame.shape[1]), int(frame.shape[0])
