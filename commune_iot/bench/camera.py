@@ -8,6 +8,13 @@ file itself in real time (MPEG-4 part 2, cheaper to decode than H.264: say so wh
 CPU share is the agent's own user+system time over the window divided by the wall time (1.0 =
 one core busy; the RTSP server's encoding is not counted); RSS is the peak of VmRSS sampled each
 second. Decoding the stream is included: it is most of the cost.
+
+``--substream`` measures instead what detecting on a camera's substream saves (issue 18 item 7):
+the same PETS clip as a 1920x1080 main stream and a 640x360 substream (15 fps, H.264 over
+loopback RTSP), one agent per run, CPU-seconds per second over ``--seconds`` after a 5 s
+warm-up: (1) detecting on the main stream; (2) detecting on the substream with event snapshots
+from an HTTP snapshot URL served here (main-stream JPEGs); (3) the same with snapshots from the
+main stream opened while events last; then OpenCV decoding each stream alone, without the agent.
 """
 
 from __future__ import annotations
@@ -295,9 +302,38 @@ def _measure_agent(base: Path, broker: Mosquitto, camera: dict[str, Any], second
         watcher.close()
 
 
+def decode_cost(url: str, seconds: float, detect_fps: float) -> tuple[float, float]:
+    """CPU-seconds per second of video for OpenCV alone reading ``url`` the way the agent's
+    capture thread does (grab every frame, retrieve at ``detect_fps``), and frames per second
+    received. Measured in this process with getrusage (FFmpeg's decoding threads included)."""
+    import resource
+
+    os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = "rtsp_transport;tcp"
+    cap = cv2.VideoCapture(url, cv2.CAP_FFMPEG)
+    if not cap.isOpened():
+        raise SystemExit(f"cannot open {url}")
+    try:
+        for _ in range(15):  # past the first keyframe
+            cap.grab()
+        r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
+        n, next_detect = 0, 0.0
+        while time.monotonic() - t0 < seconds and cap.grab():
+            n += 1
+            now = time.monotonic()
+            if now >= next_detect:
+                next_detect = now + 1.0 / detect_fps
+                cap.retrieve()
+        r1, wall = resource.getrusage(resource.RUSAGE_SELF), time.monotonic() - t0
+    finally:
+        cap.release()
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    return cpu / wall, n / wall
+
+
 def substream_main(seconds: float = 60.0, run_dir: Path | None = None, detect_fps: float = 5.0) -> int:
     """CPU per camera both ways on the same clip over RTSP: detect on the 1920x1080 main stream,
-    or on the 640x360 substream with event snapshots from the HTTP snapshot URL."""
+    or on the 640x360 substream with event snapshots from the HTTP snapshot URL (and, third,
+    from the main stream opened while events last)."""
     base = run_dir or Path(tempfile.mkdtemp(prefix="ciot-bench-sub-"))
     base.mkdir(parents=True, exist_ok=True)
     fps = 15.0
@@ -313,6 +349,11 @@ def substream_main(seconds: float = 60.0, run_dir: Path | None = None, detect_fp
             (
                 "substream_360p",
                 {"url": None, "detect_url": None, "snapshot_source": "http", "snapshot_url": snap.url},
+            ),
+            # The alternative without an HTTP snapshot URL: the main stream opened for events.
+            (
+                "substream_360p_main_snapshots",
+                {"url": None, "detect_url": None, "snapshot_source": "main", "snapshot_timeout_s": 5.0},
             ),
         ]
         for name, camera in runs:
@@ -336,25 +377,46 @@ def substream_main(seconds: float = 60.0, run_dir: Path | None = None, detect_fp
                 f"detector {r['detect_fps']:.1f} fps, {r['event_messages']:.0f} event messages",
                 flush=True,
             )
+        # Decoding alone (OpenCV, no agent): how much of the difference is the decoder's.
+        served = start_rtsp(main, base / "rtsp-decode.log", extra={"sub": sub})
+        if served is None:
+            raise SystemExit("gst-rtsp-server is not installed")
+        decode: dict[str, tuple[float, float]] = {}
+        try:
+            for name, mount in (("1080p", "cam"), ("360p", "sub")):
+                url = served[1].rsplit("/", 1)[0] + "/" + mount
+                print(f"decoding alone, {name}: {seconds:.0f} s ...", flush=True)
+                decode[name] = decode_cost(url, seconds, detect_fps)
+                print(f"  {decode[name][0]:.3f} CPU-s per s at {decode[name][1]:.1f} fps", flush=True)
+        finally:
+            served[0].kill()
+            served[0].wait(10)
     finally:
         snap.close()
         broker.stop()
     load1 = Path("/proc/loadavg").read_text().split()[0]
-    m, s = got["main_1080p"], got["substream_360p"]
+    m, s, sm = got["main_1080p"], got["substream_360p"], got["substream_360p_main_snapshots"]
     print(
         json.dumps(
             {
                 "cpu_s_per_s_main_1080p": round(m["cpu_s_per_s"], 3),
                 "cpu_s_per_s_substream_360p": round(s["cpu_s_per_s"], 3),
                 "cpu_ratio_substream_to_main": round(s["cpu_s_per_s"] / max(m["cpu_s_per_s"], 1e-9), 3),
+                "cpu_s_per_s_substream_360p_main_snapshots": round(sm["cpu_s_per_s"], 3),
+                "decode_cpu_s_per_s_1080p": round(decode["1080p"][0], 3),
+                "decode_cpu_s_per_s_360p": round(decode["360p"][0], 3),
+                "decode_received_fps_1080p": round(decode["1080p"][1], 2),
+                "decode_received_fps_360p": round(decode["360p"][1], 2),
                 "peak_rss_mb_main_1080p": round(m["peak_rss_mb"], 1),
                 "peak_rss_mb_substream_360p": round(s["peak_rss_mb"], 1),
                 "received_fps_main_1080p": round(m["received_fps"], 2),
                 "received_fps_substream_360p": round(s["received_fps"], 2),
                 "event_messages_main_1080p": int(m["event_messages"]),
                 "event_messages_substream_360p": int(s["event_messages"]),
+                "event_messages_substream_360p_main_snapshots": int(sm["event_messages"]),
                 "http_snapshots_served": snap.served,
                 "stream_fps": fps,
+                "x264_preset": os.environ.get("CIOT_RTSP_PRESET", "ultrafast"),
                 "detect_fps": detect_fps,
                 "seconds_per_run": seconds,
                 "loadavg_1m_start": float(load0),
