@@ -176,7 +176,8 @@ def test_substream_detection_with_http_main_and_failing_snapshots(
     assert (hang.ts - hang.start).total_seconds() <= 0.6 + 0.5 + 2.5 + 2.0
     assert "sent the detected frame instead" in agent.log()
 
-    # Main stream: opened on the event, a 1920x1080 snapshot, closed again afterwards.
+    # Main stream: opened on the event, a 1920x1080 snapshot. (Its content is not compared: the
+    # test server starts each client's clip at frame 1, so a stream opened mid-event is behind.)
     m0 = events["sub-main"][0]
     assert m0.snapshot_source == "main" and (m0.snapshot_width_px, m0.snapshot_height_px) == MAIN_SIZE
     assert "main stream rtsp://***@127.0.0.1" in agent.log()
