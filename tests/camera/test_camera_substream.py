@@ -5,6 +5,7 @@ a 1920x1080 main stream of the same scene, and an HTTP snapshot endpoint with di
 from __future__ import annotations
 
 import hashlib
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from snapshot_server import SnapshotServer
 
 from commune_iot.localsvc import Mosquitto
 from edge.collectors.camera.config import CameraOptions
-from edge.collectors.camera.hires import HiResSource, jpeg_size
+from edge.collectors.camera.hires import HiResSource, SnapshotStage, jpeg_size
 from wire import Channel, decode
 
 EVENTS = {"min_duration_s": 0.5, "quiet_s": 1.5, "snapshot_width": 1920}
@@ -68,6 +69,33 @@ def test_http_snapshot_digest_auth_and_wrong_password(tmp_path: Path) -> None:
         http.close()
     assert pic.jpeg is not None and jpeg_size(pic.jpeg) == MAIN_SIZE
     assert not failed.ok and "401" in failed.reason and "password_file" in failed.reason
+
+
+def test_picture_on_request_is_the_cameras_at_snapshot_width() -> None:
+    """The remote `snapshot` command on a substream camera: the camera's own picture, at
+    events.snapshot_width (the detected frame only when the camera does not answer)."""
+    http = SnapshotServer("admin", "s3cret")
+    opts = CameraOptions(
+        url="rtsp://cam/1",
+        snapshot_source="http",
+        snapshot_url=http.url("/ISAPI/Streaming/channels/101/picture"),
+        username="admin",
+        password="s3cret",
+        events={"snapshot_width": 1280},
+    )
+    dead = opts.model_copy(update={"snapshot_url": http.url("/hang"), "snapshot_timeout_s": 0.5})
+    stage = SnapshotStage(opts, "cam", lambda em: None).start()
+    stuck = SnapshotStage(dead, "cam", lambda em: None).start()
+    try:
+        jpeg = stage.jpeg_now()
+        t0 = time.monotonic()
+        assert stuck.jpeg_now() is None
+        assert time.monotonic() - t0 <= stuck.bound_s + 0.5
+    finally:
+        stage.stop()
+        stuck.stop()
+        http.close()
+    assert jpeg is not None and jpeg_size(jpeg) == (1280, 720)
 
 
 def box_darkening(jpeg: bytes, box: Any) -> float:

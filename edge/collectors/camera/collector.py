@@ -272,6 +272,13 @@ class Camera(Collector):
         return {self.device: host} if host else {}
 
     async def snapshot(self, device: str) -> bytes:
+        """The picture now: from the snapshot URL or main stream when the camera has one
+        configured (the detected substream frame if that fails), else the last detected frame."""
+        stage = self._pipeline.snapshots if self._pipeline is not None else None
+        if stage is not None:
+            jpeg = await asyncio.to_thread(stage.jpeg_now)
+            if jpeg is not None:
+                return jpeg
         frame = self._reader.last_frame() if self._reader is not None else None
         if frame is None:
             raise Unsupported(f"camera {self.device}: no picture yet (stream down or still opening)")

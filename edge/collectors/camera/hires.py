@@ -336,20 +336,24 @@ class SnapshotStage:
             self._sent.pop(eid, None)
 
     def _use(self, em: Emission, pic: Picture) -> tuple[int, int]:
-        """Put the picture on ``em`` (JPEG, and the frame for the board's labeller); its size.
+        """Put the picture on ``em`` (JPEG, and the frame for the board's labeller); its size."""
+        em.jpeg, frame, size = self.encode(pic, keep_frame=self.opts.labels.enabled)
+        em.frame = frame
+        return size
+
+    def encode(self, pic: Picture, *, keep_frame: bool) -> tuple[bytes, Frame | None, tuple[int, int]]:
+        """The snapshot JPEG of ``pic``, its frame if asked, its size.
 
         The camera's own JPEG goes out as it is when it already fits (width, bytes) and nobody on
         the board needs its pixels: no decoding at all. Otherwise it is decoded (at half or a
         quarter of its size when that still covers snapshot_width) and encoded again.
         """
         ev = self.opts.events
-        labels = self.opts.labels.enabled
         if pic.jpeg is not None:
             dims = jpeg_size(pic.jpeg)
             assert dims is not None
-            if dims[0] <= ev.snapshot_width and len(pic.jpeg) <= MAX_SNAPSHOT_BYTES and not labels:
-                em.jpeg, em.frame = pic.jpeg, None
-                return dims
+            if dims[0] <= ev.snapshot_width and len(pic.jpeg) <= MAX_SNAPSHOT_BYTES and not keep_frame:
+                return pic.jpeg, None, dims
             flag = cv2.IMREAD_COLOR
             if dims[0] >= 4 * ev.snapshot_width:
                 flag = cv2.IMREAD_REDUCED_COLOR_4
@@ -368,6 +372,26 @@ class SnapshotStage:
                 (ev.snapshot_width, max(1, round(h * ev.snapshot_width / w))),
                 interpolation=cv2.INTER_AREA,
             )
-        em.jpeg = encode_jpeg(frame, ev.snapshot_width, ev.jpeg_quality)
-        em.frame = frame if labels else None  # the labeller's copy, bounded like the tracker's
-        return int(frame.shape[1]), int(frame.shape[0])
+        jpeg = encode_jpeg(frame, ev.snapshot_width, ev.jpeg_quality)
+        # the labeller's copy, bounded like the tracker's
+        return jpeg, frame if keep_frame else None, (int(frame.shape[1]), int(frame.shape[0]))
+
+    def jpeg_now(self) -> bytes | None:
+        """A full-resolution picture now (the remote ``snapshot`` command), or None (logged)."""
+        ts = time.time()
+        self.source.want(ts)
+        pic = self.source.result(ts, self.bound_s)
+        if pic.ok:
+            try:
+                return self.encode(pic, keep_frame=False)[0]
+            except Exception as exc:
+                pic = Picture(None, f"unusable picture: {type(exc).__name__}: {exc}")
+        log.warning(
+            "camera %s: %s snapshot from %s failed (%s): the detected frame will do",
+            self.device,
+            self.opts.snapshot_source,
+            self.source.safe_url,
+            pic.reason,
+            extra={"device": self.device},
+        )
+        return None
