@@ -68,6 +68,12 @@ class Runtime:
             if cfg.alerting.enabled
             else None
         )
+        if self.alerting is None and cfg.alerting.notify.event_rules:
+            log.warning(
+                "alerting.enabled is false: the %d police event rule(s) in alerting.notify.event_rules "
+                "send nothing (they use the alert channels)",
+                len(cfg.alerting.notify.event_rules),
+            )
         self.selfmon = SelfMonitor(
             self.client_id,
             self.stats,

@@ -265,8 +265,10 @@ def _models_label(args: argparse.Namespace) -> int:
 
 
 def _bench_camera(args: argparse.Namespace) -> int:
-    from commune_iot.bench.camera import main
+    from commune_iot.bench.camera import main, substream_main
 
+    if args.substream:
+        return substream_main(seconds=args.seconds, run_dir=args.run_dir, detect_fps=args.detect_fps)
     return main(seconds=args.seconds, run_dir=args.run_dir, detect_fps=args.detect_fps)
 
 
@@ -542,6 +544,12 @@ def build_parser() -> argparse.ArgumentParser:
     bc.add_argument("--seconds", type=float, default=30.0)
     bc.add_argument("--detect-fps", type=float, default=5.0)
     bc.add_argument("--run-dir", type=Path, default=None)
+    bc.add_argument(
+        "--substream",
+        action="store_true",
+        help="instead: CPU per camera detecting on a 1080p main stream vs on a 360p substream with "
+        "HTTP snapshots (same clip over RTSP; --seconds per run, 60 recommended)",
+    )
     bc.set_defaults(func=_bench_camera)
 
     motion = sub.add_parser("motion", help="camera motion detection tools")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -78,3 +80,44 @@ def broker_password(broker: SecureMosquitto, user: str) -> str:
     bundle = broker.bundles / user / "mqtt.password"
     path = bundle if bundle.exists() else broker.bundles / f"{user}.password"
     return path.read_text(encoding="utf-8").strip()
+
+
+def wait_until(what: str, check: Callable[[], Any], timeout: float, every: float = 0.1) -> Any:
+    """Poll ``check`` until it returns something true (returned) or ``timeout`` s pass (fails
+    naming ``what``): for state only reachable over HTTP or files, where no event is awaitable."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = check()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(every)
+
+
+class Api:
+    """The cloud's HTTP API over urllib, as a script would call it, with a bearer token (or
+    none): ``call`` returns (status, parsed JSON or raw bytes), errors included."""
+
+    def __init__(self, base: str, token: str | None, timeout: float = 30) -> None:
+        self.base = base
+        self.token = token
+        self.timeout = timeout
+
+    def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        req = urllib.request.Request(self.base + path, data=data, headers=headers, method=method)
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as r:
+                raw = r.read()
+                return r.status, json.loads(raw) if "json" in r.headers.get("content-type", "") else raw
+        except urllib.error.HTTPError as exc:
+            raw = exc.read()
+            try:
+                return exc.code, json.loads(raw)
+            except ValueError:
+                return exc.code, raw

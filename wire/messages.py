@@ -241,6 +241,13 @@ class MotionEvent(Envelope):
     # Objects in the event, when the board labels them itself (labels.enabled on a camera);
     # absent: the board did not label (the cloud may), [] : it looked and found nothing.
     labels: list[Label] | None = Field(default=None, max_length=32)
+    # Cameras that detect on a substream (``snapshot_source`` main/http): where the snapshot
+    # came from, its size in px (boxes are fractions of it), and why the detected frame was sent
+    # when the high-resolution picture failed. Absent otherwise (cameras without a substream).
+    snapshot_source: Literal["detect", "main", "http"] | None = None
+    snapshot_width_px: int | None = Field(default=None, ge=1, le=16384)
+    snapshot_height_px: int | None = Field(default=None, ge=1, le=16384)
+    snapshot_fallback: str | None = Field(default=None, max_length=200)
 
 
 class HostState(_Model):

@@ -66,15 +66,19 @@ def point_problems(p: Point, fps_low_ratio: float) -> list[tuple[str, bool, str]
 
     A point only speaks about what its fields say: a camera point without ``nominal_fps``
     neither raises nor clears a frame-rate problem. A stream that is down is not also
-    frozen or slow (one alert, the root one).
+    frozen or slow (one alert, the root one). Nor is a tampered camera also frozen: a covered
+    lens or a camera facing a wall sends the same flat picture over and over, which the board
+    also calls frozen after ``frozen_after_s``; the tampering warning (with its picture) is the
+    one alert, and "frozen (power-cycle it)" would send a technician to do the wrong thing.
     """
     f = p.fields
     out: list[tuple[str, bool, str]] = []
     if p.measurement == "camera" and "up" in f:
         up = bool(f["up"])
+        tampered = up and bool(f.get("tampering"))
         out.append(("stream_down", not up, ""))
         if "frozen" in f or not up:
-            out.append(("frozen", up and bool(f.get("frozen")), ""))
+            out.append(("frozen", up and bool(f.get("frozen")) and not tampered, ""))
         fps, nominal = f.get("fps"), f.get("nominal_fps")
         if isinstance(fps, int | float) and isinstance(nominal, int | float) and nominal > 0:
             low = up and fps < fps_low_ratio * nominal

@@ -12,18 +12,21 @@ import contextlib
 import logging
 import time
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from sqlalchemy import Connection
 
 from cloud.alerting.alerter import LEASE, Alerter, StepResult
 from cloud.alerting.outages import OutageRecorder
 from cloud.alerting.states import state_lines
+from cloud.audit.trail import AuditTrail
 from cloud.config import CloudConfig
+from cloud.events.announce import EventAnnouncer
 from cloud.ingest.convert import Converted
 from cloud.inventory import Inventory
+from cloud.notify.base import Notifier
 from cloud.notify.dispatch import Dispatcher
-from cloud.notify.messages import Notice
+from cloud.notify.messages import Notice, event_url
 from cloud.notify.registry import CloudLinks, build_notifiers
 from cloud.storage.alerts_sql import AlertStore
 from cloud.storage.influx import InfluxClient, WriteOutcome
@@ -31,6 +34,7 @@ from cloud.storage.lineproto import join
 from cloud.storage.notice_outbox import SqlNoticeQueue
 from cloud.storage.oauth_tokens import OAuthTokenStore
 from cloud.storage.sql import SqlStore
+from wire.topics import Channel
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +57,7 @@ class _ChannelTrouble:
         self.runner = runner
 
     def queue(self, conn: Connection, channel: str, notice: Notice) -> None:
-        others = [n for n in self.runner.people.names if n != channel]
+        others = [n for n in self.runner.people.names if n != channel and n in self.runner.alert_names]
         if not others:
             log.error(
                 "no other alert channel to tell that %s cannot send: add one (webhook, e-mail)", channel
@@ -85,14 +89,29 @@ class AlertRunner:
         lang = self.cfg.language
         self.queue = SqlNoticeQueue(sql.engine)
         links = CloudLinks(OAuthTokenStore(sql.engine), holder, _ChannelTrouble(self))
+        self.audit = AuditTrail(sql.engine)
         self.people = Dispatcher(
-            build_notifiers(self.cfg.notify, lang, links), inventory, lang, self.queue, cfg.web.public_url
+            build_notifiers(self.cfg.notify, lang, links),
+            inventory,
+            lang,
+            self.queue,
+            cfg.web.public_url,
+            on_settled=self._settled,
         )
+        # Police event notifications (issue 19): rules over labelled events, same channels and outbox.
+        self.events = (
+            EventAnnouncer(self.cfg.notify, sql.engine, self.people.wake)
+            if self.cfg.notify.event_rules
+            else None
+        )
+        self.public_url = cfg.web.public_url
         recorder = OutageRecorder(
             influx, cfg.influx.database, inventory, rollup_days=cfg.influx.retention.rollup_days
         )
         self.outages = Dispatcher([recorder], inventory, lang, self.queue)
-        channels = {"people": self.people.names, "records": self.outages.names}
+        # Technician alerts skip the channels kept for police events (alerts: false).
+        self.alert_names = [n for n in self.people.names if n in self.cfg.notify.alert_names]
+        channels = {"people": self.alert_names, "records": self.outages.names}
         self.alerter = Alerter(
             self.cfg,
             inventory,
@@ -118,11 +137,44 @@ class AlertRunner:
         }
 
     def observe(self, items: Iterable[tuple[Converted, float]]) -> None:
-        self.alerter.observe(items)
+        batch = list(items)
+        self.alerter.observe(batch)
+        if self.events is not None and any(res.channel == Channel.EVENT for res, _ in batch):
+            self.events.poke()  # a board's labels arrive with its event
+
+    async def _settled(
+        self, n: Notifier, notice: Notice, outcome: Literal["sent", "failed"], error: str
+    ) -> None:
+        """Each police event notice sent (or given up) goes on the audit trail: who was told what."""
+        if notice.kind != "event":
+            return
+        detail = {
+            "rule": notice.rule,
+            "notifier": n.name,
+            "channel": n.kind,
+            "to": n.audience,
+            "label": notice.label,
+            "confidence": notice.confidence,
+            "camera": notice.subject,
+            "event_start": notice.started_at,
+            "url": event_url(self.public_url, notice.event_id),
+        }
+        if error:
+            detail["error"] = error
+        await asyncio.to_thread(
+            self.audit.record,
+            "system",
+            "event_notified" if outcome == "sent" else "event_notify_failed",
+            f"event:{notice.event_id}",
+            commune=notice.commune,
+            detail=detail,
+        )
 
     async def start(self) -> None:
         self.people.start()
         self.outages.start()
+        if self.events is not None:
+            self.events.start()
         self._task = asyncio.create_task(self._loop(), name="alert-evaluator")
 
     async def _write_states(self, now: float) -> None:
@@ -172,6 +224,8 @@ class AlertRunner:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self.events is not None:
+            await self.events.stop()
         await self.people.stop(flush_s=2.0)
         await self.outages.stop(flush_s=2.0)
         with contextlib.suppress(Exception):

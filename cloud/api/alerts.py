@@ -378,7 +378,9 @@ def alerts_router(runner: AlertRunner) -> APIRouter:
         sha = a.snapshot_sha256 or ""
         path = services(request).snapshots.path_for(sha) if sha else None
         if path is None or not path.exists():
-            raise HTTPException(404, "this alert has no picture (none sent, or not arrived yet)")
+            raise HTTPException(
+                404, "this alert has no picture (none sent, not arrived yet, or deleted by retention)"
+            )
         audit(request, p, "alert_snapshot_view", f"alert:{a.id}", commune=a.commune, detail={"sha256": sha})
         return FileResponse(
             path, media_type="image/jpeg", headers={"Cache-Control": "no-store", "X-Snapshot-SHA256": sha}

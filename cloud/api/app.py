@@ -196,6 +196,8 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
         if labeller is not None:
             labelling = SnapshotLabeller(runtime.cfg.labels, web.events, web.snapshots, labeller).start()
             runtime.worker.observers.append(labelling.heard)
+            if runtime.alerting is not None and runtime.alerting.events is not None:
+                labelling.labelled_observers.append(runtime.alerting.events.poke)
         app.state.labelling = labelling
         bundles = asyncio.create_task(expire_loop(onboarding), name="bundle-expiry")
         tasks = [retention, refusals, bundles]

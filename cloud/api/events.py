@@ -79,8 +79,19 @@ class EventOut(BaseModel):
     labels_source: str | None = Field(description='Who labelled it: "edge" (the board) or "cloud".')
 
 
+class NotifiedOut(BaseModel):
+    rule: str = Field(description="The notification rule (alerting.notify.event_rules) that told of it.")
+    at: datetime = Field(description="When the notice was queued for its notifiers.")
+    label: str = Field(description='The class the rule matched ("" for a rule without require_label).')
+    confidence: float | None
+    notifiers: list[str] = Field(description="The channels told (cloud/notify/README.md).")
+
+
 class EventDetail(EventOut):
     notes: list[NoteOut]
+    notified: list[NotifiedOut] = Field(
+        default_factory=list, description="Police notifications sent about it, each rule at most once."
+    )
     before: list[EventOut] = Field(description="Earlier events of the same camera.")
     after: list[EventOut] = Field(description="Later events of the same camera.")
 
@@ -440,10 +451,12 @@ def events_router() -> APIRouter:
         svc = services(request)
         notes = await asyncio.to_thread(svc.events.notes_of, ev.id)
         before, after = await asyncio.to_thread(svc.events.neighbours, ev)
+        notified = await asyncio.to_thread(svc.events.notified, ev.id)
         audit(request, p, "event_view", f"event:{ev.id}", commune=ev.commune)
         return EventDetail(
             **event_out(ev, request).model_dump(),
             notes=[note_out(n) for n in notes],
+            notified=[NotifiedOut(**{**n, "at": datetime.fromtimestamp(n["at"], UTC)}) for n in notified],
             before=[event_out(e, request) for e in before],
             after=[event_out(e, request) for e in after],
         )

@@ -20,6 +20,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from cloud.events.store import Event, EventStore
@@ -80,6 +81,9 @@ class SnapshotLabeller:
         self.labelled = 0
         self.failed = 0
         self._seen: OrderedDict[str, Picture] = OrderedDict()  # snapshot -> what the model saw
+        #: called (on the labeller's thread) after an event's labels were stored: the police
+        #: notification rules judge it (cloud.events.announce)
+        self.labelled_observers: list[Callable[[], None]] = []
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="event-labels", daemon=True)
@@ -214,6 +218,8 @@ class SnapshotLabeller:
         ms = 1000 * (time.perf_counter() - t0)
         if self.store.set_cloud_labels(ev.id, sha, [*shas, sha], labels):
             self.labelled += 1
+            for observe in self.labelled_observers:
+                observe()
             log.debug(
                 "event labels: event %d (%s) %s in %.0f ms",
                 ev.id,

@@ -83,6 +83,8 @@ events = Table(
     Column("label_set", String(512)),  # ",car,person," for filters; NULL: not labelled (yet)
     Column("labelled_snapshots", Text),  # "sha,sha": the snapshots the cloud labelled
     Column("labels_source", String(8)),  # "edge" or "cloud"
+    # The label_set ("" unlabelled) the police notification rules last saw (cloud.events.announce).
+    Column("announced_labels", String(512)),
     Column("version_ts", Float, nullable=False),  # edge time of the message behind the fields
     Column("messages", Integer, nullable=False, default=1),
     Column("received_at", Float, nullable=False),
@@ -105,6 +107,22 @@ notes = Table(
     Column("author", String(64), nullable=False),
     Column("at", Float, nullable=False),
     Column("text", Text, nullable=False),
+)
+
+
+#: One row per police notification rule that announced an event: a rule tells of an event at most
+#: once, whatever is redelivered, replayed or restarted (cloud.events.announce).
+event_notices = Table(
+    "event_notices",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("event", Integer, ForeignKey("events.id", ondelete="CASCADE"), nullable=False),
+    Column("rule", String(64), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("label", String(32), nullable=False, default=""),
+    Column("confidence", Float),
+    Column("notifiers", String(512), nullable=False, default=""),  # comma-separated
+    Index("ux_event_notices_event_rule", "event", "rule", unique=True),
 )
 
 
@@ -490,6 +508,7 @@ class EventStore:
     def delete(self, ids: Sequence[int]) -> int:
         with self.engine.begin() as conn:
             conn.execute(delete(notes).where(notes.c.event.in_(list(ids))))
+            conn.execute(delete(event_notices).where(event_notices.c.event.in_(list(ids))))
             return int(conn.execute(delete(events).where(events.c.id.in_(list(ids)))).rowcount or 0)
 
     def label_todo(self, since: float, limit: int = 16) -> list[Event]:
@@ -532,6 +551,16 @@ class EventStore:
         )
         with self.engine.begin() as conn:
             return bool(conn.execute(q).rowcount)
+
+    def notified(self, event_pk: int) -> list[dict[str, Any]]:
+        """The police notification rules that told of the event: rule, at, label, confidence,
+        notifiers (the event page says who was told; ``cloud.events.announce`` writes them)."""
+        c = event_notices.c
+        q = select(c.rule, c.at, c.label, c.confidence, c.notifiers).where(c.event == event_pk).order_by(c.id)
+        with self.engine.connect() as conn:
+            return [
+                {**r._mapping, "notifiers": [n for n in r.notifiers.split(",") if n]} for r in conn.execute(q)
+            ]
 
     def snapshot_in_use(self, sha256: str) -> bool:
         q = select(func.count()).select_from(events).where(events.c.snapshot_sha256 == sha256)

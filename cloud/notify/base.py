@@ -50,6 +50,11 @@ class Notifier(ABC):
         return None
 
     @property
+    def audience(self) -> str:
+        """Who receives what this channel sends (the audit trail says who was told)."""
+        return ""
+
+    @property
     def problem(self) -> str | None:
         """Why the channel cannot send now (readiness, metrics); None while it can."""
         return None

@@ -13,7 +13,9 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 from cloud.inventory import Inventory
 from cloud.notify.base import Notifier, SendError
@@ -24,6 +26,10 @@ log = logging.getLogger(__name__)
 
 #: How often an idle channel looks for work it was not woken for (another worker's, retries).
 POLL_S = 5.0
+
+
+#: ``(notifier, notice, "sent" | "failed", error)`` once a notice is settled for one channel.
+Settled = Callable[[Notifier, Notice, Literal["sent", "failed"], str], Awaitable[None]]
 
 
 def _about(notice: Notice) -> str:
@@ -57,8 +63,11 @@ class Dispatcher:
         language: Language = "vi",
         queue: NoticeQueue | None = None,
         public_url: str = "",
+        on_settled: Settled | None = None,
     ) -> None:
         self.inventory = inventory
+        #: told of every notice sent or given up (the audit trail of police event notices)
+        self.on_settled = on_settled
         self.language: Language = language
         self.public_url = public_url  # notices link to the alert's page there
         self._channels = [_Channel(n) for n in notifiers]
@@ -179,6 +188,7 @@ class Dispatcher:
                     extra=where,
                 )
                 await self.queue.settle(n.name, item, "failed", now, error=c.stats.last_error)
+                await self._settled(n, notice, "failed", c.stats.last_error)
                 return
             delay = min(retry.initial_s * 2 ** (attempt - 1), retry.max_s)
             log.warning(
@@ -194,3 +204,16 @@ class Dispatcher:
         c.stats.sent += 1
         log.info("notifier %s sent the %s notice of %s", n.name, notice.kind, _about(notice), extra=where)
         await self.queue.settle(n.name, item, "sent", time.time())
+        await self._settled(n, notice, "sent", "")
+
+    async def _settled(
+        self, n: Notifier, notice: Notice, outcome: Literal["sent", "failed"], error: str
+    ) -> None:
+        if self.on_settled is None:
+            return
+        try:
+            await self.on_settled(n, notice, outcome, error)
+        except Exception as exc:  # the record failing must not resend or stop the channel
+            log.error(
+                "notifier %s: the %s notice of %s was not recorded (%s)", n.name, outcome, _about(notice), exc
+            )

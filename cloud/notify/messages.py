@@ -20,9 +20,10 @@ LOCAL_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 
 @dataclass(frozen=True, slots=True)
 class Notice:
-    """One message about one alert: it opened, it is still unacknowledged, or it resolved."""
+    """One message about one alert: it opened, it is still unacknowledged, or it resolved; or
+    (``kind`` ``event``) one police event a notification rule announces."""
 
-    kind: Literal["open", "reminder", "resolve"]
+    kind: Literal["open", "reminder", "resolve", "event"]
     alert_id: int  # 0: about an alert channel itself, not an alert
     key: str
     scope: str  # node | commune | device | channel
@@ -43,6 +44,12 @@ class Notice:
     ended_at: float | None = None
     #: device alerts: the picture that shows the problem (a tampered camera's), SHA-256
     snapshot_sha256: str = ""
+    #: event notices: the event's id (its page /events/<id>), the rule, what it saw and where
+    event_id: int = 0
+    rule: str = ""
+    label: str = ""  # class or group; "" for a rule without require_label on an unlabelled event
+    confidence: float = 0.0
+    site: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -242,7 +249,56 @@ def summary(notice: Notice, inventory: Inventory, lang: Language = "vi") -> tupl
     return subject, where
 
 
+def event_url(public_url: str, event_id: int) -> str:
+    """The event's page in the web UI (police log in and see only their communes' events)."""
+    return f"{public_url.rstrip('/')}/events/{event_id}" if public_url and event_id else ""
+
+
+def _event_place(notice: Notice, inventory: Inventory) -> str:
+    """``Nhà văn hóa thôn 1, camera dr-cam-01 (Đạ Ròn)``."""
+    commune = next((c for c in inventory.communes if c.id == notice.commune), None)
+    commune_name = (commune.name if commune is not None else "") or notice.commune
+    site = next((s for s in inventory.sites if s.id == notice.site), None)
+    site_name = (site.name if site is not None else "") or notice.site
+    camera = f"camera {notice.subject}"
+    return f"{site_name}, {camera} ({commune_name})" if site_name else f"{camera} ({commune_name})"
+
+
+def render_event(notice: Notice, inventory: Inventory, public_url: str = "") -> Message:
+    """A police event notice, Vietnamese first and English second (officers and the province's
+    staff read the same message). It names what was seen, where and when (local time), never
+    carries the picture: the link leads to the event's page, behind the web UI's login."""
+    from labels.classes import display
+
+    place = _event_place(notice, inventory)
+    local = datetime.fromtimestamp(notice.started_at, LOCAL_TZ)
+    hm, day = local.strftime("%H:%M"), local.strftime("%d/%m/%Y")
+    if notice.label:
+        vi_what, en_what = (
+            f"Phát hiện {display(notice.label, 'vi')}",
+            f"{display(notice.label, 'en')} detected",
+        )
+        en_what = en_what[0].upper() + en_what[1:]
+        pct = f"{round(notice.confidence * 100)}%"
+        vi_conf, en_conf = f"Độ tin cậy {pct}", f"confidence {pct}"
+    else:
+        vi_what, en_what = "Phát hiện chuyển động", "Motion detected"
+        vi_conf, en_conf = "Chưa nhận dạng được đối tượng", "no object recognised"
+    title = f"🔔 {vi_what} tại {place} lúc {hm}"
+    url = event_url(public_url, notice.event_id)
+    lines = [
+        f"{title} ngày {day}",
+        f"{vi_conf} · quy tắc {notice.rule} · sự kiện #{notice.event_id}",
+        f"{en_what} at {place} at {hm} on {day}, {en_conf} (rule {notice.rule}, event #{notice.event_id})",
+    ]
+    if url:
+        lines.append(f"Xem sự kiện / View the event (đăng nhập / login): {url}")
+    return Message(title=title, text="\n".join(lines), url=url)
+
+
 def render(notice: Notice, inventory: Inventory, lang: Language = "vi", public_url: str = "") -> Message:
+    if notice.kind == "event":
+        return render_event(notice, inventory, public_url)
     subject, where = summary(notice, inventory, lang)
     words = _WORDS[lang]
     head = _HEAD[lang][notice.kind]

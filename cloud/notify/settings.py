@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
 
+from labels.classes import GROUPS, MIN_CONFIDENCE, known
+
 SecretFile = Annotated[Path | None, BeforeValidator(lambda v: None if v == "" else v)]
 
 
@@ -20,6 +22,15 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class _ChannelSection(_Section):
+    name: str = Field(description="Name in logs and in event_rules.")
+    alerts: bool = Field(
+        True,
+        description="Technician alerts go here. false: a channel that carries only police event "
+        "notifications (event_rules), e.g. the commune police's Zalo or group chat.",
+    )
+
+
 class RetryConfig(_Section):
     initial_s: float = Field(1.0, gt=0, description="First retry delay after a failed send.")
     max_s: float = Field(300.0, gt=0, description="Cap of the doubling retry delay.")
@@ -30,7 +41,7 @@ class RetryConfig(_Section):
     timeout_s: float = Field(10.0, gt=0, description="Timeout of one attempt.")
 
 
-class WebhookConfig(_Section):
+class WebhookConfig(_ChannelSection):
     name: str = Field("webhook", description="Name in logs.")
     url: str = Field(description="Endpoint that receives a JSON POST per notice.")
     secret: SecretStr | None = Field(
@@ -43,7 +54,7 @@ class WebhookConfig(_Section):
         return secret_value(self.secret, self.secret_file)
 
 
-class SmtpConfig(_Section):
+class SmtpConfig(_ChannelSection):
     name: str = Field("email", description="Name in logs.")
     host: str = Field(description="SMTP server.")
     port: int = Field(587, ge=1, le=65535, description="SMTP port: 587 (STARTTLS), 465 (implicit TLS), 25.")
@@ -88,7 +99,7 @@ class SmtpConfig(_Section):
         return secret_value(self.password, self.password_file)
 
 
-class TelegramConfig(_Section):
+class TelegramConfig(_ChannelSection):
     name: str = Field("telegram", description="Name in logs.")
     base_url: str = Field(
         "https://api.telegram.org", description="Bot API base URL (a proxy or a test server)."
@@ -102,7 +113,7 @@ class TelegramConfig(_Section):
         return secret_value(self.token, self.token_file)
 
 
-class ZaloConfig(_Section):
+class ZaloConfig(_ChannelSection):
     """A Zalo Official Account that messages its followers, renewing its own access token.
 
     Zalo's OA access token lasts about 25 hours; a new one comes only from the refresh token
@@ -172,8 +183,123 @@ class ZaloConfig(_Section):
         return "refresh_token of this notifier in the cloud config (then restart the cloud)"
 
 
+def parse_hours(text: str) -> tuple[int, int]:
+    """``"22:00-05:00"`` -> (1320, 300): minutes after local midnight, from (inclusive) to
+    (exclusive); from > to wraps midnight. Raises ValueError with what is wrong."""
+    parts = text.replace(" ", "").split("-")
+    if len(parts) != 2:
+        raise ValueError(f"hours {text!r}: write HH:MM-HH:MM, e.g. 22:00-05:00")
+    out: list[int] = []
+    for part in parts:
+        hh, sep, mm = part.partition(":")
+        if not (sep and hh.isdigit() and mm.isdigit() and len(mm) == 2 and int(hh) <= 24 and int(mm) < 60):
+            raise ValueError(f"hours {text!r}: {part!r} is not a time HH:MM (00:00 to 24:00)")
+        minute = int(hh) * 60 + int(mm)
+        if minute > 24 * 60:
+            raise ValueError(f"hours {text!r}: {part!r} is past 24:00")
+        out.append(minute)
+    if out[0] == out[1]:
+        raise ValueError(f"hours {text!r} is empty; leave hours out for all day")
+    return out[0], out[1]
+
+
+class EventRule(_Section):
+    """Which police events are announced, to whom: e.g. a person at a school gate at night.
+
+    Evaluated once an event has its labels (the board's, or the cloud labeller's); each rule
+    announces an event at most once, whatever is replayed or restarted.
+    """
+
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Name in notices, logs and the audit trail."
+    )
+    communes: list[str] = Field(min_length=1, description="Commune ids whose events this rule covers.")
+    cameras: list[str] = Field(
+        default_factory=list, description="Only these cameras (device ids); empty: all."
+    )
+    sites: list[str] = Field(default_factory=list, description="Only cameras at these sites; empty: all.")
+    require_label: str | None = Field(
+        None,
+        description="A class (person, motorcycle, car, truck, bus, bicycle, dog...) or a group (vehicle, "
+        "animal) the event must be labelled with. Left out: every event of the communes is announced "
+        "(noisy: leaves, headlights and insects too).",
+    )
+    min_confidence: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="The label's confidence must reach this (besides the class's own bar, labels.classes).",
+    )
+    hours: str | None = Field(
+        None,
+        description="Local time (Asia/Ho_Chi_Minh) of the event's start, HH:MM-HH:MM; may wrap midnight "
+        "(22:00-05:00). Left out: all day.",
+    )
+    notifiers: list[str] = Field(
+        min_length=1, description="Names of configured notifiers (webhooks, email, telegram, zalo) to tell."
+    )
+
+    @model_validator(mode="after")
+    def _known(self) -> EventRule:
+        if self.require_label is not None and not known(self.require_label):
+            choices = ", ".join([*MIN_CONFIDENCE, *GROUPS])
+            raise ValueError(
+                f"event rule {self.name}: require_label {self.require_label!r} is not a label an event can "
+                f"carry; choose one of {choices}"
+            )
+        if self.hours is not None:
+            parse_hours(self.hours)
+        return self
+
+    @property
+    def minutes(self) -> tuple[int, int] | None:
+        return parse_hours(self.hours) if self.hours is not None else None
+
+
 class NotifyConfig(_Section):
     webhooks: list[WebhookConfig] = Field(default_factory=list, description="JSON webhooks.")
     email: list[SmtpConfig] = Field(default_factory=list, description="E-mail over SMTP.")
     telegram: list[TelegramConfig] = Field(default_factory=list, description="Telegram Bot API chats.")
     zalo: list[ZaloConfig] = Field(default_factory=list, description="Zalo Official Account messages.")
+    event_rules: list[EventRule] = Field(
+        default_factory=list,
+        description="Police event notifications: which labelled events go to which notifiers "
+        "(cloud/notify/README.md). Empty: events are never announced.",
+    )
+    event_window_h: float = Field(
+        6.0,
+        gt=0,
+        description="Only events the cloud first received this recently are announced (an outbox a "
+        "board held for days is not read out as news).",
+    )
+
+    @property
+    def names(self) -> list[str]:
+        """Every configured notifier's name."""
+        return [c.name for c in (*self.webhooks, *self.email, *self.telegram, *self.zalo)]
+
+    @property
+    def alert_names(self) -> list[str]:
+        """The notifiers technician alerts go to (not those kept for police events)."""
+        return [c.name for c in (*self.webhooks, *self.email, *self.telegram, *self.zalo) if c.alerts]
+
+    @model_validator(mode="after")
+    def _rules_name_notifiers(self) -> NotifyConfig:
+        names = self.names
+        seen: set[str] = set()
+        for rule in self.event_rules:
+            if rule.name in seen:
+                raise ValueError(f"two event rules are named {rule.name!r}: names must differ")
+            seen.add(rule.name)
+            for n in rule.notifiers:
+                if n not in names:
+                    raise ValueError(
+                        f"event rule {rule.name}: no notifier is named {n!r} (configured: "
+                        f"{', '.join(names) or 'none'}); give each notifier a name: and use it here"
+                    )
+                if names.count(n) > 1:
+                    raise ValueError(
+                        f"event rule {rule.name}: {names.count(n)} notifiers are named {n!r}; give them "
+                        "different names"
+                    )
+        return self

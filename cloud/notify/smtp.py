@@ -77,5 +77,9 @@ class SmtpNotifier(Notifier):
         if refused:
             raise SendError(f"recipients refused: {sorted(refused)}", permanent=True)
 
+    @property
+    def audience(self) -> str:
+        return ", ".join(self.cfg.recipients)
+
     async def send(self, notice: Notice, message: Message) -> None:
         await asyncio.to_thread(self._send_sync, self.build(notice, message))

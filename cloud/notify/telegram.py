@@ -18,6 +18,10 @@ class TelegramNotifier(Notifier):
         self._url = f"{cfg.base_url.rstrip('/')}/bot{cfg.token_value()}/sendMessage"
         self._client = httpx.AsyncClient(timeout=cfg.retry.timeout_s)
 
+    @property
+    def audience(self) -> str:
+        return f"Telegram chat {self.cfg.chat_id}"
+
     async def send(self, notice: Notice, message: Message) -> None:
         resp = await self._client.post(
             self._url,

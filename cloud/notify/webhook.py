@@ -35,6 +35,11 @@ class WebhookNotifier(Notifier):
         self._secret = cfg.secret_value()
         self._client = httpx.AsyncClient(timeout=cfg.retry.timeout_s)
 
+    @property
+    def audience(self) -> str:
+        u = httpx.URL(self.cfg.url)
+        return f"{u.scheme}://{u.host}{f':{u.port}' if u.port else ''}{u.path}"  # no query, no login
+
     async def send(self, notice: Notice, message: Message) -> None:
         body = json.dumps(
             {

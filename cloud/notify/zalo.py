@@ -60,6 +60,10 @@ class ZaloNotifier(Notifier):
         detail = str(body.get("message", ""))[:200] if isinstance(body, dict) else ""
         return resp.status_code, code, detail
 
+    @property
+    def audience(self) -> str:
+        return "Zalo followers " + ", ".join(self.cfg.user_ids)
+
     async def send(self, notice: Notice, message: Message) -> None:
         key = (notice.alert_id, notice.key, notice.kind, notice.at)
         if len(self._reached) > 1000:  # notices given up while half sent: forget them

@@ -242,6 +242,7 @@ def pages_router() -> APIRouter:
         svc = services(request)
         notes = await asyncio.to_thread(svc.events.notes_of, ev.id)
         before, after = await asyncio.to_thread(svc.events.neighbours, ev)
+        notified = await asyncio.to_thread(svc.events.notified, ev.id)
         audit(request, p, "event_view", f"event:{ev.id}", commune=ev.commune)
         day = datetime.fromtimestamp(ev.start, LOCAL_TZ).date().isoformat()
         people = await asyncio.to_thread(svc.people)
@@ -256,6 +257,7 @@ def pages_router() -> APIRouter:
             has_snapshot=has_snapshot(request, ev),
             day=day,
             people=people,
+            notified=notified,
         )
 
     @r.post("/events/{event_pk}/review")

@@ -8,6 +8,13 @@ file itself in real time (MPEG-4 part 2, cheaper to decode than H.264: say so wh
 CPU share is the agent's own user+system time over the window divided by the wall time (1.0 =
 one core busy; the RTSP server's encoding is not counted); RSS is the peak of VmRSS sampled each
 second. Decoding the stream is included: it is most of the cost.
+
+``--substream`` measures instead what detecting on a camera's substream saves (issue 18 item 7):
+the same PETS clip as a 1920x1080 main stream and a 640x360 substream (15 fps, H.264 over
+loopback RTSP), one agent per run, CPU-seconds per second over ``--seconds`` after a 5 s
+warm-up: (1) detecting on the main stream; (2) detecting on the substream with event snapshots
+from an HTTP snapshot URL served here (main-stream JPEGs); (3) the same with snapshots from the
+main stream opened while events last; then OpenCV decoding each stream alone, without the agent.
 """
 
 from __future__ import annotations
@@ -56,8 +63,11 @@ RTSP_SCRIPT = REPO / "tests" / "camera" / "rtsp_server.py"
 SYSTEM_PYTHON = "/usr/bin/python3"
 
 
-def start_rtsp(video: Path, log: Path) -> tuple[subprocess.Popen[bytes], str] | None:
-    """Serve ``video`` as H.264 over RTSP on loopback with gst-rtsp-server, or None if absent."""
+def start_rtsp(
+    video: Path, log: Path, extra: dict[str, Path] | None = None
+) -> tuple[subprocess.Popen[bytes], str] | None:
+    """Serve ``video`` (and ``extra`` mounts) as H.264 over RTSP on loopback with
+    gst-rtsp-server, or None if absent; the URL returned is ``video``'s."""
     if not (Path(SYSTEM_PYTHON).exists() and RTSP_SCRIPT.exists()):
         return None
     probe = [SYSTEM_PYTHON, "-c", "import gi; gi.require_version('GstRtspServer', '1.0')"]
@@ -68,7 +78,8 @@ def start_rtsp(video: Path, log: Path) -> tuple[subprocess.Popen[bytes], str] | 
         port = s.getsockname()[1]
     out = log.open("ab")
     proc = subprocess.Popen(
-        [SYSTEM_PYTHON, str(RTSP_SCRIPT), str(port), f"cam={video}"],
+        [SYSTEM_PYTHON, str(RTSP_SCRIPT), str(port), f"cam={video}"]
+        + [f"{mount}={path}" for mount, path in (extra or {}).items()],
         stdout=out,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
@@ -180,6 +191,236 @@ def main(seconds: float = 30.0, run_dir: Path | None = None, detect_fps: float =
                 "source": source,
                 "detect_fps": detect_fps,
                 "seconds": seconds,
+            }
+        )
+    )
+    return 0
+
+
+# -- detect on the 1080p main stream vs on the 360p substream + HTTP snapshots -----------------
+
+
+def make_pair(src: Path, folder: Path, fps: float, seconds: float) -> tuple[Path, Path, list[bytes]]:
+    """The same clip as a 1920x1080 main stream and a 640x360 substream (same frames, same
+    timing; MJPEG files the RTSP server re-encodes as H.264), and every 5th main frame as the
+    JPEG the camera's HTTP snapshot URL would give."""
+    main, sub = folder / "main1080.avi", folder / "sub360.avi"
+    four = cv2.VideoWriter.fourcc(*"MJPG")
+    wm = cv2.VideoWriter(str(main), four, fps, (1920, 1080))
+    ws = cv2.VideoWriter(str(sub), four, fps, (640, 360))
+    jpegs: list[bytes] = []
+    n, want = 0, int(fps * seconds)
+    while n < want:
+        for f in frames(src):
+            big = cv2.resize(f, (1920, 1080), interpolation=cv2.INTER_LINEAR)
+            wm.write(big)
+            ws.write(cv2.resize(big, (640, 360), interpolation=cv2.INTER_AREA))
+            if n % 5 == 0:
+                jpegs.append(cv2.imencode(".jpg", big, [cv2.IMWRITE_JPEG_QUALITY, 80])[1].tobytes())
+            n += 1
+            if n >= want:
+                break
+    wm.release()
+    ws.release()
+    return main, sub, jpegs
+
+
+class SnapshotUrl:
+    """The camera's HTTP snapshot URL: the main-stream picture of the moment (by clock)."""
+
+    def __init__(self, jpegs: list[bytes], fps: float) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.t0 = time.monotonic()
+        self.served = 0
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                i = int((time.monotonic() - owner.t0) * fps / 5) % len(jpegs)
+                body = jpegs[i]
+                owner.served += 1
+                self.send_response(200)
+                self.send_header("Content-Type", "image/jpeg")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        import threading
+
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/ISAPI/Streaming/channels/101/picture"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _measure_agent(base: Path, broker: Mosquitto, camera: dict[str, Any], seconds: float) -> dict[str, float]:
+    """One agent watching one camera: its CPU-seconds per second over ``seconds`` after 5 s."""
+    base.mkdir(parents=True, exist_ok=True)
+    cfg = {
+        "node": "bench-cam-01",
+        "commune": "da-ron",
+        "broker": {"url": broker.url, "keepalive_s": 10},
+        "hold_until_cloud": False,
+        "health_interval_s": 5.0,
+        "outbox": {"path": str(base / "outbox.sqlite3")},
+        "collectors": [{"type": "camera", "interval_s": 2.0, "expected_fps": 15, **camera}],
+        "log": {"level": "INFO"},
+    }
+    watcher = Watcher(broker.port)
+    agent = AgentProcess.write(base, cfg).start()
+    try:
+        time.sleep(5)  # warm-up: the stream opens, the background is learnt
+        if not agent.running or agent.proc is None:
+            raise SystemExit(f"agent exited early; see {agent.log_path}")
+        pid = agent.proc.pid
+        cpu0, t0 = cpu_seconds(pid), time.monotonic()
+        peak = 0.0
+        while time.monotonic() - t0 < seconds:
+            time.sleep(1)
+            peak = max(peak, rss_mb(pid) or 0.0)
+        rate = (cpu_seconds(pid) - cpu0) / (time.monotonic() - t0)
+        live = [p for p in watcher.points[1:] if p["up"]]
+        return {
+            "cpu_s_per_s": rate,
+            "peak_rss_mb": peak,
+            "received_fps": median(p["fps"] for p in live) if live else 0.0,
+            "detect_fps": median(p["detect_fps"] for p in live) if live else 0.0,
+            "width_px": float(live[-1]["width"]) if live else 0.0,
+            "event_messages": float(watcher.events),
+        }
+    finally:
+        agent.terminate()
+        agent.wait(15)
+        watcher.close()
+
+
+def decode_cost(url: str, seconds: float, detect_fps: float) -> tuple[float, float]:
+    """CPU-seconds per second of video for OpenCV alone reading ``url`` the way the agent's
+    capture thread does (grab every frame, retrieve at ``detect_fps``), and frames per second
+    received. Measured in this process with getrusage (FFmpeg's decoding threads included)."""
+    import resource
+
+    os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = "rtsp_transport;tcp"
+    cap = cv2.VideoCapture(url, cv2.CAP_FFMPEG)
+    if not cap.isOpened():
+        raise SystemExit(f"cannot open {url}")
+    try:
+        for _ in range(15):  # past the first keyframe
+            cap.grab()
+        r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
+        n, next_detect = 0, 0.0
+        while time.monotonic() - t0 < seconds and cap.grab():
+            n += 1
+            now = time.monotonic()
+            if now >= next_detect:
+                next_detect = now + 1.0 / detect_fps
+                cap.retrieve()
+        r1, wall = resource.getrusage(resource.RUSAGE_SELF), time.monotonic() - t0
+    finally:
+        cap.release()
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    return cpu / wall, n / wall
+
+
+def substream_main(seconds: float = 60.0, run_dir: Path | None = None, detect_fps: float = 5.0) -> int:
+    """CPU per camera both ways on the same clip over RTSP: detect on the 1920x1080 main stream,
+    or on the 640x360 substream with event snapshots from the HTTP snapshot URL (and, third,
+    from the main stream opened while events last)."""
+    base = run_dir or Path(tempfile.mkdtemp(prefix="ciot-bench-sub-"))
+    base.mkdir(parents=True, exist_ok=True)
+    fps = 15.0
+    print("making a 1920x1080 and a 640x360 15 fps stream from the PETS 2009 clip ...", flush=True)
+    main, sub, jpegs = make_pair(VIDEO_DIR / "pets2009_illumination" / "video.mp4", base, fps, seconds + 10)
+    load0 = Path("/proc/loadavg").read_text().split()[0]
+    broker = Mosquitto(base / "mosquitto").start()
+    snap = SnapshotUrl(jpegs, fps)
+    got: dict[str, dict[str, float]] = {}
+    try:
+        runs: list[tuple[str, dict[str, Any]]] = [
+            ("main_1080p", {"url": None}),
+            (
+                "substream_360p",
+                {"url": None, "detect_url": None, "snapshot_source": "http", "snapshot_url": snap.url},
+            ),
+            # The alternative without an HTTP snapshot URL: the main stream opened for events.
+            (
+                "substream_360p_main_snapshots",
+                {"url": None, "detect_url": None, "snapshot_source": "main", "snapshot_timeout_s": 5.0},
+            ),
+        ]
+        for name, camera in runs:
+            served = start_rtsp(main, base / f"rtsp-{name}.log", extra={"sub": sub})
+            if served is None:
+                raise SystemExit("gst-rtsp-server is not installed (./dev.sh setup installs it)")
+            proc, url = served
+            camera["url"] = url
+            if "detect_url" in camera:
+                camera["detect_url"] = url.rsplit("/", 1)[0] + "/sub"
+            camera |= {"detect_fps": detect_fps, "events": {"quiet_s": 2.0, "snapshot_width": 1920}}
+            print(f"{name}: measuring {seconds:.0f} s (after 5 s warm-up) ...", flush=True)
+            try:
+                r = got[name] = _measure_agent(base / name, broker, camera, seconds)
+            finally:
+                proc.kill()
+                proc.wait(10)
+            print(
+                f"  {r['cpu_s_per_s']:.3f} CPU-s per s, peak RSS {r['peak_rss_mb']:.0f} MB, "
+                f"stream {r['width_px']:.0f} px wide at {r['received_fps']:.1f} fps, "
+                f"detector {r['detect_fps']:.1f} fps, {r['event_messages']:.0f} event messages",
+                flush=True,
+            )
+        # Decoding alone (OpenCV, no agent): how much of the difference is the decoder's.
+        served = start_rtsp(main, base / "rtsp-decode.log", extra={"sub": sub})
+        if served is None:
+            raise SystemExit("gst-rtsp-server is not installed")
+        decode: dict[str, tuple[float, float]] = {}
+        try:
+            for name, mount in (("1080p", "cam"), ("360p", "sub")):
+                url = served[1].rsplit("/", 1)[0] + "/" + mount
+                print(f"decoding alone, {name}: {seconds:.0f} s ...", flush=True)
+                decode[name] = decode_cost(url, seconds, detect_fps)
+                print(f"  {decode[name][0]:.3f} CPU-s per s at {decode[name][1]:.1f} fps", flush=True)
+        finally:
+            served[0].kill()
+            served[0].wait(10)
+    finally:
+        snap.close()
+        broker.stop()
+    load1 = Path("/proc/loadavg").read_text().split()[0]
+    m, s, sm = got["main_1080p"], got["substream_360p"], got["substream_360p_main_snapshots"]
+    print(
+        json.dumps(
+            {
+                "cpu_s_per_s_main_1080p": round(m["cpu_s_per_s"], 3),
+                "cpu_s_per_s_substream_360p": round(s["cpu_s_per_s"], 3),
+                "cpu_ratio_substream_to_main": round(s["cpu_s_per_s"] / max(m["cpu_s_per_s"], 1e-9), 3),
+                "cpu_s_per_s_substream_360p_main_snapshots": round(sm["cpu_s_per_s"], 3),
+                "decode_cpu_s_per_s_1080p": round(decode["1080p"][0], 3),
+                "decode_cpu_s_per_s_360p": round(decode["360p"][0], 3),
+                "decode_received_fps_1080p": round(decode["1080p"][1], 2),
+                "decode_received_fps_360p": round(decode["360p"][1], 2),
+                "peak_rss_mb_main_1080p": round(m["peak_rss_mb"], 1),
+                "peak_rss_mb_substream_360p": round(s["peak_rss_mb"], 1),
+                "received_fps_main_1080p": round(m["received_fps"], 2),
+                "received_fps_substream_360p": round(s["received_fps"], 2),
+                "event_messages_main_1080p": int(m["event_messages"]),
+                "event_messages_substream_360p": int(s["event_messages"]),
+                "event_messages_substream_360p_main_snapshots": int(sm["event_messages"]),
+                "http_snapshots_served": snap.served,
+                "stream_fps": fps,
+                "x264_preset": os.environ.get("CIOT_RTSP_PRESET", "ultrafast"),
+                "detect_fps": detect_fps,
+                "seconds_per_run": seconds,
+                "loadavg_1m_start": float(load0),
+                "loadavg_1m_end": float(load1),
             }
         )
     )

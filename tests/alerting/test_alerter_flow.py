@@ -251,6 +251,28 @@ def test_a_dead_stream_is_one_critical_alert_not_also_slow_and_frozen(h: Harness
     assert [(r.problem, r.severity) for r in active] == [("stream_down", "critical")]
 
 
+def test_a_covered_lens_that_also_looks_frozen_is_one_tampering_alert(h: Harness) -> None:
+    """A covered lens sends the same flat picture: after 10 s the board also says frozen. The
+    technician gets one alert, tampering (covered), never also "frozen (power-cycle it)"; once
+    uncovered, a picture that still does not change is a frozen camera again."""
+
+    def cam(kind: str, frozen: bool) -> Point:
+        fields = {"up": True, "fps": 15.0, "nominal_fps": 15.0, "tampering": kind, "frozen": frozen}
+        return Point(measurement="camera", device="dr-cam-02", fields=fields)  # type: ignore[arg-type]
+
+    _points(h, "dr-cam-02", cam("covered", False))
+    h.run(10)
+    _points(h, "dr-cam-02", cam("covered", True))
+    h.run(30)
+    active = h.store.query(state="active")
+    assert [(r.problem, r.detail) for r in active] == [("tampering", "covered")]
+    assert [(k, s) for k, s, _ in h.sent] == [("open", "dr-cam-02")]
+    _points(h, "dr-cam-02", cam("", True))  # uncovered, but the picture is stuck
+    h.run(30)
+    active = h.store.query(state="active")
+    assert [r.problem for r in active] == ["frozen"]
+
+
 def test_a_tampered_camera_opens_a_technician_warning_with_the_kind_and_clears(h: Harness) -> None:
     def cam(kind: str) -> Point:
         fields = {"up": True, "fps": 15.0, "nominal_fps": 15.0, "tampering": kind, "camera_moving": False}

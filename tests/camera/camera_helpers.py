@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import socket
 import subprocess
 import sys
@@ -124,3 +125,53 @@ class RtspServer:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+
+
+# -- a camera with a substream: the same scene at 1920x1080 and 640x360, and its HTTP snapshots --
+
+MAIN_SIZE, SUB_SIZE = (1920, 1080), (640, 360)
+#: Where the dark object stands (fractions x0, y0, x1, y1) while it is in view, and when.
+OBJECT = (0.55, 0.40, 0.70, 0.65)
+OBJECT_S = (3.0, 10.0)
+
+
+@functools.cache
+def _background() -> np.ndarray:
+    w, h = MAIN_SIZE
+    base = np.random.default_rng(7).integers(40, 200, (h // 40, w // 40, 3), dtype=np.uint8)
+    img = cv2.resize(base, (w // 4, h // 4), interpolation=cv2.INTER_LINEAR)
+    img = cv2.resize(cv2.GaussianBlur(img, (0, 0), 1.5), (w, h), interpolation=cv2.INTER_LINEAR)
+    return img.astype(np.float32)
+
+
+def substream_frame(i: int, size: tuple[int, int] = MAIN_SIZE) -> np.ndarray:
+    """Frame ``i`` (10 fps) of a textured still scene where a dark object stands and sways
+    between OBJECT_S; the same picture at any size (the substream is the main stream scaled)."""
+    w, h = MAIN_SIZE
+    rng = np.random.default_rng(100 + i)
+    img = _background().copy()
+    t = i / FPS
+    if OBJECT_S[0] <= t <= OBJECT_S[1]:
+        sway = 0.015 * np.sin(t * 2 * np.pi)
+        x0, y0, x1, y1 = OBJECT
+        img[int(y0 * h) : int(y1 * h), int((x0 + sway) * w) : int((x1 + sway) * w)] = (25, 25, 25)
+    small = cv2.resize(img, (w // 4, h // 4), interpolation=cv2.INTER_AREA)
+    small += rng.normal(0, 2.0, small.shape)  # sensor noise, at the substream's scale
+    img = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+    out = np.clip(img, 0, 255).astype(np.uint8)
+    return out if size == MAIN_SIZE else cv2.resize(out, size, interpolation=cv2.INTER_AREA)
+
+
+def write_substream_clips(folder: Path, seconds: float = 14.0) -> tuple[Path, Path]:
+    """The main stream (1920x1080) and substream (640x360) clips, same frames and timing."""
+    main, sub = folder / "main1080.avi", folder / "sub360.avi"
+    four = cv2.VideoWriter.fourcc(*"MJPG")
+    wm = cv2.VideoWriter(str(main), four, FPS, MAIN_SIZE)
+    ws = cv2.VideoWriter(str(sub), four, FPS, SUB_SIZE)
+    for i in range(int(seconds * FPS)):
+        f = substream_frame(i)
+        wm.write(f)
+        ws.write(cv2.resize(f, SUB_SIZE, interpolation=cv2.INTER_AREA))
+    wm.release()
+    ws.release()
+    return main, sub

@@ -7,6 +7,7 @@ media so a finished client never blocks the next) or ``frozen`` (a still picture
 frames arrive, the image never changes). Prints ``ready`` once it listens.
 """
 
+import os
 import sys
 
 import gi
@@ -15,7 +16,10 @@ gi.require_version("Gst", "1.0")
 gi.require_version("GstRtspServer", "1.0")
 from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
 
-ENCODE = "x264enc tune=zerolatency speed-preset=ultrafast key-int-max=10 ! rtph264pay name=pay0 pt=96"
+# CIOT_RTSP_PRESET=veryfast gives CABAC-coded H.264 like a camera's (dearer to decode than
+# ultrafast's CAVLC; the server needs more CPU to keep up).
+PRESET = os.environ.get("CIOT_RTSP_PRESET", "ultrafast")
+ENCODE = f"x264enc tune=zerolatency speed-preset={PRESET} key-int-max=10 ! rtph264pay name=pay0 pt=96"
 
 
 def launch(source: str) -> str:

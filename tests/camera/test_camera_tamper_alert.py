@@ -44,21 +44,22 @@ FPS = 14.0
 CLEAN_S, COVERED_S = 3.0, 27.0  # covered until the test ends (it stops the agent first)
 
 
-def _clip(tmp: Path) -> Path:
-    """The PETS clip's first 30 s at 14 fps: 3 s as filmed, then the lens covered."""
+def _clip(tmp: Path, kind: str = "covered", clean_s: float = CLEAN_S, failed_s: float = COVERED_S) -> Path:
+    """The PETS clip's first 30 s at 14 fps: ``clean_s`` as filmed, then the failure
+    (``bench/tampering.py``)."""
     src = cv2.VideoCapture(str(need_clips() / "pets2009_illumination" / "video.mp4"))
 
     def frames() -> Any:
         last = None
-        for _ in range(int((CLEAN_S + COVERED_S) * FPS)):
+        for _ in range(int((clean_s + failed_s) * FPS)):
             ok, frame = src.read()
-            last = frame if ok else last  # covered by then: what is behind the bag does not matter
+            last = frame if ok else last  # failed by then: a held last frame is still a scene
             assert last is not None
             yield last
 
-    out = tmp / "covered.avi"
+    out = tmp / f"{kind}.avi"
     writer: cv2.VideoWriter | None = None
-    for frame in failing(frames(), FPS, "covered", CLEAN_S, COVERED_S):
+    for frame in failing(frames(), FPS, kind, clean_s, failed_s):
         if writer is None:
             h, w = frame.shape[:2]
             writer = cv2.VideoWriter(str(out), cv2.VideoWriter.fourcc(*"MJPG"), FPS, (w, h))
@@ -187,6 +188,92 @@ def test_a_covered_cameras_alert_shows_the_picture_of_the_covered_lens(
         assert _get(f"{cloud.url}/api/v1/alerts/{a['id']}/snapshot", police)[0] == 403
         assert _get(f"{cloud.url}/api/v1/alerts", police)[0] == 403
         assert _get(f"{cloud.url}/alerts/{a['id']}", police)[0] == 403
+    finally:
+        agent.terminate()
+        agent.close()
+        cloud.stop()
+        stack.close()
+
+
+def _sharpness(gray: np.ndarray) -> float:
+    """Variance of the Laplacian: how much fine detail a picture has (blur removes it first)."""
+    return float(cv2.Laplacian(gray, cv2.CV_64F).var())
+
+
+def test_a_blurred_cameras_alert_shows_a_visibly_blurred_picture(
+    tmp_path: Path, mosquitto: Mosquitto, influx_server: InfluxDB
+) -> None:
+    """The same lab with the lens blurred (a Gaussian blur growing to 31 px at 320 px wide over
+    4 s, held): the alert says ``blurred`` and its picture has far less detail than the scene."""
+    clean_s = 6.0  # the board learns the scene's sharpness first
+    pw = tmp_path / "influx.password"
+    pw.write_text(influx_server.password)
+    cfg = cloud_config(
+        mqtt_url=mosquitto.url,
+        influx_url=influx_server.url,
+        influx_db=f"blur_{tmp_path.name}".replace("-", "_"),
+        influx_user=influx_server.username,
+        influx_password_file=pw,
+        state_dir=tmp_path / "cloud",
+        http_port=free_port(),
+    )
+    stack = contextlib.ExitStack()
+    webhook = stack.enter_context(local_http(lambda _request, _index: (200, {"ok": True})))
+    cfg["alerting"] = {
+        "settle_s": 1.0,
+        "grace_s": 1.0,
+        "notify": {"webhooks": [{"name": "technicians", "url": webhook.url}]},
+    }
+    cfg["web"] = {"public_url": f"http://127.0.0.1:{cfg['http']['port']}"}
+    cloud = CloudProcess.write(tmp_path, cfg)
+    sql = SqlStore(cfg["sql"]["url"])
+    users = UserStore(sql.engine)
+    users.add("kt-daron", "ky-thuat-da-ron-1", frozenset({Role.TECHNICIAN}), communes=frozenset({"da-ron"}))
+    tech = users.create_token("kt-daron", "test")
+    sql.dispose()
+    video = _clip(tmp_path, "blurred", clean_s, 30.0 - clean_s)
+    cam = {
+        "type": "camera",
+        "device": "dr-cam-01",
+        "url": str(video),
+        "interval_s": 1.0,
+        "tamper": {"hold_s": 1.0},
+    }
+    cloud.start()
+    agent = AgentProcess(
+        agent_config(tmp_path, mosquitto.url, collectors=[cam], health_interval_s=2, hold_until_cloud=True),
+        tmp_path / "agent.log",
+    )
+    try:
+        agent.wait_log("tampering (blurred); picture", timeout=40)
+
+        def alert() -> dict[str, Any] | None:
+            rows = json.loads(_get(f"{cloud.url}/api/v1/alerts?subject=dr-cam-01", tech)[1])
+            return next((a for a in rows if a["problem"] == "tampering" and a["snapshot_sha256"]), None)
+
+        deadline = time.monotonic() + 30
+        while (a := alert()) is None:
+            assert time.monotonic() < deadline, f"no tampering alert with a picture: {agent.log()[-2000:]}"
+            time.sleep(0.3)
+        assert (a["severity"], a["detail"]) == ("warning", "blurred")
+        deadline = time.monotonic() + 15
+        while (got := _get(cloud.url + a["snapshot_url"], tech))[0] != 200:
+            assert time.monotonic() < deadline, f"the picture never arrived: {got[0]}"
+            time.sleep(0.2)
+        picture = cv2.imdecode(np.frombuffer(got[1], np.uint8), cv2.IMREAD_GRAYSCALE)
+        assert picture is not None
+        # the scene as filmed, at the picture's size
+        src = cv2.VideoCapture(str(video))
+        ok, frame = src.read()
+        src.release()
+        assert ok
+        h, w = picture.shape[:2]
+        scene = cv2.resize(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), (w, h), interpolation=cv2.INTER_AREA)
+        blurred, sharp = _sharpness(picture), _sharpness(scene)
+        print(f"Laplacian variance: alert picture {blurred:.1f}, the scene {sharp:.1f}")
+        assert blurred < 0.2 * sharp, (blurred, sharp)
+        texts = [r.json()["text"] for r in webhook.wait_for(1, timeout=15)]
+        assert any("bị mờ" in x for x in texts), texts
     finally:
         agent.terminate()
         agent.close()

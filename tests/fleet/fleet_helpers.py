@@ -8,14 +8,9 @@ writes: what these tests show holds for the configuration that is deployed.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import sys
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +24,9 @@ for sub in ("edge", "camera"):  # AgentProcess, Recorder; RtspServer
     if str(REPO / "tests" / sub) not in sys.path:
         sys.path.append(str(REPO / "tests" / sub))
 
+import support  # noqa: E402
 from edge_helpers import AgentProcess, Recorder  # noqa: E402
+from support import wait_until  # noqa: E402
 
 from cloud.auth.roles import Role  # noqa: E402
 from cloud.auth.users import UserStore  # noqa: E402
@@ -76,46 +73,13 @@ class HardenedBroker(Mosquitto):
         return self
 
 
-class Api:
-    """urllib with a bearer token; returns (status, parsed body)."""
-
-    def __init__(self, base: str, token: str) -> None:
-        self.base = base
-        self.token = token
-
-    def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        headers = {"Authorization": f"Bearer {self.token}"}
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
-        req = urllib.request.Request(self.base + path, data=data, headers=headers, method=method)
-        try:
-            with urllib.request.urlopen(req, timeout=15) as r:
-                raw = r.read()
-                return r.status, json.loads(raw) if "json" in r.headers.get("content-type", "") else raw
-        except urllib.error.HTTPError as exc:
-            raw = exc.read()
-            try:
-                return exc.code, json.loads(raw)
-            except ValueError:
-                return exc.code, raw
+class Api(support.Api):
+    """The API client with ``get`` returning the body of a 200 (anything else fails the test)."""
 
     def get(self, path: str) -> Any:
         status, body = self.call("GET", path)
         assert status == 200, f"GET {path}: {status} {body!r:.300}"
         return body
-
-
-def wait_until(what: str, check: Callable[[], Any], timeout: float, every: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = check()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(every)
 
 
 @dataclass

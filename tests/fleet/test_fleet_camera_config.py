@@ -21,7 +21,8 @@ import pytest
 import yaml
 from camera_helpers import VIDEO_DIR, RtspServer, need_clips
 from edge_helpers import Received
-from fleet_helpers import FleetLab, wait_until
+from fleet_helpers import FleetLab
+from support import wait_until
 
 BOARDS = ["dr-cam-01", "dr-cam-02", "dr-cam-03", "dr-cam-04", "dr-cam-05"]
 OFFLINE_S = float(os.environ.get("CIOT_FLEET_OFFLINE_S", "5"))

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 from edge_helpers import AgentProcess
-from fleet_helpers import FleetLab, wait_until
+from fleet_helpers import FleetLab
+from support import wait_until
 
 from wire import crypto
 

@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 from edge_helpers import Received
-from fleet_helpers import REPO, FleetLab, wait_until
+from fleet_helpers import REPO, FleetLab
+from support import wait_until
 
 from commune_iot.snmplab import SnmpSim
 

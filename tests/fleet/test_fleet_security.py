@@ -14,8 +14,9 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from fleet_helpers import CLOUD_USER, FleetLab, wait_until
+from fleet_helpers import CLOUD_USER, FleetLab
 from paho.mqtt.enums import CallbackAPIVersion
+from support import wait_until
 
 BOARDS = ["dr-cam-08", "dr-cam-09", "tt-cam-01"]
 A, B = "dr-cam-08", "dr-cam-09"

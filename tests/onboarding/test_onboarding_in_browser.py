@@ -13,7 +13,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from onboarding_lab import USERS, Lab, chromium, wait_until
+from onboarding_lab import USERS, Lab, chromium
+from support import wait_until
 
 ARTIFACTS = Path(os.environ.get("CIOT_ARTIFACTS", "var/artifacts"))
 

@@ -18,7 +18,8 @@ import zipfile
 from pathlib import Path
 
 import yaml
-from onboarding_lab import BOARDS, Lab, wait_until
+from onboarding_lab import BOARDS, Lab
+from support import wait_until
 
 from cloud.web.onboarding import onboarding_router
 from commune_iot.localsvc import broker_account

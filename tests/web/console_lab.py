@@ -13,13 +13,12 @@ import io
 import os
 import signal
 import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
+from support import wait_until
 from web_helpers import Api
 
 from cloud.auth.roles import Role
@@ -51,17 +50,6 @@ SHOTS = Path(os.environ.get("CIOT_SCREENSHOTS") or os.environ.get("CIOT_ARTIFACT
 
 def password(user: str) -> str:
     return f"{user}-mat-khau-2026!"
-
-
-def wait_until(what: str, check: Callable[[], Any], timeout: float, every: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = check()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(every)
 
 
 @dataclass

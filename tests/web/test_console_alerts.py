@@ -15,7 +15,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from browser import chromium
-from console_lab import WIDTHS, ConsoleLab, fits, shot, wait_until
+from console_lab import WIDTHS, ConsoleLab, fits, shot
+from support import wait_until
 
 LOCAL = ZoneInfo("Asia/Ho_Chi_Minh")
 #: The board each width's walk stops (its own alert).

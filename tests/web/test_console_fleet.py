@@ -11,7 +11,8 @@ import re
 
 import pytest
 from browser import chromium
-from console_lab import WIDTHS, ConsoleLab, fits, shot, wait_until
+from console_lab import WIDTHS, ConsoleLab, fits, shot
+from support import wait_until
 
 BOARDS = ["dr-cam-02", "dr-ap-03", "tt-ap-02"]
 

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 from browser import chromium
 from camera_helpers import VIDEO_DIR, RtspServer, need_clips
-from console_lab import WIDTHS, ConsoleLab, fits, shot, wait_until
+from console_lab import WIDTHS, ConsoleLab, fits, shot
+from support import wait_until
 
 CAMERA = "dr-cam-04"
 #: (corners clicked, the polygon once the third corner is dragged) per width.

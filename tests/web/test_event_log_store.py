@@ -131,3 +131,100 @@ def test_retention_deletes_old_events_but_keeps_exported_and_kept_ones(tmp_path:
     for r, pk in zip(recs, ids, strict=True):
         assert snaps.path_for(r.snapshot_sha256 or "").exists() == (pk in left)
     sql.dispose()
+
+
+def test_retention_keeps_a_picture_an_alert_still_shows_and_deletes_old_alert_pictures(
+    tmp_path: Path, sql_url: str
+) -> None:
+    """Tampered cameras' alert pictures (``alerts.snapshot_sha256``) live in the same store as
+    event snapshots: kept while an event or an alert still within the period shows them, deleted
+    with the alerts resolved before it (the alert row stays)."""
+    from cloud.storage.alerts_sql import alerts
+    from cloud.storage.sql import BatchUpdate
+
+    sql = SqlStore(sql_url)
+    snaps = SnapshotStore(tmp_path / "snapshots")
+    store = EventStore(sql.engine)
+    now = time.time()
+    old, recent = now - 40 * 86400, now - 3 * 86400
+    pic = {name: snaps.put(f"jpeg-{name}".encode()) for name in ("shared", "old", "recent", "open", "event")}
+
+    def alert(i: int, sha: str, resolved_at: float | None) -> dict[str, object]:
+        return _tamper_alert(f"dr-cam-0{i}", sha, old, resolved_at)
+
+    with sql.engine.begin() as conn:
+        conn.execute(
+            alerts.insert(),
+            [
+                alert(1, pic["shared"], recent),  # resolved 3 days ago: its picture stays
+                alert(2, pic["old"], old + 3600),  # resolved 40 days ago: its picture goes
+                alert(3, pic["recent"], recent),
+                alert(4, pic["open"], None),  # covered for 40 days and counting: stays
+            ],
+        )
+    shared, plain = _record("dr-cam-07", 1, old), _record("dr-cam-07", 2, old)
+    shared.snapshot_sha256, plain.snapshot_sha256 = pic["shared"], pic["event"]
+    sql.apply(BatchUpdate(events=[shared, plain]))
+
+    res = run_retention(store, snaps, None, days=30, now=now)
+
+    assert res.events_deleted == 2 and res.snapshots_deleted == 2
+    left = {name for name, sha in pic.items() if snaps.path_for(sha).exists()}
+    assert left == {"shared", "recent", "open"}
+    with sql.engine.connect() as conn:
+        kept = conn.execute(alerts.select().with_only_columns(alerts.c.snapshot_sha256)).scalars().all()
+    assert sorted(kept) == sorted([pic["shared"], pic["old"], pic["recent"], pic["open"]])  # rows stay
+    assert run_retention(store, snaps, None, days=30, now=now).snapshots_deleted == 0  # nothing left to do
+    sql.dispose()
+
+
+def _tamper_alert(device: str, sha: str, started: float, resolved_at: float | None) -> dict[str, object]:
+    """An ``alerts`` row of a tampered camera with its picture, as the alerter writes it."""
+    return {
+        "key": f"device:{device}:tampering",
+        "active_key": None if resolved_at else f"device:{device}:tampering",
+        "scope": "device",
+        "subject": device,
+        "commune": "da-ron",
+        "cause": "device",
+        "severity": "warning",
+        "problem": "tampering",
+        "detail": "covered",
+        "state": "resolved" if resolved_at else "open",
+        "started_at": started,
+        "opened_at": started,
+        "resolved_at": resolved_at,
+        "flaps": 0,
+        "down": 0,
+        "total": 0,
+        "members": "",
+        "suppressed": 0,
+        "reminders": 0,
+        "snapshot_sha256": sha,
+    }
+
+
+def test_the_alert_page_says_an_old_picture_was_deleted_and_a_new_one_is_on_its_way(portal: Portal) -> None:
+    """A technician opening an alert whose picture retention deleted is told so, not that it is
+    still on its way."""
+    from cloud.storage.alerts_sql import alerts
+
+    now = time.time()
+    sql = SqlStore(portal.sql_url)
+    with sql.engine.begin() as conn:
+        old_id, new_id = (
+            conn.execute(alerts.insert().values(**row).returning(alerts.c.id)).scalar_one()
+            for row in (
+                _tamper_alert("dr-cam-08", "ab" * 32, now - 50 * 86400, now - 40 * 86400),
+                _tamper_alert("dr-cam-09", "cd" * 32, now - 60, None),
+            )
+        )
+    sql.dispose()
+    tech = portal.api("kythuat")
+    status, html = tech.get(f"/alerts/{old_id}")
+    assert status == 200
+    page = html.decode()
+    assert 'id="alert-picture-expired"' in page and "đã được xóa khi hết thời hạn lưu giữ" in page
+    assert "ab" * 32 in page and 'id="alert-picture-pending"' not in page
+    status, html = tech.get(f"/alerts/{new_id}")
+    assert status == 200 and 'id="alert-picture-pending"' in html.decode()

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,6 +11,7 @@ from typing import Any
 import cv2
 import numpy as np
 import paho.mqtt.client as mqtt
+import support
 from paho.mqtt.enums import CallbackAPIVersion
 
 from wire import Box, Channel, Label, MotionEvent, encode, topic_for
@@ -122,31 +121,8 @@ def local(y: int, mo: int, d: int, h: int, mi: int = 0) -> datetime:
     return datetime(y, mo, d, h, mi, tzinfo=UTC) - timedelta(hours=7)
 
 
-class Api:
-    """urllib against the portal with a bearer token; returns (status, parsed body)."""
-
-    def __init__(self, base: str, token: str | None) -> None:
-        self.base = base
-        self.token = token
-
-    def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
-        req = urllib.request.Request(self.base + path, data=data, headers=headers, method=method)
-        try:
-            with urllib.request.urlopen(req, timeout=10) as r:
-                raw = r.read()
-                ctype = r.headers.get("content-type", "")
-                return r.status, json.loads(raw) if "json" in ctype else raw
-        except urllib.error.HTTPError as exc:
-            raw = exc.read()
-            try:
-                return exc.code, json.loads(raw)
-            except ValueError:
-                return exc.code, raw
+class Api(support.Api):
+    """The API client with tuple-returning ``get`` and ``post`` shorthands."""
 
     def get(self, path: str) -> tuple[int, Any]:
         return self.call("GET", path)

@@ -96,6 +96,9 @@ def router(c: Console) -> APIRouter:
         earlier = await asyncio.to_thread(runner.store.query, scope=a.scope, subject=a.subject, limit=20)
         sha = a.snapshot_sha256 or ""
         picture = bool(sha) and services(request).snapshots.path_for(sha).exists()
+        now = time.time()
+        # resolved before the retention period: retention deleted the picture (the row keeps its hash)
+        expired = bool(a.resolved_at) and (a.resolved_at or 0.0) < now - c.cfg.events.retention_days * 86400
         return render(
             request,
             "console/alert.html",
@@ -105,8 +108,9 @@ def router(c: Console) -> APIRouter:
             rows=rows,
             earlier=[x for x in earlier if x.id != a.id],
             silence_hours=SILENCE_HOURS,
-            now=time.time(),
+            now=now,
             picture=picture,
+            picture_expired=expired,
         )
 
     @r.post("/alerts/{alert_id}/ack")

@@ -272,6 +272,7 @@ VI: Final[dict[str, str]] = {
     "camera_moving": "Camera đang xoay hoặc thu phóng",
     "alert_picture": "Ảnh lúc phát hiện",
     "alert_picture_pending": "Ảnh lúc phát hiện chưa về tới máy chủ (bo mạch sẽ gửi khi có mạng).",
+    "alert_picture_expired": "Ảnh lúc phát hiện đã được xóa khi hết thời hạn lưu giữ.",
     "cf_health_interval_s": "Chu kỳ gửi tình trạng (giây)",
     "cf_log": "Nhật ký",
     "cf_level": "Mức nhật ký",
@@ -590,6 +591,8 @@ EN: Final[dict[str, str]] = {
     "alert_picture": "Picture when detected",
     "alert_picture_pending": "The picture taken when it was detected has not reached the server yet "
     "(the board sends it when its link allows).",
+    "alert_picture_expired": "The picture taken when it was detected was deleted when its retention "
+    "period ended.",
     "cf_health_interval_s": "Health interval (s)",
     "cf_level": "Log level",
     "cf_json": "Log as JSON",

@@ -24,6 +24,7 @@ from edge.collectors.base import Collector, CollectorOptions, JobState, Sink, Un
 from edge.collectors.camera.capture import CaptureSettings, StreamReader
 from edge.collectors.camera.config import CameraOptions, MotionSettings
 from edge.collectors.camera.events import Emission, EventTracker, encode_jpeg
+from edge.collectors.camera.hires import SnapshotStage
 from edge.collectors.camera.labelling import LabelWorker
 from edge.collectors.camera.masks import keep_mask, polygon_mask, zones_touched
 from edge.collectors.camera.motion import MotionDetector
@@ -70,6 +71,11 @@ class Pipeline:
         self._thread = threading.Thread(target=self._run, name=f"detect-{device}", daemon=True)
         # Object labels on the board, when switched on: messages pass through it on their way out.
         self.labels = LabelWorker(opts.labels, device, self._put) if opts.labels.enabled else None
+        # Detecting on a substream: event snapshots from the main stream or the camera's HTTP
+        # snapshot URL; messages pass through this stage (in order) before labels.
+        self.snapshots = SnapshotStage(opts, device, self._labelled) if opts.hires_snapshots else None
+        if self.snapshots is not None:
+            self.tracker.on_best = self.snapshots.want
 
     def _detector(self, profile: str) -> MotionDetector:
         settings: MotionSettings = (
@@ -87,6 +93,8 @@ class Pipeline:
     def start(self) -> Pipeline:
         if self.labels is not None:
             self.labels.start()
+        if self.snapshots is not None:
+            self.snapshots.start()
         self._thread.start()
         return self
 
@@ -108,6 +116,8 @@ class Pipeline:
             with self._tamper_lock:
                 self.tampered, self._tamper_jpeg = ("", ""), None
         self.opts = opts
+        if self.snapshots is not None:
+            self.snapshots.opts = opts
         self.tracker.s = opts.events
         self._zones = {}
         self.detector = self._detector(self._profile or "day")
@@ -118,11 +128,20 @@ class Pipeline:
         self._thread.join(10)
         for em in self.tracker.close(time.time()):
             self._emit(em)
+        if self.snapshots is not None:
+            self.snapshots.stop()
         if self.labels is not None:
             self.labels.stop()
 
     def _emit(self, em: Emission) -> None:
-        """An event message from the tracker: labelled first when the board labels."""
+        """An event message from the tracker: its high-resolution snapshot taken, then labelled
+        when the board labels."""
+        if self.snapshots is not None:
+            self.snapshots.submit(em)
+        else:
+            self._labelled(em)
+
+    def _labelled(self, em: Emission) -> None:
         if self.labels is not None:
             self.labels.submit(em)
         else:
@@ -231,6 +250,8 @@ class Camera(Collector):
             return False
         if self.capture_settings(options) != self.capture_settings():
             return False
+        if self._snapshot_settings(options) != self._snapshot_settings(self.opts):
+            return False
         self.options = self.opts = options
         if self._pipeline is not None:
             self._pipeline.update(options)
@@ -251,16 +272,28 @@ class Camera(Collector):
         return {self.device: host} if host else {}
 
     async def snapshot(self, device: str) -> bytes:
+        """The picture now: from the snapshot URL or main stream when the camera has one
+        configured (the detected substream frame if that fails), else the last detected frame."""
+        stage = self._pipeline.snapshots if self._pipeline is not None else None
+        if stage is not None:
+            jpeg = await asyncio.to_thread(stage.jpeg_now)
+            if jpeg is not None:
+                return jpeg
         frame = self._reader.last_frame() if self._reader is not None else None
         if frame is None:
             raise Unsupported(f"camera {self.device}: no picture yet (stream down or still opening)")
         ev = self.opts.events
         return await asyncio.to_thread(encode_jpeg, frame, ev.snapshot_width, ev.jpeg_quality)
 
+    @staticmethod
+    def _snapshot_settings(o: CameraOptions) -> tuple[object, ...]:
+        """What the snapshot stage is built from: a change restarts the collector."""
+        return (o.snapshot_source, o.snapshot_url, o.snapshot_timeout_s, o.stream_url(), o.username)
+
     def capture_settings(self, opts: CameraOptions | None = None) -> CaptureSettings:
         o = opts or self.opts
         return CaptureSettings(
-            url=o.stream_url(),
+            url=o.detect_stream_url(),
             open_timeout_s=o.open_timeout_s,
             read_timeout_s=o.read_timeout_s,
             reconnect_min_s=o.reconnect_min_s,
@@ -307,11 +340,12 @@ class Camera(Collector):
         reader = self._reader = StreamReader(self.capture_settings(), device=self.device).start()
         pipeline = self._pipeline = Pipeline(self.opts, self.device, reader).start()
         log.info(
-            "camera %s: watching %s (detect %.1f fps at %d px)",
+            "camera %s: watching %s (detect %.1f fps at %d px; snapshots from %s)",
             self.device,
             reader.safe_url,
             self.opts.detect_fps,
             self.opts.motion.detect_width,
+            pipeline.snapshots.source.safe_url if pipeline.snapshots is not None else "the detected frames",
         )
         next_point = time.monotonic() + min(self.opts.interval_s, 2.0)
         try:

@@ -276,6 +276,34 @@ class CameraOptions(CollectorOptions):
         description="The camera password itself. Set from the cloud only as a sealed secret "
         "(`commune-iot fleet config set --secret`); on the board prefer password_file.",
     )
+    detect_url: str | None = Field(
+        default=None,
+        min_length=1,
+        description="The low-resolution substream the detector decodes (e.g. Hikvision "
+        "/Streaming/Channels/102, Dahua subtype=1), with the same username/password; unset: `url` "
+        "itself. Decoding a 640x360 substream costs a Pi a fraction of the 1080p main stream.",
+    )
+    snapshot_source: Literal["detect", "main", "http"] = Field(
+        default="detect",
+        description="Where event snapshots come from: `detect` = the detected frame itself; `http` = "
+        "snapshot_url fetched at the best frame's time (recommended with detect_url: full resolution "
+        "for one HTTP request); `main` = `url`, opened only while an event is being pictured. If it "
+        "fails, the detected frame is sent and the event says why (snapshot_fallback).",
+    )
+    snapshot_url: str | None = Field(
+        default=None,
+        min_length=1,
+        description="HTTP(S) JPEG snapshot URL (ONVIF GetSnapshotUri, Hikvision "
+        "/ISAPI/Streaming/channels/101/picture, Dahua /cgi-bin/snapshot.cgi); basic or digest auth "
+        "with username + password_file. Required by snapshot_source: http.",
+    )
+    snapshot_timeout_s: float = Field(
+        default=2.0,
+        gt=0,
+        le=30,
+        description="Longest wait for one high-resolution snapshot; an event is delayed by at most "
+        "twice this (one fetch in flight plus its own) before it falls back to the detected frame.",
+    )
     interval_s: float = Field(default=10.0, gt=0, le=3600, description="Seconds between `camera` points.")
     expected_fps: float | None = Field(
         default=None,
@@ -318,13 +346,23 @@ class CameraOptions(CollectorOptions):
         description="Video tampering checks (covered, dark without IR, blurred, turned): stream problems.",
     )
 
-    def stream_url(self) -> str:
-        """``url`` with ``username``/``password_file`` filled in (percent-encoded)."""
+    def secret(self) -> str | None:
+        """The camera password (from ``password`` or ``password_file``), read at call time."""
+        if self.password is not None:
+            return self.password.get_secret_value()
+        if self.password_file is not None:
+            return self.password_file.read_text(encoding="utf-8").strip()
+        return None
+
+    def stream_url(self, url: str | None = None) -> str:
+        """``url`` (or the given one, e.g. ``detect_url``) with ``username``/``password_file``
+        filled in (percent-encoded)."""
+        url = self.url if url is None else url
         if self.username is None and self.password_file is None and self.password is None:
-            return self.url
+            return url
         from urllib.parse import quote, urlsplit, urlunsplit
 
-        parts = urlsplit(self.url)
+        parts = urlsplit(url)
         user = quote(self.username or parts.username or "", safe="")
         secret = ""
         if self.password is not None:
@@ -336,10 +374,33 @@ class CameraOptions(CollectorOptions):
             host = f"{host}:{parts.port}"
         return urlunsplit((parts.scheme, f"{user}{secret}@{host}", parts.path, parts.query, parts.fragment))
 
+    def detect_stream_url(self) -> str:
+        """What the detector decodes: ``detect_url`` when set, else ``url`` (credentials in)."""
+        return self.stream_url(self.detect_url or self.url)
+
+    @property
+    def hires_snapshots(self) -> bool:
+        """Snapshots come from another source than the detected frames."""
+        return self.snapshot_source != "detect"
+
     @model_validator(mode="after")
     def _one_password(self) -> CameraOptions:
         if self.password is not None and self.password_file is not None:
             raise ValueError("set either password or password_file, not both")
+        return self
+
+    @model_validator(mode="after")
+    def _snapshot_source(self) -> CameraOptions:
+        if self.snapshot_source == "http":
+            if self.snapshot_url is None:
+                raise ValueError("snapshot_source: http needs snapshot_url (the camera's JPEG snapshot URL)")
+            if not self.snapshot_url.lower().startswith(("http://", "https://")):
+                raise ValueError("snapshot_url must be an http:// or https:// URL")
+        if self.snapshot_source == "main" and (self.detect_url is None or self.detect_url == self.url):
+            raise ValueError(
+                "snapshot_source: main needs detect_url (a substream): without one the detected "
+                "frames already are the main stream's"
+            )
         return self
 
     @field_validator("zones")

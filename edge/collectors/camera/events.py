@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import secrets
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -41,6 +42,9 @@ class Emission:
     #: (x, y, w, h fractions), for labelling on the board; dropped once labelled.
     frame: npt.NDArray[Any] | None = None
     regions: list[tuple[float, float, float, float]] = field(default_factory=list)
+    #: With a new snapshot: when its frame was detected (a high-resolution picture is matched
+    #: to it, see ``hires``).
+    best_ts: float | None = None
 
 
 def encode_jpeg(frame: npt.NDArray[Any], width: int, quality: int) -> bytes:
@@ -104,6 +108,7 @@ class _Event:
     best_area: float = -1.0
     best_frame: npt.NDArray[Any] | None = None
     best_blobs: list[Blob] = field(default_factory=list)  # what moved in best_frame
+    best_ts: float | None = None
     best_dirty: bool = False  # a better frame than the last one sent
     sent_sha: str | None = None
     sent_bytes: int | None = None
@@ -124,6 +129,9 @@ class EventTracker:
         self._ev: _Event | None = None
         self._before: deque[tuple[float, bool]] = deque(maxlen=PRE_ROLL_MAX)  # (ts, blobs seen)
         self.events_started = 0
+        #: Called with the frame's time whenever an event gets a new best frame (high-resolution
+        #: snapshots are taken then, while the object is still where the frame shows it).
+        self.on_best: Callable[[float], None] | None = None
 
     @property
     def active(self) -> bool:
@@ -165,6 +173,9 @@ class EventTracker:
                     else frame.copy()
                 )
                 ev.best_dirty = True
+                ev.best_ts = ts
+                if self.on_best is not None:
+                    self.on_best(ts)
             if not ev.started and ts - ev.confirmed >= self.s.min_duration_s:
                 ev.started = True
                 self.events_started += 1
@@ -235,4 +246,10 @@ class EventTracker:
             ]
         if phase == "end":
             ev.best_frame = None
-        return Emission(doc, jpeg, frame, regions if frame is not None else [])
+        return Emission(
+            doc,
+            jpeg,
+            frame,
+            regions if frame is not None else [],
+            ev.best_ts if frame is not None else None,
+        )
