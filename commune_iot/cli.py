@@ -89,7 +89,13 @@ def _bench_uplink(args: argparse.Namespace) -> int:
 def _bench_link(args: argparse.Namespace) -> int:
     from commune_iot.bench.link import main
 
-    return main(minutes=args.minutes, profile=args.profile, run_dir=args.run_dir)
+    return main(
+        minutes=args.minutes,
+        profile=args.profile,
+        run_dir=args.run_dir,
+        events_per_hour=args.events_per_hour,
+        tcp_timestamps=not args.no_tcp_timestamps,
+    )
 
 
 def _bench_fleet(args: argparse.Namespace) -> int:
@@ -406,7 +412,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="an AP and a camera board on a bad 3G link (netns, tbf, stalls, NAT): delivery, bytes, disk",
     )
     bl.add_argument("--minutes", type=float, default=30.0)
-    bl.add_argument("--profile", choices=["default", "field", "saver"], default="field")
+    bl.add_argument(
+        "--profile",
+        choices=["shipped", "default", "field", "saver"],
+        default="shipped",
+        help="shipped: edge/sample.yaml as a deployed board gets it (default)",
+    )
+    bl.add_argument(
+        "--events-per-hour", type=float, default=60.0, help="camera motion events per hour at the peak"
+    )
+    bl.add_argument(
+        "--no-tcp-timestamps", action="store_true", help="net.ipv4.tcp_timestamps=0 on the boards"
+    )
     bl.add_argument("--run-dir", type=Path, default=None)
     bl.set_defaults(func=_bench_link)
     bfl = bench_sub.add_parser(

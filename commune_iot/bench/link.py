@@ -35,12 +35,13 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+import yaml
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from commune_iot.fleet import edge_config, load_devices
 from commune_iot.localsvc import REPO, Mosquitto, free_port
 
-#: The profiles measured: the shipped defaults and the "3G saver" (docs/field.md).
+#: The profiles measured before (docs/field.md); "shipped" (the default) reads edge/sample.yaml.
 PROFILES: dict[str, dict[str, float]] = {
     # the agent's defaults as shipped: each message committed to the card on its own
     "default": {"health_interval_s": 10.0, "keepalive_s": 10, "sim_interval_s": 30.0, "commit_interval_s": 0},
@@ -54,6 +55,27 @@ PROFILES: dict[str, dict[str, float]] = {
         "commit_interval_s": 120,
     },
 }
+
+
+def shipped_profile() -> dict[str, float]:
+    """What a deployed board gets: edge/sample.yaml (health, keepalive, AP readings, commits)
+    and the camera sample's stream-health interval (the provisioning bundles carry the same)."""
+    sample = yaml.safe_load((REPO / "edge" / "sample.yaml").read_text(encoding="utf-8"))
+    camera = yaml.safe_load((REPO / "edge" / "collectors" / "camera" / "sample.yaml").read_text())[0]
+    return {
+        "health_interval_s": float(sample["health_interval_s"]),
+        "keepalive_s": int(sample["broker"]["keepalive_s"]),
+        "sim_interval_s": float(sample["collectors"][0]["interval_s"]),
+        "camera_interval_s": float(camera["interval_s"]),
+        "commit_interval_s": float(sample["outbox"]["commit_interval_s"]),
+    }
+
+
+def profile_settings(profile: str) -> dict[str, float]:
+    return shipped_profile() if profile == "shipped" else PROFILES[profile]
+
+
+PROFILE_NAMES = ["shipped", *PROFILES]
 #: Motion events per hour at the evening peak on the camera board (sim_camera's default is 6;
 #: more here so a 30-minute run has enough snapshots for a p95).
 EVENTS_PER_HOUR = 60.0
@@ -477,10 +499,17 @@ def analyse(
 # -- the run -------------------------------------------------------------------------------------
 
 
-def run(minutes: float, profile: str, run_dir: Path, imp: Impairments) -> dict[str, Any]:
+def run(
+    minutes: float,
+    profile: str,
+    run_dir: Path,
+    imp: Impairments,
+    events_per_hour: float = EVENTS_PER_HOUR,
+    tcp_timestamps: bool = True,
+) -> dict[str, Any]:
     if os.geteuid() != 0:
         raise SystemExit("bench link needs root (network namespaces, veth, tc)")
-    prof = PROFILES[profile]
+    prof = profile_settings(profile)
     tag = f"{os.getpid() % 1000}"
     devices = {d["kind"]: d for d in reversed(load_devices())}
     boards = [
@@ -489,6 +518,8 @@ def run(minutes: float, profile: str, run_dir: Path, imp: Impairments) -> dict[s
     ]
     for b in boards:
         b.setup(tag)
+        if not tcp_timestamps:  # the board's side: 12 bytes less in every TCP header
+            _sh("ip", "netns", "exec", b.ns, "sysctl", "-q", "net.ipv4.tcp_timestamps=0")
     broker = TlsMosquitto(run_dir / "broker", [b.host_ip for b in boards])
     relays: list[FieldRelay] = []
     rec: Recorder | None = None
@@ -505,9 +536,9 @@ def run(minutes: float, profile: str, run_dir: Path, imp: Impairments) -> dict[s
                 f"mqtts://{b.host_ip}:{relay.port}",
                 state,
                 health_interval_s=prof["health_interval_s"],
-                sim_interval_s=prof["sim_interval_s"],
+                sim_interval_s=prof.get(f"{b.kind}_interval_s", prof["sim_interval_s"]),
                 keepalive_s=int(prof["keepalive_s"]),
-                events_per_hour=EVENTS_PER_HOUR,
+                events_per_hour=events_per_hour,
                 reconnect_max_s=10.0,
             )
             cfg["broker"]["ca_file"] = str(broker.ca)
@@ -570,6 +601,9 @@ def run(minutes: float, profile: str, run_dir: Path, imp: Impairments) -> dict[s
         res["bytes_per_day_camera_without_snapshots"] = res["bytes_per_day_camera"] - snap_day
         res |= {
             "profile": profile,
+            "settings": prof,
+            "events_per_hour": events_per_hour,
+            "tcp_timestamps": tcp_timestamps,
             "minutes": round(seconds / 60, 2),
             "stalls": len(stalls),
             "nat_drops": sum(r.nat_drops for r in relays),
@@ -605,11 +639,17 @@ KEYS = (
 )
 
 
-def main(minutes: float = 30.0, profile: str = "field", run_dir: Path | None = None) -> int:
+def main(
+    minutes: float = 30.0,
+    profile: str = "shipped",
+    run_dir: Path | None = None,
+    events_per_hour: float = EVENTS_PER_HOUR,
+    tcp_timestamps: bool = True,
+) -> int:
     base = run_dir or Path(tempfile.mkdtemp(prefix="ciot-bench-link-"))
     # a short run keeps one full 30 s stall, a quarter of the way in; a long one every 10 min
     imp = Impairments(first_stall_s=minutes * 15, stall_every_s=1e9) if minutes < 10 else Impairments()
-    res = run(minutes, profile, base, imp)
+    res = run(minutes, profile, base, imp, events_per_hour, tcp_timestamps)
     for k, v in res.items():
         if k not in KEYS:
             _say(f"  {k}: {v}")
