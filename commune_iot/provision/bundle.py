@@ -47,6 +47,13 @@ systemctl daemon-reload && systemctl enable --now commune-iot-edge
 NO_COLLECTOR = "# Then add the board's collector (camera or SNMP) to {etc}/edge.yaml: see edge/sample.yaml.\n"
 
 
+#: What a provisioned board ships with (edge/sample.yaml has the same): health, AP polls and
+#: camera stream health every 5 minutes, a camera's change of state at once; about 3 MB/day
+#: per board on 3G with the outage alert still within 20 s (docs/field.md).
+HEALTH_INTERVAL_S = 300
+COLLECTOR_INTERVAL_S = 300
+
+
 def edge_yaml(
     node: str,
     commune: str,
@@ -70,8 +77,11 @@ def edge_yaml(
             "username": node,
             "password_file": f"{ETC}/mqtt.password",
             "connect_timeout_s": 30,  # a 3G attach plus TLS takes 5-20 s (docs/field.md)
+            # the liveness path: the broker's Will after 15 s of silence, the alert 3 s later
+            "keepalive_s": 10,
         },
-        "health_interval_s": 10,
+        # bytes on 3G (docs/field.md): health need not be the heartbeat, the keepalive is
+        "health_interval_s": HEALTH_INTERVAL_S,
         # spares the SD card (docs/field.md). clock.sync_check stays "not_before": "kernel" is
         # right only where timesyncd or chrony runs, and holds all data until it has synced.
         "outbox": {"path": "/var/lib/commune-iot/outbox.sqlite3", "commit_interval_s": 120},

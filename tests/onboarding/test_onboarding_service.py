@@ -114,11 +114,14 @@ def test_the_bundle_carries_the_collector_and_its_secret_never_the_cloud(
             "type": "camera",
             "device": "dr-cam-13",
             "url": clean,
+            "interval_s": 300,
             "username": "viewer",
             "password_file": "/etc/commune-iot/camera.password",
         }
     ]
     assert (cfg["node"], cfg["commune"], cfg["site"]) == ("dr-cam-13", "da-ron", "dr-diem-12")
+    # the shipped 3G profile (docs/field.md): rare health, the keepalive is the liveness path
+    assert (cfg["health_interval_s"], cfg["broker"]["keepalive_s"]) == (300, 10)
     assert files["camera.password"] == (b"m@t-khau\n", 0o600)
     assert files["mqtt.password"][1] == 0o600
     assert (
@@ -145,7 +148,11 @@ def test_the_bundle_carries_the_collector_and_its_secret_never_the_cloud(
     assert out.bundle is not None
     files = _unzip(svc.download(out.bundle.token, "t")[1])
     (spec,) = yaml.safe_load(files["edge.yaml"][0])["collectors"]
-    assert spec["type"] == "snmp_ap" and spec["aps"] == [{"device": "lx-ap-21", "host": "10.0.3.2"}]
+    assert (
+        spec["type"] == "snmp_ap"
+        and spec["interval_s"] == 300
+        and spec["aps"] == [{"device": "lx-ap-21", "host": "10.0.3.2"}]
+    )
     assert (
         spec["profile"] == "routeros" and spec["snmp"]["community_file"] == "/etc/commune-iot/snmp-community"
     )
