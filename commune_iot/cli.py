@@ -71,7 +71,7 @@ def _bench_edge_memory(args: argparse.Namespace) -> int:
 def _bench_outage(args: argparse.Namespace) -> int:
     from commune_iot.bench.outage import main
 
-    return main(trials=args.trials, run_dir=args.run_dir, seed=args.seed)
+    return main(trials=args.trials, run_dir=args.run_dir, seed=args.seed, profile=args.profile)
 
 
 def _bench_cluster(args: argparse.Namespace) -> int:
@@ -391,6 +391,12 @@ def build_parser() -> argparse.ArgumentParser:
     bo = bench_sub.add_parser("outage", help="seconds from a frozen agent (SIGSTOP) to the webhook notice")
     bo.add_argument("--trials", type=int, default=20)
     bo.add_argument("--seed", type=int, default=None)
+    bo.add_argument(
+        "--profile",
+        choices=["shipped", "default"],
+        default="shipped",
+        help="shipped: edge/sample.yaml (health every 300 s); default: the agent's own (10 s)",
+    )
     bo.add_argument("--run-dir", type=Path, default=None)
     bo.set_defaults(func=_bench_outage)
     bcl = bench_sub.add_parser(
