@@ -71,7 +71,13 @@ def _bench_edge_memory(args: argparse.Namespace) -> int:
 def _bench_outage(args: argparse.Namespace) -> int:
     from commune_iot.bench.outage import main
 
-    return main(trials=args.trials, run_dir=args.run_dir, seed=args.seed, profile=args.profile)
+    return main(
+        trials=args.trials,
+        run_dir=args.run_dir,
+        seed=args.seed,
+        profile=args.profile,
+        keepalive_s=args.keepalive_s,
+    )
 
 
 def _bench_cluster(args: argparse.Namespace) -> int:
@@ -95,6 +101,7 @@ def _bench_link(args: argparse.Namespace) -> int:
         run_dir=args.run_dir,
         events_per_hour=args.events_per_hour,
         tcp_timestamps=not args.no_tcp_timestamps,
+        keepalive_s=args.keepalive_s,
     )
 
 
@@ -397,6 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="shipped",
         help="shipped: edge/sample.yaml (health every 300 s); default: the agent's own (10 s)",
     )
+    bo.add_argument("--keepalive-s", type=int, default=None, help="override the profile's MQTT keepalive")
     bo.add_argument("--run-dir", type=Path, default=None)
     bo.set_defaults(func=_bench_outage)
     bcl = bench_sub.add_parser(
@@ -427,6 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
     bl.add_argument(
         "--events-per-hour", type=float, default=60.0, help="camera motion events per hour at the peak"
     )
+    bl.add_argument("--keepalive-s", type=int, default=None, help="override the profile's MQTT keepalive")
     bl.add_argument(
         "--no-tcp-timestamps", action="store_true", help="net.ipv4.tcp_timestamps=0 on the boards"
     )

@@ -506,10 +506,13 @@ def run(
     imp: Impairments,
     events_per_hour: float = EVENTS_PER_HOUR,
     tcp_timestamps: bool = True,
+    keepalive_s: int | None = None,
 ) -> dict[str, Any]:
     if os.geteuid() != 0:
         raise SystemExit("bench link needs root (network namespaces, veth, tc)")
-    prof = profile_settings(profile)
+    prof = dict(profile_settings(profile))
+    if keepalive_s is not None:
+        prof["keepalive_s"] = keepalive_s
     tag = f"{os.getpid() % 1000}"
     devices = {d["kind"]: d for d in reversed(load_devices())}
     boards = [
@@ -645,11 +648,12 @@ def main(
     run_dir: Path | None = None,
     events_per_hour: float = EVENTS_PER_HOUR,
     tcp_timestamps: bool = True,
+    keepalive_s: int | None = None,
 ) -> int:
     base = run_dir or Path(tempfile.mkdtemp(prefix="ciot-bench-link-"))
     # a short run keeps one full 30 s stall, a quarter of the way in; a long one every 10 min
     imp = Impairments(first_stall_s=minutes * 15, stall_every_s=1e9) if minutes < 10 else Impairments()
-    res = run(minutes, profile, base, imp, events_per_hour, tcp_timestamps)
+    res = run(minutes, profile, base, imp, events_per_hour, tcp_timestamps, keepalive_s)
     for k, v in res.items():
         if k not in KEYS:
             _say(f"  {k}: {v}")

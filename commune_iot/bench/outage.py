@@ -293,7 +293,11 @@ def agent_settings(profile: str) -> dict[str, Any]:
 
 
 def main(
-    trials: int = 20, run_dir: Path | None = None, seed: int | None = None, profile: str = "shipped"
+    trials: int = 20,
+    run_dir: Path | None = None,
+    seed: int | None = None,
+    profile: str = "shipped",
+    keepalive_s: int | None = None,
 ) -> int:
     base = run_dir or Path(tempfile.mkdtemp(prefix="ciot-bench-outage-"))
     rng = random.Random(seed)
@@ -305,6 +309,8 @@ def main(
     latencies: list[float] = []
     lock = threading.Lock()
     settings = agent_settings(profile)
+    if keepalive_s is not None:  # what another keepalive would give (the bytes: bench link)
+        settings["keepalive_s"] = keepalive_s
     health = float(settings.get("health_interval_s", 10.0))
     # a freeze lands at a random point of the keepalive's ping cycle (what decides the Will) and,
     # with the agent's defaults, of the 10 s heartbeat too
