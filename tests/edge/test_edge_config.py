@@ -36,6 +36,11 @@ def test_sample_config_is_valid_and_documents_defaults() -> None:
     assert cfg.broker.keepalive_s == 10 and cfg.health_interval_s == 300
     assert cfg.collectors[0].options.interval_s == 300  # type: ignore[attr-defined]
     assert EdgeConfig.model_fields["health_interval_s"].default == 10
+    # what the provisioning bundles ship is the same profile
+    from commune_iot.provision import bundle
+
+    assert (cfg.health_interval_s, cfg.broker.keepalive_s) == (bundle.HEALTH_INTERVAL_S, bundle.KEEPALIVE_S)
+    assert cfg.collectors[0].options.interval_s == bundle.COLLECTOR_INTERVAL_S  # type: ignore[attr-defined]
     assert cfg.outbox.sync == "full"
     assert isinstance(cfg.collectors[0].options, SimAPOptions)
     assert cfg.devices == ["tt-ap-03"]
