@@ -102,6 +102,8 @@ def _bench_link(args: argparse.Namespace) -> int:
         events_per_hour=args.events_per_hour,
         tcp_timestamps=not args.no_tcp_timestamps,
         keepalive_s=args.keepalive_s,
+        health_interval_s=args.health_interval_s,
+        readings_interval_s=args.readings_interval_s,
     )
 
 
@@ -436,6 +438,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--events-per-hour", type=float, default=60.0, help="camera motion events per hour at the peak"
     )
     bl.add_argument("--keepalive-s", type=int, default=None, help="override the profile's MQTT keepalive")
+    bl.add_argument("--health-interval-s", type=float, default=None, help="override the health interval")
+    bl.add_argument(
+        "--readings-interval-s", type=float, default=None, help="override AP readings and camera health"
+    )
     bl.add_argument(
         "--no-tcp-timestamps", action="store_true", help="net.ipv4.tcp_timestamps=0 on the boards"
     )

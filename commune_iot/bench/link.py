@@ -507,12 +507,18 @@ def run(
     events_per_hour: float = EVENTS_PER_HOUR,
     tcp_timestamps: bool = True,
     keepalive_s: int | None = None,
+    health_interval_s: float | None = None,
+    readings_interval_s: float | None = None,
 ) -> dict[str, Any]:
     if os.geteuid() != 0:
         raise SystemExit("bench link needs root (network namespaces, veth, tc)")
     prof = dict(profile_settings(profile))
     if keepalive_s is not None:
         prof["keepalive_s"] = keepalive_s
+    if health_interval_s is not None:
+        prof["health_interval_s"] = health_interval_s
+    if readings_interval_s is not None:  # AP readings and camera stream health alike
+        prof["sim_interval_s"] = prof["camera_interval_s"] = readings_interval_s
     tag = f"{os.getpid() % 1000}"
     devices = {d["kind"]: d for d in reversed(load_devices())}
     boards = [
@@ -649,11 +655,23 @@ def main(
     events_per_hour: float = EVENTS_PER_HOUR,
     tcp_timestamps: bool = True,
     keepalive_s: int | None = None,
+    health_interval_s: float | None = None,
+    readings_interval_s: float | None = None,
 ) -> int:
     base = run_dir or Path(tempfile.mkdtemp(prefix="ciot-bench-link-"))
     # a short run keeps one full 30 s stall, a quarter of the way in; a long one every 10 min
     imp = Impairments(first_stall_s=minutes * 15, stall_every_s=1e9) if minutes < 10 else Impairments()
-    res = run(minutes, profile, base, imp, events_per_hour, tcp_timestamps, keepalive_s)
+    res = run(
+        minutes,
+        profile,
+        base,
+        imp,
+        events_per_hour,
+        tcp_timestamps,
+        keepalive_s,
+        health_interval_s,
+        readings_interval_s,
+    )
     for k, v in res.items():
         if k not in KEYS:
             _say(f"  {k}: {v}")
