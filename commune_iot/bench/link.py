@@ -76,6 +76,8 @@ def profile_settings(profile: str) -> dict[str, float]:
 
 
 PROFILE_NAMES = ["shipped", *PROFILES]
+#: Bytes of Ethernet header per packet on the veth (not on a 3G modem's link).
+ETHERNET_HEADER = 14
 #: Motion events per hour at the evening peak on the camera board (sim_camera's default is 6;
 #: more here so a 30-minute run has enough snapshots for a p95).
 EVENTS_PER_HOUR = 60.0
@@ -260,7 +262,7 @@ class Board:
     ns_if: str = ""
     proc: subprocess.Popen[bytes] | None = None
     outbox: Path = Path()
-    counters0: tuple[int, int] = (0, 0)
+    counters0: tuple[int, ...] = (0, 0, 0, 0)
     io0: dict[str, int] = field(default_factory=dict)
     cpu0: float = 0.0
 
@@ -321,7 +323,8 @@ class Board:
         subprocess.run(["ip", "netns", "del", self.ns], capture_output=True, check=False)
         subprocess.run(["ip", "link", "del", self.host_if], capture_output=True, check=False)
 
-    def counters(self) -> tuple[int, int]:
+    def counters(self) -> tuple[int, ...]:
+        """tx bytes, rx bytes, tx packets, rx packets of the board's interface."""
         out = subprocess.run(
             [
                 "ip",
@@ -331,12 +334,14 @@ class Board:
                 "cat",
                 f"/sys/class/net/{self.ns_if}/statistics/tx_bytes",
                 f"/sys/class/net/{self.ns_if}/statistics/rx_bytes",
+                f"/sys/class/net/{self.ns_if}/statistics/tx_packets",
+                f"/sys/class/net/{self.ns_if}/statistics/rx_packets",
             ],
             check=True,
             capture_output=True,
             text=True,
         ).stdout.split()
-        return int(out[0]), int(out[1])
+        return tuple(int(v) for v in out)
 
     def io(self) -> dict[str, int]:
         assert self.proc is not None
@@ -581,8 +586,13 @@ def run(
         per_day = 86400 / seconds
         figures: dict[str, Any] = {}
         for b in boards:
-            tx, rx = b.counters()
-            figures[f"bytes_per_day_{b.name}"] = round((tx - b.counters0[0] + rx - b.counters0[1]) * per_day)
+            tx, rx, txp, rxp = b.counters()
+            wire = tx - b.counters0[0] + rx - b.counters0[1]
+            packets = txp - b.counters0[2] + rxp - b.counters0[3]
+            figures[f"bytes_per_day_{b.name}"] = round(wire * per_day)
+            figures[f"packets_per_day_{b.name}"] = round(packets * per_day)
+            # what a 3G modem bills: IP packets, without the veth's 14-byte Ethernet header
+            figures[f"ip_bytes_per_day_{b.name}"] = round((wire - ETHERNET_HEADER * packets) * per_day)
         io = boards[0].io()
         cpu = boards[0].cpu_s() - boards[0].cpu0
         figures["disk_bytes_per_day_ap"] = round((io["write_bytes"] - boards[0].io0["write_bytes"]) * per_day)
