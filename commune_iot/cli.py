@@ -71,7 +71,13 @@ def _bench_edge_memory(args: argparse.Namespace) -> int:
 def _bench_outage(args: argparse.Namespace) -> int:
     from commune_iot.bench.outage import main
 
-    return main(trials=args.trials, run_dir=args.run_dir, seed=args.seed)
+    return main(
+        trials=args.trials,
+        run_dir=args.run_dir,
+        seed=args.seed,
+        profile=args.profile,
+        keepalive_s=args.keepalive_s,
+    )
 
 
 def _bench_cluster(args: argparse.Namespace) -> int:
@@ -89,7 +95,16 @@ def _bench_uplink(args: argparse.Namespace) -> int:
 def _bench_link(args: argparse.Namespace) -> int:
     from commune_iot.bench.link import main
 
-    return main(minutes=args.minutes, profile=args.profile, run_dir=args.run_dir)
+    return main(
+        minutes=args.minutes,
+        profile=args.profile,
+        run_dir=args.run_dir,
+        events_per_hour=args.events_per_hour,
+        tcp_timestamps=not args.no_tcp_timestamps,
+        keepalive_s=args.keepalive_s,
+        health_interval_s=args.health_interval_s,
+        readings_interval_s=args.readings_interval_s,
+    )
 
 
 def _bench_fleet(args: argparse.Namespace) -> int:
@@ -387,6 +402,13 @@ def build_parser() -> argparse.ArgumentParser:
     bo = bench_sub.add_parser("outage", help="seconds from a frozen agent (SIGSTOP) to the webhook notice")
     bo.add_argument("--trials", type=int, default=20)
     bo.add_argument("--seed", type=int, default=None)
+    bo.add_argument(
+        "--profile",
+        choices=["shipped", "default"],
+        default="shipped",
+        help="shipped: edge/sample.yaml (health every 300 s); default: the agent's own (10 s)",
+    )
+    bo.add_argument("--keepalive-s", type=int, default=None, help="override the profile's MQTT keepalive")
     bo.add_argument("--run-dir", type=Path, default=None)
     bo.set_defaults(func=_bench_outage)
     bcl = bench_sub.add_parser(
@@ -408,7 +430,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="an AP and a camera board on a bad 3G link (netns, tbf, stalls, NAT): delivery, bytes, disk",
     )
     bl.add_argument("--minutes", type=float, default=30.0)
-    bl.add_argument("--profile", choices=["default", "field", "saver"], default="field")
+    bl.add_argument(
+        "--profile",
+        choices=["shipped", "default", "field", "saver"],
+        default="shipped",
+        help="shipped: edge/sample.yaml as a deployed board gets it (default)",
+    )
+    bl.add_argument(
+        "--events-per-hour", type=float, default=60.0, help="camera motion events per hour at the peak"
+    )
+    bl.add_argument("--keepalive-s", type=int, default=None, help="override the profile's MQTT keepalive")
+    bl.add_argument("--health-interval-s", type=float, default=None, help="override the health interval")
+    bl.add_argument(
+        "--readings-interval-s", type=float, default=None, help="override AP readings and camera health"
+    )
+    bl.add_argument(
+        "--no-tcp-timestamps", action="store_true", help="net.ipv4.tcp_timestamps=0 on the boards"
+    )
     bl.add_argument("--run-dir", type=Path, default=None)
     bl.set_defaults(func=_bench_link)
     bfl = bench_sub.add_parser(

@@ -334,6 +334,14 @@ class EdgeConfig(BaseSettings, ManagedConfig):
         "ciot/host/v1/state/+ (Sparkplug's primary host); until then it waits in the outbox. "
         "Turn off only for a broker with no cloud behind it (tests, bench).",
     )
+    watchdog_s: float = Field(
+        default=60.0,
+        ge=0,
+        le=3600,
+        description="End the agent (exit 70, for systemd to restart it) when its event loop has not "
+        "run for this long, or no health message was produced for 2 x health_interval_s plus this; "
+        "the MQTT connection is dropped first so the broker sends the Will at once. 0: off.",
+    )
     control: ControlConfig = Field(
         default_factory=ControlConfig, description="Desired configuration and commands from the cloud."
     )

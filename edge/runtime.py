@@ -38,6 +38,7 @@ from edge.health import AgentClock, BoardHealth
 from edge.link import Link
 from edge.outbox import Outbox, Priority, messages
 from edge.update.layout import Layout
+from edge.watchdog import LoopWatchdog
 from wire import Health, Metrics, MotionEvent, Point, Status, UpdateReport, encode, logs
 from wire.messages import MAX_JSON_BYTES
 from wire.topics import Channel, topic_for
@@ -111,6 +112,15 @@ class Agent:
             self._running = [_Running(spec, self._collector(spec)) for spec in cfg.collectors]
         self._stop = asyncio.Event()
         self._health_changed = asyncio.Event()
+        self.watchdog = (
+            LoopWatchdog(
+                cfg.watchdog_s,
+                lambda: 2 * self.cfg.health_interval_s + cfg.watchdog_s,
+                self.link.client.socket,
+            )
+            if cfg.watchdog_s > 0
+            else None
+        )
         self.restart_requested = False
 
     def _collector(self, spec: CollectorSpec) -> Collector:
@@ -416,6 +426,8 @@ class Agent:
                 self._put(Channel.HEALTH, encode(msg), Priority.HEALTH, created=msg.ts.timestamp())
             except Exception:  # e.g. disk full: keep the heartbeat task alive and try again
                 log.exception("could not produce or store a health message; trying again next interval")
+            if self.watchdog is not None:  # the task runs (a restart would not cure a full disk)
+                self.watchdog.health_produced()
             interval = self.cfg.health_interval_s
             next_at += interval
             now = time.monotonic()
@@ -479,14 +491,20 @@ class Agent:
         health = asyncio.create_task(self._health_loop(), name="health")
         clock = asyncio.create_task(self._clock_loop(), name="clock")
         commits = asyncio.create_task(self._commit_loop(), name="commits")
+        tasks = [health, clock, commits]
+        if self.watchdog is not None:
+            tasks.append(asyncio.create_task(self.watchdog.beat(), name="watchdog"))
+            self.watchdog.start()
         for i, run in enumerate(self._running):
             run.task = asyncio.create_task(self._supervise(run.collector), name=f"collector-{i}")
         try:
             await self._stop.wait()
         finally:
+            if self.watchdog is not None:
+                self.watchdog.stop()  # an orderly stop is systemd's to time (TimeoutStopSec)
             if self.control is not None:
                 await self.control.stop()
-            for task in (health, clock, commits):
+            for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task

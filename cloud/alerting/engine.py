@@ -297,8 +297,13 @@ class AlertEngine:
         return len(n.outages)
 
     def _suspect(self, n: _Node, now: float) -> bool:
-        """Down, or quiet for longer than most healthy nodes ever are between two heartbeats."""
-        return n.down or now - n.last_seen > self.cfg.suspect_factor * n.interval_s
+        """Down, or quiet for longer than most healthy nodes ever are between two heartbeats
+        (only for short heartbeats: with long ones the keepalive's Will is the fast path)."""
+        if n.down:
+            return True
+        if n.interval_s > self.cfg.suspect_max_interval_s:
+            return False
+        return now - n.last_seen > self.cfg.suspect_factor * n.interval_s
 
     def _need(self, monitored: int) -> int:
         """Nodes down that make a commune-wide outage."""

@@ -78,6 +78,14 @@ class AlertingConfig(BaseModel):
         "commune_window_s) for the commune alert. Must stay below (silence limit + grace_s) / interval "
         "- 1 (0.8 with the defaults) so a commune going dark at once is always recognised.",
     )
+    suspect_max_interval_s: float = Field(
+        30.0,
+        gt=0,
+        description="Nodes whose birth states a longer health interval than this (the shipped 3G "
+        "profile: 300 s) are judged by their Will alone: being quiet for most of an interval says "
+        "nothing of them, so only a node already down counts as a suspect (else healthy peers would "
+        "hold a node's alert back by up to commune_window_s).",
+    )
     settle_s: float = Field(
         45.0,
         ge=0,

@@ -72,7 +72,7 @@ def collector_config(c: Collector) -> tuple[list[dict[str, Any]], dict[str, str]
     if c.kind == "camera" and c.camera_url:
         url, user, password = public_camera_url(c.camera_url)
         password = c.camera_password or password
-        spec = {"type": "camera", "device": c.device, "url": url}
+        spec = {"type": "camera", "device": c.device, "url": url, "interval_s": bundle.COLLECTOR_INTERVAL_S}
         if user:
             spec["username"] = user
         if password:
@@ -84,6 +84,7 @@ def collector_config(c: Collector) -> tuple[list[dict[str, Any]], dict[str, str]
         files["snmp-community"] = c.snmp_community
         spec = {
             "type": "snmp_ap",
+            "interval_s": bundle.COLLECTOR_INTERVAL_S,
             "snmp": {"version": "2c", "community_file": f"{ETC}/snmp-community"},
             "profile": c.ap_profile or "auto",
             "aps": [{"device": c.device, "host": c.ap_host}],

@@ -35,12 +35,13 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+import yaml
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from commune_iot.fleet import edge_config, load_devices
 from commune_iot.localsvc import REPO, Mosquitto, free_port
 
-#: The profiles measured: the shipped defaults and the "3G saver" (docs/field.md).
+#: The profiles measured before (docs/field.md); "shipped" (the default) reads edge/sample.yaml.
 PROFILES: dict[str, dict[str, float]] = {
     # the agent's defaults as shipped: each message committed to the card on its own
     "default": {"health_interval_s": 10.0, "keepalive_s": 10, "sim_interval_s": 30.0, "commit_interval_s": 0},
@@ -54,6 +55,29 @@ PROFILES: dict[str, dict[str, float]] = {
         "commit_interval_s": 120,
     },
 }
+
+
+def shipped_profile() -> dict[str, float]:
+    """What a deployed board gets: edge/sample.yaml (health, keepalive, AP readings, commits)
+    and the camera sample's stream-health interval (the provisioning bundles carry the same)."""
+    sample = yaml.safe_load((REPO / "edge" / "sample.yaml").read_text(encoding="utf-8"))
+    camera = yaml.safe_load((REPO / "edge" / "collectors" / "camera" / "sample.yaml").read_text())[0]
+    return {
+        "health_interval_s": float(sample["health_interval_s"]),
+        "keepalive_s": int(sample["broker"]["keepalive_s"]),
+        "sim_interval_s": float(sample["collectors"][0]["interval_s"]),
+        "camera_interval_s": float(camera["interval_s"]),
+        "commit_interval_s": float(sample["outbox"]["commit_interval_s"]),
+    }
+
+
+def profile_settings(profile: str) -> dict[str, float]:
+    return shipped_profile() if profile == "shipped" else PROFILES[profile]
+
+
+PROFILE_NAMES = ["shipped", *PROFILES]
+#: Bytes of Ethernet header per packet on the veth (not on a 3G modem's link).
+ETHERNET_HEADER = 14
 #: Motion events per hour at the evening peak on the camera board (sim_camera's default is 6;
 #: more here so a 30-minute run has enough snapshots for a p95).
 EVENTS_PER_HOUR = 60.0
@@ -238,7 +262,7 @@ class Board:
     ns_if: str = ""
     proc: subprocess.Popen[bytes] | None = None
     outbox: Path = Path()
-    counters0: tuple[int, int] = (0, 0)
+    counters0: tuple[int, ...] = (0, 0, 0, 0)
     io0: dict[str, int] = field(default_factory=dict)
     cpu0: float = 0.0
 
@@ -299,7 +323,8 @@ class Board:
         subprocess.run(["ip", "netns", "del", self.ns], capture_output=True, check=False)
         subprocess.run(["ip", "link", "del", self.host_if], capture_output=True, check=False)
 
-    def counters(self) -> tuple[int, int]:
+    def counters(self) -> tuple[int, ...]:
+        """tx bytes, rx bytes, tx packets, rx packets of the board's interface."""
         out = subprocess.run(
             [
                 "ip",
@@ -309,12 +334,14 @@ class Board:
                 "cat",
                 f"/sys/class/net/{self.ns_if}/statistics/tx_bytes",
                 f"/sys/class/net/{self.ns_if}/statistics/rx_bytes",
+                f"/sys/class/net/{self.ns_if}/statistics/tx_packets",
+                f"/sys/class/net/{self.ns_if}/statistics/rx_packets",
             ],
             check=True,
             capture_output=True,
             text=True,
         ).stdout.split()
-        return int(out[0]), int(out[1])
+        return tuple(int(v) for v in out)
 
     def io(self) -> dict[str, int]:
         assert self.proc is not None
@@ -477,10 +504,26 @@ def analyse(
 # -- the run -------------------------------------------------------------------------------------
 
 
-def run(minutes: float, profile: str, run_dir: Path, imp: Impairments) -> dict[str, Any]:
+def run(
+    minutes: float,
+    profile: str,
+    run_dir: Path,
+    imp: Impairments,
+    events_per_hour: float = EVENTS_PER_HOUR,
+    tcp_timestamps: bool = True,
+    keepalive_s: int | None = None,
+    health_interval_s: float | None = None,
+    readings_interval_s: float | None = None,
+) -> dict[str, Any]:
     if os.geteuid() != 0:
         raise SystemExit("bench link needs root (network namespaces, veth, tc)")
-    prof = PROFILES[profile]
+    prof = dict(profile_settings(profile))
+    if keepalive_s is not None:
+        prof["keepalive_s"] = keepalive_s
+    if health_interval_s is not None:
+        prof["health_interval_s"] = health_interval_s
+    if readings_interval_s is not None:  # AP readings and camera stream health alike
+        prof["sim_interval_s"] = prof["camera_interval_s"] = readings_interval_s
     tag = f"{os.getpid() % 1000}"
     devices = {d["kind"]: d for d in reversed(load_devices())}
     boards = [
@@ -489,6 +532,8 @@ def run(minutes: float, profile: str, run_dir: Path, imp: Impairments) -> dict[s
     ]
     for b in boards:
         b.setup(tag)
+        if not tcp_timestamps:  # the board's side: 12 bytes less in every TCP header
+            _sh("ip", "netns", "exec", b.ns, "sysctl", "-q", "net.ipv4.tcp_timestamps=0")
     broker = TlsMosquitto(run_dir / "broker", [b.host_ip for b in boards])
     relays: list[FieldRelay] = []
     rec: Recorder | None = None
@@ -505,9 +550,9 @@ def run(minutes: float, profile: str, run_dir: Path, imp: Impairments) -> dict[s
                 f"mqtts://{b.host_ip}:{relay.port}",
                 state,
                 health_interval_s=prof["health_interval_s"],
-                sim_interval_s=prof["sim_interval_s"],
+                sim_interval_s=prof.get(f"{b.kind}_interval_s", prof["sim_interval_s"]),
                 keepalive_s=int(prof["keepalive_s"]),
-                events_per_hour=EVENTS_PER_HOUR,
+                events_per_hour=events_per_hour,
                 reconnect_max_s=10.0,
             )
             cfg["broker"]["ca_file"] = str(broker.ca)
@@ -541,8 +586,13 @@ def run(minutes: float, profile: str, run_dir: Path, imp: Impairments) -> dict[s
         per_day = 86400 / seconds
         figures: dict[str, Any] = {}
         for b in boards:
-            tx, rx = b.counters()
-            figures[f"bytes_per_day_{b.name}"] = round((tx - b.counters0[0] + rx - b.counters0[1]) * per_day)
+            tx, rx, txp, rxp = b.counters()
+            wire = tx - b.counters0[0] + rx - b.counters0[1]
+            packets = txp - b.counters0[2] + rxp - b.counters0[3]
+            figures[f"bytes_per_day_{b.name}"] = round(wire * per_day)
+            figures[f"packets_per_day_{b.name}"] = round(packets * per_day)
+            # what a 3G modem bills: IP packets, without the veth's 14-byte Ethernet header
+            figures[f"ip_bytes_per_day_{b.name}"] = round((wire - ETHERNET_HEADER * packets) * per_day)
         io = boards[0].io()
         cpu = boards[0].cpu_s() - boards[0].cpu0
         figures["disk_bytes_per_day_ap"] = round((io["write_bytes"] - boards[0].io0["write_bytes"]) * per_day)
@@ -570,6 +620,9 @@ def run(minutes: float, profile: str, run_dir: Path, imp: Impairments) -> dict[s
         res["bytes_per_day_camera_without_snapshots"] = res["bytes_per_day_camera"] - snap_day
         res |= {
             "profile": profile,
+            "settings": prof,
+            "events_per_hour": events_per_hour,
+            "tcp_timestamps": tcp_timestamps,
             "minutes": round(seconds / 60, 2),
             "stalls": len(stalls),
             "nat_drops": sum(r.nat_drops for r in relays),
@@ -605,11 +658,30 @@ KEYS = (
 )
 
 
-def main(minutes: float = 30.0, profile: str = "field", run_dir: Path | None = None) -> int:
+def main(
+    minutes: float = 30.0,
+    profile: str = "shipped",
+    run_dir: Path | None = None,
+    events_per_hour: float = EVENTS_PER_HOUR,
+    tcp_timestamps: bool = True,
+    keepalive_s: int | None = None,
+    health_interval_s: float | None = None,
+    readings_interval_s: float | None = None,
+) -> int:
     base = run_dir or Path(tempfile.mkdtemp(prefix="ciot-bench-link-"))
     # a short run keeps one full 30 s stall, a quarter of the way in; a long one every 10 min
     imp = Impairments(first_stall_s=minutes * 15, stall_every_s=1e9) if minutes < 10 else Impairments()
-    res = run(minutes, profile, base, imp)
+    res = run(
+        minutes,
+        profile,
+        base,
+        imp,
+        events_per_hour,
+        tcp_timestamps,
+        keepalive_s,
+        health_interval_s,
+        readings_interval_s,
+    )
     for k, v in res.items():
         if k not in KEYS:
             _say(f"  {k}: {v}")

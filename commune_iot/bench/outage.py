@@ -276,7 +276,29 @@ def _percentile(values: list[float], q: float) -> float:
     return s[lo] + (s[hi] - s[lo]) * (k - lo)
 
 
-def main(trials: int = 20, run_dir: Path | None = None, seed: int | None = None) -> int:
+def agent_settings(profile: str) -> dict[str, Any]:
+    """Agent overrides of a profile: "shipped" is edge/sample.yaml's health, readings and
+    keepalive (health every 300 s: only the keepalive and the Will can alert within 20 s);
+    "default" is the agent's own defaults (health every 10 s)."""
+    if profile == "default":
+        return {}
+    from commune_iot.bench.link import shipped_profile
+
+    p = shipped_profile()
+    return {
+        "health_interval_s": p["health_interval_s"],
+        "sim_interval_s": p["sim_interval_s"],
+        "keepalive_s": int(p["keepalive_s"]),
+    }
+
+
+def main(
+    trials: int = 20,
+    run_dir: Path | None = None,
+    seed: int | None = None,
+    profile: str = "shipped",
+    keepalive_s: int | None = None,
+) -> int:
     base = run_dir or Path(tempfile.mkdtemp(prefix="ciot-bench-outage-"))
     rng = random.Random(seed)
     lanes = {"da-ron": "dr-ap-01", "tu-tra": "tt-ap-01", "lac-xuan": "lx-ap-01"}
@@ -286,13 +308,20 @@ def main(trials: int = 20, run_dir: Path | None = None, seed: int | None = None)
     }
     latencies: list[float] = []
     lock = threading.Lock()
-    interval = 10.0
+    settings = agent_settings(profile)
+    if keepalive_s is not None:  # what another keepalive would give (the bytes: bench link)
+        settings["keepalive_s"] = keepalive_s
+    health = float(settings.get("health_interval_s", 10.0))
+    # a freeze lands at a random point of the keepalive's ping cycle (what decides the Will) and,
+    # with the agent's defaults, of the 10 s heartbeat too
+    interval = float(settings.get("keepalive_s", 10))
     print(
-        f"{trials} trials: freeze an agent (SIGSTOP) at a random point of its {interval:.0f} s heartbeat, "
-        "time until the webhook notice; shipped defaults",
+        f"{trials} trials: freeze an agent (SIGSTOP) at a random point of its {interval:.0f} s keepalive, "
+        f"time until the webhook notice; {profile} profile (health every {health:.0f} s, "
+        f"keepalive {interval:.0f} s)",
         flush=True,
     )
-    with OutageRig.running(base, list(lanes.values())) as rig:
+    with OutageRig.running(base, list(lanes.values()), agent_overrides=settings) as rig:
         per_lane = {
             c: trials // len(lanes) + (1 if i < trials % len(lanes) else 0) for i, c in enumerate(lanes)
         }
@@ -320,11 +349,14 @@ def main(trials: int = 20, run_dir: Path | None = None, seed: int | None = None)
     if len(latencies) < trials:
         raise SystemExit(f"only {len(latencies)} of {trials} trials completed; see {base}")
     print(
-        f"uplink cost of these defaults (health every {interval:.0f} s, keepalive 10 s): "
-        "measured by `commune-iot bench uplink`",
+        f"uplink cost of this profile (health every {health:.0f} s, keepalive {interval:.0f} s): "
+        "measured by `commune-iot bench link --profile ...` (docs/field.md)",
         flush=True,
     )
     result = {
+        "profile": profile,
+        "health_interval_s": health,
+        "keepalive_s": interval,
         "trials": len(latencies),
         "p50_s": round(statistics.median(latencies), 2),
         "p95_s": round(_percentile(latencies, 0.95), 2),

@@ -40,6 +40,11 @@ class Query:
         return t
 
 
+#: Gaps a time series line bridges: two readings of a board on the 3G profile (300 s) plus
+#: slack; a longer silence (a lost board, an outage) stays a visible gap.
+SPAN_NULLS_MS = 660_000
+
+
 @dataclass(frozen=True)
 class Panel:
     title: str
@@ -60,6 +65,10 @@ class Panel:
 
     def to_json(self, pid: int, x: int, y: int) -> dict[str, Any]:
         defaults: dict[str, Any] = {"custom": dict(self.custom)}
+        if self.type == "timeseries" and self.custom.get("drawStyle", "line") == "line":
+            # boards on the shipped 3G profile report every 300 s: with fill(null) and a short
+            # $__interval their points would stand apart; join them, but show a longer gap
+            defaults["custom"].setdefault("spanNulls", SPAN_NULLS_MS)
         if self.unit:
             defaults["unit"] = self.unit
         if self.decimals is not None:

@@ -21,6 +21,8 @@ ROOT = Path(__file__).resolve().parents[2]
 FIRMWARE = Path(os.environ.get("CIOT_FIRMWARE_CONFIG") or ROOT / "firmware_config")
 UNIT = FIRMWARE / "systemd" / "commune-iot-edge.service"
 LAUNCHER = FIRMWARE / "launcher" / "ciot_launcher.py"
+#: Kernel settings for a metered uplink (no TCP timestamps: docs/field.md).
+SYSCTL = FIRMWARE / "sysctl" / "90-commune-iot-uplink.conf"
 ETC = "/etc/commune-iot"
 OPT = "/opt/commune-iot"
 LIB = "/usr/local/lib/commune-iot"
@@ -34,7 +36,7 @@ install -d -o root -g ciot -m 0750 {etc}
 install -o root -g ciot -m 0640 edge.yaml ca.crt {etc}/
 install -o ciot -g ciot -m 0400 mqtt.password {etc}/mqtt.password
 install -D -o root -g root -m 0755 ciot_launcher.py {lib}/ciot_launcher.py
-{secrets}# The first version of the agent, from the release bundle in ./release (made with
+{sysctl}{secrets}# The first version of the agent, from the release bundle in ./release (made with
 # `commune-iot release build --deps ...`, so that it carries its dependencies' wheels):
 python3 -m venv /tmp/ciot-setup
 /tmp/ciot-setup/bin/pip install --no-index --find-links release 'commune-iot[edge]'
@@ -45,6 +47,16 @@ install -m 0644 commune-iot-edge.service /etc/systemd/system/
 systemctl daemon-reload && systemctl enable --now commune-iot-edge
 {then}"""
 NO_COLLECTOR = "# Then add the board's collector (camera or SNMP) to {etc}/edge.yaml: see edge/sample.yaml.\n"
+
+
+#: What a provisioned board ships with (edge/sample.yaml has the same): health, AP polls and
+#: camera stream health every 5 minutes, a camera's change of state at once; about 3 MB/day
+#: per board on 3G with the outage alert still within 20 s (docs/field.md).
+HEALTH_INTERVAL_S = 300
+COLLECTOR_INTERVAL_S = 300
+#: The liveness path: the broker's Will after 1.5 x this of silence (plus Mosquitto 2.0's 5 s
+#: keepalive scan), the cloud's alert 3 s later: p95 19.2 s at 8, over 20 s at 9 and 10.
+KEEPALIVE_S = 8
 
 
 def edge_yaml(
@@ -70,8 +82,10 @@ def edge_yaml(
             "username": node,
             "password_file": f"{ETC}/mqtt.password",
             "connect_timeout_s": 30,  # a 3G attach plus TLS takes 5-20 s (docs/field.md)
+            "keepalive_s": KEEPALIVE_S,
         },
-        "health_interval_s": 10,
+        # bytes on 3G (docs/field.md): health need not be the heartbeat, the keepalive is
+        "health_interval_s": HEALTH_INTERVAL_S,
         # spares the SD card (docs/field.md). clock.sync_check stays "not_before": "kernel" is
         # right only where timesyncd or chrony runs, and holds all data until it has synced.
         "outbox": {"path": "/var/lib/commune-iot/outbox.sqlite3", "commit_interval_s": 120},
@@ -110,6 +124,11 @@ def files(
         opt=OPT,
         lib=LIB,
         secrets=extra,
+        sysctl=(
+            f"install -m 0644 {SYSCTL.name} /etc/sysctl.d/ && sysctl -q -p /etc/sysctl.d/{SYSCTL.name}\n"
+            if SYSCTL.exists()
+            else ""
+        ),
         then="" if collectors else NO_COLLECTOR.format(etc=ETC),
     )
     out = {
@@ -121,6 +140,7 @@ def files(
         "ca.crt": (ca_pem.encode(), 0o644),
         UNIT.name: (UNIT.read_bytes(), 0o644),
         LAUNCHER.name: (LAUNCHER.read_bytes(), 0o755),
+        **({SYSCTL.name: (SYSCTL.read_bytes(), 0o644)} if SYSCTL.exists() else {}),
         "INSTALL.sh": (install.encode(), 0o755),
     }
     out |= {name: ((value + "\n").encode(), 0o600) for name, value in (secrets or {}).items()}

@@ -52,10 +52,14 @@ class Sim:
 
     @classmethod
     def start(
-        cls, cfg: AlertingConfig | None = None, nodes: list[str] | None = None, settle: bool = True
+        cls,
+        cfg: AlertingConfig | None = None,
+        nodes: list[str] | None = None,
+        settle: bool = True,
+        interval: float = 10.0,
     ) -> Sim:
         cfg = cfg or AlertingConfig()
-        sim = cls(AlertEngine(cfg, inventory()))
+        sim = cls(AlertEngine(cfg, inventory()), interval=interval)
         sim.engine.broker(True, sim.now)
         for i, n in enumerate(nodes if nodes is not None else TU_TRA + DA_RON):
             sim.birth(n)

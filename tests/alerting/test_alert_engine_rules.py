@@ -162,6 +162,30 @@ def test_a_small_commune_going_dark_is_recognised_whatever_the_heartbeat_phases(
         assert [(c.kind, c.scope) for c in sim.changes if c.kind != "update"] == [("open", Scope.COMMUNE)]
 
 
+def test_a_will_alerts_within_20s_although_the_birth_says_health_every_300s() -> None:
+    """The shipped 3G profile: health every 300 s, so the silence rule waits 450 s and the Will
+    (keepalive 10 s: 15 s of silence) is the only fast path. Its peers, quiet for most of their
+    300 s between two health messages, must not pass for a commune going dark and hold the
+    alert back (up to commune_window_s)."""
+    sim = Sim.start(interval=300.0)
+    # heartbeats at 1,000,200 + phase (0-19 s); at 1,000,450 every node of the commune has been
+    # quiet for more than 0.75 x 300 s, as healthy boards are for a quarter of the time
+    sim.run(1_000_450.0 - sim.now)
+    assert sim.changes == []
+    assert all(sim.now - sim.engine._nodes[n].last_seen > 225 for n in TU_TRA)
+    sim.will(TU_TRA[0])  # 15 s after the board went dark
+    took, changes = sim.run_until_change(60)
+    assert [(c.kind, c.scope, c.subject, c.cause) for c in changes] == [
+        ("open", Scope.NODE, TU_TRA[0], Cause.WILL)
+    ]
+    assert took <= 3.2  # 15 s + 3 s grace: within 20 s of the outage
+    # and a whole commune going dark is still one commune alert, not six node alerts
+    for n in TU_TRA[1:]:
+        sim.will(n)
+    sim.run(30)
+    assert [(c.kind, c.scope) for c in sim.changes if c.kind == "open"][-1] == ("open", Scope.COMMUNE)
+
+
 def test_device_behind_a_down_node_gets_no_alert_of_its_own() -> None:
     sim = Sim.start(nodes=["dr-cam-01", "dr-cam-02"])
     sim.engine.device_problem("dr-cam-02", "stream_down", True, sim.now)

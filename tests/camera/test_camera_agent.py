@@ -4,6 +4,7 @@ from a file source and from a loopback RTSP server (issue items 2 and 3)."""
 from __future__ import annotations
 
 import hashlib
+import itertools
 import signal
 import time
 from pathlib import Path
@@ -125,3 +126,52 @@ def test_rtsp_health_events_outage_recovery_and_frozen(tmp_path: Path, mosquitto
     assert "s3cret" not in log and "rtsp://***@127.0.0.1" in log
     pts = camera_points(rec.snapshot(), "dr-cam-01")
     assert all(p["nominal_fps"] > 0 for p in pts if p["up"])
+
+
+@pytestmark_rtsp
+def test_rare_health_points_still_say_a_change_of_state_at_once(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    """The shipped 3G profile sends a `camera` point every 300 s: a stream going down, frozen or
+    back must still reach the cloud within seconds, not at the next periodic point."""
+    video = write_scene(tmp_path / "cross.avi", 12, crossing=(3.0, 7.0))
+    server = RtspServer({"cam": str(video), "still": "frozen"}, tmp_path / "rtsp.log").start()
+    common = {"interval_s": 300.0, "read_timeout_s": 3.0, "open_timeout_s": 3.0, "reconnect_min_s": 0.5}
+    collectors = [
+        {"type": "camera", "device": "dr-cam-01", "url": server.url("cam"), "events": EVENTS, **common},
+        {"type": "camera", "device": "dr-cam-02", "url": server.url("still"), "frozen_after_s": 3, **common},
+    ]
+    cfg = agent_config(tmp_path, mosquitto.url, collectors=collectors, health_interval_s=300)
+    rec = Recorder(mosquitto.port)
+    agent = AgentProcess(cfg, tmp_path / "agent.log")
+    try:
+        rec.wait_for(lambda ms: any(p["up"] for p in camera_points(ms, "dr-cam-01")), 30, "dr-cam-01 up")
+        # the still picture: up first, then frozen after frozen_after_s, without waiting 300 s
+        rec.wait_for(
+            lambda ms: any(p["frozen"] and p["up"] for p in camera_points(ms, "dr-cam-02")), 20, "frozen"
+        )
+        assert server.proc is not None
+        server.proc.send_signal(signal.SIGSTOP)  # silent server: down after the read timeout
+        stopped = time.monotonic()
+        before = len(rec.snapshot())
+        rec.wait_for(
+            lambda ms: any(not p["up"] for p in camera_points(ms[before:], "dr-cam-01")),
+            10.0,
+            "down (silent)",
+        )
+        assert time.monotonic() - stopped <= 3.0 + 2.0
+        server.kill()
+        server = RtspServer(server.mounts, tmp_path / "rtsp2.log", port=server.port).start()
+        mark = len(rec.snapshot())
+        rec.wait_for(
+            lambda ms: any(p["up"] for p in camera_points(ms[mark:], "dr-cam-01")), 40, "dr-cam-01 up again"
+        )
+    finally:
+        agent.terminate()
+        agent.close()
+        rec.close()
+        server.kill()
+    pts = camera_points(rec.snapshot(), "dr-cam-01")
+    # up, down, up again, each said at once; no periodic point (the interval is 300 s), only the
+    # first one and the changes (the scene may add a camera_moving or tampering change or two)
+    runs = [k for k, _ in itertools.groupby(p["up"] for p in pts)]
+    assert runs[-3:] == [True, False, True] and len(runs) <= 4, pts  # (down while opening, first)
+    assert len(pts) <= 8, pts

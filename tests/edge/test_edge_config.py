@@ -31,7 +31,16 @@ def _write(tmp_path: Path, text: str) -> Path:
 def test_sample_config_is_valid_and_documents_defaults() -> None:
     cfg = load_config(SAMPLE)
     assert (cfg.node, cfg.commune, cfg.site) == ("tt-ap-03", "tu-tra", "tt-thon-03")
-    assert cfg.broker.keepalive_s == 10 and cfg.health_interval_s == 10
+    # the shipped 3G profile (docs/field.md): the keepalive (Will after 12 s) is the liveness
+    # path, so health and readings can be rare; the agent's own default stays 10 s
+    assert cfg.broker.keepalive_s == 8 and cfg.health_interval_s == 300
+    assert cfg.collectors[0].options.interval_s == 300  # type: ignore[attr-defined]
+    assert EdgeConfig.model_fields["health_interval_s"].default == 10
+    # what the provisioning bundles ship is the same profile
+    from commune_iot.provision import bundle
+
+    assert (cfg.health_interval_s, cfg.broker.keepalive_s) == (bundle.HEALTH_INTERVAL_S, bundle.KEEPALIVE_S)
+    assert cfg.collectors[0].options.interval_s == bundle.COLLECTOR_INTERVAL_S  # type: ignore[attr-defined]
     assert cfg.outbox.sync == "full"
     assert isinstance(cfg.collectors[0].options, SimAPOptions)
     assert cfg.devices == ["tt-ap-03"]

@@ -22,6 +22,7 @@ from cloud.onboarding.service import Gone, Onboarding
 from cloud.onboarding.store import NewDevice, bundles
 from cloud.storage.sql import SqlStore
 from commune_iot.cli import main as cli
+from commune_iot.provision.bundle import KEEPALIVE_S
 
 YAML = Path(__file__).resolve().parents[2] / "firmware_config" / "inventory.yaml"
 
@@ -114,11 +115,17 @@ def test_the_bundle_carries_the_collector_and_its_secret_never_the_cloud(
             "type": "camera",
             "device": "dr-cam-13",
             "url": clean,
+            "interval_s": 300,
             "username": "viewer",
             "password_file": "/etc/commune-iot/camera.password",
         }
     ]
     assert (cfg["node"], cfg["commune"], cfg["site"]) == ("dr-cam-13", "da-ron", "dr-diem-12")
+    # the shipped 3G profile (docs/field.md): rare health, the keepalive is the liveness path
+    assert (cfg["health_interval_s"], cfg["broker"]["keepalive_s"]) == (300, KEEPALIVE_S)
+    # and no TCP timestamps on the board (12 bytes a packet, docs/field.md)
+    assert b"net.ipv4.tcp_timestamps = 0" in files["90-commune-iot-uplink.conf"][0]
+    assert "sysctl -q -p /etc/sysctl.d/90-commune-iot-uplink.conf" in files["INSTALL.sh"][0].decode()
     assert files["camera.password"] == (b"m@t-khau\n", 0o600)
     assert files["mqtt.password"][1] == 0o600
     assert (
@@ -145,7 +152,11 @@ def test_the_bundle_carries_the_collector_and_its_secret_never_the_cloud(
     assert out.bundle is not None
     files = _unzip(svc.download(out.bundle.token, "t")[1])
     (spec,) = yaml.safe_load(files["edge.yaml"][0])["collectors"]
-    assert spec["type"] == "snmp_ap" and spec["aps"] == [{"device": "lx-ap-21", "host": "10.0.3.2"}]
+    assert (
+        spec["type"] == "snmp_ap"
+        and spec["interval_s"] == 300
+        and spec["aps"] == [{"device": "lx-ap-21", "host": "10.0.3.2"}]
+    )
     assert (
         spec["profile"] == "routeros" and spec["snmp"]["community_file"] == "/etc/commune-iot/snmp-community"
     )

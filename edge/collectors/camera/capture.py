@@ -146,6 +146,12 @@ class StreamReader:
 
     # -- health ----------------------------------------------------------------------------
 
+    def state(self) -> tuple[bool, bool]:
+        """(up, frozen) as :meth:`health` reports them, cheap enough to ask ten times a second."""
+        with self._lock:
+            up = self._up and time.monotonic() - self._last_frame <= self.s.read_timeout_s
+            return up, self._frozen and up
+
     def health(self, window_s: float = 10.0) -> Health:
         now = time.monotonic()
         with self._lock:

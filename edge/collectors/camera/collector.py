@@ -3,8 +3,10 @@
 Three parts run apart so none can stall another: the capture thread blocks in FFmpeg; the
 detector thread takes the newest frame, detects and tracks events; the collector's coroutine
 (the agent's event loop) only moves finished outputs into the outbox and writes the health
-point every ``interval_s``. Between them sit one frame slot and a bounded queue, so memory
-stays flat whatever the stream does.
+point every ``interval_s``, and at once when the stream's state changes (up, frozen,
+tampering, camera moving), so a long interval (300 s on 3G) never delays a stream alert.
+Between them sit one frame slot and a bounded queue, so memory stays flat whatever the stream
+does.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ from wire.messages import TAMPER_SNAPSHOT_FIELD, tamper_snapshot_suffix
 
 log = logging.getLogger("edge.camera")
 
+#: Shortest gap between two health points sent for a change of state: a camera that pans
+#: back and forth or a stream that flickers sends a point a second at most.
+CHANGE_GAP_S = 1.0
 #: Outputs waiting for the event loop. Events are rate-bounded (start, update per update_s,
 #: end), so this only fills if the loop is stuck; then the oldest is dropped and counted.
 QUEUE_MAX = 64
@@ -336,6 +341,13 @@ class Camera(Collector):
             ts=datetime.now(UTC),
         )
 
+    @staticmethod
+    def state(reader: StreamReader, pipeline: Pipeline) -> tuple[bool, bool, str, bool]:
+        """What the cloud alerts on, as the next point would say it: (up, frozen, tampering,
+        camera_moving)."""
+        up, frozen = reader.state()
+        return up, frozen, pipeline.tampered[0] if up else "", pipeline.camera_moving and up
+
     async def run(self, sink: Sink) -> None:
         reader = self._reader = StreamReader(self.capture_settings(), device=self.device).start()
         pipeline = self._pipeline = Pipeline(self.opts, self.device, reader).start()
@@ -348,17 +360,27 @@ class Camera(Collector):
             pipeline.snapshots.source.safe_url if pipeline.snapshots is not None else "the detected frames",
         )
         next_point = time.monotonic() + min(self.opts.interval_s, 2.0)
+        sent: tuple[bool, bool, str, bool] | None = None  # the state the last point said
+        sent_at = 0.0
         try:
             while True:
                 self._drain(pipeline, sink)
-                if time.monotonic() >= next_point:
+                now = time.monotonic()
+                due = now >= next_point
+                changed = sent is not None and self.state(reader, pipeline) != sent
+                if due or (changed and now - sent_at >= CHANGE_GAP_S):
                     tampered, pic = pipeline.take_tamper_picture()
                     if pic is not None:  # before the point that names it
                         sink.emit_snapshot(tamper_snapshot_suffix(pic[0]), pic[1])
-                    sink.emit_metrics([self.point(reader, pipeline, tampered)])
-                    next_point += self.opts.interval_s
-                    if next_point < time.monotonic():
-                        next_point = time.monotonic() + self.opts.interval_s
+                    point = self.point(reader, pipeline, tampered)
+                    sink.emit_metrics([point])
+                    f = point.fields
+                    sent = (bool(f["up"]), bool(f["frozen"]), str(f["tampering"]), bool(f["camera_moving"]))
+                    sent_at = now
+                    if due:
+                        next_point += self.opts.interval_s
+                        if next_point < now:
+                            next_point = now + self.opts.interval_s
                 await asyncio.sleep(0.1)
         finally:
             await asyncio.to_thread(reader.stop)
