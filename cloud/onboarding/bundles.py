@@ -85,6 +85,7 @@ def collector_config(c: Collector) -> tuple[list[dict[str, Any]], dict[str, str]
         spec = {
             "type": "snmp_ap",
             "interval_s": bundle.COLLECTOR_INTERVAL_S,
+            "check_interval_s": bundle.AP_CHECK_INTERVAL_S,
             "snmp": {"version": "2c", "community_file": f"{ETC}/snmp-community"},
             "profile": c.ap_profile or "auto",
             "aps": [{"device": c.device, "host": c.ap_host}],

@@ -54,6 +54,9 @@ NO_COLLECTOR = "# Then add the board's collector (camera or SNMP) to {etc}/edge.
 #: per board on 3G with the outage alert still within 20 s (docs/field.md).
 HEALTH_INTERVAL_S = 300
 COLLECTOR_INTERVAL_S = 300
+#: An AP board asks its AP for its uptime this often between polls (nothing goes upstream) and
+#: polls and publishes at once when it stops or starts answering: the AP-down alert stays ~30 s.
+AP_CHECK_INTERVAL_S = 30
 #: The liveness path: the broker's Will after 1.5 x this of silence (plus Mosquitto 2.0's 5 s
 #: keepalive scan), the cloud's alert 3 s later: p95 19.2 s at 8, over 20 s at 9 and 10.
 KEEPALIVE_S = 8

@@ -4,9 +4,10 @@ SNMP off, 1 down altogether), and the other 25 are still published on schedule, 
 from __future__ import annotations
 
 import itertools
+import signal
 import sys
 from collections import defaultdict
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -107,3 +108,58 @@ def test_ten_dead_aps_do_not_delay_the_other_25(tmp_path: Path, mosquitto: Mosqu
     assert "did not answer SNMP within 2 s (ping ok)" in dead[0] and "check the community" in dead[0]
     down = [line for line in log.splitlines() if "AP lx-ap-dead-down at 198.51.100.7 " in line]
     assert len(down) == 1 and "(no ping reply either)" in down[0] and "check the AP's power" in down[0]
+
+
+def test_an_ap_that_stops_answering_is_reported_between_rare_polls(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    """The shipped 3G profile publishes an AP's readings every 300 s; with ``check_interval_s``
+    the board still asks the AP for its uptime between polls (nothing goes upstream) and
+    polls and publishes at once when it stops or starts answering, so the AP-down alert does
+    not wait for the next poll. Here polls are 120 s apart and the AP hangs (SIGSTOP) after
+    the first one."""
+    ap = Snmpd.create(tmp_path / "snmpd", n_ports=1).start()
+    collector = {
+        "type": "snmp_ap",
+        "aps": [{"device": "lx-ap-01", "host": "127.0.0.1", "port": ap.ports[0]}],
+        "snmp": {"community_env": "CIOT_TEST_COMMUNITY"},
+        "interval_s": 120,
+        "check_interval_s": 2,
+        "timeout_s": 1,
+        "retries": 0,
+        "ifname_pattern": "^lo$",
+    }
+    cfg = agent_config(
+        tmp_path, mosquitto.url, node="lx-ap-board", commune="lac-xuan", collectors=[collector]
+    )
+    rec = Recorder(mosquitto.port, topic="ciot/v1/lac-xuan/lx-ap-board/#")
+    agent = AgentProcess(cfg, tmp_path / "agent.log", env={"CIOT_TEST_COMMUNITY": ap.community})
+    assert ap.proc is not None
+    try:
+
+        def reachable(msgs: list[Received]) -> list[bool]:
+            return [f["reachable"] for f, _, _ in _ap_points(msgs).get("lx-ap-01", [])]
+
+        rec.wait_for(lambda m: reachable(m) == [True], timeout=30, what="the first poll")
+        ap.proc.send_signal(signal.SIGSTOP)  # the AP hangs: SNMP goes unanswered
+        hung = datetime.now(UTC)
+        msgs = rec.wait_for(lambda m: reachable(m) == [True, False], timeout=20, what="the AP reported down")
+        down_after = _ap_points(msgs)["lx-ap-01"][-1][2] - hung
+        ap.proc.send_signal(signal.SIGCONT)
+        back = datetime.now(UTC)
+        msgs = rec.wait_for(
+            lambda m: reachable(m) == [True, False, True], timeout=20, what="the AP reported back"
+        )
+        up_after = _ap_points(msgs)["lx-ap-01"][-1][2] - back
+        log = agent.log()
+    finally:
+        agent.close()
+        rec.close()
+        ap.proc.send_signal(signal.SIGCONT)
+        ap.stop()
+    print(
+        f"AP hung: reported after {down_after.total_seconds():.1f} s; back: {up_after.total_seconds():.1f} s"
+    )
+    # check (2 s) + the poll's SNMP timeout (1 s) and ping: seconds, not the 120 s poll interval
+    assert down_after < timedelta(seconds=8) and up_after < timedelta(seconds=8)
+    assert "stopped or started answering between polls: polling now" in log

@@ -20,7 +20,7 @@ from typing import Any
 from edge.collectors.base import Collector, CollectorOptions, JobState, Sink, Unsupported
 from edge.collectors.snmp.client import SnmpClient, SnmpError, Target
 from edge.collectors.snmp.config import ApSpec, SnmpApOptions
-from edge.collectors.snmp.poller import ApPoller, Reading
+from edge.collectors.snmp.poller import SYS_UPTIME, ApPoller, Reading
 from edge.ping import ping
 from wire import Point
 
@@ -42,6 +42,8 @@ class _Ap:
         self.poller: ApPoller | None = None
         self.profile = spec.profile or opts.profile
         self.last_state: str | None = None
+        #: Whether the last published poll found it answering (None before the first).
+        self.reachable: bool | None = None
 
 
 class SnmpAccessPoints(Collector):
@@ -137,11 +139,44 @@ class SnmpAccessPoints(Collector):
                     )
                     slot += skipped
                     next_at = start + slot * interval
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), max(0.0, next_at - time.monotonic()))
+                while (left := next_at - time.monotonic()) > 0:
+                    check = self.opts.check_interval_s
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._changed.wait(), min(left, check) if check else left)
+                    if self._changed.is_set() or not check or time.monotonic() >= next_at:
+                        break
+                    if await self._answering_changed(client):
+                        start, slot = time.monotonic(), 0  # poll now, then on a new schedule
+                        break
         finally:
             self._client = None
             client.close()
+
+    async def _answering_changed(self, client: SnmpClient) -> bool:
+        """One GET of sysUpTime per AP: whether any AP stopped or started answering since the
+        last poll. It costs the uplink nothing; the full poll it triggers publishes the change."""
+        sem = asyncio.Semaphore(self.opts.concurrency)
+
+        async def answers(ap: _Ap) -> bool:
+            async with sem:
+                try:
+                    await asyncio.wait_for(
+                        client.get(ap.target, [SYS_UPTIME], ap.creds.auth_data()), self.opts.snmp_budget
+                    )
+                except Exception:  # timeout, refusal, error: not answering, as a poll would say
+                    return False
+                return True
+
+        aps = [ap for ap in self.aps if ap.reachable is not None]
+        now = await asyncio.gather(*(answers(ap) for ap in aps))
+        changed = [ap.spec.device for ap, ok in zip(aps, now, strict=True) if ok != ap.reachable]
+        if changed:
+            log.info(
+                "AP(s) %s stopped or started answering between polls: polling now",
+                ", ".join(changed),
+                extra={"node": self.node},
+            )
+        return bool(changed)
 
     async def _poll_one(
         self, client: SnmpClient, ap: _Ap, ts: datetime, sem: asyncio.Semaphore, sink: Sink
@@ -167,6 +202,7 @@ class SnmpAccessPoints(Collector):
                 left = started + self.opts.deadline - time.monotonic()
                 pinged = await ping(ap.target.host, max(0.2, min(self.opts.ping_timeout_s, left)))
         poll_s = round(time.monotonic() - started, 3)
+        ap.reachable = reading is not None
         self._log_state(ap, reading, error, pinged)
         sink.emit_metrics(self.points(ap, ts, reading, pinged, poll_s))
         return reading, pinged, poll_s

@@ -36,6 +36,15 @@ class SnmpApOptions(CollectorOptions):
     snmp: Credentials | None = Field(default=None, description="Credentials shared by all APs.")
     profile: str = Field(default="auto", description="Vendor profile (auto, or a name in profiles/).")
     interval_s: float = Field(default=30.0, ge=1, le=3600, description="Seconds between polls.")
+    check_interval_s: float | None = Field(
+        default=None,
+        ge=1,
+        le=3600,
+        description="Between polls, ask each AP for its uptime (one SNMP GET, nothing sent upstream) "
+        "this often, and poll (and publish) at once when an AP stops or starts answering; so a "
+        "board that publishes every 300 s to spare its 3G uplink still reports a dead AP within "
+        "about this many seconds. Default: off (every poll is published anyway).",
+    )
     timeout_s: float = Field(default=2.0, gt=0, le=30, description="SNMP timeout per request attempt.")
     retries: int = Field(default=1, ge=0, le=5, description="SNMP retries per request.")
     deadline_s: float | None = Field(
@@ -69,6 +78,11 @@ class SnmpApOptions(CollectorOptions):
             raise ValueError("each AP needs its own device id")
         if self.ifname_pattern:
             re.compile(self.ifname_pattern)
+        if self.check_interval_s is not None and self.check_interval_s >= self.interval_s:
+            raise ValueError(
+                f"check_interval_s ({self.check_interval_s:g}) must be shorter than interval_s "
+                f"({self.interval_s:g}), or left out"
+            )
         return self
 
     @property
