@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from commune_iot.localsvc import InfluxDB, SecureMosquitto
+from commune_iot.localsvc import InfluxDB, SecureMosquitto, free_port
 
 
 def need_model() -> Path:
@@ -121,3 +121,21 @@ class Api:
                 return exc.code, json.loads(raw)
             except ValueError:
                 return exc.code, raw
+
+
+def lab_cloud_config(run: Path, mqtt_url: str, influx: InfluxDB, db: str) -> dict[str, Any]:
+    """The configuration of a test's own cloud process (``fleet.CloudProcess``) in ``run``:
+    InfluxDB password in a file as deployed, a database of its own, state in ``run/cloud``."""
+    from commune_iot.fleet import cloud_config
+
+    pw = run / "influx.password"
+    pw.write_text(influx.password)
+    return cloud_config(
+        mqtt_url=mqtt_url,
+        influx_url=influx.url,
+        influx_db=f"{db}_{run.name}".replace("-", "_"),
+        influx_user=influx.username,
+        influx_password_file=pw,
+        state_dir=run / "cloud",
+        http_port=free_port(),
+    )

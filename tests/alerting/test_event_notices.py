@@ -27,12 +27,13 @@ import paho.mqtt.client as mqtt
 import pytest
 from local_http import LocalHttp, local_http
 from paho.mqtt.enums import CallbackAPIVersion
+from support import lab_cloud_config
 
 from cloud.audit.trail import AuditTrail
 from cloud.config import CloudConfig
 from cloud.storage.sql import SqlStore
-from commune_iot.fleet import CloudProcess, cloud_config
-from commune_iot.localsvc import InfluxDB, Mosquitto, free_port
+from commune_iot.fleet import CloudProcess
+from commune_iot.localsvc import InfluxDB, Mosquitto
 from wire import Channel, MotionEvent, encode, topic_for
 from wire.topics import HOST_STATE_PREFIX
 
@@ -172,17 +173,7 @@ def _get(url: str) -> tuple[int, str]:
 def test_a_person_at_night_is_told_to_the_police_once_and_nothing_else_is(
     tmp_path: Path, mosquitto: Mosquitto, influx_server: InfluxDB
 ) -> None:
-    pw = tmp_path / "influx.password"
-    pw.write_text(influx_server.password)
-    cfg = cloud_config(
-        mqtt_url=mosquitto.url,
-        influx_url=influx_server.url,
-        influx_db=f"evnotify_{tmp_path.name}".replace("-", "_"),
-        influx_user=influx_server.username,
-        influx_password_file=pw,
-        state_dir=tmp_path / "cloud",
-        http_port=free_port(),
-    )
+    cfg = lab_cloud_config(tmp_path, mosquitto.url, influx_server, "evnotify")
     stack = contextlib.ExitStack()
     police = stack.enter_context(local_http(lambda _r, _i: (200, {"ok": True})))
     technicians = stack.enter_context(local_http(lambda _r, _i: (200, {"ok": True})))
@@ -311,17 +302,7 @@ def test_the_cloud_labels_a_snapshot_of_people_and_the_police_are_told_once(
     cap.release()
     assert ok
     jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes()
-    pw = tmp_path / "influx.password"
-    pw.write_text(influx_server.password)
-    cfg = cloud_config(
-        mqtt_url=mosquitto.url,
-        influx_url=influx_server.url,
-        influx_db=f"evlabel_{tmp_path.name}".replace("-", "_"),
-        influx_user=influx_server.username,
-        influx_password_file=pw,
-        state_dir=tmp_path / "cloud",
-        http_port=free_port(),
-    )
+    cfg = lab_cloud_config(tmp_path, mosquitto.url, influx_server, "evlabel")
     cfg["labels"] = {"enabled": True, "model": str(need_model())}
     stack = contextlib.ExitStack()
     police = stack.enter_context(local_http(lambda _r, _i: (200, {"ok": True})))

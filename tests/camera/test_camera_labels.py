@@ -17,14 +17,14 @@ from typing import Any
 import cv2
 from camera_helpers import need_clips
 from edge_helpers import AgentProcess, agent_config
-from support import need_model
+from support import lab_cloud_config, need_model
 from web.browser import chromium
 
 from cloud.auth.roles import Role
 from cloud.auth.users import UserStore
 from cloud.storage.sql import SqlStore
-from commune_iot.fleet import CloudProcess, cloud_config
-from commune_iot.localsvc import InfluxDB, Mosquitto, free_port
+from commune_iot.fleet import CloudProcess
+from commune_iot.localsvc import InfluxDB, Mosquitto
 
 PASSWORD = "cong-an-da-ron-1"
 FRAMES = 130  # of the PETS clip: 9 s at the 14 fps it is written with
@@ -64,17 +64,7 @@ def test_an_event_with_people_is_labelled_person_shown_and_found(
     tmp_path: Path, mosquitto: Mosquitto, influx_server: InfluxDB
 ) -> None:
     model = need_model()
-    pw = tmp_path / "influx.password"
-    pw.write_text(influx_server.password)
-    cfg = cloud_config(
-        mqtt_url=mosquitto.url,
-        influx_url=influx_server.url,
-        influx_db=f"labels_{tmp_path.name}".replace("-", "_"),
-        influx_user=influx_server.username,
-        influx_password_file=pw,
-        state_dir=tmp_path / "cloud",
-        http_port=free_port(),
-    )
+    cfg = lab_cloud_config(tmp_path, mosquitto.url, influx_server, "labels")
     cfg["labels"] = {"enabled": True, "model": str(model)}
     cloud = CloudProcess.write(tmp_path, cfg)
     sql = SqlStore(cfg["sql"]["url"])

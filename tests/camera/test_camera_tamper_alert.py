@@ -25,14 +25,15 @@ import cv2
 import numpy as np
 from camera_helpers import need_clips
 from edge_helpers import AgentProcess, agent_config
+from support import lab_cloud_config
 
 from cloud.auth.roles import Role
 from cloud.auth.users import UserStore
 from cloud.storage.snapshots import SnapshotStore
 from cloud.storage.sql import SqlStore
 from commune_iot.bench.tampering import failing
-from commune_iot.fleet import CloudProcess, cloud_config
-from commune_iot.localsvc import InfluxDB, Mosquitto, free_port
+from commune_iot.fleet import CloudProcess
+from commune_iot.localsvc import InfluxDB, Mosquitto
 
 REPO = Path(__file__).resolve().parents[2]
 if str(REPO / "tests" / "alerting") not in sys.path:  # the webhook stand-in
@@ -82,17 +83,7 @@ def _get(url: str, token: str) -> tuple[int, bytes, dict[str, str]]:
 def test_a_covered_cameras_alert_shows_the_picture_of_the_covered_lens(
     tmp_path: Path, mosquitto: Mosquitto, influx_server: InfluxDB
 ) -> None:
-    pw = tmp_path / "influx.password"
-    pw.write_text(influx_server.password)
-    cfg = cloud_config(
-        mqtt_url=mosquitto.url,
-        influx_url=influx_server.url,
-        influx_db=f"tamper_{tmp_path.name}".replace("-", "_"),
-        influx_user=influx_server.username,
-        influx_password_file=pw,
-        state_dir=tmp_path / "cloud",
-        http_port=free_port(),
-    )
+    cfg = lab_cloud_config(tmp_path, mosquitto.url, influx_server, "tamper")
     port = cfg["http"]["port"]
     stack = contextlib.ExitStack()
     webhook = stack.enter_context(local_http(lambda _request, _index: (200, {"ok": True})))
@@ -206,17 +197,7 @@ def test_a_blurred_cameras_alert_shows_a_visibly_blurred_picture(
     """The same lab with the lens blurred (a Gaussian blur growing to 31 px at 320 px wide over
     4 s, held): the alert says ``blurred`` and its picture has far less detail than the scene."""
     clean_s = 6.0  # the board learns the scene's sharpness first
-    pw = tmp_path / "influx.password"
-    pw.write_text(influx_server.password)
-    cfg = cloud_config(
-        mqtt_url=mosquitto.url,
-        influx_url=influx_server.url,
-        influx_db=f"blur_{tmp_path.name}".replace("-", "_"),
-        influx_user=influx_server.username,
-        influx_password_file=pw,
-        state_dir=tmp_path / "cloud",
-        http_port=free_port(),
-    )
+    cfg = lab_cloud_config(tmp_path, mosquitto.url, influx_server, "blur")
     stack = contextlib.ExitStack()
     webhook = stack.enter_context(local_http(lambda _request, _index: (200, {"ok": True})))
     cfg["alerting"] = {
