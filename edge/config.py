@@ -98,6 +98,17 @@ class BrokerConfig(_Section):
         description="MQTT keepalive. The broker declares the board dead (and sends the Last Will) "
         "after 1.5x this without traffic.",
     )
+    check_link_s: float | None = Field(
+        default=None,
+        gt=0,
+        le=3600,
+        description="How long the board waits for a sign of the broker before it checks the link "
+        "with a PINGREQ. Unset: every keepalive_s, as MQTT clients do. Longer (the 3G profile: 32): "
+        "between checks the keepalive is kept with an empty QoS 0 message to ciot/beat/<node> "
+        "that the broker does not answer, 138 instead of 210 bytes on the wire (0.6 MB/day less at "
+        "keepalive 8); the broker's Will is as fast, and a dead link is found within "
+        "check_link_s + keepalive_s instead of 2 x keepalive_s (edge/keepalive.py). MQTT 5 only.",
+    )
     connect_timeout_s: float = Field(default=10.0, gt=0, le=120, description="TCP/TLS connect timeout.")
     reconnect_min_s: float = Field(
         default=1.0, gt=0, le=600, description="First reconnect delay; doubles per failed attempt."
@@ -130,6 +141,11 @@ class BrokerConfig(_Section):
     def _check(self) -> BrokerConfig:
         if self.password is not None and self.password_file is not None:
             raise ValueError("set either broker.password or broker.password_file, not both")
+        if self.check_link_s is not None and self.check_link_s < self.keepalive_s:
+            raise ValueError(
+                f"broker.check_link_s ({self.check_link_s:g}) is below broker.keepalive_s "
+                f"({self.keepalive_s}): the link is checked at least every keepalive anyway"
+            )
         if self.reconnect_max_s < self.reconnect_min_s:
             raise ValueError(
                 f"broker.reconnect_max_s ({self.reconnect_max_s}) is below "

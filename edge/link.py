@@ -41,6 +41,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from edge.backoff import backoff_delay
 from edge.config import BrokerConfig
+from edge.keepalive import BeatingClient
 from edge.outbox import messages
 from edge.presence import Presence
 from wire import HOST_STATE_FILTER
@@ -107,6 +108,7 @@ class Link:
         subscriptions: Sequence[str] = (),
         on_message: Callable[[str, bytes], None] | None = None,
         birth_acked: Callable[[], None] | None = None,
+        beat_topic: str | None = None,
     ) -> None:
         self.broker = broker
         #: Called (on the loop) when the broker acknowledged a birth: the proof of health the
@@ -154,7 +156,7 @@ class Link:
         #: subscription is a replicated JetStream consumer, slow to make and refused while a node
         #: is down (docs/scaling.md), a QoS-0 one is not. Mosquitto (v5) keeps QoS 1.
         self._sub_qos = 1 if self._v5 else 0
-        client = mqtt.Client(
+        client = BeatingClient(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
             protocol=MQTTProtocolVersion.MQTTv5 if self._v5 else MQTTProtocolVersion.MQTTv311,
@@ -162,6 +164,8 @@ class Link:
         client.connect_timeout = broker.connect_timeout_s
         client.max_inflight_messages_set(inflight_window + extra_inflight)
         client.max_queued_messages_set(0)
+        if self._v5 and beat_topic is not None and broker.check_link_s is not None:
+            client.beat_on(beat_topic, broker.check_link_s)  # edge/keepalive.py
         if broker.tls:
             client.tls_set(ca_certs=str(broker.ca_file) if broker.ca_file else None)
         client.on_connect = self._on_connect
@@ -404,6 +408,7 @@ class Link:
         self.epoch += 1
         self.state = State.UP
         self._up_since_connect = True
+        self.client.connected_with(int(getattr(props, "TopicAliasMaximum", 0) or 0))
         # Subscribe before the birth: the broker handles one connection's packets in order,
         # so when the cloud sees the birth and sends a queued command, the board listens.
         if self.subscriptions:

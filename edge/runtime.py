@@ -41,7 +41,7 @@ from edge.update.layout import Layout
 from edge.watchdog import LoopWatchdog
 from wire import Health, Metrics, MotionEvent, Point, Status, UpdateReport, encode, logs
 from wire.messages import MAX_JSON_BYTES
-from wire.topics import Channel, topic_for
+from wire.topics import Channel, beat_topic, topic_for
 from wire.version import __version__
 
 log = logging.getLogger(__name__)
@@ -100,6 +100,7 @@ class Agent:
             subscriptions=self.control.topics if self.control is not None else (),
             on_message=self.control.on_message if self.control is not None else None,
             birth_acked=self._birth_acked,
+            beat_topic=beat_topic(cfg.node),
         )
         self.courier.link = self.link
         try:

@@ -113,6 +113,15 @@ def channel_filter(channel: Channel) -> str:
 #: Liveness of the cloud's ingest workers (Sparkplug's "primary host STATE"): each worker
 #: keeps a retained message at ``ciot/host/v1/state/<worker>``, republished live every few
 #: seconds. A different root than the nodes' tree, so no node filter ever matches it.
+#: Where a board keeps its MQTT keepalive between link checks (edge/keepalive.py): empty QoS 0
+#: messages that nobody subscribes to, outside PREFIX so that no ingest worker receives them.
+BEAT_PREFIX = f"{ROOT}/beat"
+
+
+def beat_topic(node: str) -> str:
+    return f"{BEAT_PREFIX}/{node}"
+
+
 HOST_STATE_PREFIX = "ciot/host/v1/state"
 HOST_STATE_FILTER = f"{HOST_STATE_PREFIX}/+"
 _WORKER = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")

@@ -33,7 +33,9 @@ class Received:
 
     @property
     def channel(self) -> str:
-        return self.topic.split("/")[4]
+        """The channel of a ``ciot/v1`` topic; "" for others (beats, host state)."""
+        parts = self.topic.split("/")
+        return parts[4] if len(parts) > 4 and self.topic.startswith("ciot/v1/") else ""
 
     def json(self) -> dict[str, Any]:
         doc: dict[str, Any] = json.loads(self.payload)
