@@ -20,6 +20,7 @@ from camera_helpers import MAIN_SIZE, RtspServer, write_substream_clips
 from edge_helpers import AgentProcess, agent_config
 from snapshot_server import SnapshotServer
 from support import lab_cloud_config
+from web.browser import chromium
 from web.web_helpers import camera_event, publish
 
 from cloud.auth.roles import Role
@@ -150,6 +151,19 @@ def test_police_see_whether_the_picture_is_full_resolution_or_the_fallback(
             )
             assert "ảnh thay thế 640×360" in _row(listing, fell["id"])
             assert "×" not in _row(listing, old["id"])
+
+        # On a phone the fallback line wraps under the picture: nothing scrolls sideways.
+        with chromium() as browser:
+            phone = browser.new_page(viewport={"width": 390, "height": 844})
+            phone.goto(f"{cloud.url}/login?next=/events/{fell['id']}")
+            phone.fill("input[name=username]", "ca-daron")
+            phone.fill("input[name=password]", PASSWORD)
+            phone.click("#login-form button[type=submit]")
+            phone.wait_for_url(f"**/events/{fell['id']}")
+            assert phone.locator("#snapshot-origin").is_visible()
+            width, inner = phone.evaluate("[document.scrollingElement.scrollWidth, window.innerWidth]")
+            assert width <= inner, f"the event page is {width} px wide on a {inner} px phone"
+            phone.screenshot(path=str(tmp_path / "fallback-event-phone.png"), full_page=True)
     finally:
         if agent is not None:
             agent.terminate()
