@@ -16,6 +16,10 @@ events (then ingest merges them like the other descriptive fields and ``labels_s
 snapshot of the event and lists the ones it labelled in ``labelled_snapshots``. ``label_set``
 (``,car,person,``) is what the filters match; NULL there means "not labelled (yet)", ``,``
 "labelled, nothing found".
+
+Cameras detecting on a substream say where each snapshot came from (``SNAPSHOT_ORIGIN``: the
+camera's HTTP snapshot, the main stream, or the detected frame it fell back to, with its size and
+why); those columns go with the snapshot hash, from the newest message that names a snapshot.
 """
 
 from __future__ import annotations
@@ -131,6 +135,16 @@ event_notices = Table(
     Column("confidence", Float),
     Column("notifiers", String(512), nullable=False, default=""),  # comma-separated
     Index("ux_event_notices_event_rule", "event", "rule", unique=True),
+)
+
+
+#: The columns that say where an event's snapshot came from and its size (migration 0008).
+SNAPSHOT_ORIGIN = (
+    "snapshot_source",
+    "snapshot_wanted",
+    "snapshot_width_px",
+    "snapshot_height_px",
+    "snapshot_fallback",
 )
 
 
@@ -258,16 +272,6 @@ def upsert_events(conn: Connection, insert: Callable[[Table], Any], records: Seq
         where=c.node == ex.node,
     )
     conn.execute(stmt, [r.row() for r in records])
-
-
-#: The columns that say where an event's snapshot came from and its size (migration 0008).
-SNAPSHOT_ORIGIN = (
-    "snapshot_source",
-    "snapshot_wanted",
-    "snapshot_width_px",
-    "snapshot_height_px",
-    "snapshot_fallback",
-)
 
 
 @dataclass(frozen=True, slots=True)
