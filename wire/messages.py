@@ -248,6 +248,9 @@ class MotionEvent(Envelope):
     snapshot_width_px: int | None = Field(default=None, ge=1, le=16384)
     snapshot_height_px: int | None = Field(default=None, ge=1, le=16384)
     snapshot_fallback: str | None = Field(default=None, max_length=200)
+    # On a fallback (``snapshot_source: detect`` with ``snapshot_fallback``): the source that
+    # failed, so the police page can say which picture is missing. Optional: older agents omit it.
+    snapshot_wanted: Literal["main", "http"] | None = None
 
 
 class HostState(_Model):

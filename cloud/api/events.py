@@ -77,6 +77,26 @@ class EventOut(BaseModel):
         "labelled (yet: the cloud labels snapshots as they arrive, when labelling is on)."
     )
     labels_source: str | None = Field(description='Who labelled it: "edge" (the board) or "cloud".')
+    snapshot_source: Literal["http", "main", "detect"] | None = Field(
+        None,
+        description='Where the snapshot came from, for a camera that detects on its substream: "http" '
+        '(the camera\'s JPEG snapshot URL) or "main" (the main stream), both full resolution, or '
+        '"detect": the small detected frame, sent because the full-resolution picture failed. Null: '
+        "not said (a camera without a substream, whose picture is the detected frame, or an older event).",
+    )
+    snapshot_width_px: int | None = Field(None, description="The snapshot's width in px (null: not said).")
+    snapshot_height_px: int | None = Field(None, description="The snapshot's height in px (null: not said).")
+    snapshot_fallback: bool = Field(
+        False,
+        description="True: the picture is the detected (substream) frame because the board could not "
+        "get the full-resolution one (snapshot_fallback_reason says why).",
+    )
+    snapshot_wanted: Literal["http", "main"] | None = Field(
+        None, description="On a fallback: the source that failed (null: the board did not say)."
+    )
+    snapshot_fallback_reason: str | None = Field(
+        None, description="On a fallback: why, as the board logged it (e.g. HTTP 401 Unauthorized)."
+    )
 
 
 class NotifiedOut(BaseModel):
@@ -185,7 +205,18 @@ def event_out(ev: Event, request: Request) -> EventOut:
         exports=ev.exports,
         labels=None if ev.labels is None else [label_out(lab) for lab in ev.labels],
         labels_source=ev.labels_source,
+        snapshot_source=_known(ev.snapshot_source, ("http", "main", "detect")),
+        snapshot_width_px=ev.snapshot_width_px,
+        snapshot_height_px=ev.snapshot_height_px,
+        snapshot_fallback=ev.snapshot_fell_back,
+        snapshot_wanted=_known(ev.snapshot_wanted, ("http", "main")),
+        snapshot_fallback_reason=ev.snapshot_fallback if ev.snapshot_fell_back else None,
     )
+
+
+def _known(value: str | None, allowed: tuple[str, ...]) -> Any:
+    """The stored value if the API schema names it, else None (ingest validated it already)."""
+    return value if value in allowed else None
 
 
 def label_out(lab: dict[str, Any]) -> LabelOut:

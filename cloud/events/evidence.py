@@ -42,6 +42,7 @@ from cloud.events.signing import EvidenceSigner, fingerprint, normalise_fingerpr
 from cloud.events.store import LOCAL_TZ, Event, EventStore, Note
 from cloud.storage.schema import ensure_schema
 from cloud.storage.snapshots import SnapshotStore
+from cloud.web.i18n import LANGS, Translator
 from labels.classes import display
 
 SIG_DIR = "signature/"
@@ -92,6 +93,10 @@ MANIFEST_FIELDS = (
     "labels",
     "snapshot_file",
     "snapshot_sha256",
+    "snapshot_source",
+    "snapshot_width_px",
+    "snapshot_height_px",
+    "snapshot_fallback",
     "reviewed_by",
     "reviewed_at_utc",
     "notes",
@@ -144,10 +149,35 @@ def manifest_row(ev: Event, notes: Sequence[Note]) -> dict[str, Any]:
         else "",
         "snapshot_file": f"snapshots/{ev.id}_{ev.snapshot_sha256}.jpg" if ev.snapshot_sha256 else "",
         "snapshot_sha256": ev.snapshot_sha256 or "",
+        # Where the picture came from ("" not said: an older event, a camera without a substream):
+        # http/main full resolution, or detect, the small detected frame the board fell back to,
+        # with snapshot_fallback saying which source failed and why.
+        "snapshot_source": ev.snapshot_source or "",
+        "snapshot_width_px": ev.snapshot_width_px if ev.snapshot_width_px is not None else "",
+        "snapshot_height_px": ev.snapshot_height_px if ev.snapshot_height_px is not None else "",
+        "snapshot_fallback": _fallback(ev),
         "reviewed_by": ev.reviewed_by or "",
         "reviewed_at_utc": _utc(ev.reviewed_at),
         "notes": " | ".join(f"{_utc(n.at)} {n.author}: {n.text}" for n in notes),
     }
+
+
+def _fallback(ev: Event) -> str:
+    """``http: HTTP 401 Unauthorized`` (the failed source, the board's reason); "" if none."""
+    if not ev.snapshot_fell_back:
+        return ""
+    return ": ".join(x for x in (ev.snapshot_wanted, ev.snapshot_fallback) if x)
+
+
+def _origin(row: dict[str, Any]) -> str:
+    """The picture's origin on the printable page, Vietnamese then English ("" not said)."""
+    if not row["snapshot_source"]:
+        return ""
+    wanted, _, reason = str(row["snapshot_fallback"]).partition(": ")
+    if wanted not in ("http", "main"):
+        wanted, reason = "", str(row["snapshot_fallback"])
+    args = (row["snapshot_source"], row["snapshot_width_px"] or None, row["snapshot_height_px"] or None)
+    return " / ".join(Translator(lang).snapshot_origin(*args, wanted=wanted, reason=reason) for lang in LANGS)
 
 
 def _csv(rows: list[dict[str, Any]]) -> bytes:
@@ -190,6 +220,7 @@ def _summary(
         f"<td>{e(r['start_local'])}</td><td>{r['duration_s']:.0f} s</td><td>{r['peak_area_pct']:.1f} %</td>"
         f"<td>{e(_objects(r['labels']))}</td>"
         f"<td>{'<img src=' + chr(34) + e(r['snapshot_file']) + chr(34) + '>' if r['snapshot_file'] else '—'}"
+        f"<br><small>{e(_origin(r))}</small>"
         f"<br><code>{e(r['snapshot_sha256'])}</code></td><td>{_summary_notes(ns, people)}</td>"
         "</tr>"
         for r, ns in zip(rows, notes, strict=True)

@@ -16,6 +16,10 @@ events (then ingest merges them like the other descriptive fields and ``labels_s
 snapshot of the event and lists the ones it labelled in ``labelled_snapshots``. ``label_set``
 (``,car,person,``) is what the filters match; NULL there means "not labelled (yet)", ``,``
 "labelled, nothing found".
+
+Cameras detecting on a substream say where each snapshot came from (``SNAPSHOT_ORIGIN``: the
+camera's HTTP snapshot, the main stream, or the detected frame it fell back to, with its size and
+why); those columns go with the snapshot hash, from the newest message that names a snapshot.
 """
 
 from __future__ import annotations
@@ -79,6 +83,14 @@ events = Table(
     Column("frames", Integer),
     Column("snapshot_sha256", String(64)),
     Column("snapshot_boxes", Text),  # JSON [{x,y,w,h}]: what moved in the snapshot's frame
+    # Where the snapshot came from, for a camera detecting on its substream (NULL otherwise and
+    # for events stored before migration 0008): "http", "main", or "detect" when the board fell
+    # back to the detected frame; then the source it wanted and why it failed (the board's text).
+    Column("snapshot_source", String(8)),
+    Column("snapshot_wanted", String(8)),
+    Column("snapshot_width_px", Integer),
+    Column("snapshot_height_px", Integer),
+    Column("snapshot_fallback", String(200)),
     Column("labels", Text),  # JSON [{label, confidence, box?}]; NULL: not labelled (yet)
     Column("label_set", String(512)),  # ",car,person," for filters; NULL: not labelled (yet)
     Column("labelled_snapshots", Text),  # "sha,sha": the snapshots the cloud labelled
@@ -126,6 +138,16 @@ event_notices = Table(
 )
 
 
+#: The columns that say where an event's snapshot came from and its size (migration 0008).
+SNAPSHOT_ORIGIN = (
+    "snapshot_source",
+    "snapshot_wanted",
+    "snapshot_width_px",
+    "snapshot_height_px",
+    "snapshot_fallback",
+)
+
+
 @dataclass(slots=True)
 class EventRecord:
     """What one motion message says about its event (built by ingest)."""
@@ -148,6 +170,11 @@ class EventRecord:
     received_at: float = field(default_factory=time.time)
     snapshot_boxes: list[dict[str, float]] | None = None
     labels: list[dict[str, Any]] | None = None  # the board's, when it labels
+    snapshot_source: str | None = None
+    snapshot_wanted: str | None = None
+    snapshot_width_px: int | None = None
+    snapshot_height_px: int | None = None
+    snapshot_fallback: str | None = None
 
     def row(self) -> dict[str, Any]:
         last = self.end if self.end is not None else max(self.msg_ts, self.start)
@@ -175,6 +202,11 @@ class EventRecord:
             "label_set": label_set(self.labels),
             "labelled_snapshots": None,
             "labels_source": "edge" if self.labels is not None else None,
+            "snapshot_source": self.snapshot_source,
+            "snapshot_wanted": self.snapshot_wanted,
+            "snapshot_width_px": self.snapshot_width_px,
+            "snapshot_height_px": self.snapshot_height_px,
+            "snapshot_fallback": self.snapshot_fallback,
             "version_ts": self.msg_ts,
             "messages": 1,
             "received_at": self.received_at,
@@ -220,6 +252,13 @@ def upsert_events(conn: Connection, insert: Callable[[Table], Any], records: Seq
             "snapshot_boxes": case(
                 (newer & ex.snapshot_boxes.is_not(None), ex.snapshot_boxes), else_=c.snapshot_boxes
             ),
+            # Where the picture came from goes with the picture: taken (NULLs included) from the
+            # message that named the snapshot kept above, so a fallback noted for an earlier
+            # picture is not left on a later full-resolution one.
+            **{
+                name: case((newer & ex.snapshot_sha256.is_not(None), ex[name]), else_=c[name])
+                for name in SNAPSHOT_ORIGIN
+            },
             # The board's labels (newest message wins; a board merges its own over the event),
             # else whatever the cloud's labeller wrote stays.
             "labels": case((newer & ex.labels.is_not(None), ex.labels), else_=c.labels),
@@ -330,6 +369,26 @@ class Event:
     labels: list[dict[str, Any]] | None = None  # None: not labelled (yet)
     labels_source: str | None = None
     snapshot_boxes: list[dict[str, float]] | None = None
+    #: "http", "main", "detect" (None: not said: a camera without a substream, an older event).
+    snapshot_source: str | None = None
+    #: On a fallback: the source that failed ("http"/"main"; None: an agent that does not say).
+    snapshot_wanted: str | None = None
+    snapshot_width_px: int | None = None
+    snapshot_height_px: int | None = None
+    #: Why the board sent the detected frame instead of the high-resolution picture.
+    snapshot_fallback: str | None = None
+
+    @property
+    def snapshot_fell_back(self) -> bool:
+        """The picture is the small detected frame because the full-resolution one failed."""
+        return self.snapshot_source == "detect"
+
+    @property
+    def snapshot_size(self) -> str:
+        """``1920×1080``, or "" when the board did not say."""
+        if self.snapshot_width_px is None or self.snapshot_height_px is None:
+            return ""
+        return f"{self.snapshot_width_px}×{self.snapshot_height_px}"
 
     @property
     def label_names(self) -> list[str]:
@@ -375,6 +434,11 @@ class Event:
             labels=json.loads(m["labels"]) if m["labels"] is not None else None,
             labels_source=m["labels_source"],
             snapshot_boxes=json.loads(m["snapshot_boxes"]) if m["snapshot_boxes"] is not None else None,
+            snapshot_source=m["snapshot_source"],
+            snapshot_wanted=m["snapshot_wanted"],
+            snapshot_width_px=m["snapshot_width_px"],
+            snapshot_height_px=m["snapshot_height_px"],
+            snapshot_fallback=m["snapshot_fallback"],
         )
 
 

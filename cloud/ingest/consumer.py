@@ -349,6 +349,11 @@ class IngestWorker:
                 None if msg.snapshot_boxes is None else [b.model_dump() for b in msg.snapshot_boxes]
             ),
             labels=None if msg.labels is None else [x.model_dump(exclude_none=True) for x in msg.labels],
+            snapshot_source=msg.snapshot_source,
+            snapshot_wanted=msg.snapshot_wanted,
+            snapshot_width_px=msg.snapshot_width_px,
+            snapshot_height_px=msg.snapshot_height_px,
+            snapshot_fallback=msg.snapshot_fallback,
         )
 
     def _node_delta(self, nodes: dict[str, NodeDelta], node: str, topic: str) -> NodeDelta:

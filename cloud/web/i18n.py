@@ -62,6 +62,15 @@ VI: Final[dict[str, str]] = {
     "labelled_by_cloud": "nhận dạng trên máy chủ",
     "snapshot": "Ảnh chụp",
     "no_snapshot": "Không có ảnh",
+    "snapshot_from": "Ảnh: {source} {size}",
+    "snapshot_fallback": "Ảnh thay thế: {source} {size} ({why})",
+    "snapshot_fallback_short": "ảnh thay thế",
+    "snapshot_src_http": "ảnh HTTP của camera",
+    "snapshot_src_main": "luồng chính",
+    "snapshot_src_detect": "khung phát hiện",
+    "snapshot_failed_http": "không lấy được ảnh HTTP",
+    "snapshot_failed_main": "không lấy được ảnh từ luồng chính",
+    "snapshot_failed": "không lấy được ảnh độ phân giải cao",
     "status": "Trạng thái",
     "ongoing": "đang diễn ra",
     "results": "{n} sự kiện",
@@ -288,6 +297,15 @@ EN: Final[dict[str, str]] = {
     "labelled_by_cloud": "recognised on the server",
     "snapshot": "Snapshot",
     "no_snapshot": "No snapshot",
+    "snapshot_from": "Picture: {source} {size}",
+    "snapshot_fallback": "Fallback picture: {source} {size} ({why})",
+    "snapshot_fallback_short": "fallback picture",
+    "snapshot_src_http": "the camera's HTTP snapshot",
+    "snapshot_src_main": "main stream",
+    "snapshot_src_detect": "detection frame",
+    "snapshot_failed_http": "the HTTP snapshot could not be fetched",
+    "snapshot_failed_main": "no picture from the main stream",
+    "snapshot_failed": "no full-resolution picture",
     "status": "Status",
     "ongoing": "ongoing",
     "results": "{n} events",
@@ -449,6 +467,29 @@ class Translator:
             return f"{m}:{sec:02d}"
         h, m = divmod(m, 60)
         return f"{h}:{m:02d}:{sec:02d}"
+
+    def snapshot_origin(
+        self,
+        source: str | None,
+        width: int | None,
+        height: int | None,
+        *,
+        wanted: str | None = None,
+        reason: str | None = None,
+    ) -> str:
+        """Where an event's picture came from, for the police: ``Ảnh: luồng chính 1920×1080``, or
+        ``Ảnh thay thế: khung phát hiện 640×360 (không lấy được ảnh HTTP: HTTP 401 ...)`` when the
+        board sent the small detected frame; "" when the board did not say (older events)."""
+        if source is None:
+            return ""
+        size = f"{width}×{height}" if width is not None and height is not None else ""
+        src = self.optional(f"snapshot_src_{source}", source)
+        if source != "detect":
+            return self("snapshot_from", source=src, size=size).strip()
+        why = self.optional(f"snapshot_failed_{wanted}", "") or self("snapshot_failed")
+        if reason:
+            why = f"{why}: {reason}"
+        return self("snapshot_fallback", source=src, size=size, why=why).replace("  ", " ")
 
     def ago(self, seconds: float) -> str:
         """How long ago, in the largest unit that fits: ``5 phút trước``."""

@@ -198,6 +198,7 @@ def test_substream_detection_with_http_main_and_failing_snapshots(
     # at most 2 x snapshot_timeout_s + 0.5 s later than it would have.
     hang = events["sub-hang"][0]
     assert hang.phase == "start" and hang.snapshot_source == "detect" and hang.snapshot_fallback
+    assert hang.snapshot_wanted == "http"  # the source that failed, for the police page
     assert hang.snapshot_width_px == 640
     assert cv2.imdecode(np.frombuffer(snaps[hang.snapshot_sha256], np.uint8), 0).shape == (360, 640)
     # sent <= pre-roll (0.6 s) + min_duration_s + bound (2.5 s) + slack after the motion began

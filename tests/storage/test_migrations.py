@@ -84,6 +84,8 @@ async def test_a_database_of_the_previous_release_upgrades_with_its_data_and_the
         {"x": 0.1, "y": 0.2, "w": 0.3, "h": 0.4}
     ]
     assert [n.text for n in events.notes_of(ev.id)] == [want["event"]["note"]]
+    # Migration 0008: an event stored before it says nothing of its picture's origin.
+    assert (ev.snapshot_source, ev.snapshot_width_px, ev.snapshot_fallback) == (None, None, None)
     alerts = AlertStore(sql.engine)
     (still_open,) = alerts.unresolved()
     assert (still_open.subject, still_open.state, still_open.acked_by) == (
@@ -120,6 +122,12 @@ async def test_a_database_of_the_previous_release_upgrades_with_its_data_and_the
         assert r.status_code == 200 and {a["subject"] for a in r.json()} == set(want["alerts"].values())
         r = await c.get("/api/v1/events")
         assert r.status_code == 200 and [e["event_id"] for e in r.json()["events"]] == [ev.event_id]
+        old = r.json()["events"][0]
+        assert (old["snapshot_source"], old["snapshot_width_px"], old["snapshot_fallback"]) == (
+            None,
+            None,
+            False,
+        )
         r = await c.post(f"/api/v1/alerts/{still_open.id}/silence", json={"for_s": 600})
         assert r.status_code == 200
         r = await c.post(f"/api/v1/events/{ev.id}/notes", json={"text": "sau nâng cấp"})

@@ -228,3 +228,77 @@ def test_the_alert_page_says_an_old_picture_was_deleted_and_a_new_one_is_on_its_
     assert "ab" * 32 in page and 'id="alert-picture-pending"' not in page
     status, html = tech.get(f"/alerts/{new_id}")
     assert status == 200 and 'id="alert-picture-pending"' in html.decode()
+
+
+def test_the_snapshot_origin_follows_the_picture_and_goes_into_the_evidence_export(
+    tmp_path: Path, sql_url: str
+) -> None:
+    """Where a picture came from is merged with the picture: a fallback noted on an earlier
+    snapshot does not stick to the full-resolution one that replaced it, whatever order the
+    messages arrive in; the export's manifests and printable page say it, Vietnamese first."""
+    import csv
+    import io
+    import json
+    import zipfile
+    from dataclasses import replace
+
+    from cloud.storage.sql import BatchUpdate
+
+    sql = SqlStore(sql_url)
+    snaps = SnapshotStore(tmp_path / "snapshots")
+    store = EventStore(sql.engine)
+    t = time.time() - 600
+    small, full = snaps.put(b"jpeg-640"), snaps.put(b"jpeg-1920")
+    why = "HTTP 401 Unauthorized (check username/password_file)"
+    fallback = {
+        "snapshot_source": "detect",
+        "snapshot_wanted": "http",
+        "snapshot_width_px": 640,
+        "snapshot_height_px": 360,
+        "snapshot_fallback": why,
+    }
+    hires = {"snapshot_source": "http", "snapshot_width_px": 1920, "snapshot_height_px": 1080}
+    base = _record("dr-cam-08", 1, t)
+    start = replace(base, phase="start", end=None, msg_ts=t + 1)
+    first = replace(base, phase="update", end=None, msg_ts=t + 2, snapshot_sha256=small, **fallback)
+    better = replace(base, phase="update", end=None, msg_ts=t + 5, snapshot_sha256=full, **hires)
+    end = replace(base, msg_ts=t + 10, snapshot_sha256=full, **hires)
+    for msg in (start, first, better, end):  # a fallback picture, then a full-resolution one
+        sql.apply(BatchUpdate(events=[msg]))
+    only_fallback = replace(_record("dr-cam-08", 2, t + 60), snapshot_sha256=small, **fallback)
+    plain = replace(_record("dr-cam-08", 3, t + 120), snapshot_sha256=snaps.put(b"jpeg-plain"))
+    sql.apply(BatchUpdate(events=[only_fallback, plain]))
+
+    got = {e.event_id: e for e in store.search(EventFilter(device="dr-cam-08")).events}
+    ev, fb, old = got[base.event_id], got[only_fallback.event_id], got[plain.event_id]
+    assert ev.snapshot_sha256 == full and ev.snapshot_source == "http" and ev.snapshot_size == "1920×1080"
+    assert ev.snapshot_fallback is None and ev.snapshot_wanted is None and not ev.snapshot_fell_back
+    assert fb.snapshot_fell_back and (fb.snapshot_wanted, fb.snapshot_fallback) == ("http", why)
+    assert old.snapshot_source is None and old.snapshot_size == "" and not old.snapshot_fell_back
+    # A fallback message redelivered late (older than what is stored) changes nothing.
+    sql.apply(BatchUpdate(events=[first]))
+    again = store.get(ev.id, None)
+    assert again is not None and again.messages == ev.messages + 1
+    assert replace(again, messages=ev.messages) == ev
+
+    exports = EvidenceExports(
+        sql.engine, store, snaps, tmp_path / "exports", EvidenceSigner(tmp_path / "keys" / "k.pem")
+    )
+    rec = exports.create(store.get_many([ev.id, fb.id, old.id], None), "ca-daron", reason="vụ việc")
+    with zipfile.ZipFile(exports.path(rec)) as z:
+        rows = {r["id"]: r for r in json.loads(z.read("manifest.json"))["events"]}
+        table = {r["id"]: r for r in csv.DictReader(io.StringIO(z.read("manifest.csv").decode("utf-8-sig")))}
+        summary = z.read("summary.html").decode()
+    cols = ("snapshot_source", "snapshot_width_px", "snapshot_height_px", "snapshot_fallback")
+    assert [rows[ev.id][c] for c in cols] == ["http", 1920, 1080, ""]
+    assert [rows[fb.id][c] for c in cols] == ["detect", 640, 360, f"http: {why}"]
+    assert [rows[old.id][c] for c in cols] == ["", "", "", ""]
+    assert [table[str(fb.id)][c] for c in cols] == ["detect", "640", "360", f"http: {why}"]
+    assert (
+        "Ảnh: ảnh HTTP của camera 1920×1080 / Picture: the camera&#x27;s HTTP snapshot 1920×1080" in summary
+    )
+    assert (
+        f"Ảnh thay thế: khung phát hiện 640×360 (không lấy được ảnh HTTP: {why}) / "
+        f"Fallback picture: detection frame 640×360 (the HTTP snapshot could not be fetched: {why})"
+    ) in summary
+    sql.dispose()

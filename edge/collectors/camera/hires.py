@@ -307,7 +307,11 @@ class SnapshotStage:
             if size is not None:
                 fields = {"snapshot_source": self.opts.snapshot_source}
             else:
-                fields = {"snapshot_source": "detect", "snapshot_fallback": reason[:200]}
+                fields = {
+                    "snapshot_source": "detect",
+                    "snapshot_fallback": reason[:200],
+                    "snapshot_wanted": self.opts.snapshot_source,
+                }
                 log.warning(
                     "camera %s: event %s: %s snapshot from %s failed (%s): sent the detected frame "
                     "instead; check snapshot_url, the camera account and that the camera answers "
