@@ -104,6 +104,7 @@ def _bench_link(args: argparse.Namespace) -> int:
         keepalive_s=args.keepalive_s,
         health_interval_s=args.health_interval_s,
         readings_interval_s=args.readings_interval_s,
+        check_link_s=args.check_link_s,
     )
 
 
@@ -440,6 +441,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--events-per-hour", type=float, default=60.0, help="camera motion events per hour at the peak"
     )
     bl.add_argument("--keepalive-s", type=int, default=None, help="override the profile's MQTT keepalive")
+    bl.add_argument(
+        "--check-link-s",
+        type=float,
+        default=None,
+        help="override the profile's broker.check_link_s (0: a PINGREQ every keepalive, no beats)",
+    )
     bl.add_argument("--health-interval-s", type=float, default=None, help="override the health interval")
     bl.add_argument(
         "--readings-interval-s", type=float, default=None, help="override AP readings and camera health"

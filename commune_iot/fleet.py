@@ -43,6 +43,7 @@ def edge_config(
     sim_interval_s: float = 10.0,
     events_per_hour: float | None = None,
     keepalive_s: int = 10,
+    check_link_s: float | None = None,
     reconnect_max_s: float = 10.0,
     protocol: str = "5",
 ) -> dict[str, Any]:
@@ -62,6 +63,7 @@ def edge_config(
         "broker": {
             **({"urls": broker_url} if isinstance(broker_url, list) else {"url": broker_url}),
             "keepalive_s": keepalive_s,
+            **({} if check_link_s is None else {"check_link_s": check_link_s}),
             "reconnect_max_s": reconnect_max_s,
             **({} if protocol == "5" else {"protocol": protocol}),
         },

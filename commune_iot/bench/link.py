@@ -65,6 +65,7 @@ def shipped_profile() -> dict[str, float]:
     return {
         "health_interval_s": float(sample["health_interval_s"]),
         "keepalive_s": int(sample["broker"]["keepalive_s"]),
+        "check_link_s": float(sample["broker"].get("check_link_s") or 0),
         "sim_interval_s": float(sample["collectors"][0]["interval_s"]),
         "camera_interval_s": float(camera["interval_s"]),
         "commit_interval_s": float(sample["outbox"]["commit_interval_s"]),
@@ -394,7 +395,7 @@ class Recorder:
         c = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id="bench-link-rec", protocol=MQTTProtocolVersion.MQTTv5
         )
-        c.on_connect = lambda cl, *a: cl.subscribe("ciot/#", qos=1)
+        c.on_connect = lambda cl, *a: cl.subscribe("ciot/v1/#", qos=1)  # not the boards' beats
         c.on_message = self._on
         c.connect("127.0.0.1", port)
         c.loop_start()
@@ -514,12 +515,17 @@ def run(
     keepalive_s: int | None = None,
     health_interval_s: float | None = None,
     readings_interval_s: float | None = None,
+    check_link_s: float | None = None,
 ) -> dict[str, Any]:
     if os.geteuid() != 0:
         raise SystemExit("bench link needs root (network namespaces, veth, tc)")
     prof = dict(profile_settings(profile))
     if keepalive_s is not None:
         prof["keepalive_s"] = keepalive_s
+    if check_link_s is not None:  # 0: a PINGREQ every keepalive, as MQTT clients do
+        prof["check_link_s"] = check_link_s
+    if prof.get("check_link_s", 0) < prof["keepalive_s"]:
+        prof["check_link_s"] = 0.0
     if health_interval_s is not None:
         prof["health_interval_s"] = health_interval_s
     if readings_interval_s is not None:  # AP readings and camera stream health alike
@@ -552,6 +558,7 @@ def run(
                 health_interval_s=prof["health_interval_s"],
                 sim_interval_s=prof.get(f"{b.kind}_interval_s", prof["sim_interval_s"]),
                 keepalive_s=int(prof["keepalive_s"]),
+                check_link_s=prof.get("check_link_s") or None,
                 events_per_hour=events_per_hour,
                 reconnect_max_s=10.0,
             )
@@ -667,6 +674,7 @@ def main(
     keepalive_s: int | None = None,
     health_interval_s: float | None = None,
     readings_interval_s: float | None = None,
+    check_link_s: float | None = None,
 ) -> int:
     base = run_dir or Path(tempfile.mkdtemp(prefix="ciot-bench-link-"))
     # a short run keeps one full 30 s stall, a quarter of the way in; a long one every 10 min
@@ -681,6 +689,7 @@ def main(
         keepalive_s,
         health_interval_s,
         readings_interval_s,
+        check_link_s,
     )
     for k, v in res.items():
         if k not in KEYS:

@@ -289,6 +289,7 @@ def agent_settings(profile: str) -> dict[str, Any]:
         "health_interval_s": p["health_interval_s"],
         "sim_interval_s": p["sim_interval_s"],
         "keepalive_s": int(p["keepalive_s"]),
+        "check_link_s": p["check_link_s"] or None,
     }
 
 
@@ -311,6 +312,8 @@ def main(
     settings = agent_settings(profile)
     if keepalive_s is not None:  # what another keepalive would give (the bytes: bench link)
         settings["keepalive_s"] = keepalive_s
+        if (settings.get("check_link_s") or 0) < keepalive_s:
+            settings["check_link_s"] = None  # a link check every keepalive, as MQTT clients do
     health = float(settings.get("health_interval_s", 10.0))
     # a freeze lands at a random point of the keepalive's ping cycle (what decides the Will) and,
     # with the agent's defaults, of the 10 s heartbeat too

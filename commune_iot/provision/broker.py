@@ -39,7 +39,7 @@ from pathlib import Path
 from cloud.fleet.boardauth import hash_password
 from commune_iot.provision import files
 from commune_iot.provision.files import ProvisionError
-from wire.topics import HOST_STATE_FILTER, HOST_STATE_PREFIX, PREFIX, Channel
+from wire.topics import HOST_STATE_FILTER, HOST_STATE_PREFIX, PREFIX, Channel, beat_topic
 
 CLOUD_PREFIX = "ciot-cloud"
 
@@ -130,6 +130,7 @@ def acl_text(users: Collection[str], communes: Mapping[str, str]) -> str:
         lines += [f"topic write {base}/{ch.value}" for ch in writes]
         lines += [
             f"topic write {base}/{Channel.SNAPSHOT.value}/+",
+            f"topic write {beat_topic(user)}",  # its keepalive beats (edge/keepalive.py)
             f"topic read {base}/{Channel.CONFIG.value}",
             f"topic read {base}/{Channel.CMD.value}",
             f"topic read {HOST_STATE_FILTER}",

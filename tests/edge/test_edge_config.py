@@ -40,6 +40,7 @@ def test_sample_config_is_valid_and_documents_defaults() -> None:
     from commune_iot.provision import bundle
 
     assert (cfg.health_interval_s, cfg.broker.keepalive_s) == (bundle.HEALTH_INTERVAL_S, bundle.KEEPALIVE_S)
+    assert cfg.broker.check_link_s == bundle.CHECK_LINK_S  # beats between link checks
     assert cfg.collectors[0].options.interval_s == bundle.COLLECTOR_INTERVAL_S  # type: ignore[attr-defined]
     assert cfg.outbox.sync == "full"
     assert isinstance(cfg.collectors[0].options, SimAPOptions)

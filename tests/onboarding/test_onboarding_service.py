@@ -22,7 +22,7 @@ from cloud.onboarding.service import Gone, Onboarding
 from cloud.onboarding.store import NewDevice, bundles
 from cloud.storage.sql import SqlStore
 from commune_iot.cli import main as cli
-from commune_iot.provision.bundle import KEEPALIVE_S
+from commune_iot.provision.bundle import CHECK_LINK_S, KEEPALIVE_S
 
 YAML = Path(__file__).resolve().parents[2] / "firmware_config" / "inventory.yaml"
 
@@ -123,6 +123,7 @@ def test_the_bundle_carries_the_collector_and_its_secret_never_the_cloud(
     assert (cfg["node"], cfg["commune"], cfg["site"]) == ("dr-cam-13", "da-ron", "dr-diem-12")
     # the shipped 3G profile (docs/field.md): rare health, the keepalive is the liveness path
     assert (cfg["health_interval_s"], cfg["broker"]["keepalive_s"]) == (300, KEEPALIVE_S)
+    assert cfg["broker"]["check_link_s"] == CHECK_LINK_S  # beats keep the keepalive (edge/keepalive.py)
     # and no TCP timestamps on the board (12 bytes a packet, docs/field.md)
     assert b"net.ipv4.tcp_timestamps = 0" in files["90-commune-iot-uplink.conf"][0]
     assert "sysctl -q -p /etc/sysctl.d/90-commune-iot-uplink.conf" in files["INSTALL.sh"][0].decode()
