@@ -44,6 +44,7 @@ def edge_config(
     events_per_hour: float | None = None,
     keepalive_s: int = 10,
     check_link_s: float | None = None,
+    compress: bool = False,
     reconnect_max_s: float = 10.0,
     protocol: str = "5",
 ) -> dict[str, Any]:
@@ -64,6 +65,7 @@ def edge_config(
             **({"urls": broker_url} if isinstance(broker_url, list) else {"url": broker_url}),
             "keepalive_s": keepalive_s,
             **({} if check_link_s is None else {"check_link_s": check_link_s}),
+            **({"compress": True} if compress else {}),
             "reconnect_max_s": reconnect_max_s,
             **({} if protocol == "5" else {"protocol": protocol}),
         },

@@ -109,6 +109,13 @@ class BrokerConfig(_Section):
         "keepalive 8); the broker's Will is as fast, and a dead link is found within "
         "check_link_s + keepalive_s instead of 2 x keepalive_s (edge/keepalive.py). MQTT 5 only.",
     )
+    compress: bool = Field(
+        default=False,
+        description="Send JSON messages deflated with the wire's dictionary (wire/compression.py): "
+        "a health message 418 -> about 118 bytes, an AP reading 865 -> about 163, 0.25 MB/day less "
+        "for an AP board on the 3G profile. The cloud must be of this release or newer (it reads "
+        "both); status, births and Wills stay JSON for mosquitto_sub.",
+    )
     connect_timeout_s: float = Field(default=10.0, gt=0, le=120, description="TCP/TLS connect timeout.")
     reconnect_min_s: float = Field(
         default=1.0, gt=0, le=600, description="First reconnect delay; doubles per failed attempt."

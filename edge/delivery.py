@@ -4,7 +4,8 @@ The replay flag is decided here, at publish time: a row is a replay when it wait
 the outbox across a disconnection or an agent restart, i.e. it was produced by another
 session, produced while offline, or produced under an earlier link generation than the
 one it is now sent on (see :meth:`edge.link.Link.stamp`). The stored payload is left as
-produced; only the copy on the wire gets ``"replay": true``. Snapshots (raw JPEG) go out unchanged.
+produced; only the copy on the wire gets ``"replay": true`` and, with ``broker.compress``, is
+packed (wire/compression.py). Snapshots (raw JPEG) go out unchanged.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from edge.outbox import Outbox, Row
+from wire.compression import pack
 
 if TYPE_CHECKING:
     from edge.link import Link
@@ -26,8 +28,9 @@ log = logging.getLogger(__name__)
 class Courier:
     """Implements :class:`edge.link.LinkListener`; owns the mid -> row mapping."""
 
-    def __init__(self, outbox: Outbox, *, session: str, window: int) -> None:
+    def __init__(self, outbox: Outbox, *, session: str, window: int, compress: bool = False) -> None:
         self.outbox = outbox
+        self.compress = compress
         self.session = session
         self.window = window
         self.link: Link | None = None
@@ -79,11 +82,14 @@ class Courier:
         return row.session != self.session or row.link_gen != generation
 
     def wire_payload(self, row: Row, generation: int) -> bytes:
-        if not row.is_json or not self.is_replay(row, generation):
+        if not row.is_json:
             return row.payload
-        doc = json.loads(row.payload)
-        doc["replay"] = True
-        return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+        payload = row.payload
+        if self.is_replay(row, generation):
+            doc = json.loads(payload)
+            doc["replay"] = True
+            payload = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+        return pack(payload) if self.compress else payload
 
     def pump(self) -> None:
         """Hand rows to paho while the link is up and the window has room."""

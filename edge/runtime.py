@@ -86,7 +86,9 @@ class Agent:
         #: The install root when started by the update launcher (firmware_config/launcher).
         self.install = Layout.from_env()
         self._update_report = self._read_update_report()
-        self.courier = Courier(self.outbox, session=self.session, window=cfg.outbox.inflight_window)
+        self.courier = Courier(
+            self.outbox, session=self.session, window=cfg.outbox.inflight_window, compress=cfg.broker.compress
+        )
         self.link = Link(
             cfg.broker,
             client_id=cfg.client_id,

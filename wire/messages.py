@@ -24,6 +24,7 @@ from pydantic import (
     ValidationError,
 )
 
+from wire.compression import CompressionError, unpack
 from wire.topics import ID_PATTERN, SEQUENCED, Channel
 
 SCHEMA_VERSION: Final = 1
@@ -312,9 +313,14 @@ def decode(channel: Channel, payload: bytes) -> Envelope:
 
 
 def decode_as(model: type[M], payload: bytes) -> M:
-    """Validate a JSON payload as ``model``; raise WireError with a one-line reason."""
+    """Validate a JSON payload (or one packed by wire.compression) as ``model``; raise
+    WireError with a one-line reason."""
     if len(payload) > MAX_JSON_BYTES:
         raise WireError(f"payload too large: {len(payload)} bytes > {MAX_JSON_BYTES}")
+    try:
+        payload = unpack(payload, MAX_JSON_BYTES)
+    except CompressionError as exc:
+        raise WireError(str(exc)) from None
     try:
         # strict: JSON true is not the number 1, "5" is not 5 (JSON keeps those types, so a
         # sender that mixes them up is found at once, in the dead letters)

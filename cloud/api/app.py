@@ -59,6 +59,8 @@ from cloud.web.help import help_router
 from cloud.web.onboarding import onboarding_router
 from cloud.web.pages import WebChrome, pages_router
 from cloud.web.services import WebServices
+from wire.compression import CompressionError, unpack
+from wire.messages import MAX_JSON_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +114,13 @@ class DeviceOut(BaseModel):
     rate_limited: int = Field(
         0, description="Messages over the node's rate limit: acknowledged, counted, not stored (flooding)."
     )
+
+
+def _preview(payload: bytes) -> str:
+    """The first 200 bytes of a dead letter, as JSON when a board packed it (wire.compression)."""
+    with contextlib.suppress(CompressionError):
+        payload = unpack(payload, MAX_JSON_BYTES)
+    return payload[:200].decode("utf-8", "replace")
 
 
 class DeadLetterOut(BaseModel):
@@ -388,7 +397,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
                 node_guess=r["node_guess"],
                 reason=r["reason"],
                 size=r["size"],
-                preview=bytes(r["payload"][:200]).decode("utf-8", "replace"),
+                preview=_preview(bytes(r["payload"])),
             )
             for r in rows
         ]

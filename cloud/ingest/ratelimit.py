@@ -22,11 +22,14 @@ ingest worker handles; nothing a board sends can make another board's messages w
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Final
 
 from cloud.config import RateLimitConfig
+from wire.compression import CompressionError, unpack
+from wire.messages import MAX_JSON_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +108,8 @@ class RateLimiter:
         if snapshot:
             replay = now - b.replay_seen <= _REPLAY_WINDOW_S
         else:
+            with contextlib.suppress(CompressionError):  # a board on 3G packs its JSON
+                payload = unpack(payload, MAX_JSON_BYTES)
             head = payload[:4096]  # the flag is a top-level field; encoders put it early or late
             replay = any(f in head or f in payload[-256:] for f in _REPLAY_FLAGS)
             if replay:

@@ -40,6 +40,8 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from commune_iot.fleet import edge_config, load_devices
 from commune_iot.localsvc import REPO, Mosquitto, free_port
+from wire.compression import unpack
+from wire.messages import MAX_JSON_BYTES
 
 #: The profiles measured before (docs/field.md); "shipped" (the default) reads edge/sample.yaml.
 PROFILES: dict[str, dict[str, float]] = {
@@ -66,6 +68,7 @@ def shipped_profile() -> dict[str, float]:
         "health_interval_s": float(sample["health_interval_s"]),
         "keepalive_s": int(sample["broker"]["keepalive_s"]),
         "check_link_s": float(sample["broker"].get("check_link_s") or 0),
+        "compress": float(bool(sample["broker"].get("compress"))),
         "sim_interval_s": float(sample["collectors"][0]["interval_s"]),
         "camera_interval_s": float(camera["interval_s"]),
         "commit_interval_s": float(sample["outbox"]["commit_interval_s"]),
@@ -379,7 +382,9 @@ def _caught_up(got: list[tuple[str, bytes, float]], board: Board, end: float) ->
     for topic, payload, _ in reversed(got):
         parts = topic.split("/")
         if len(parts) >= 5 and parts[3] == board.node and parts[4] == "health":
-            return datetime.fromisoformat(json.loads(payload)["ts"]).timestamp() >= end
+            return (
+                datetime.fromisoformat(json.loads(unpack(payload, MAX_JSON_BYTES))["ts"]).timestamp() >= end
+            )
     return False
 
 
@@ -452,7 +457,7 @@ def analyse(
                 snapshot_at[parts[5]] = at
                 snapshot_bytes += len(payload) if at <= end else 0  # the bytes counted end at ``end``
             continue
-        doc = json.loads(payload)
+        doc = json.loads(unpack(payload, MAX_JSON_BYTES))  # the shipped profile packs its JSON
         if channel == "status":
             if doc.get("reason") == "will":
                 wills.setdefault(node, []).append(at)
@@ -559,6 +564,7 @@ def run(
                 sim_interval_s=prof.get(f"{b.kind}_interval_s", prof["sim_interval_s"]),
                 keepalive_s=int(prof["keepalive_s"]),
                 check_link_s=prof.get("check_link_s") or None,
+                compress=bool(prof.get("compress")),
                 events_per_hour=events_per_hour,
                 reconnect_max_s=10.0,
             )

@@ -290,6 +290,7 @@ def agent_settings(profile: str) -> dict[str, Any]:
         "sim_interval_s": p["sim_interval_s"],
         "keepalive_s": int(p["keepalive_s"]),
         "check_link_s": p["check_link_s"] or None,
+        "compress": bool(p["compress"]),
     }
 
 

@@ -90,6 +90,7 @@ def edge_yaml(
             "connect_timeout_s": 30,  # a 3G attach plus TLS takes 5-20 s (docs/field.md)
             "keepalive_s": KEEPALIVE_S,
             "check_link_s": CHECK_LINK_S,
+            "compress": True,  # JSON deflated with the wire's dictionary (wire/compression.py)
         },
         # bytes on 3G (docs/field.md): health need not be the heartbeat, the keepalive is
         "health_interval_s": HEALTH_INTERVAL_S,

@@ -20,6 +20,8 @@ from support import influx_query
 
 from commune_iot.localsvc import InfluxDB
 from wire import Channel, parse_topic
+from wire.compression import unpack
+from wire.messages import MAX_JSON_BYTES
 from wire.topics import SEQUENCED
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -67,7 +69,7 @@ class Observer:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         t = parse_topic(msg.topic)
-        body = None if t.channel is Channel.SNAPSHOT else json.loads(msg.payload)
+        body = None if t.channel is Channel.SNAPSHOT else json.loads(unpack(msg.payload, MAX_JSON_BYTES))
         with self._cond:
             self.seen.append(Seen(msg.topic, t.channel, t.node, body, time.time()))
             self._cond.notify_all()

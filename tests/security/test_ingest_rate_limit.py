@@ -30,6 +30,7 @@ from cloud.storage.alerts_sql import AlertStore
 from cloud.storage.sql import SqlStore
 from commune_iot.bench.flood import run_flood
 from commune_iot.localsvc import InfluxDB, Mosquitto
+from wire.compression import pack
 
 REPO = Path(__file__).resolve().parents[2]
 LIVE = b'{"v":1,"node":"n1","session":"aaaaaaaa","seq":1,"ts":"2026-11-28T00:00:00Z","replay":false}'
@@ -63,11 +64,15 @@ def test_a_normal_board_fits_comfortably() -> None:
     assert rl.reports(t) == []
 
 
-def test_a_day_of_replay_after_an_outage_is_admitted_whole() -> None:
+@pytest.mark.parametrize("packed", [False, True], ids=["json", "packed"])
+def test_a_day_of_replay_after_an_outage_is_admitted_whole(packed: bool) -> None:
     """A camera board's outbox after a day offline (~25,000 messages) arrives as fast as the
-    link allows; the live bucket is spent, the replay bucket takes the rest."""
+    link allows; the live bucket is spent, the replay bucket takes the rest. A board on 3G
+    packs its JSON (wire/compression.py): its replay flag is seen all the same."""
     rl = limiter()
-    admitted = sum(rl.admit("n1", REPLAY, False, i / 5000) for i in range(25_000))
+    replay = pack(REPLAY) if packed else REPLAY
+    assert packed == (replay != REPLAY)
+    admitted = sum(rl.admit("n1", replay, False, i / 5000) for i in range(25_000))
     assert admitted == 25_000
     # snapshots of a replaying node draw on the replay bucket too
     assert all(rl.admit("n1", b"\xff\xd8jpeg", True, 5.0) for _ in range(500))
