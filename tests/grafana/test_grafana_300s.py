@@ -94,6 +94,7 @@ APS = ("dr-ap-01", "tt-ap-01")
 DEAD = "tt-ap-01"  # lost power 50 minutes ago, still dark
 DEAD_FOR_S = 50 * 60
 POWER_CUT = ("dr-cam-01", 5 * 3600, 4 * 3600 + 20 * 60)  # board dark from now-5h to now-4h20m
+AP_REBOOT = ("tt-ap-01", 3 * 3600)  # the access point (not its board) rebooted at now-3h
 LINK_DOWN = ("dr-ap-01", 3 * 3600, 2 * 3600 + 30 * 60)  # uplink down, readings kept and replayed
 
 
@@ -229,6 +230,8 @@ def _board_lines(
             if t >= now:
                 break
             schedule.append((t, "event"))
+    if board.node == AP_REBOOT[0]:
+        schedule.append((now - AP_REBOOT[1], "ap-reboot"))
     schedule.sort()
     agent_start = start - rng.uniform(3600, 86400)
     was_dark = False
@@ -242,6 +245,9 @@ def _board_lines(
             agent_start = t
             ap.boot_monotonic = mono0 + t - 40.0  # the AP lost power too: uptime from its boot
         session = f"{session_no:02x}{board.node.encode().hex()}"[:16]
+        if what == "ap-reboot":
+            ap.boot_monotonic = mono0 + t
+            continue
         seq += 1
         if what == "health":
             ts = _dt(t + rng.uniform(0.0, 0.05))  # the loop's own latency
@@ -564,3 +570,32 @@ def test_a_dark_board_is_not_drawn_as_a_healthy_one(history: History) -> None:
         )
         last = max(t for s in got for t, v in s["values"] if v is not None)
         assert last <= went_dark, f"{p.title}: a value after the board went dark"
+
+
+@pytest.mark.parametrize("range_name", list(RANGES))
+def test_an_ap_reboot_shows_in_5_minute_readings(history: History, range_name: str) -> None:
+    """The reboot table counts the AP's reboot from its uptime falling between two readings,
+    and the uptime line drops to under one interval: 5-minute readings lose neither."""
+    aps = next(d for d in all_dashboards() if d.uid == "ciot-aps")
+    table = next(p for p in aps.panels if p.type == "table")
+    uptime = next(p for p in aps.panels if 'last("uptime_s")' in p.queries[0].influxql)
+    every = {"commune": ["da-ron", "tu-tra"], "ap": list(APS)}
+    series = history.run(
+        table.queries[0].influxql.replace("/^$site$/", "/.*/"), every, RANGES[range_name], _px(table.width)
+    )
+    reboots = {s["tags"]["device"]: s["values"][0][1] for s in series}
+    assert reboots == {AP_REBOOT[0]: 1}
+    (line_,) = [
+        s
+        for s in history.run(
+            uptime.queries[0].influxql.replace("/^$site$/", "/.*/"),
+            every,
+            RANGES[range_name],
+            _px(uptime.width),
+        )
+        if s["tags"]["device"] == AP_REBOOT[0]
+    ]
+    rebooted_ms = (history.now - AP_REBOOT[1]) * 1000
+    after = [v for t, v in line_["values"] if v is not None and t >= rebooted_ms]
+    before = [v for t, v in line_["values"] if v is not None and t < rebooted_ms - 600_000]
+    assert after and after[0] < history.profile.ap_s + 900 and before and before[-1] > 3600
