@@ -267,7 +267,9 @@ def _dt(t: float) -> datetime:
     return datetime.fromtimestamp(t, UTC)
 
 
-def _state_lines(inv: Inventory, boards: dict[str, Board], start: float, now: float) -> list[str]:
+def _state_lines(
+    inv: Inventory, boards: dict[str, Board], start: float, now: float, rng: random.Random
+) -> list[str]:
     """``device_state`` every 30 s for every inventory device, as the evaluator writes it: a
     board never heard is unknown, a board whose Will came (dark or uplink down) is unknown
     with its node alert open, the others up."""
@@ -286,7 +288,7 @@ def _state_lines(inv: Inventory, boards: dict[str, Board], start: float, now: fl
             if b.is_offline(t):
                 started = max(a for a, _ in b.offline if a <= t)
                 active.append(_alert(b, started))
-        out += state_lines(states, active, inv, t + random.uniform(0.0, 0.3))
+        out += state_lines(states, active, inv, t + rng.uniform(0.0, 0.3))  # the evaluator's own latency
         t += STATES_S
     return out
 
@@ -367,7 +369,7 @@ def history(request: pytest.FixtureRequest, influx_server: InfluxDB) -> Iterator
     raw: list[str] = []
     for b in boards.values():
         raw += _board_lines(b, conv, profile, start, now, rng)
-    raw += _state_lines(inv, boards, start, now)
+    raw += _state_lines(inv, boards, start, now, rng)
     raw += _cloud_lines(start, now)
     asyncio.run(_store(influx_server, db, raw, _outage_lines(inv, boards, now)))
     yield History(influx_server, db, profile, now, boards)
