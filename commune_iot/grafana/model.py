@@ -40,8 +40,9 @@ class Query:
         return t
 
 
-#: Gaps a time series line bridges: two readings of a board on the 3G profile (300 s) plus
-#: slack; a longer silence (a lost board, an outage) stays a visible gap.
+#: Gaps a time series line or a state timeline bridges (Grafana bridges a run of nulls when
+#: the values either side are less than this apart): two readings of a board on the 3G
+#: profile (300 s) plus slack; a longer silence (a lost board, an outage) stays a visible gap.
 SPAN_NULLS_MS = 660_000
 
 
@@ -65,9 +66,13 @@ class Panel:
 
     def to_json(self, pid: int, x: int, y: int) -> dict[str, Any]:
         defaults: dict[str, Any] = {"custom": dict(self.custom)}
-        if self.type == "timeseries" and self.custom.get("drawStyle", "line") == "line":
+        if self.type == "state-timeline" or (
+            self.type == "timeseries" and self.custom.get("drawStyle", "line") == "line"
+        ):
             # boards on the shipped 3G profile report every 300 s: with fill(null) and a short
-            # $__interval their points would stand apart; join them, but show a longer gap
+            # $__interval their points would stand apart (a state timeline draws a null as no
+            # state, so a 5-minute point became a 10-60 s sliver); join them, but show a longer
+            # gap (tests/grafana/test_grafana_300s.py)
             defaults["custom"].setdefault("spanNulls", SPAN_NULLS_MS)
         if self.unit:
             defaults["unit"] = self.unit
