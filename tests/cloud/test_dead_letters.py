@@ -16,6 +16,7 @@ from cloud.storage.sql import dead_letters, snapshots
 from commune_iot.localsvc import InfluxDB, Mosquitto
 from edge.collectors.snapshot import tiny_jpeg
 from wire import Channel
+from wire.compression import pack
 
 JPEG = tiny_jpeg("ev-7")  # a real (tiny) JPEG: the cloud checks its headers
 
@@ -36,6 +37,9 @@ def _garbage() -> list[tuple[str, bytes, str]]:
         (h, json.dumps(wrong_node).encode(), "differs from topic node"),
         (h, json.dumps(extra).encode(), "sneaky"),
         (h, b"{" + b" " * 70_000 + b"}", "too large"),
+        # a board on 3G packs its JSON (wire/compression.py): the same checks see through it
+        (h, pack(json.dumps(wrong_type).encode()), "cpu_pct"),
+        (h, b"\x02" + pack(encoded(health("dr-ap-02", 5)))[1:], "upgrade the cloud"),
         (
             topic("da-ron", "dr-ap-02", Channel.METRICS),
             json.dumps(bad_metric).encode(),
@@ -53,9 +57,10 @@ async def test_garbage_dead_lettered_and_valid_traffic_unaffected(
 ) -> None:
     garbage = _garbage()
     traffic: list[tuple[str, bytes]] = []
-    for i, (t, p, _) in enumerate(garbage):  # interleave garbage with valid messages
+    for i, (t, p, _) in enumerate(garbage):  # interleave garbage with valid messages, half of them packed
         traffic.append((t, p))
-        traffic.append((topic("da-ron", "dr-ap-01", Channel.HEALTH), encoded(health("dr-ap-01", i + 1))))
+        valid = encoded(health("dr-ap-01", i + 1))
+        traffic.append((topic("da-ron", "dr-ap-01", Channel.HEALTH), pack(valid) if i % 2 else valid))
     # an unknown node is accepted but flagged
     traffic.append((topic("lac-xuan", "lx-ap-99", Channel.HEALTH), encoded(health("lx-ap-99", 1))))
     event = motion("tt-cam-02", 7).model_copy(update={"snapshot_sha256": hashlib.sha256(JPEG).hexdigest()})
@@ -100,6 +105,9 @@ async def test_garbage_dead_lettered_and_valid_traffic_unaffected(
         listed = (await api.get("/api/v1/dead-letters", params={"node": "dr-ap-02", "limit": 3})).json()
         assert [d["reason"] for d in listed] == [str(r["reason"]) for r in rows[::-1][:3]]
         assert listed[0]["preview"] == "GIF89a not a jpeg"
+        packed = (await api.get("/api/v1/dead-letters", params={"node": "dr-ap-02", "limit": 50})).json()
+        wrong = [d for d in packed if "cpu_pct" in d["reason"]]
+        assert len(wrong) == 2 and all(d["preview"].startswith('{"v": 1, "node": "dr-ap-02"') for d in wrong)
         devices = {d["id"]: d for d in (await api.get("/api/v1/devices")).json()}
         assert devices["dr-ap-02"]["dead_letters"] == len(garbage)
         assert devices["lx-ap-99"]["known"] is False and devices["lx-ap-99"]["kind"] is None
