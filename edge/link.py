@@ -31,6 +31,7 @@ import ssl
 import zlib
 from collections.abc import Callable, Sequence
 from enum import Enum
+from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -61,6 +62,42 @@ class LinkListener(Protocol):
     def waiting(self) -> int:
         """Messages waiting in the outbox, for log lines."""
         ...
+
+
+class ResumingContext(ssl.SSLContext):
+    """A TLS client context that offers each broker the session ticket of its last connection.
+
+    Why: a board on 3G reconnects after every stall (144 times a day in the field profile);
+    a resumed TLS 1.3 handshake skips the server's certificate and its signature, about 600
+    bytes less per reconnect on the wire and no certificate check on the board's CPU. A broker
+    that restarted (or another node of a cluster) does not know the ticket and simply makes
+    a full handshake, checked as always.
+    """
+
+    sessions: dict[str, ssl.SSLSession]
+
+    @classmethod
+    def for_broker(cls, ca_file: Path | None) -> ResumingContext:
+        ctx = cls(ssl.PROTOCOL_TLS_CLIENT)  # verifies the certificate and the host name
+        ctx.sessions = {}
+        if ca_file is not None:
+            ctx.load_verify_locations(str(ca_file))
+        else:
+            ctx.load_default_certs()
+        return ctx
+
+    def wrap_socket(self, sock: Any, *args: Any, **kwargs: Any) -> ssl.SSLSocket:
+        host = kwargs.get("server_hostname")
+        if kwargs.get("session") is None and host in self.sessions:
+            kwargs["session"] = self.sessions[host]
+        return super().wrap_socket(sock, *args, **kwargs)
+
+    def keep(self, sock: Any) -> None:
+        """After a CONNACK (the server's tickets came before it): remember this broker's ticket."""
+        session = getattr(sock, "session", None)
+        host = getattr(sock, "server_hostname", None)
+        if session is not None and host and session.has_ticket:
+            self.sessions[host] = session
 
 
 class State(Enum):
@@ -167,7 +204,7 @@ class Link:
         if self._v5 and beat_topic is not None and broker.check_link_s is not None:
             client.beat_on(beat_topic, broker.check_link_s)  # edge/keepalive.py
         if broker.tls:
-            client.tls_set(ca_certs=str(broker.ca_file) if broker.ca_file else None)
+            client.tls_set_context(ResumingContext.for_broker(broker.ca_file))
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
@@ -409,6 +446,10 @@ class Link:
         self.state = State.UP
         self._up_since_connect = True
         self.client.connected_with(int(getattr(props, "TopicAliasMaximum", 0) or 0))
+        resumed = bool(getattr(client.socket(), "session_reused", False))
+        ctx = client._ssl_context  # paho keeps the context it was given
+        if isinstance(ctx, ResumingContext):
+            ctx.keep(client.socket())
         # Subscribe before the birth: the broker handles one connection's packets in order,
         # so when the cloud sees the birth and sends a queued command, the board listens.
         if self.subscriptions:
@@ -420,11 +461,12 @@ class Link:
         if self.presence.enabled:
             client.subscribe(HOST_STATE_FILTER, qos=self._sub_qos)
         log.info(
-            "connected to broker at %s; %s waiting in outbox%s",
+            "connected to broker at %s; %s waiting in outbox%s%s",
             self.url,
             messages(self._listener.waiting()),
             " (sent once a cloud ingest worker is live)" if self.presence.enabled else " will be sent",
-            extra={"broker": self.url, "epoch": self.epoch},
+            "; TLS session resumed" if resumed else "",
+            extra={"broker": self.url, "epoch": self.epoch, "tls_resumed": resumed},
         )
         self._check_presence()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -10,7 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ import yaml
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+
+from commune_iot.localsvc import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -200,3 +203,101 @@ class AgentProcess:
             self.proc.kill()
             self.proc.wait(10)
         self._log.close()
+
+
+@dataclass
+class RelayedConnection:
+    """One TCP connection through :class:`CountingRelay`: bytes each way, and (with
+    ``mqtt_packets``) the time and type of each MQTT packet the board sent."""
+
+    up_bytes: int = 0
+    down_bytes: int = 0
+    up_packets: list[tuple[float, int]] = field(default_factory=list)
+    writers: list[asyncio.StreamWriter] = field(default_factory=list)
+
+
+class CountingRelay:
+    """TCP relay between a board and its broker that counts what passes, per connection, and
+    can cut every connection at once (a dropped uplink, seen by both ends)."""
+
+    def __init__(self, target_port: int, *, mqtt_packets: bool = False) -> None:
+        self.port = free_port()
+        self.target_port = target_port
+        self.mqtt_packets = mqtt_packets  # plain MQTT only: the board's packets are parsed
+        self.connections: list[RelayedConnection] = []
+        self._loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(ready,), daemon=True)
+        self._thread.start()
+        assert ready.wait(10)
+
+    def _run(self, ready: threading.Event) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_until_complete(asyncio.start_server(self._client, "127.0.0.1", self.port))
+        ready.set()
+        self._loop.run_forever()
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_r, up_w = await asyncio.open_connection("127.0.0.1", self.target_port)
+        conn = RelayedConnection(writers=[writer, up_w])
+        self.connections.append(conn)
+
+        async def down() -> None:
+            while data := await up_r.read(65536):
+                conn.down_bytes += len(data)
+                writer.write(data)
+                await writer.drain()
+            writer.close()
+
+        task = asyncio.create_task(down())
+        try:
+            while True:
+                if not self.mqtt_packets:
+                    data = await reader.read(65536)
+                    if not data:
+                        break
+                    conn.up_bytes += len(data)
+                    up_w.write(data)
+                else:
+                    packet = await _mqtt_packet(reader)
+                    conn.up_bytes += len(packet)
+                    conn.up_packets.append((time.monotonic(), packet[0] >> 4))
+                    up_w.write(packet)
+                await up_w.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            up_w.close()
+            task.cancel()
+
+    def packets_between(self, t0: float, t1: float) -> list[tuple[float, int]]:
+        """The board's MQTT packets (time, type) sent between ``t0`` and ``t1``, any connection."""
+        return sorted((t, k) for c in list(self.connections) for t, k in list(c.up_packets) if t0 <= t < t1)
+
+    def cut(self) -> None:
+        """Close every connection both ways."""
+
+        def close_all() -> None:
+            for c in self.connections:
+                for w in c.writers:
+                    w.close()
+
+        self._loop.call_soon_threadsafe(close_all)
+
+    def close(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+
+async def _mqtt_packet(reader: asyncio.StreamReader) -> bytes:
+    """One whole MQTT packet: fixed header, variable-length remaining length, body."""
+    head = bytearray(await reader.readexactly(1))
+    length, shift = 0, 0
+    while True:
+        b = (await reader.readexactly(1))[0]
+        head.append(b)
+        length |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            break
+    return bytes(head) + await reader.readexactly(length)

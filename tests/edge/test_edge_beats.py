@@ -1,16 +1,14 @@
 """The 3G keepalive (edge/keepalive.py): beats keep the broker's keepalive, pings stay rare.
 
-A real agent talks to a real Mosquitto through a small relay in this test that reads the
-MQTT packets the board sends (plain MQTT, so their types can be seen): what a 3G board
+A real agent talks to a real Mosquitto through a small relay (edge_helpers.CountingRelay) that
+reads the MQTT packets the board sends (plain MQTT, so their types can be seen): what a 3G board
 pays for is packets, and a beat is one packet where a ping is three. The broker's side is
 observed as the cloud sees it: the board's retained status and its Will.
 """
 
 from __future__ import annotations
 
-import asyncio
 import itertools
-import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -18,79 +16,13 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 import yaml
-from edge_helpers import AgentProcess, Recorder, agent_config, has_status
+from edge_helpers import AgentProcess, CountingRelay, Recorder, agent_config, has_status
 
-from commune_iot.localsvc import Mosquitto, free_port
+from commune_iot.localsvc import Mosquitto
 from edge.config import BrokerConfig
 from edge.keepalive import BeatingClient
 
 PINGREQ, PUBLISH = 0xC, 0x3
-
-
-class PacketCounter:
-    """TCP relay to the broker that notes the type and time of every packet the board sends."""
-
-    def __init__(self, target_port: int) -> None:
-        self.port = free_port()
-        self.target_port = target_port
-        self.sent: list[tuple[float, int]] = []  # (monotonic time, packet type)
-        self._loop = asyncio.new_event_loop()
-        ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(ready,), daemon=True)
-        self._thread.start()
-        assert ready.wait(10)
-
-    def _run(self, ready: threading.Event) -> None:
-        asyncio.set_event_loop(self._loop)
-        self._loop.run_until_complete(asyncio.start_server(self._client, "127.0.0.1", self.port))
-        ready.set()
-        self._loop.run_forever()
-
-    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_r, up_w = await asyncio.open_connection("127.0.0.1", self.target_port)
-
-        async def down() -> None:
-            while data := await up_r.read(65536):
-                writer.write(data)
-                await writer.drain()
-            writer.close()
-
-        task = asyncio.create_task(down())
-        try:
-            while True:
-                head = await reader.readexactly(1)
-                length, shift = 0, 0
-                while True:  # MQTT's variable-length "remaining length"
-                    b = (await reader.readexactly(1))[0]
-                    length |= (b & 0x7F) << shift
-                    shift += 7
-                    if not b & 0x80:
-                        break
-                body = await reader.readexactly(length)
-                self.sent.append((time.monotonic(), head[0] >> 4))
-                up_w.write(head + _varint(length) + body)
-                await up_w.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            up_w.close()
-            task.cancel()
-
-    def between(self, t0: float, t1: float) -> list[tuple[float, int]]:
-        return [(t, kind) for t, kind in list(self.sent) if t0 <= t < t1]
-
-    def close(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b, n = n & 0x7F, n >> 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
 
 
 def _quiet_board(tmp: Path, url: str, **broker: object) -> Path:
@@ -105,7 +37,7 @@ def _quiet_board(tmp: Path, url: str, **broker: object) -> Path:
 def test_a_quiet_board_keeps_its_connection_with_beats_and_checks_the_link_rarely(
     mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
-    relay = PacketCounter(mosquitto.port)
+    relay = CountingRelay(mosquitto.port, mqtt_packets=True)
     rec = Recorder(mosquitto.port)
     agent = AgentProcess(
         _quiet_board(tmp_path, f"mqtt://127.0.0.1:{relay.port}", check_link_s=9), tmp_path / "a.log"
@@ -116,7 +48,7 @@ def test_a_quiet_board_keeps_its_connection_with_beats_and_checks_the_link_rarel
         t0 = time.monotonic()
         time.sleep(18)  # six keepalives: what is measured (there is no event to await)
         t1 = time.monotonic()
-        sent = relay.between(t0, t1)
+        sent = relay.packets_between(t0, t1)
         kinds = Counter(kind for _, kind in sent)
         times = [t0] + [t for t, _ in sent] + [t1]
         gaps = [b - a for a, b in itertools.pairwise(times)]

@@ -4,10 +4,11 @@ over mqtts://, and says what to fix when credentials or the CA are wrong."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
-from edge_helpers import AgentProcess, Recorder, agent_config, has_status
+from edge_helpers import AgentProcess, CountingRelay, Recorder, agent_config, has_status
 from support import CLOUD_USER, broker_password, provision
 
 from commune_iot.localsvc import SecureMosquitto
@@ -73,3 +74,42 @@ def test_wrong_password_is_reported_then_tls_with_env_password_works(
         good.close()
         rec.close()
     assert password not in good.log()
+
+
+def test_a_board_that_lost_its_uplink_resumes_its_tls_session(
+    broker: SecureMosquitto, tmp_path: Path
+) -> None:
+    """On 3G a board reconnects after every stall; resuming the TLS session spares the
+    broker's certificate and signature on each of those reconnects (edge/link.py)."""
+    relay = CountingRelay(broker.tls_port)
+    agent = AgentProcess(
+        _config(
+            tmp_path,
+            f"mqtts://127.0.0.1:{relay.port}",
+            "r",
+            username=USER,
+            ca_file=str(broker.auth / "ca.crt"),
+        ),
+        tmp_path / "r.log",
+        env={"CIOT_EDGE_BROKER__PASSWORD": broker_password(broker, USER)},
+    )
+    try:
+        agent.wait_log("connected to broker", 15)
+        assert "TLS session resumed" not in agent.log(), "the first connection has no ticket to offer"
+        for _ in range(2):
+            n = agent.log().count("connected to broker")
+            relay.cut()  # the uplink drops
+            deadline = time.monotonic() + 15
+            while agent.log().count("connected to broker") == n:
+                assert time.monotonic() < deadline, agent.log()[-1500:]
+                time.sleep(0.1)
+        lines = [line for line in agent.log().splitlines() if "connected to broker" in line]
+        assert all("TLS session resumed" in line for line in lines[1:]), lines
+        first, *again = relay.connections
+        # what the broker sends a resumed board: no certificate, no signature
+        sizes = [c.down_bytes for c in relay.connections]
+        assert all(first.down_bytes - c.down_bytes >= 400 for c in again), sizes
+        assert agent.terminate() == 0
+    finally:
+        agent.close()
+        relay.close()
