@@ -519,7 +519,7 @@ class Launcher:
                     self.trial = (cand, started, exits + 1)
                     most = int(state.get("max_failures", DEFAULT_MAX_FAILURES))
                     if exits + 1 >= most:
-                        why = child.why()
+                        why = hung or child.why()  # a hung agent's last line is a stack frame
                         self.rollback(
                             state,
                             f"exited {exits + 1} times before a healthy birth (status {rc})"
