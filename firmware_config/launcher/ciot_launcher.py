@@ -64,6 +64,9 @@ FRESH_S = 2.5
 #: while it waits for the process to end; past that the process is stuck in the kernel.
 ABORT_WAIT_S = 5.0
 KILL_WAIT_S = 10.0
+#: Ticks come every --poll-s at most; a longer pause means this process was stopped (SIGSTOP,
+#: a suspend): the agent then gets its full time again rather than being judged on it.
+STALL_S = 5.0
 #: Versions whose agents were seen pinging (kept across launcher restarts, see Watchdog).
 PINGING_FILE = "watchdog.json"
 
@@ -223,7 +226,7 @@ class Watchdog:
         self.watchdog_s = (
             int(usec) / 1e6 if usec.isdigit() and int(usec) > 0 and pid in ("", str(os.getpid())) else None
         )
-        self.ping_every = min(1.0, self.watchdog_s / 4) if self.watchdog_s else 1.0
+        self.ping_every = min(1.0, self.watchdog_s / 8) if self.watchdog_s else 1.0
         self.sent_at = float("-inf")
         self.ready = False
         runtime = (os.environ.get("RUNTIME_DIRECTORY") or "").split(":")[0] or None
@@ -236,7 +239,7 @@ class Watchdog:
         self.pinging_file = root / PINGING_FILE
         self.pinging = self._load()
         self.legacy: set[str] = set()
-        self.born = time.monotonic()
+        self.born = self.ticked_at = time.monotonic()
         self.version: str | None = None  # the agent being watched
         self.started = 0.0
         self.last_ping: float | None = None
@@ -251,7 +254,9 @@ class Watchdog:
     def _save(self) -> None:
         tmp = self.pinging_file.with_name(f".{PINGING_FILE}.tmp")
         with contextlib.suppress(OSError):  # losing it costs one version one legacy judgement
-            tmp.write_text(json.dumps({"pinging": sorted(self.pinging)[-20:]}) + "\n", encoding="utf-8")
+            versions = self.pinging_file.parent / "versions"
+            kept = sorted(v for v in self.pinging if (versions / v).is_dir())  # bounded by what is installed
+            tmp.write_text(json.dumps({"pinging": kept}) + "\n", encoding="utf-8")
             os.replace(tmp, self.pinging_file)
 
     def agent_env(self) -> dict[str, str]:
@@ -267,9 +272,7 @@ class Watchdog:
         while True:
             try:
                 data = self.sock.recv(4096)
-            except (BlockingIOError, InterruptedError):
-                return pings
-            except OSError:
+            except OSError:  # BlockingIOError: nothing left
                 return pings
             pings += b"WATCHDOG=1" in data.split(b"\n")
 
@@ -284,6 +287,11 @@ class Watchdog:
 
     def tick(self) -> None:
         now = time.monotonic()
+        if now - self.ticked_at > STALL_S:
+            self.started = now
+            if self.last_ping is not None:
+                self.last_ping = now
+        self.ticked_at = now
         pinged = self._drain()
         v = self.version
         if v is not None and pinged:

@@ -306,13 +306,15 @@ def test_a_stopped_launcher_leaves_systemd_a_silence_longer_than_watchdogsec(
 ) -> None:
     """SIGSTOP the launcher while its agent runs and pings: nothing reaches systemd for longer
     than WatchdogSec (2 s), so systemd would fire (SIGABRT, restart). The agent's own pings
-    never reach systemd's socket, and the agent is not blocked by the launcher's full socket."""
+    never reach systemd's socket, the agent is not blocked by the launcher's full socket, and
+    a launcher that resumes does not take its healthy agent for hung (7 s > --agent-silence-s 4),
+    nor after both were frozen together (``systemctl freeze``, a debugger stopping the group)."""
     sd = SystemdNotifySocket(watchdog_s=2.0)
     systemd.append(sd)
     layout = Layout(tmp_path / "root")
     _standin(layout, "a")
     make_stable(layout, "a")
-    launcher = _start(launch, layout, tmp_path, sd, 0.5, "--start-s", "10")
+    launcher = _start(launch, layout, tmp_path, sd, 0.5, "--start-s", "10", "--agent-silence-s", "4")
     wait_until(lambda: len(_noted(layout, "a", "ping")) >= 3, 15, "agent a pinging")
     wait_until(lambda: len(sd.pings()) >= 3, 5, "pings relayed")
     os.kill(launcher.proc.pid, signal.SIGSTOP)
@@ -320,7 +322,12 @@ def test_a_stopped_launcher_leaves_systemd_a_silence_longer_than_watchdogsec(
     time.sleep(7.0)  # the fault under test is time passing with the launcher stopped
     os.kill(launcher.proc.pid, signal.SIGCONT)
     resumed = time.monotonic()
-    wait_until(lambda: any(t > resumed for t in sd.pings()), 5, "pings after SIGCONT")
+    wait_until(lambda: any(t > resumed + 1.0 for t in sd.pings()), 10, "pings after SIGCONT")
+    os.killpg(launcher.proc.pid, signal.SIGSTOP)  # launcher and agent: no ping queued meanwhile
+    time.sleep(5.0)
+    os.killpg(launcher.proc.pid, signal.SIGCONT)
+    thawed = time.monotonic()
+    wait_until(lambda: any(t > thawed + 4.5 for t in sd.pings()), 10, "pings after the thaw")
     assert launcher.stop() == 0
 
     pings = sd.pings()
@@ -333,6 +340,8 @@ def test_a_stopped_launcher_leaves_systemd_a_silence_longer_than_watchdogsec(
     agent_pings = [t for t in _noted(layout, "a", "ping") if stopped < t < resumed]
     assert len(agent_pings) >= 12, "the agent kept its pace while the launcher's socket filled up"
     assert _noted(layout, "a", "ping refused"), "past 10 queued datagrams the agent's send fails at once"
+    assert len(_noted(layout, "a", "started")) == 1, "the resumed launcher restarted a healthy agent"
+    assert "aborting" not in (tmp_path / "launcher.log").read_text()
 
 
 UNIT = REPO / "firmware_config" / "systemd" / "commune-iot-edge.service"
