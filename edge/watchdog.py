@@ -10,9 +10,10 @@ overdue it drops the MQTT socket without DISCONNECT (the broker publishes the Wi
 the cloud alerts within its grace) and exits with :data:`EXIT_HUNG` for systemd
 (``Restart=always``) or the update launcher to start the agent again.
 
-When systemd's ``WatchdogSec`` is set (``$NOTIFY_SOCKET`` and ``$WATCHDOG_USEC`` in the
-environment) the loop's tick also sends ``WATCHDOG=1``, so systemd's watchdog sees the same
-thing from outside.
+When ``$NOTIFY_SOCKET`` and ``$WATCHDOG_USEC`` are in the environment the loop's tick also
+sends ``WATCHDOG=1``. Under the update launcher (the shipped unit) that socket is the
+launcher's own: it relays the pings to systemd's watchdog and restarts an agent whose pings
+stop (``firmware_config/launcher/README.md``).
 """
 
 from __future__ import annotations
@@ -70,8 +71,10 @@ class LoopWatchdog:
         while True:
             self.tick_at = time.monotonic()
             if self._notify is not None:
+                # never wait: the update launcher relays these from a socket it drains, and a
+                # launcher that stopped reading (10 datagrams queue) must not block this loop
                 with contextlib.suppress(OSError):
-                    self._notify[0].sendto(b"WATCHDOG=1", self._notify[1])
+                    self._notify[0].sendto(b"WATCHDOG=1", socket.MSG_DONTWAIT, self._notify[1])
             await asyncio.sleep(1.0)
 
     def overdue(self, now: float) -> str | None:

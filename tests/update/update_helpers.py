@@ -9,13 +9,17 @@ import csv
 import hashlib
 import importlib.metadata as md
 import io
+import itertools
 import json
 import os
+import shutil
 import signal
 import socket
 import ssl
+import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import zipfile
@@ -203,6 +207,7 @@ class LauncherProcess:
         *,
         restart_s: float = 0.2,
         env: dict[str, str] | None = None,
+        extra: list[str] | None = None,
     ):
         self.root = root
         self.log = log
@@ -215,6 +220,7 @@ class LauncherProcess:
             str(restart_s),
             "--poll-s",
             "0.1",
+            *(extra or []),
         ]
         self.proc = subprocess.Popen(
             [*argv, "--", *args],
@@ -270,3 +276,84 @@ def installed(root: Path) -> dict[str, Any]:
         for v in versions
     }
     return {"current": os.readlink(root / "current"), "state": state, "versions": trees}
+
+
+# -- systemd's notification socket ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Notice:
+    at: float  # time.monotonic() on arrival (CLOCK_MONOTONIC: comparable across processes)
+    pid: int  # the sender, from the kernel (SCM_CREDENTIALS), as systemd's NotifyAccess checks it
+    text: str
+
+
+class SystemdNotifySocket:
+    """The socket systemd gives a ``Type=notify`` service as ``$NOTIFY_SOCKET``: a unix datagram
+    socket with ``SO_PASSCRED``, so each message carries its sender's pid from the kernel (what
+    ``NotifyAccess=main`` checks). There is no systemd here; this is its side of the real
+    protocol, recording every line (``WATCHDOG=1``, ``READY=1``, ``STATUS=...``) with its time."""
+
+    def __init__(self, watchdog_s: float) -> None:
+        self.watchdog_s = watchdog_s
+        self._dir = Path(tempfile.mkdtemp(prefix="sd-"))  # sun_path holds 107 bytes: keep it short
+        self.path = str(self._dir / "notify")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        self.sock.bind(self.path)
+        self.sock.settimeout(0.1)
+        self.notices: list[Notice] = []
+        self._lock = threading.Lock()
+        self._closing = False
+        self._thread = threading.Thread(target=self._listen, daemon=True)
+        self._thread.start()
+
+    def env(self) -> dict[str, str]:
+        """What systemd puts in the main process's environment with ``WatchdogSec`` set."""
+        return dict(os.environ, NOTIFY_SOCKET=self.path, WATCHDOG_USEC=str(int(self.watchdog_s * 1e6)))
+
+    def _listen(self) -> None:
+        creds = struct.calcsize("3i")
+        while not self._closing:
+            try:
+                data, anc, _, _ = self.sock.recvmsg(4096, socket.CMSG_SPACE(creds))
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            at = time.monotonic()
+            pid = -1
+            for level, kind, payload in anc:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+                    pid = struct.unpack("3i", payload[:creds])[0]
+            with self._lock:
+                for line in data.decode("utf-8", "replace").split("\n"):
+                    if line:
+                        self.notices.append(Notice(at, pid, line))
+
+    def seen(self, prefix: str) -> list[Notice]:
+        with self._lock:
+            return [n for n in self.notices if n.text.startswith(prefix)]
+
+    def pings(self) -> list[float]:
+        return [n.at for n in self.seen("WATCHDOG=1")]
+
+    def senders(self) -> set[int]:
+        with self._lock:
+            return {n.pid for n in self.notices}
+
+    def close(self) -> None:
+        self._closing = True
+        self.sock.close()
+        self._thread.join(2)
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+
+def gaps(times: list[float], start: float, end: float) -> list[tuple[float, float]]:
+    """(from, to) of each silence between ``start`` and ``end``: what systemd's watchdog timer sees."""
+    marks = [start, *(t for t in times if start < t < end), end]
+    return [(a, b) for a, b in itertools.pairwise(marks)]
+
+
+def longest_gap(times: list[float], start: float, end: float) -> tuple[float, float]:
+    return max(gaps(times, start, end), key=lambda g: g[1] - g[0])
