@@ -75,6 +75,8 @@ class BeatingClient(mqtt.Client):
             super()._check_keepalive()  # a PINGREQ (loop_misc drops the link if unanswered)
         elif now - last_out >= keepalive:
             self._beat()  # nothing went out for a keepalive: the broker must hear something
+            with self._msgtime_mutex:  # as paho does for its PINGREQ (its writes do not)
+                self._last_msg_out = now
 
     def _beat(self) -> None:
         assert self._beat_topic is not None
