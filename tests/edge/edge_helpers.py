@@ -23,6 +23,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from commune_iot.localsvc import free_port
+from wire.compression import unpack
+from wire.messages import MAX_JSON_BYTES
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -41,7 +43,8 @@ class Received:
         return parts[4] if len(parts) > 4 and self.topic.startswith("ciot/v1/") else ""
 
     def json(self) -> dict[str, Any]:
-        doc: dict[str, Any] = json.loads(self.payload)
+        """The JSON document, unpacked if the board packs its JSON (``broker.compress``)."""
+        doc: dict[str, Any] = json.loads(unpack(self.payload, MAX_JSON_BYTES))
         return doc
 
 

@@ -145,7 +145,8 @@ class FleetLab:
     # -- boards ----------------------------------------------------------------------------
 
     def board_config(self, node: str, collectors: list[dict[str, Any]], **control: Any) -> Path:
-        """The edge YAML of a provisioned board: TLS, its own password, waits for the cloud."""
+        """The edge YAML of a provisioned board: TLS, its own password, the 3G wire settings of
+        the bundles, waits for the cloud."""
         bundle = self.run_dir / "bundles" / node
         d = DEVICES[node]
         state = self.run_dir / "boards" / node
@@ -160,6 +161,9 @@ class FleetLab:
                 "username": node,
                 "password_file": str(bundle / "mqtt.password"),
                 "keepalive_s": 5,
+                # as a provisioned 3G board: packed JSON (its reports and replies too), beats
+                "compress": True,
+                "check_link_s": 20,
                 "reconnect_min_s": 0.2,
                 "reconnect_max_s": 1.0,
             },
