@@ -9,17 +9,23 @@ again when the board resumes.
 
 from __future__ import annotations
 
+import contextlib
 import re
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import paho.mqtt.client as mqtt
 import pytest
 from browser import chromium
 from console_lab import WIDTHS, ConsoleLab, fits, shot
+from paho.mqtt.enums import CallbackAPIVersion
 from support import wait_until
 
 from cloud.web.console.fleetpages import REFRESH_S
+from wire.topics import HOST_STATE_FILTER
 
 BOARDS = ["dr-cam-02", "dr-ap-03", "tt-ap-02"]
 #: The lab's settings (console_lab.py): cloud presence announced every 5 s (the shipped
@@ -133,6 +139,67 @@ def test_the_fleet_page_follows_a_frozen_board_without_a_reload(boards: Boards) 
         assert all(re.match(r"^tt-ap-", r.get_attribute("data-device") or "") for r in rows.all())
         page.goto(lab.url + "/fleet")
         shot(page, "fleet")
+
+
+#: A board no other test uses: its agent is stopped and started again (a link that drops).
+RECONNECTING = "tt-ap-05"
+
+
+@contextlib.contextmanager
+def announcements(lab: ConsoleLab) -> Iterator[threading.Event]:
+    """Set each time the cloud announces itself live to the boards (what ends their hold)."""
+    heard = threading.Event()
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    c.on_message = lambda _c, _u, msg: None if msg.retain else heard.set()
+    c.connect("127.0.0.1", lab.broker.port)
+    c.subscribe(HOST_STATE_FILTER, qos=1)
+    c.loop_start()
+    try:
+        yield heard
+    finally:
+        c.disconnect()
+        c.loop_stop()
+
+
+@pytest.mark.slow
+def test_a_board_that_reconnects_is_shown_up_from_its_birth_on(console_lab: ConsoleLab) -> None:
+    """Four times: the board comes back just after the cloud's presence announcement, so it
+    holds its heartbeats for long (5 s less its start-up, over its 2 s silence limit); the API
+    says up, and from then on the API and the page say up at every look and nobody is told of
+    a silence. Before the fix the API said down in rounds and the technicians were told."""
+    lab = console_lab
+    notices = len(lab.webhook.requests)
+    with chromium() as browser, announcements(lab) as announced:
+        page = browser.new_page(viewport={"width": WIDTHS["desktop"], "height": 900}, locale="vi-VN")
+        lab.login(page, "kythuat")
+        page.evaluate(RECORD_STATES, [RECONNECTING])
+        for _round in range(4):
+            announced.clear()
+            assert announced.wait(2 * HOST_HEARTBEAT_S), "the cloud announced nothing"
+            lab.start_sim(RECONNECTING)
+            lab.wait_state(RECONNECTING, "up")
+            up_at = time.time()
+            past_hold = up_at + HOST_HEARTBEAT_S + SILENCE_S + 2 * TICK_S
+            # What the API says through the hold, every 0.1 s (the page shows it at each refresh).
+            said: list[str] = []
+            wait_until(
+                "the hold over",
+                lambda said=said, until=past_hold: (
+                    said.append(lab.device(RECONNECTING)["board"]) or time.time() > until
+                ),
+                30,
+            )
+            assert set(said) == {"up"}, said
+            page.wait_for_function(
+                "(t) => window.shownStates.some(([updated]) => updated > t)", arg=past_hold, timeout=30_000
+            )
+            after = [(u, s) for u, _d, s in page.evaluate("window.shownStates") if u > up_at]
+            assert after and {s for _u, s in after} == {"up"}, after
+            lab.agents[RECONNECTING].terminate()  # orderly: its retained offline status says down
+            lab.wait_state(RECONNECTING, "down")
+    told = [r.json()["notice"] for r in lab.webhook.requests[notices:]]
+    silent = [n for n in told if n["subject"] == RECONNECTING and n["cause"] == "silent"]
+    assert not silent, silent
 
 
 def test_the_device_page_shows_its_history_figures_and_board(boards: Boards) -> None:
