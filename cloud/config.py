@@ -108,7 +108,9 @@ class MqttConfig(_Section):
         gt=0,
         le=300,
         description="How often the worker announces itself live on ciot/host/v1/state/<client_id>. "
-        "Nodes hold their data while no worker has announced itself within 3 heartbeats.",
+        "Nodes hold their data while no worker has announced itself within 3 heartbeats, so a node "
+        "that just connected may send nothing but its birth for up to this long: alerting counts "
+        "its silence from then.",
     )
     commit_max_messages: int = Field(
         1024,

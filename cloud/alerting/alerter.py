@@ -146,12 +146,13 @@ class Alerter:
         follow_last_seen: bool = False,
         status_source: Callable[[], list[NodeStatus]] | None = None,
         outbox: Outbox | None = None,
+        hold_s: float = 0.0,
     ) -> None:
         self.cfg = cfg
         self.inventory = inventory
         self.store = store
         self.holder = holder
-        self.engine = AlertEngine(cfg, inventory)
+        self.engine = AlertEngine(cfg, inventory, hold_s=hold_s)
         self.leader = False
         self.last_seen_source = last_seen_source
         self.follow_last_seen = follow_last_seen

@@ -13,6 +13,13 @@ Rules, in the order a technician would ask about them:
   cause is what was seen first: a Will that follows a judged silence only confirms it.
   Statuses count only when newer than the one in force (``wire.status_order``): a Will
   ends the connection whose birth carried its stamp, never a later one.
+* **The board's hold after its birth.** A board publishes its birth as soon as it connects
+  but holds everything else (heartbeats included) until it hears a cloud ingest worker
+  announce itself live, which workers do every ``hold_s`` (``mqtt.host_heartbeat_s``). That
+  quiet is the cloud's doing, not the board's: silence counts from the end of it. (Without
+  this, a silence limit below the announcement period judged every board that had just
+  connected silent, opened an alert and told the technicians, seconds before its held
+  heartbeats arrived.)
 * **Outage span.** An outage runs from the last message heard before it to the first
   message after it: the time the node was really unheard. When it was noticed (the alert
   opened) and when its recovery was confirmed (``recovery_s`` later) are told apart.
@@ -109,6 +116,7 @@ class _Node:
     session: str = ""
     status_key: tuple[float, int] | None = None  # wire.status_order of the status in force
     offline: Cause | None = None  # set by a Will or shutdown until the next sign of life
+    quiet_until: float = 0.0  # its birth's hold: it may send nothing else before this (see hold_s)
     cause: Cause = Cause.SILENT  # what made it down first (a Will after silence only confirms it)
     down: bool = False
     changed_at: float = 0.0  # when ``down`` last flipped (back up: the first message after the outage)
@@ -145,9 +153,12 @@ def device_key(device: str, problem: str) -> str:
 class AlertEngine:
     """Feed events (``status``, ``seen``, ``device_problem``, ``broker``), call ``tick``."""
 
-    def __init__(self, cfg: AlertingConfig, inventory: Inventory) -> None:
+    def __init__(self, cfg: AlertingConfig, inventory: Inventory, *, hold_s: float = 0.0) -> None:
+        """``hold_s``: the longest a board holds its data after its birth, waiting for a live
+        announcement of an ingest worker (the workers' ``mqtt.host_heartbeat_s``)."""
         self.cfg = cfg
         self.inventory = inventory
+        self.hold_s = hold_s
         self._nodes: dict[str, _Node] = {}
         self._alerts: dict[str, _Alert] = {}
         self._problems: dict[tuple[str, str], _Problem] = {}
@@ -198,6 +209,7 @@ class AlertEngine:
             n.session = session or n.session
             n.offline = None
             n.last_seen = max(n.last_seen, at)
+            n.quiet_until = max(n.quiet_until, at + self.hold_s)
             self._flip(n, False, at)
             return
         n.offline = Cause.SHUTDOWN if reason == "shutdown" else Cause.WILL
@@ -267,8 +279,14 @@ class AlertEngine:
         if n.down or n.offline is not None:
             return
         limit = self.silence_limit(n.interval_s)
-        if now - n.last_seen > limit:
-            self._flip(n, True, max(n.last_seen + limit, self._resume_at), outage_start=n.last_seen)
+        heard = self._heard(n)
+        if now - heard > limit:
+            self._flip(n, True, max(heard + limit, self._resume_at), outage_start=n.last_seen)
+
+    @staticmethod
+    def _heard(n: _Node) -> float:
+        """Where its silence starts: its last message, or the end of its birth's hold."""
+        return max(n.last_seen, n.quiet_until)
 
     def silence_limit(self, interval_s: float) -> float:
         return max(self.cfg.silence_floor_s, self.cfg.silence_factor * interval_s)
@@ -303,7 +321,7 @@ class AlertEngine:
             return True
         if n.interval_s > self.cfg.suspect_max_interval_s:
             return False
-        return now - n.last_seen > self.cfg.suspect_factor * n.interval_s
+        return now - self._heard(n) > self.cfg.suspect_factor * n.interval_s
 
     def _need(self, monitored: int) -> int:
         """Nodes down that make a commune-wide outage."""

@@ -121,6 +121,8 @@ class AlertRunner:
             follow_last_seen=scaled_out,
             status_source=sql.node_statuses,
             outbox=lambda conn, who, notice, at: SqlNoticeQueue.add(conn, channels[who], notice, at),
+            # a board that just connected sends nothing but its birth until a worker announces itself
+            hold_s=cfg.mqtt.host_heartbeat_s,
         )
         self._task: asyncio.Task[None] | None = None
         worker.observers.append(self.observe)

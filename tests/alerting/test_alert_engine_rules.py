@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from alerting_helpers import DA_RON, TU_TRA, Sim
+from alerting_helpers import DA_RON, TU_TRA, Sim, inventory
 
-from cloud.alerting.engine import Cause, Scope
+from cloud.alerting.engine import AlertEngine, Cause, Scope
 from cloud.alerting.settings import AlertingConfig
 
 
@@ -306,3 +306,35 @@ def test_a_cloud_behind_on_its_own_ingest_does_not_call_boards_silent() -> None:
         sim.engine.seen(n, "da-ron" if n.startswith("dr") else "tu-tra", sim.now - 1)  # the backlog arrives
     changes = sim.run(5)
     assert [(c.kind, c.subject) for c in changes] == [("open", "dr-cam-01")]
+
+
+def test_a_board_holding_its_data_after_its_birth_is_not_silent_and_a_dead_one_still_is() -> None:
+    """A board that just connected sends its birth and then nothing until an ingest worker
+    announces itself live (every host_heartbeat_s, 5 s): with a silence limit under that (2 s)
+    every board that connected was once judged silent and the technicians told of an outage
+    that never was, seconds before its held heartbeats arrived."""
+    cfg = AlertingConfig(silence_floor_s=2.0, grace_s=1.0, recovery_s=2.0, settle_s=1.0)
+    sim = Sim(AlertEngine(cfg, inventory(), hold_s=5.0), interval=1.0)
+    sim.engine.broker(True, sim.now)
+    sim.run(cfg.settle_s + 1)
+    sim.birth("dr-cam-01")
+    sim.freeze("dr-cam-01")  # holding: the birth and nothing else
+    born = sim.now
+    assert sim.run(4.9) == [] and sim.engine.node_state("dr-cam-01") == "up"
+    sim.alive.add("dr-cam-01")  # the worker's announcement came: the held heartbeats follow
+    assert sim.run(60) == [] and sim.engine.node_state("dr-cam-01") == "up"
+
+    # A board that dies right after its birth is judged once the hold and its silence are over.
+    sim.birth("dr-cam-02")
+    sim.freeze("dr-cam-02")
+    born = sim.now
+    took, changes = sim.run_until_change(30)
+    assert [(c.kind, c.subject, c.cause) for c in changes] == [("open", "dr-cam-02", Cause.SILENT)]
+    assert 5.0 + 2.0 + 1.0 <= took <= 5.0 + 2.0 + 1.0 + 0.6  # hold + silence limit + grace
+    assert changes[0].started_at == born  # the outage runs from its birth, its last message
+
+    # After its hold a board that freezes is judged as fast as ever (2 s + 1 s grace).
+    sim.run(10)
+    sim.freeze("dr-cam-01")
+    took, changes = sim.run_until_change(30)
+    assert [(c.kind, c.subject) for c in changes] == [("open", "dr-cam-01")] and took <= 2.0 + 1.0 + 1.1
