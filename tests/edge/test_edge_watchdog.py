@@ -72,10 +72,10 @@ def test_health_overdue_while_the_loop_runs_also_ends_the_agent() -> None:
         exits.append(code)
         done.set()
 
+    t0 = time.monotonic()  # before the watchdog takes its own start as the last health
     dog = LoopWatchdog(hang_s=60, health_overdue_s=lambda: 1.0, sock=lambda: board, exit=exit_)
     dog.start()
     try:
-        t0 = time.monotonic()
         while not done.is_set() and time.monotonic() - t0 < 10:
             dog.tick_at = time.monotonic()  # the loop is alive
             done.wait(0.1)
