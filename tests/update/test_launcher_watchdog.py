@@ -325,8 +325,16 @@ def test_a_stopped_launcher_leaves_systemd_a_silence_longer_than_watchdogsec(
     wait_until(lambda: any(t > resumed + 1.0 for t in sd.pings()), 10, "pings after SIGCONT")
     os.killpg(launcher.proc.pid, signal.SIGSTOP)  # launcher and agent: no ping queued meanwhile
     time.sleep(5.0)
-    os.killpg(launcher.proc.pid, signal.SIGCONT)
+    # The launcher thaws first and judges before the agent can ping: it must give the agent
+    # its time again (or it aborts a healthy agent: "aborting" shows at systemd's socket).
+    os.kill(launcher.proc.pid, signal.SIGCONT)
     thawed = time.monotonic()
+    wait_until(
+        lambda: any(t > thawed for t in sd.pings()) or any("aborting" in n.text for n in sd.seen("STATUS=")),
+        10,
+        "the thawed launcher's first judgement",
+    )
+    os.killpg(launcher.proc.pid, signal.SIGCONT)
     wait_until(lambda: any(t > thawed + 4.5 for t in sd.pings()), 10, "pings after the thaw")
     assert launcher.stop() == 0
 
