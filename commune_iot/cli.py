@@ -633,7 +633,7 @@ def build_parser() -> argparse.ArgumentParser:
     bs.add_argument("--run-dir", type=Path, default=None)
     bs.set_defaults(func=_bench_snmp)
 
-    from commune_iot import backup, db_cli, eventlog_cli, fleet_cli, inventory_cli
+    from commune_iot import backup, db_cli, eventlog_cli, fleet_cli, inventory_cli, wire_cli
     from commune_iot.release import cli as release_cli
 
     backup.register(sub)
@@ -642,6 +642,7 @@ def build_parser() -> argparse.ArgumentParser:
     fleet_cli.register(sub)
     inventory_cli.register(sub)
     release_cli.register(sub)
+    wire_cli.register(sub)
     return p
 
 
