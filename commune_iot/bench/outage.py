@@ -134,6 +134,7 @@ class OutageRig:
         workers: int = 1,
         sql_url: str | None = None,
         cluster: NatsCluster | None = None,
+        mqtt: dict[str, Any] | None = None,
     ) -> Iterator[OutageRig]:
         """Everything started; agents online and the cloud judging when it yields; all stopped after.
 
@@ -141,7 +142,7 @@ class OutageRig:
         (``mqtt.share_group``) and one SQL database, as a scaled-out deployment does. SQL is
         a SQLite file in the run dir unless ``sql_url`` names another database. With a
         running ``cluster`` (the caller's), the cloud and the agents use its nodes (MQTT 3.1.1)
-        instead of a Mosquitto of the rig's own.
+        instead of a Mosquitto of the rig's own. ``mqtt`` overrides the workers' MQTT settings.
         """
         own_influx = influx is None
         broker = cluster or Mosquitto(run_dir / "mosquitto").start()
@@ -165,6 +166,7 @@ class OutageRig:
         if db.password:
             cfg["influx"]["password"] = db.password
         cfg["alerting"] = alert_cfg
+        cfg["mqtt"] = {**cfg["mqtt"], **(mqtt or {})}
         clouds: list[CloudProcess] = []
         for i in range(workers):
             if workers > 1:

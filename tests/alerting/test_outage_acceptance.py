@@ -277,6 +277,11 @@ def test_two_cloud_nodes_alert_once_and_the_survivor_takes_over_within_30s_when_
         database=influx_db,
         workers=2,
         sql_url=sql_url,
+        # Not the shipped 7 days: Mosquitto keeps dealing a dead worker's share to its persistent
+        # session, so the survivor hears half of a healthy board's messages and may alert it
+        # falsely (an open bug; docs/scaling.md "While a node is down"). What is tested here is
+        # the evaluator's failover: the dead session ends at once, the survivor hears the rest.
+        mqtt={"session_expiry_s": 2},
     ) as rig:
         engine = SqlStore.engine_for(rig.sql_url)
         try:
